@@ -1,0 +1,38 @@
+// vsmmu: the operator's and platform engineer's command.
+#include <array>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "tools/commands.hpp"
+
+namespace vsmmu::tools {
+namespace {
+
+constexpr std::array kCommands = {
+    Command{"demo", "drive a device's DMA through a nested SMMUv3 translation on the simulated host", demo_command},
+};
+
+void usage(std::FILE* out) {
+  fmt::print(out, "usage: vsmmu <command> [options]\n\ncommands:\n");
+  for (const auto& c : kCommands) fmt::print(out, "  {:<10} {}\n", c.name, c.summary);
+  fmt::print(out, "\n'vsmmu <command> --help' describes one command.\n");
+}
+
+}  // namespace
+}  // namespace vsmmu::tools
+
+int main(int argc, char** argv) {
+  using namespace vsmmu::tools;
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    usage(args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  for (const auto& c : kCommands)
+    if (c.name == args[0]) return c.run(std::span(args).subspan(1));
+  fmt::print(stderr, "vsmmu: unknown command '{}'\n\n", args[0]);
+  usage(stderr);
+  return 2;
+}
