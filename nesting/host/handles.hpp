@@ -73,25 +73,24 @@ class HostObject {
 class QueueObject {
  public:
   QueueObject() = default;
-  QueueObject(Host& host, ObjectId id, int fd) : fd_(fd), object_(host, id) {}
-  ObjectId id() const { return object_.id(); }
-  int fd() const { return fd_.get(); }
-  explicit operator bool() const { return static_cast<bool>(object_); }
-
- private:
-  // Declared so that the object is destroyed after the fd is closed (members die in reverse order).
-  UniqueFd fd_;
-  HostObject object_;
- public:
+  QueueObject(Host& host, ObjectId id, int fd) : object_(host, id), fd_(fd) {}
   QueueObject(QueueObject&&) noexcept = default;
   QueueObject& operator=(QueueObject&& o) noexcept {
     if (this != &o) {
-      fd_.reset();
+      fd_.reset();  // close before the old object is destroyed by the assignment below
       object_ = std::move(o.object_);
       fd_ = std::move(o.fd_);
     }
     return *this;
   }
+  ObjectId id() const { return object_.id(); }
+  int fd() const { return fd_.get(); }
+  explicit operator bool() const { return static_cast<bool>(object_); }
+
+ private:
+  // Members die in reverse order: the fd is closed first, then the object destroyed.
+  HostObject object_;
+  UniqueFd fd_;
 };
 
 // A bound VFIO device: unbinding (closing the cdev) makes it block DMA.
