@@ -9,9 +9,11 @@
 #include <string_view>
 
 #include "smmu/field.hpp"
+#include "smmu/field_desc.hpp"
 
 namespace vsmmu::smmu {
 
+// IHI 0070 4.1.1. 0x80-0x8F are IMPLEMENTATION DEFINED; every value not listed is Reserved (CERROR_ILL).
 enum class Opcode : std::uint8_t {
   PREFETCH_CONFIG = 0x01,
   PREFETCH_ADDR = 0x02,
@@ -38,6 +40,17 @@ enum class Opcode : std::uint8_t {
   RESUME = 0x44,
   STALL_TERM = 0x45,
   CMD_SYNC = 0x46,
+  // Secure-only (IHI 0070 4.4.2.11-14, 4.4.3.3-4, 4.4.4.2): CERROR_ILL on the Non-secure queue.
+  TLBI_S_EL2_ALL = 0x50,
+  TLBI_S_EL2_ASID = 0x51,
+  TLBI_S_EL2_VA = 0x52,
+  TLBI_S_EL2_VAA = 0x53,
+  TLBI_S_S12_VMALL = 0x58,
+  TLBI_S_S2_IPA = 0x5A,
+  TLBI_SNH_ALL = 0x60,
+  // Device Permission Table maintenance (IHI 0070 4.6, SMMUv3.4): CERROR_ILL when IDR3.DPT == 0.
+  DPTI_ALL = 0x70,
+  DPTI_PA = 0x73,
 };
 
 enum class SyncCs : std::uint8_t { none = 0, irq = 1, sev = 2, reserved = 3 };
@@ -48,12 +61,12 @@ struct Command : Record<Command, 2> {
   // Dword 0
   static constexpr Field<0, 7, 0, smmu::Opcode> Opcode{};
   static constexpr Field<0, 9, 9, bool> Global{};  // ATC_INV
-  static constexpr Field<0, 10, 10, bool> SSec{};  // CFGI_*, STALL_TERM, RESUME (Secure stream)
+  static constexpr Field<0, 10, 10, bool> SSec{};  // PREFETCH_*, CFGI_*, RESUME, STALL_TERM (Secure stream)
   static constexpr Field<0, 11, 11, bool> SSV{};
   static constexpr Field<0, 13, 12, SyncCs> CS{};  // CMD_SYNC
   static constexpr Field<0, 13, 12, ResumeAction> Action{};   // RESUME
   static constexpr Field<0, 16, 12> NUM{};         // TLBI range: (NUM+1) * 2^SCALE granules
-  static constexpr Field<0, 24, 20> SCALE{};
+  static constexpr Field<0, 24, 20> SCALE{};       // bit 25 joins only with IDR5.DS == 1 (never advertised)
   static constexpr Field<0, 23, 22> MSH{};         // CMD_SYNC
   static constexpr Field<0, 27, 24> MSIAttr{};     // CMD_SYNC
   static constexpr Field<0, 31, 12> SSID{};
@@ -64,8 +77,8 @@ struct Command : Record<Command, 2> {
   // Dword 1
   static constexpr Field<1, 0, 0, bool> Leaf{};
   static constexpr Field<1, 4, 0> Range{};         // CFGI_STE_RANGE: 2^(Range+1) STEs from SID aligned down
-  static constexpr Field<1, 4, 0> PrefetchSize{};  // PREFETCH_ADDR: 2^Size bytes
-  static constexpr Field<1, 9, 5> Stride{};        // PREFETCH_ADDR
+  static constexpr Field<1, 4, 0> PrefetchSize{};  // PREFETCH_ADDR: 2^Size translations, Stride apart
+  static constexpr Field<1, 9, 5> Stride{};        // PREFETCH_ADDR: 2^(12+Stride) bytes (IHI 0070 4.2.2)
   static constexpr Field<1, 5, 0> Size{};          // ATC_INV: 2^Size pages of 4KB (52: everything)
   static constexpr Field<1, 9, 8> TTL{};
   static constexpr Field<1, 11, 10> TG{};          // 0: none, 1: 4KB, 2: 16KB, 3: 64KB
@@ -76,7 +89,7 @@ struct Command : Record<Command, 2> {
   static constexpr AddrField<1, 51, 12> IPA{};     // TLBI_S2_IPA
   static constexpr AddrField<1, 51, 2> MSIAddr{};  // CMD_SYNC
 
-  // CFGI_ALL is CFGI_STE_RANGE with Range = 31 (IHI 0070 4.3.3).
+  // CFGI_ALL is CFGI_STE_RANGE with Range = 31 (IHI 0070 4.3.2, 4.3.6).
   static constexpr unsigned kCfgiAllRange = 31;
 };
 
@@ -86,6 +99,7 @@ struct OpcodeInfo {
   std::string_view name;
   std::uint64_t dw0_defined;  // includes the opcode field
   std::uint64_t dw1_defined;
+  std::span<const FieldDesc> fields;  // the opcode's parameters in print order (the opcode itself excluded)
 };
 
 // The table of every opcode; nullopt for a value the architecture does not define (CERROR_ILL).

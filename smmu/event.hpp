@@ -8,9 +8,11 @@
 #include <string_view>
 
 #include "smmu/field.hpp"
+#include "smmu/field_desc.hpp"
 
 namespace vsmmu::smmu {
 
+// IHI 0070 7.3. 0xE0-0xEF are IMPLEMENTATION DEFINED (7.3.21); every other value is Reserved.
 enum class EventId : std::uint8_t {
   F_UUT = 0x01,
   C_BAD_STREAMID = 0x02,
@@ -33,7 +35,7 @@ enum class EventId : std::uint8_t {
   F_VMS_FETCH = 0x25,
 };
 
-// CLASS[41:40]: what the access that faulted was doing (IHI 0070 7.3.11).
+// CLASS[41:40]: what the access that faulted was doing (IHI 0070 7.3, common fields).
 enum class EventClass : std::uint8_t { CD = 0, TT = 1, IN = 2, reserved = 3 };
 
 struct Event : Record<Event, 4> {
@@ -43,7 +45,9 @@ struct Event : Record<Event, 4> {
   static constexpr Field<0, 31, 12> SSID{};
   static constexpr Field<0, 63, 32, std::uint32_t> SID{};
   // Dword 1
-  static constexpr Field<1, 15, 0, std::uint16_t> STAG{};
+  static constexpr Field<1, 15, 0, std::uint16_t> STAG{};     // stall events (F_TRANSLATION ... F_PERMISSION)
+  static constexpr Field<1, 15, 0, std::uint16_t> Reason{};   // IMPLEMENTATION DEFINED cause, other events
+  static constexpr Field<1, 16, 16, bool> GPCF{};             // fetch aborts from a GPC fault (IHI 0070 3.25.3)
   static constexpr Field<1, 31, 31, bool> Stall{};
   static constexpr Field<1, 33, 33, bool> PnU{};
   static constexpr Field<1, 34, 34, bool> InD{};
@@ -55,6 +59,7 @@ struct Event : Record<Event, 4> {
   // Dword 2
   static constexpr Field<2, 63, 0> InputAddr{};
   // Dword 3
+  // The architecture allows [55:12] / [55:3]; bits above OAS are RES0 and vsmmu's OAS is at most 52.
   static constexpr AddrField<3, 51, 12> IPA{};          // translation-stage faults with S2=1
   static constexpr AddrField<3, 51, 3> FetchAddr{};     // F_STE_FETCH, F_CD_FETCH, F_WALK_EABT, F_VMS_FETCH
 };
@@ -63,6 +68,7 @@ struct EventInfo {
   EventId id;
   std::string_view name;
   std::uint64_t dw_defined[4];  // the bits this event type fills; the rest are zero
+  std::span<const FieldDesc> fields;  // the fields it fills, in print order (the ID itself excluded)
 };
 
 std::optional<EventInfo> event_info(std::uint8_t id);
