@@ -18,7 +18,10 @@ struct Cd : Record<Cd, 8> {
   static constexpr Field<0, 14, 14, bool> EPD0{};
   static constexpr Field<0, 15, 15, bool> ENDI{};
   static constexpr Field<0, 21, 16> T1SZ{};
-  static constexpr Field<0, 23, 22> TG1{};
+  static constexpr Field<0, 23, 22> TG1{};  // TCR_EL1.TG1 encoding: 1: 16KB, 2: 4KB, 3: 64KB
+  static constexpr Field<0, 25, 24, Cacheability> IR1{};
+  static constexpr Field<0, 27, 26, Cacheability> OR1{};
+  static constexpr Field<0, 29, 28, Shareability> SH1{};
   static constexpr Field<0, 30, 30, bool> EPD1{};
   static constexpr Field<0, 31, 31, bool> V{};
   static constexpr Field<0, 34, 32> IPS{};

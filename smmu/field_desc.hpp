@@ -15,8 +15,9 @@ namespace vsmmu::smmu {
 // How a printer renders a field's value. The value names for each kind live in format.cpp only.
 enum class Show : std::uint8_t {
   dec,          // unsigned decimal
-  hex,          // 0x-prefixed hex (identifiers: SID, VMID ...)
+  hex,          // 0x-prefixed hex (identifiers: SID, STAG ...)
   addr,         // an address, in place (AddrField) or a whole 64-bit word
+  flag,         // a bit printed as its bare name when set and left out when clear (error lists)
   ssv,          // SubstreamID valid: not printed, it qualifies the Show::ssid field of the same record
   ssid,         // SubstreamID, printed "-" when the record has an SSV field and SSV == 0
   tlbi_tg,      // command TG: 0 any, 1 4K, 2 16K, 3 64K (IHI 0070 4.4.1.1)
@@ -25,6 +26,25 @@ enum class Show : std::uint8_t {
   resume_action,// CMD_RESUME Action
   rnw,          // 1 read "R", 0 write "W"
   evt_class,    // event CLASS: CD / TT / IN
+  ste_config,   // STE.Config
+  s1fmt,        // STE.S1Fmt
+  s1dss,        // STE.S1DSS
+  eats,         // STE.EATS
+  strw,         // STE.STRW
+  cache,        // TCR-style cacheability: NC / WBRA / WT / WB
+  share,        // shareability: NSH / OSH / ISH
+  tg0,          // TCR TG0 / VTCR TG: 0 4K, 1 64K, 2 16K
+  tg1,          // TCR TG1: 1 16K, 2 4K, 3 64K
+  addr_size,    // IDR5.OAS / CD.IPS / STE.S2PS encoding, printed as "48bit"
+  ttf,          // IDR0.TTF
+  httu,         // IDR0.HTTU
+  ttendian,     // IDR0.TTENDIAN
+  stall_model,  // IDR0.STALL_MODEL
+  st_level,     // IDR0.ST_LEVEL
+  vax,          // IDR5.VAX
+  strtab_fmt,   // STRTAB_BASE_CFG.FMT
+  cr1_cache,    // CR1 cacheability: NC / WB / WT
+  cerror,       // CMDQ_CONS.ERR
 };
 
 struct FieldDesc {
