@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "smmu/error.hpp"
 #include "smmu/memory.hpp"
@@ -10,7 +12,7 @@
 
 namespace vsmmu::smmu {
 
-// Hands out zeroed, aligned pages for tables from a range of a memory.
+// Hands out zeroed, aligned pages for tables from a range of a memory (a bump allocator: nothing is freed).
 class TablePageAllocator {
  public:
   TablePageAllocator(PhysicalMemory& mem, std::uint64_t base, std::uint64_t size) : mem_(mem), next_(base), end_(base + size) {}
@@ -37,8 +39,14 @@ struct MapAttributes {
 
 class TableBuilder {
  public:
-  // input_bits: 64 - T0SZ. The start level follows from input_bits and the granule as the walker derives it.
+  // input_bits: 64 - T0SZ. Stage 1: the start level follows from input_bits and the granule as the walker
+  // derives it. Stage 2: the same level, or one deeper with concatenated root tables when at most 16 of
+  // them suffice (what Linux io-pgtable-arm does), encoded by s2sl0().
   TableBuilder(PhysicalMemory& mem, TablePageAllocator& alloc, Stage stage, Granule granule, unsigned input_bits);
+  // Stage 2 with a chosen start level (tests of every S2SL0); init() refuses a level the Arm ARM does not
+  // allow for input_bits (AArch64.S2InconsistentSL: 1 to stride+4 bits resolved at the start level).
+  TableBuilder(PhysicalMemory& mem, TablePageAllocator& alloc, Granule granule, unsigned input_bits,
+               unsigned s2_start_level);
 
   // Allocates the root table (concatenated tables at stage 2 when input_bits needs them at start_level).
   Result<void> init();
@@ -47,10 +55,16 @@ class TableBuilder {
   // Stage 2 STE.S2SL0 / Stage 1 have no SL0; T0SZ for the CD or STE.
   unsigned t0sz() const { return 64 - input_bits_; }
   unsigned s2sl0() const;
+  Stage stage() const { return stage_; }
+  Granule granule() const { return granule_; }
 
-  // Maps [ia, ia+size) to [oa, oa+size); all granule-aligned. Refuses to overwrite a valid mapping (EEXIST).
+  // Maps [ia, ia+size) to [oa, oa+size); all granule-aligned. Refuses to overwrite a valid mapping (EEXIST);
+  // the part of the range before the conflict stays mapped. Calls init() if it has not run. Stage 1 cannot
+  // express a mapping without read permission (EINVAL). Leaves are Normal memory (stage 1 AttrIndx 0,
+  // stage 2 MemAttr 0b1111), Inner Shareable; output addresses above 48 bits need the 64KB granule.
   Result<void> map(std::uint64_t ia, std::uint64_t oa, std::uint64_t size, const MapAttributes& attrs);
-  // Clears the leaves covering [ia, ia+size); a block only partly covered is split first.
+  // Clears the leaves covering [ia, ia+size); a block only partly covered is split first. Entries wholly
+  // inside the range are cleared, tables included (their pages are not reused).
   Result<void> unmap(std::uint64_t ia, std::uint64_t size);
   // Reads the leaf for ia (nullopt-like error ENOENT when unmapped); returns its descriptor and level.
   struct Leaf { std::uint64_t descriptor_address; std::uint64_t descriptor; int level; };
@@ -59,6 +73,19 @@ class TableBuilder {
   Result<void> write_leaf(std::uint64_t ia, std::uint64_t descriptor);
 
  private:
+  // The builder writes OA[51:48] in bits [15:12] with the 64KB granule (FEAT_LPA layout); those bits are zero
+  // for any address below 2^48, so the tables read the same with or without LPA.
+  bool lpa() const { return granule_ == Granule::k64K; }
+  std::uint64_t entries(int level) const;
+  std::uint64_t index(std::uint64_t ia, int level) const;
+  std::uint64_t leaf_descriptor(int level, std::uint64_t oa, const MapAttributes& attrs) const;
+  Result<std::uint64_t> new_table();
+  Result<void> write_entries(std::uint64_t pa, std::span<const std::uint64_t> entries);
+  Result<void> map_level(std::uint64_t table, int level, std::uint64_t ia, std::uint64_t end, std::uint64_t oa,
+                         const MapAttributes& attrs);
+  Result<void> unmap_level(std::uint64_t table, int level, std::uint64_t ia, std::uint64_t end);
+  Result<std::uint64_t> split(std::uint64_t entry_pa, std::uint64_t block, int level);
+
   PhysicalMemory& mem_;
   TablePageAllocator& alloc_;
   Stage stage_;
@@ -66,6 +93,8 @@ class TableBuilder {
   unsigned input_bits_;
   unsigned start_level_ = 0;
   std::uint64_t root_ = 0;
+  bool initialized_ = false;
+  std::vector<std::uint64_t> scratch_;  // one table's worth of entries, reused so mapping does not allocate
 };
 
 }  // namespace vsmmu::smmu

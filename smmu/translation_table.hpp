@@ -49,6 +49,62 @@ constexpr std::optional<unsigned> ps_from_address_bits(unsigned bits) {
   return std::nullopt;
 }
 
+// ---- Walk geometry (Arm ARM J1.1.4 pseudocode, VMSAv8-64 with 64-bit descriptors, no FEAT_LPA2) ----
+
+constexpr int kFinalLevel = 3;
+
+// Mask of address bits [n-1:0].
+constexpr std::uint64_t low_bits(unsigned n) { return n >= 64 ? ~0ULL : (1ULL << n) - 1; }
+
+// log2 of the bytes one entry at `level` maps (page at level 3, block or next table above).
+constexpr unsigned level_shift(Granule g, int level) {
+  return granule_shift(g) + bits_per_level(g) * static_cast<unsigned>(kFinalLevel - level);
+}
+
+// Stage-1 start level for an input size (AArch64.S1StartLevel): 3 - ((iasize - 1 - granulebits) DIV stride).
+// ia_bits must exceed the granule shift.
+constexpr int s1_start_level(Granule g, unsigned ia_bits) {
+  return kFinalLevel - static_cast<int>((ia_bits - 1 - granule_shift(g)) / bits_per_level(g));
+}
+
+// Entries of the start-level table: above one table's worth, the tables are concatenated (stage 2 only,
+// at most 16, Arm ARM D8.2.x / AArch64.S2InconsistentSL).
+constexpr std::uint64_t root_entries(Granule g, unsigned ia_bits, int start_level) {
+  return 1ULL << (ia_bits - level_shift(g, start_level));
+}
+
+// Block descriptors (AArch64.BlockDescSupported without DS/D128): 4KB at levels 1 and 2, 16KB at level 2,
+// 64KB at level 2, and at level 1 when the PA is 52 bits (FEAT_LPA, `lpa`).
+constexpr bool block_allowed(Granule g, int level, bool lpa) {
+  switch (g) {
+    case Granule::k4K: return level == 1 || level == 2;
+    case Granule::k16K: return level == 2;
+    case Granule::k64K: return level == 2 || (level == 1 && lpa);
+  }
+  return false;
+}
+
+// STE.S2SL0 to start level (AArch64.S2StartLevel, VTCR_EL2.SL0 encoding). 4KB 0b11 is level 3 (FEAT_TTST,
+// SMMU_IDR3.STT); 64KB 0b11 is reserved. Whether the level is usable is checked by stage2_params.
+constexpr std::optional<int> s2_start_level(Granule g, unsigned sl0) {
+  if (sl0 > 3) return std::nullopt;
+  if (g == Granule::k4K) {
+    constexpr int levels[] = {2, 1, 0, 3};
+    return levels[sl0];
+  }
+  if (g == Granule::k64K && sl0 == 3) return std::nullopt;
+  return 3 - static_cast<int>(sl0);
+}
+constexpr unsigned s2sl0_from_start_level(Granule g, int level) {
+  if (g == Granule::k4K) return level == 3 ? 3U : static_cast<unsigned>(2 - level);
+  return static_cast<unsigned>(3 - level);
+}
+
+// log2 of the start-level table size in bytes (its alignment): AArch64.S1TTBaseAddress / S2TTBaseAddress.
+constexpr unsigned root_table_log2(Granule g, unsigned ia_bits, int start_level) {
+  return ia_bits - level_shift(g, start_level) + 3;
+}
+
 // One 64-bit descriptor. Which fields apply depends on the stage and on whether it is a table, block or
 // page descriptor at that level (Arm ARM D8.3.1, D8.3.2).
 struct Descriptor : Record<Descriptor, 1> {
@@ -80,6 +136,21 @@ struct Descriptor : Record<Descriptor, 1> {
   // addresses, OA[51:48] sit in descriptor bits [15:12] (FEAT_LPA).
   static constexpr AddrField<0, 47, 12> Address{};
   static constexpr Field<0, 15, 12> OA_51_48{};
+
+  // The address a table, block or page descriptor at `level` holds: bits [47:n] in place, n the table
+  // (granule) or leaf size, plus OA[51:48] from bits [15:12] with `lpa` (AArch64.NextTableBase,
+  // AArch64.S1LeafBase). Bits below n are ignored.
+  static constexpr std::uint64_t output_address(std::uint64_t desc, unsigned low_bit, bool lpa) {
+    std::uint64_t a = Address.extract(desc) & ~((1ULL << low_bit) - 1);
+    if (lpa) a |= OA_51_48.raw(desc) << 48;
+    return a;
+  }
+  // Inserts an address (aligned to the granule, below 2^48, or 2^52 with `lpa`) the way output_address reads it.
+  static constexpr std::uint64_t with_address(std::uint64_t desc, std::uint64_t addr, bool lpa) {
+    std::uint64_t d = Address.insert(desc, addr & Address.mask);
+    if (lpa) d = OA_51_48.insert(d, (addr >> 48) & OA_51_48.max);
+    return d;
+  }
 };
 
 }  // namespace vsmmu::smmu

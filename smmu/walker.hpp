@@ -20,6 +20,8 @@ struct WalkCapabilities {
   bool httu_access = false;           // IDR0.HTTU >= 1
   bool httu_dirty = false;            // IDR0.HTTU == 2
   bool vax = false;                   // IDR5.VAX: 52-bit VA with 64KB granule
+  bool stt = false;                   // IDR3.STT: small translation tables (TxSZ up to 48/47)
+  bool xnx = false;                   // IDR3.XNX: stage-2 XN[1:0] distinguishes privileged/unprivileged
 };
 
 struct Stage1Params {
@@ -33,6 +35,9 @@ struct Stage1Params {
   bool ha = false;                    // hardware access flag updates (CD.HA and HTTU)
   bool hd = false;                    // hardware dirty state (CD.HD and HTTU=2, needs ha)
   bool wxn = false;
+  bool tbi = false;                   // CD.TBI0: VA[63:56] ignored
+  bool pan = false;                   // CD.PAN: privileged data accesses to unprivileged-accessible pages fault
+  bool lpa = false;                   // 64KB granule and OAS 52: descriptors carry OA[51:48] in bits [15:12]
   std::uint16_t asid = 0;
 };
 
@@ -45,6 +50,8 @@ struct Stage2Params {
   bool affd = false;
   bool ha = false;                    // STE.S2HA and HTTU
   bool hd = false;                    // STE.S2HD and HTTU=2
+  bool xnx = false;                   // XN is descriptor bits [54:53] (IDR3.XNX), else bit 54 alone
+  bool lpa = false;                   // 64KB granule and OAS 52: descriptors carry OA[51:48] in bits [15:12]
   std::uint16_t vmid = 0;
 };
 
@@ -72,7 +79,9 @@ struct WalkFault {
   bool stage2 = false;                // the fault was taken at stage 2 (event S2 bit)
   bool on_table_walk = false;         // a stage-2 fault on the address of a stage-1 descriptor (CLASS=TT)
   bool table_write = false;           // that stage-1 descriptor access was an HTTU update (TTRnW=0)
-  int level = 0;                      // level of the descriptor that faulted (-1: before the first fetch)
+  int level = 0;                      // level of the descriptor that faulted; 0 for an input address out of
+                                      // range, EPD0 and a bad descriptor address at the start level (as the
+                                      // Arm ARM pseudocode reports them)
   std::uint64_t ipa = 0;              // stage-2 faults: the IPA being translated
   std::uint64_t fetch_address = 0;    // walk_eabt: the PA of the descriptor fetch that aborted
 };
@@ -89,8 +98,9 @@ struct Translation {
   int level = 3;                      // level of the leaf
   Permissions perm;                   // for the access type's privilege, after HTTU updates
   bool write_needs_dirty = false;     // writable only through a DBM dirty-state update (not yet done)
-  std::uint64_t descriptor_address = 0;  // where the leaf lives (PA for stage 2 / non-nested stage 1)
-  std::uint64_t descriptor = 0;       // the leaf as it is now in memory
+  std::uint64_t descriptor_address = 0;  // PA of the leaf (for nested stage 1: after stage 2)
+  std::uint64_t descriptor = 0;       // the leaf as it is now in memory (after any HTTU update)
+  std::uint64_t ipa = 0;              // nested(): the intermediate address (the stage-1 output)
 };
 
 class Walker {
@@ -105,7 +115,7 @@ class Walker {
   std::expected<Translation, WalkFault> stage1(const Stage1Params& s1, std::uint64_t va, AccessType access,
                                                const Stage2Params* s2 = nullptr);
   // Both stages: VA -> PA. The result's size is the smaller of the two leaves, permissions their
-  // intersection.
+  // intersection; level, descriptor and descriptor_address are stage 1's.
   std::expected<Translation, WalkFault> nested(const Stage1Params& s1, const Stage2Params& s2, std::uint64_t va,
                                                AccessType access);
 
@@ -113,6 +123,12 @@ class Walker {
   std::uint64_t descriptor_reads() const { return descriptor_reads_; }
 
  private:
+  struct Regime;
+  struct LeafRef;
+  std::expected<LeafRef, WalkFault> walk_levels(const Regime& r, std::uint64_t ia, const Stage2Params* tables_s2);
+  std::expected<Translation, WalkFault> translate(const Regime& r, std::uint64_t ia, AccessType access,
+                                                  const Stage2Params* tables_s2);
+
   PhysicalMemory& mem_;
   std::uint64_t descriptor_reads_ = 0;
 };
