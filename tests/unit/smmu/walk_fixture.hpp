@@ -15,7 +15,7 @@
 namespace vsmmu::smmu::test {
 
 constexpr std::uint64_t kPoolBase = 0x4000'0000;
-constexpr std::uint64_t kPoolSize = 32ULL << 20;
+constexpr std::uint64_t kPoolSize = 8ULL << 20;
 constexpr std::uint64_t kKiB = 1024;
 constexpr std::uint64_t kMiB = 1024 * kKiB;
 constexpr std::uint64_t kGiB = 1024 * kMiB;
@@ -94,5 +94,78 @@ inline std::uint64_t entry_at(const PhysicalMemory& mem, const TableBuilder& b, 
 }
 
 inline std::uint64_t read_desc(const PhysicalMemory& mem, std::uint64_t pa) { return mem.read64(pa).value(); }
+
+constexpr std::uint64_t kVa = 0x12'3456'7000ULL;
+constexpr std::uint64_t kOut = 0x8'0000'0000ULL;
+
+// One stage's tables (4KB granule, 48-bit input) with one mapping of `size` bytes that covers kVa.
+struct OneMapping {
+  TableMemory tm;
+  TableBuilder b;
+  explicit OneMapping(Stage stage, MapAttributes attrs = {}, std::uint64_t size = 4096)
+      : b(tm.mem, tm.pool, stage, Granule::k4K, 48) {
+    EXPECT_TRUE(b.map(kVa & ~(size - 1), kOut, size, attrs));
+  }
+  std::uint64_t leaf() const { return b.leaf(kVa).value().descriptor; }
+  void set_leaf(std::uint64_t d) { EXPECT_TRUE(b.write_leaf(kVa, d)); }
+  std::expected<Translation, WalkFault> walk(AccessType a, const Cd& cd) {
+    Walker w(tm.mem);
+    return w.stage1(s1_of(cd), kVa + 0x10, a);
+  }
+  std::expected<Translation, WalkFault> walk(AccessType a) {
+    Walker w(tm.mem);
+    return b.stage() == Stage::s1 ? w.stage1(s1_of(cd_for(b)), kVa + 0x10, a)
+                                  : w.stage2(s2_of(ste_for(b)), kVa + 0x10, a);
+  }
+};
+
+// A window of PA space seen at other addresses: the guest's IPA view of its RAM, so a stage-1 builder
+// writes its tables where stage 2 maps them.
+class OffsetMemory final : public PhysicalMemory {
+ public:
+  OffsetMemory(PhysicalMemory& pa, std::uint64_t pa_minus_ipa) : pa_(pa), delta_(pa_minus_ipa) {}
+  std::expected<void, BusFault> read(std::uint64_t a, std::span<std::byte> out) const override {
+    return pa_.read(a + delta_, out);
+  }
+  std::expected<void, BusFault> write(std::uint64_t a, std::span<const std::byte> in) override {
+    return pa_.write(a + delta_, in);
+  }
+  std::expected<bool, BusFault> compare_exchange64(std::uint64_t a, std::uint64_t expected,
+                                                   std::uint64_t desired) override {
+    return pa_.compare_exchange64(a + delta_, expected, desired);
+  }
+
+ private:
+  PhysicalMemory& pa_;
+  std::uint64_t delta_;
+};
+
+// A guest with 4KB/48-bit stage-1 tables in its RAM at IPA kGuestRamIpa, which a 4KB/48-bit stage 2 maps
+// page by page to kGuestRamPa (so one page's stage-2 entry can be changed alone).
+struct NestedEnv {
+  static constexpr std::uint64_t kGuestRamIpa = 0x8000'0000;
+  static constexpr std::uint64_t kGuestRamPa = 0x1'8000'0000;
+  static constexpr std::uint64_t kGuestRamSize = 4 * kMiB;
+
+  static constexpr std::uint64_t kHostPoolSize = 4 * kMiB;
+
+  RegionMemory pa;
+  OffsetMemory ipa_view{pa, kGuestRamPa - kGuestRamIpa};
+  TablePageAllocator s2_pool{pa, kPoolBase, kHostPoolSize};
+  TablePageAllocator s1_pool{ipa_view, kGuestRamIpa, kGuestRamSize};
+  TableBuilder s1{ipa_view, s1_pool, Stage::s1, Granule::k4K, 48};
+  TableBuilder s2{pa, s2_pool, Stage::s2, Granule::k4K, 48};
+
+  NestedEnv() {
+    EXPECT_TRUE(pa.add_ram(kPoolBase, kHostPoolSize));
+    EXPECT_TRUE(pa.add_ram(kGuestRamPa, kGuestRamSize));
+    EXPECT_TRUE(s1.init());
+    EXPECT_TRUE(s2.map(kGuestRamIpa, kGuestRamPa, kGuestRamSize, MapAttributes{.allow_blocks = false}));
+  }
+  Cd cd() const { return cd_for(s1); }
+  Ste ste() const { return ste_for(s2); }
+  // IPA of the stage-1 descriptor for va at level.
+  std::uint64_t s1_entry_ipa(std::uint64_t va, int level) const { return entry_at(ipa_view, s1, va, level); }
+};
 
 }  // namespace vsmmu::smmu::test

@@ -237,30 +237,36 @@ TEST(Blocks, LargePhysicalAddressWith64KGranule) {
 // IHI 0070 3.4 / Arm ARM D8.2: a nested walk reads every stage-1 descriptor through stage 2, so a 4-level
 // by 4-level walk makes 4 x (4 + 1) + 4 descriptor reads.
 TEST(Nested, FourByFourLevelWalk) {
-  TableMemory tm;
-  // Stage-1 tables live in the guest's IPA space at [0, 16MB), which stage 2 maps onto the pool.
-  RegionMemory& pa_space = tm.mem;
-  TableMemory guest;  // the guest's view: IPA-addressed RAM the stage-1 builder writes into
-  TableBuilder s1b(guest.mem, guest.pool, Stage::s1, Granule::k4K, 48);
-  ASSERT_TRUE(s1b.map(0x7f12'3456'7000ULL, 0x1'0000'0000ULL, 4096, MapAttributes{}));
-  TableBuilder s2b(pa_space, tm.pool, Stage::s2, Granule::k4K, 48);
-  ASSERT_EQ(s2b.start_level(), 0U);
-  // Stage 2 maps the guest pool IPA range to a PA range holding the same bytes, and the output IPA.
-  const std::uint64_t guest_ram_pa = 0x2'0000'0000ULL;
-  ASSERT_TRUE(s2b.map(kPoolBase, guest_ram_pa, kPoolSize, MapAttributes{.allow_blocks = false}));
-  ASSERT_TRUE(s2b.map(0x1'0000'0000ULL, 0x3'0000'0000ULL, 4096, MapAttributes{}));
-  std::vector<std::byte> guest_bytes(kPoolSize);
-  ASSERT_TRUE(guest.mem.read(kPoolBase, guest_bytes));
-  ASSERT_TRUE(pa_space.add_ram(guest_ram_pa, kPoolSize));
-  ASSERT_TRUE(pa_space.write(guest_ram_pa, guest_bytes));
-
-  Walker w(pa_space);
-  auto t = w.nested(s1_of(cd_for(s1b)), s2_of(ste_for(s2b)), 0x7f12'3456'7abcULL, kWrite);
+  NestedEnv env;
+  ASSERT_EQ(env.s2.start_level(), 0U);
+  ASSERT_TRUE(env.s1.map(0x7f12'3456'7000ULL, 0x1'0000'0000ULL, 4096, MapAttributes{}));
+  ASSERT_TRUE(env.s2.map(0x1'0000'0000ULL, 0x3'0000'0000ULL, 4096, MapAttributes{}));
+  Walker w(env.pa);
+  auto t = w.nested(s1_of(env.cd()), s2_of(env.ste()), 0x7f12'3456'7abcULL, kWrite);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->output, 0x3'0000'0abcULL);
   EXPECT_EQ(t->ipa, 0x1'0000'0abcULL);
   EXPECT_EQ(t->size_log2, 12U);
+  EXPECT_EQ(t->level, 3);
+  EXPECT_TRUE(t->perm.read && t->perm.write);
+  EXPECT_EQ(t->descriptor_address, env.s1_entry_ipa(0x7f12'3456'7000ULL, 3) + (NestedEnv::kGuestRamPa - NestedEnv::kGuestRamIpa));
   EXPECT_EQ(w.descriptor_reads(), 24U);
+}
+
+// The nested result is as large as the smaller leaf and carries the intersection of both stages'
+// permissions.
+TEST(Nested, SizeIsTheSmallerLeafAndPermissionsIntersect) {
+  NestedEnv env;
+  ASSERT_TRUE(env.s1.map(0x4000'0000, 0x1'0000'0000ULL, 2 * kMiB, MapAttributes{.write = false, .execute = true}));
+  ASSERT_TRUE(env.s2.map(0x1'0000'0000ULL, 0x3'0000'0000ULL, 2 * kMiB, MapAttributes{.allow_blocks = false}));
+  Walker w(env.pa);
+  auto t = w.nested(s1_of(env.cd()), s2_of(env.ste()), 0x4012'3456, kRead);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->output, 0x3'0012'3456ULL);
+  EXPECT_EQ(t->size_log2, 12U);
+  EXPECT_TRUE(t->perm.read);
+  EXPECT_FALSE(t->perm.write);     // stage 1 read-only
+  EXPECT_FALSE(t->perm.execute);   // stage 2 XN
 }
 
 }  // namespace
