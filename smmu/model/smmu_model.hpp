@@ -1,0 +1,282 @@
+// A software SMMUv3 (Arm IHI 0070): the hardware of the simulated host. Software drives it the way Linux's
+// arm-smmu-v3 drives a real one, through its registers: it builds a stream table, CDs and translation
+// tables in physical memory, programs STRTAB_BASE and the queues, enables it through CR0, issues commands
+// by writing CMDQ_PROD and reads event records from the event queue. Devices DMA through it.
+//
+// What is modelled: linear and 2-level stream tables and CD tables; STE configs abort, bypass, stage 1,
+// stage 2 and nested (stage-1 structures and tables are IPAs translated by stage 2); a TLB tagged by
+// VMID/ASID/address and a configuration cache by SID/SSID, both invalidated only by the commands the
+// architecture names; the command queue with its error behaviour; the event queue with overflow; HTTU
+// access/dirty updates; GBPA while SMMUEN == 0; wired interrupts (as callbacks) and MSIs.
+// Not modelled: Secure state, stalls (a stall-capable profile still terminates), ATS translation requests,
+// PRI, GATOS, big-endian or AArch32 tables, EL2 stream worlds.
+//
+// Thread safety: every member may be called from any thread. A device may DMA while the host programs
+// registers; interrupt callbacks run after the model's lock is released, on the calling thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "smmu/command.hpp"
+#include "smmu/error.hpp"
+#include "smmu/event.hpp"
+#include "smmu/memory.hpp"
+#include "smmu/model/config_cache.hpp"
+#include "smmu/model/tlb.hpp"
+#include "smmu/registers.hpp"
+#include "smmu/walker.hpp"
+
+namespace vsmmu::smmu::model {
+
+// What an SMMU implementation is: its ID registers (IHI 0070 6.3.1-6.3.8) and sizes of its caches.
+struct ModelConfig {
+  Idr0 idr0;
+  Idr1 idr1;
+  Idr2 idr2;
+  Idr3 idr3;
+  Idr4 idr4;
+  Idr5 idr5;
+  Iidr iidr;
+  Aidr aidr;
+  bool gbpa_abort_at_reset = false;   // GBPA.ABORT's reset value is IMPLEMENTATION DEFINED
+  std::size_t tlb_entries = 8192;
+  std::size_t cached_streams = 1024;
+  std::size_t cached_contexts = 4096;
+
+  // An SMMUv3.2 with both stages, nesting, HTTU access+dirty, range invalidation, S2FWB, 16-bit SIDs,
+  // 20-bit SSIDs, 48-bit OAS, every granule, 2-level stream and CD tables, MSIs, no ATS/PRI/stall.
+  static ModelConfig reference();
+};
+
+enum class Irq : std::uint8_t { eventq, gerror, cmd_sync, priq };
+
+// The attributes of a DMA access (IHI 0070 3.9: PnU, InD).
+struct DmaAttributes {
+  bool privileged = false;
+  bool instruction = false;
+};
+
+// A device's stream: its StreamID and, when it issues one, SubstreamID.
+struct DmaStream {
+  std::uint32_t sid = 0;
+  std::optional<std::uint32_t> ssid;
+  DmaAttributes attrs;
+};
+
+// Why a DMA did not move its data.
+enum class DmaOutcome : std::uint8_t {
+  aborted,      // terminated with an abort: the device sees an error, nothing moved
+  raz_wi,       // terminated as RAZ/WI (CD.A == 0 with IDR0.TERM_MODEL == 0): reads see zeros, writes vanish
+  bus_error,    // translated, but nothing is at the output address (an external abort on the data access)
+};
+
+struct DmaFault {
+  DmaOutcome outcome = DmaOutcome::aborted;
+  std::uint64_t iova = 0;            // the first address of the access that failed
+  std::optional<Event> event;        // the event the SMMU raised, if any (whether or not it was recorded)
+  bool recorded = false;             // the event was written to the event queue
+
+  // A failure with no event: a bus error, or an access no SMMU check was reached for.
+  static DmaFault without_event(DmaOutcome outcome, std::uint64_t iova) { return {outcome, iova, std::nullopt, false}; }
+};
+
+// A successful translation of one address.
+struct DmaTranslation {
+  std::uint64_t pa = 0;
+  std::uint64_t bytes = 0;           // bytes from pa to the end of the translation's leaf (or range)
+  bool tlb_hit = false;
+};
+
+struct Counters {
+  std::uint64_t translations = 0;    // addresses translated (one per page-sized piece of a DMA)
+  std::uint64_t tlb_hits = 0;
+  std::uint64_t tlb_misses = 0;
+  std::uint64_t walks = 0;           // translation-table walks (stage 1, stage 2 or nested)
+  std::uint64_t descriptor_reads = 0;  // translation-table descriptors fetched by the walker
+  std::uint64_t ste_fetches = 0;
+  std::uint64_t cd_fetches = 0;
+  std::uint64_t config_hits = 0;     // STE or CD found in the configuration cache
+  std::uint64_t commands = 0;        // commands consumed (the failing one of an error excluded)
+  std::uint64_t command_errors = 0;
+  std::uint64_t tlb_invalidated = 0;  // TLB entries removed by commands
+  std::uint64_t events = 0;          // event records written to the event queue
+  std::uint64_t events_lost = 0;     // records discarded: queue full (overflow), disabled, or write aborted
+  std::uint64_t syncs = 0;           // CMD_SYNCs completed
+  std::uint64_t msis = 0;            // MSI writes made
+};
+
+class SmmuModel {
+ public:
+  // Checks that the ID registers describe an SMMU this model can be (EINVAL with the reason otherwise).
+  static Result<std::unique_ptr<SmmuModel>> create(PhysicalMemory& mem, const ModelConfig& config);
+
+  SmmuModel(const SmmuModel&) = delete;
+  SmmuModel& operator=(const SmmuModel&) = delete;
+
+  // ---- MMIO: offsets from the base of page 0 (page 1 at kPage1Offset); accesses of 4 or 8 bytes,
+  // naturally aligned. A 64-bit register may be accessed as two 32-bit halves; an 8-byte access to two
+  // 32-bit registers acts on both, low first. Holes read as zero and ignore writes (RAZ/WI).
+  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size);
+  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size);
+  Result<std::uint32_t> read32(std::uint64_t offset);
+  Result<std::uint64_t> read64(std::uint64_t offset);
+  Result<void> write32(std::uint64_t offset, std::uint32_t value);
+  Result<void> write64(std::uint64_t offset, std::uint64_t value);
+
+  // Interrupt lines. A wired interrupt is a call of the handler; with IDR0.MSI and a non-zero *_IRQ_CFG0
+  // address the SMMU writes an MSI instead (CMD_SYNC CS=IRQ: its MSIAddr/MSIData).
+  void set_irq_handler(Irq line, std::function<void()> handler);
+
+  // ---- DMA. The whole range is translated (every page checked) before any byte moves; a fault raises its
+  // event and moves nothing.
+  std::expected<void, DmaFault> dma_read(const DmaStream& stream, std::uint64_t iova, std::span<std::byte> out);
+  std::expected<void, DmaFault> dma_write(const DmaStream& stream, std::uint64_t iova,
+                                          std::span<const std::byte> in);
+  // Translates one address as a DMA of one byte would (events included), without moving data.
+  std::expected<DmaTranslation, DmaFault> translate(const DmaStream& stream, std::uint64_t iova, bool write);
+
+  // ---- Introspection for the simulated host and tests.
+  // The effective STE.S2FWB of a stream (IHI 0070 5.2: with stage 2 and IDR3.FWB only), from its STE as the
+  // SMMU would use it now (cached, or fetched without raising events); nullopt when the stream has no usable STE.
+  std::optional<bool> effective_s2fwb(std::uint32_t sid);
+  Counters counters() const;
+  std::size_t tlb_entries() const;
+  const ModelConfig& config() const { return config_; }
+
+ private:
+  SmmuModel(PhysicalMemory& mem, const ModelConfig& config);
+
+  // A translation request inside the model.
+  struct Txn {
+    DmaStream stream;
+    bool write = false;
+    std::uint64_t iova = 0;
+  };
+  // The outcome of a failed step: what the device sees and the event the SMMU raises.
+  struct Fault {
+    DmaOutcome outcome = DmaOutcome::aborted;
+    std::optional<Event> event;
+    bool record = true;               // whether the event is to be recorded (CR2.RECINVSID, CD.R, STE.S2R)
+  };
+  // The configuration an access uses, resolved from the caches or the tables in memory.
+  struct Route {
+    StreamEntry stream;
+    std::optional<ContextEntry> context;  // stage 1 in use
+    bool stage2 = false;                  // stage 2 in use
+  };
+  // The output of a DMA range: physically contiguous pieces in input order. Most DMAs need one, so a few
+  // are held inline and the TLB-hit path does not allocate.
+  struct Piece {
+    std::uint64_t pa = 0;
+    std::uint64_t bytes = 0;
+  };
+  class Pieces {
+   public:
+    void add(std::uint64_t pa, std::uint64_t bytes);
+    std::size_t size() const { return count_; }
+    const Piece& operator[](std::size_t i) const { return i < kInline ? inline_[i] : more_[i - kInline]; }
+
+   private:
+    static constexpr std::size_t kInline = 4;
+    std::array<Piece, kInline> inline_{};
+    std::vector<Piece> more_;
+    std::size_t count_ = 0;
+  };
+
+  // ---- translation (translate.cpp); mu_ held.
+  std::expected<Pieces, DmaFault> translate_range(const DmaStream& stream, std::uint64_t iova,
+                                                              std::uint64_t size, bool write);
+  std::expected<DmaTranslation, Fault> translate_one(const Txn& t);
+  std::expected<DmaTranslation, Fault> walk(const Txn& t, const Route& route);
+  Fault walk_fault(const Txn& t, const Route& route, const WalkFault& f) const;
+  DmaFault finish_fault(const Txn& t, const Fault& f);
+
+  // ---- configuration (stream_table.cpp); mu_ held.
+  std::expected<Route, Fault> route(const Txn& t);
+  std::expected<StreamEntry, Fault> stream_entry(const Txn& t);
+  std::expected<std::uint64_t, Fault> ste_address(const Txn& t);
+  std::expected<StreamEntry, Fault> decode_ste(const Txn& t, const Ste& ste) const;
+  std::expected<ContextEntry, Fault> context_entry(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
+  std::expected<std::uint64_t, Fault> cd_address(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
+  std::expected<std::uint64_t, Fault> fetch_address(const Txn& t, const StreamEntry& s, std::uint64_t addr,
+                                                    EventClass cls);
+  std::expected<ContextEntry, Fault> decode_cd(const Txn& t, const Cd& cd) const;
+  Event event_for(EventId id, const Txn& t) const;
+
+  // ---- command queue (command_queue.cpp); mu_ held.
+  void consume_commands();
+  std::optional<Cerror> execute(const Command& cmd);
+  bool command_supported(const Command& cmd) const;
+  void invalidate_tlb(const Command& cmd);
+  void complete_sync(const Command& cmd);
+  void command_error(Cerror err);
+
+  // ---- event queue and interrupts (event_queue.cpp); mu_ held.
+  bool record_event(const Event& event);
+  void raise_gerror(Gerror errors);
+  void signal(Irq line, IrqCfg0 msi_address, std::uint32_t msi_data, Gerror msi_abort);
+
+  // Releases the lock, then calls the handlers of the wired interrupts raised while it was held.
+  void unlock_and_fire(std::unique_lock<std::mutex>& lock);
+
+  // ---- registers (smmu_model.cpp); mu_ held.
+  Result<std::uint64_t> mmio(std::uint64_t offset, unsigned size, const std::uint64_t* write_value);
+  std::uint64_t access(std::uint32_t offset, unsigned size, const std::uint64_t* write_value);
+  std::uint64_t read_register(std::uint32_t offset) const;
+  void write_register(std::uint32_t offset, std::uint64_t value);
+  bool cmdq_error_active() const;
+
+  QueueIndex cmdq_index() const;
+  QueueIndex eventq_index() const;
+  WalkCapabilities caps_;
+
+  PhysicalMemory& mem_;
+  const ModelConfig config_;
+  mutable std::mutex mu_;
+  Walker walker_;
+  Tlb tlb_;
+  ConfigCache config_cache_;
+  Counters counters_;
+
+  // Register state (IHI 0070 6.3). CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL: the model applies
+  // every change before the write returns.
+  Cr0 cr0_;
+  Cr1 cr1_;
+  Cr2 cr2_;
+  Gbpa gbpa_;
+  IrqCtrl irq_ctrl_;
+  Gerror gerror_, gerrorn_;
+  IrqCfg0 gerror_irq_cfg0_;
+  IrqCfg1 gerror_irq_cfg1_;
+  IrqCfg2 gerror_irq_cfg2_;
+  StrtabBase strtab_base_;
+  StrtabBaseCfg strtab_base_cfg_;
+  QueueBase cmdq_base_;
+  QueueProd cmdq_prod_;
+  QueueCons cmdq_cons_;
+  QueueBase eventq_base_;
+  QueueProd eventq_prod_;
+  QueueCons eventq_cons_;
+  IrqCfg0 eventq_irq_cfg0_;
+  IrqCfg1 eventq_irq_cfg1_;
+  IrqCfg2 eventq_irq_cfg2_;
+  QueueBase priq_base_;
+  QueueProd priq_prod_;
+  QueueCons priq_cons_;
+  IrqCfg0 priq_irq_cfg0_;
+  IrqCfg1 priq_irq_cfg1_;
+  IrqCfg2 priq_irq_cfg2_;
+
+  std::array<std::function<void()>, 4> irq_handlers_;
+  std::array<unsigned, 4> pending_irqs_{};  // wired interrupts raised under the lock, fired after it
+};
+
+}  // namespace vsmmu::smmu::model
