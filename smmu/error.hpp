@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <expected>
+#include <iosfwd>
 #include <string>
 #include <utility>
 
@@ -18,6 +19,9 @@ struct Error {
 
   std::string to_string() const;
 };
+
+// For test failure messages and any stream-based caller.
+std::ostream& operator<<(std::ostream& os, const Error& e);
 
 template <class T>
 using Result = std::expected<T, Error>;

@@ -1,0 +1,133 @@
+#include "nesting/id_registers.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace vsmmu::nesting {
+
+using namespace smmu;
+
+namespace {
+
+constexpr unsigned kMaxQueueLog2 = 19;  // IHI 0070 6.3.2: CMDQS/EVENTQS at most 19
+constexpr unsigned kAutoSidBits = 16;   // a PCI segment's RID space
+
+// Collects one line per incompatibility, so a VMM author sees all of them at once.
+class Refusals {
+ public:
+  template <class... Args>
+  void add(fmt::format_string<Args...> f, Args&&... args) {
+    lines_.push_back(fmt::format(f, std::forward<Args>(args)...));
+  }
+  bool empty() const { return lines_.empty(); }
+  std::string joined() const { return fmt::format("{}", fmt::join(lines_, "; ")); }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+// A wish that must not exceed what the host has (TTF, SIDSIZE, SSIDSIZE, OAS, RIL, ATS).
+template <class T>
+T at_most(Refusals& r, const char* field, std::optional<T> wish, T host_value, T auto_value) {
+  if (!wish) return std::min(auto_value, host_value);
+  if (*wish > host_value)
+    r.add("{} {} asked, the physical SMMU has {}", field, static_cast<unsigned>(*wish), static_cast<unsigned>(host_value));
+  return *wish;
+}
+
+// A wish that must equal the host's (ST_LEVEL, granules): the guest's tables are walked by the physical SMMU.
+template <class T>
+T equal_to(Refusals& r, const char* field, std::optional<T> wish, T host_value) {
+  if (wish && *wish != host_value)
+    r.add("{} {} asked, the physical SMMU has {} (must be equal)", field, static_cast<unsigned>(*wish),
+          static_cast<unsigned>(host_value));
+  return host_value;
+}
+
+bool endian_supported(TtEndian host, TtEndian guest) {
+  if (host == TtEndian::mixed) return guest != TtEndian::reserved;
+  return guest == host;  // a single-endian host cannot walk the other endianness, nor promise "mixed"
+}
+
+}  // namespace
+
+Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const VsmmuWishes& w, const std::string& what) {
+  if (hw.type != host::uapi::kHwInfoTypeArmSmmuv3)
+    return fail(EOPNOTSUPP, "vsmmu.id", "{}: the host IOMMU is not an ARM SMMUv3 (hw_info type {})", what, hw.type);
+  const auto h0 = Idr0::of(hw.idr[0]);
+  const auto h1 = Idr1::of(hw.idr[1]);
+  const auto h3 = Idr3::of(hw.idr[3]);
+  const auto h5 = Idr5::of(hw.idr[5]);
+  if (!h0.get(Idr0::S1P) || !h0.get(Idr0::S2P))
+    return fail(EOPNOTSUPP, "vsmmu.id", "{}: the physical SMMU lacks stage {} translation (IDR0 {:#x}); nesting needs both",
+                what, h0.get(Idr0::S1P) ? 2 : 1, hw.idr[0]);
+  if (h0.get(Idr0::TTF) != Ttf::aarch64 && h0.get(Idr0::TTF) != Ttf::aarch32_aarch64)
+    return fail(EOPNOTSUPP, "vsmmu.id", "{}: the physical SMMU cannot walk AArch64 tables (IDR0.TTF {})", what,
+                static_cast<unsigned>(h0.get(Idr0::TTF)));
+
+  Refusals r;
+  GuestIdRegisters g;
+
+  // IDR0: stage 1 only, AArch64 tables, coherent walks; no HTTU/BTM for nesting (kernel-uapi.md).
+  const bool ats = at_most(r, "ATS", w.ats, h0.get(Idr0::ATS) && !(hw.capabilities & host::uapi::kCapPciAtsNotSupported),
+                           false);
+  const StLevel st_level = equal_to(r, "ST_LEVEL", w.st_level, h0.get(Idr0::ST_LEVEL));
+  TtEndian endian = w.tt_endian.value_or(h0.get(Idr0::TTENDIAN) == TtEndian::mixed ? TtEndian::little : h0.get(Idr0::TTENDIAN));
+  if (!endian_supported(h0.get(Idr0::TTENDIAN), endian))
+    r.add("TTENDIAN {} asked, the physical SMMU walks {} tables", static_cast<unsigned>(endian),
+          static_cast<unsigned>(h0.get(Idr0::TTENDIAN)));
+  g.idr0.set(Idr0::S1P, true)
+      .set(Idr0::TTF, Ttf::aarch64)
+      .set(Idr0::COHACC, true)
+      .set(Idr0::ATS, ats)
+      .set(Idr0::ASID16, h0.get(Idr0::ASID16))
+      .set(Idr0::CD2L, h0.get(Idr0::CD2L))
+      .set(Idr0::TTENDIAN, endian)
+      .set(Idr0::STALL_MODEL, StallModel::terminate)  // no stall forwarding yet: the guest must not rely on it
+      .set(Idr0::TERM_MODEL, h0.get(Idr0::TERM_MODEL))
+      .set(Idr0::ST_LEVEL, st_level);
+
+  // IDR1: stream and substream widths, queue sizes.
+  const unsigned sid_bits = at_most<unsigned>(r, "SIDSIZE", w.sid_bits, static_cast<unsigned>(h1.get(Idr1::SIDSIZE)), kAutoSidBits);
+  const unsigned ssid_bits = at_most<unsigned>(r, "SSIDSIZE", w.ssid_bits, static_cast<unsigned>(h1.get(Idr1::SSIDSIZE)), 0);
+  if (ssid_bits > 0 && !g.idr0.get(Idr0::CD2L) && ssid_bits > 10)
+    r.add("SSIDSIZE {} asked without 2-level CD tables (IDR0.CD2L=0): a linear CD table that large is not usable", ssid_bits);
+  g.idr1.set(Idr1::SIDSIZE, sid_bits)
+      .set(Idr1::SSIDSIZE, ssid_bits)
+      .set(Idr1::CMDQS, std::min(w.cmdq_log2, kMaxQueueLog2))
+      .set(Idr1::EVENTQS, std::min(w.eventq_log2, kMaxQueueLog2));
+
+  // IDR3: range invalidation and break-before-make level pass through; no FWB (no guest stage 2).
+  g.idr3.set(Idr3::RIL, at_most(r, "RIL", w.ril, h3.get(Idr3::RIL), true)).set(Idr3::BBML, h3.get(Idr3::BBML));
+
+  // IDR5: output size from the guest's IPA size, granules equal to the host's, VAX passes through.
+  const unsigned host_oas = address_bits(h5.get(Idr5::OAS));
+  unsigned auto_oas = 52;
+  for (unsigned bits : {32U, 36U, 40U, 42U, 44U, 48U, 52U})
+    if (bits >= w.ipa_bits) {
+      auto_oas = bits;
+      break;
+    }
+  const unsigned oas = at_most(r, "OAS", w.oas_bits, host_oas, auto_oas);
+  const auto oas_enc = oas_for_bits(oas);
+  if (!oas_enc) r.add("OAS {} bits is not an architectural size (32, 36, 40, 42, 44, 48, 52)", oas);
+  if (oas < w.ipa_bits)
+    r.add("OAS {} bits cannot reach the guest's {}-bit physical address space", oas, w.ipa_bits);
+  g.idr5.set(Idr5::OAS, oas_enc.value_or(Oas::bits48))
+      .set(Idr5::GRAN4K, equal_to(r, "GRAN4K", w.gran4k, h5.get(Idr5::GRAN4K)))
+      .set(Idr5::GRAN16K, equal_to(r, "GRAN16K", w.gran16k, h5.get(Idr5::GRAN16K)))
+      .set(Idr5::GRAN64K, equal_to(r, "GRAN64K", w.gran64k, h5.get(Idr5::GRAN64K)))
+      .set(Idr5::VAX, h5.get(Idr5::VAX));
+
+  // IIDR/AIDR: the physical SMMU's, so the guest applies the same errata workarounds.
+  g.iidr = Iidr::of(hw.iidr);
+  g.aidr = Aidr::of(hw.aidr);
+
+  if (!r.empty())
+    return fail(EINVAL, "vsmmu.id", "{}: the physical SMMU cannot provide what the VMM asked: {}", what, r.joined());
+  return g;
+}
+
+}  // namespace vsmmu::nesting

@@ -1,0 +1,48 @@
+// The vSMMU's ID registers: what the guest's SMMUv3 driver sees, derived from the physical SMMU's
+// (IOMMU_GET_HW_INFO) and the VMM's wishes. The vSMMU is stage-1 only (the host owns stage 2). Every field the
+// guest may rely on must be something the physical SMMU really does through nesting, so a wish the host cannot
+// honour is refused, one precise line per incompatibility (peers.md: QEMU's smmuv3-accel checks; kernel-uapi.md:
+// "The VMM may rely only on ...").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nesting/host/host.hpp"
+#include "smmu/registers.hpp"
+
+namespace vsmmu::nesting {
+
+// What the VMM asks for; nullopt means "auto": take what the host offers.
+struct VsmmuWishes {
+  unsigned ipa_bits = 48;                    // guest physical address size; auto OAS is the smallest that covers it
+  std::optional<unsigned> oas_bits;          // IDR5.OAS
+  std::optional<unsigned> sid_bits;          // IDR1.SIDSIZE (auto: 16, capped by the host)
+  std::optional<unsigned> ssid_bits;         // IDR1.SSIDSIZE (0: no PASIDs)
+  std::optional<bool> ril;                   // IDR3.RIL
+  std::optional<bool> ats;                   // IDR0.ATS
+  std::optional<smmu::StLevel> st_level;     // IDR0.ST_LEVEL
+  std::optional<smmu::TtEndian> tt_endian;   // IDR0.TTENDIAN
+  std::optional<bool> gran4k, gran16k, gran64k;  // IDR5.GRAN*
+  unsigned cmdq_log2 = 19;                   // IDR1.CMDQS (capped at the architectural 19)
+  unsigned eventq_log2 = 19;                 // IDR1.EVENTQS
+};
+
+struct GuestIdRegisters {
+  smmu::Idr0 idr0;
+  smmu::Idr1 idr1;
+  smmu::Idr2 idr2;
+  smmu::Idr3 idr3;
+  smmu::Idr4 idr4;
+  smmu::Idr5 idr5;
+  smmu::Iidr iidr;
+  smmu::Aidr aidr;
+};
+
+// Fails with EOPNOTSUPP when the host's SMMU cannot nest at all, EINVAL listing every wish it cannot honour.
+// `what` names the vSMMU and its physical SMMU in messages ("vsmmu0 on smmu3.0x09050000").
+Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& host, const VsmmuWishes& wishes, const std::string& what);
+
+}  // namespace vsmmu::nesting
