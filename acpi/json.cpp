@@ -1,0 +1,192 @@
+#include "acpi/json.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace vsmmu::acpi {
+namespace {
+
+using nlohmann::json;
+using namespace iort;
+
+json memory(const MemoryAccess& m) {
+  return {{"cache_coherency", m.cache_coherency}, {"hints", m.hints},          {"flags", m.flags},
+          {"coherency", m.coherency()},           {"attributes", m.attributes()}, {"canwbs", m.canwbs()}};
+}
+
+json irq(const SmmuInterrupt& i) { return {{"gsiv", i.gsiv}, {"flags", i.flags}}; }
+
+template <class T>
+json optional(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json fields(const NodeData& data) {
+  struct Visitor {
+    json operator()(std::monostate) const { return json::object(); }
+    json operator()(const ItsGroup& g) const { return {{"its_ids", g.its_ids}}; }
+    json operator()(const NamedComponent& n) const {
+      return {{"node_flags", n.node_flags},
+              {"memory", memory(n.memory)},
+              {"memory_address_limit", n.memory_address_limit},
+              {"device_name", n.device_name}};
+    }
+    json operator()(const RootComplex& r) const {
+      return {{"memory", memory(r.memory)},
+              {"ats_attribute", r.ats_attribute},
+              {"pci_segment", r.pci_segment},
+              {"memory_address_limit", optional(r.memory_address_limit)},
+              {"pasid_capabilities", optional(r.pasid_capabilities)},
+              {"flags", optional(r.flags)}};
+    }
+    json operator()(const Smmu& s) const {
+      json ctx = json::array(), pmu = json::array();
+      for (const auto& i : s.context_interrupts) ctx.push_back(irq(i));
+      for (const auto& i : s.pmu_interrupts) pmu.push_back(irq(i));
+      return {{"base", s.base},   {"span", s.span},     {"model", s.model},
+              {"flags", s.flags}, {"nsg_irpt", irq(s.nsg_irpt)}, {"nsg_cfg_irpt", irq(s.nsg_cfg_irpt)},
+              {"context_interrupts", ctx}, {"pmu_interrupts", pmu}};
+    }
+    json operator()(const SmmuV3& s) const {
+      return {{"base", s.base},
+              {"flags", s.flags},
+              {"cohacc", s.cohacc()},
+              {"httu", s.httu()},
+              {"vatos_address", s.vatos_address},
+              {"model", s.model},
+              {"event_gsiv", s.event_gsiv},
+              {"pri_gsiv", s.pri_gsiv},
+              {"gerr_gsiv", s.gerr_gsiv},
+              {"sync_gsiv", s.sync_gsiv},
+              {"proximity_domain", optional(s.proximity_domain)},
+              {"id_mapping_index", optional(s.id_mapping_index)}};
+    }
+    json operator()(const Pmcg& p) const {
+      return {{"page0_base", p.page0_base},
+              {"overflow_gsiv", p.overflow_gsiv},
+              {"node_reference", p.node_reference},
+              {"page1_base", optional(p.page1_base)}};
+    }
+    json operator()(const Rmr& r) const {
+      json ranges = json::array();
+      for (const auto& range : r.ranges) ranges.push_back({{"base", range.base}, {"length", range.length}});
+      return {{"flags", r.flags}, {"access_attributes", r.access_attributes()}, {"ranges", ranges}};
+    }
+  };
+  return std::visit(Visitor{}, data);
+}
+
+}  // namespace
+
+std::string_view key(Nesting n) {
+  switch (n) {
+    case Nesting::allowed_canwbs: return "allowed_canwbs";
+    case Nesting::needs_s2fwb: return "needs_s2fwb";
+    case Nesting::refused: return "refused";
+  }
+  return "?";
+}
+
+std::string iort_json(std::string_view source, const Report& report, const NestingReport& nesting) {
+  const auto& h = report.table.header;
+  json out;
+  out["source"] = source;
+  out["valid"] = report.valid();
+  out["errors"] = report.count(Severity::error);
+  out["warnings"] = report.count(Severity::warning);
+  out["header"] = {{"signature", h.signature},       {"length", h.length},
+                   {"revision", h.revision},         {"checksum", h.checksum},
+                   {"oem_id", h.oem_id},             {"oem_table_id", h.oem_table_id},
+                   {"oem_revision", h.oem_revision}, {"creator_id", h.creator_id},
+                   {"creator_revision", h.creator_revision}, {"node_count", h.node_count},
+                   {"node_offset", h.node_offset}};
+  json nodes = json::array();
+  for (const auto& n : report.table.nodes) {
+    json maps = json::array();
+    for (const auto& m : n.mappings)
+      maps.push_back({{"offset", m.offset},
+                      {"input_base", m.input_base},
+                      {"id_count", m.id_count},
+                      {"output_base", m.output_base},
+                      {"output_reference", m.output_reference},
+                      {"flags", m.flags},
+                      {"single", m.single()}});
+    nodes.push_back({{"offset", n.offset},
+                     {"type", n.type},
+                     {"type_name", node_type_name(n.type)},
+                     {"length", n.length},
+                     {"revision", n.revision},
+                     {"identifier", n.identifier},
+                     {"mappings", maps},
+                     {"fields", fields(n.data)}});
+  }
+  out["nodes"] = nodes;
+  json problems = json::array();
+  for (const auto& p : report.problems)
+    problems.push_back({{"offset", p.offset},
+                        {"severity", to_string(p.severity)},
+                        {"check", to_string(p.check)},
+                        {"message", p.message}});
+  out["problems"] = problems;
+  json rcs = json::array();
+  for (const auto& rc : nesting.root_complexes) {
+    json routes = json::array();
+    for (const auto& r : rc.routes)
+      routes.push_back({{"rid_first", r.rid_first},
+                        {"rid_last", r.rid_last},
+                        {"single", r.single},
+                        {"target", to_string(r.target)},
+                        {"target_offset", r.target_offset},
+                        {"out_first", r.out_first},
+                        {"out_last", r.out_last},
+                        {"coherent_smmu", r.coherent_smmu}});
+    rcs.push_back({{"index", rc.index},
+                   {"offset", rc.offset},
+                   {"segment", rc.segment},
+                   {"memory", memory(rc.memory)},
+                   {"routes", routes},
+                   {"verdict", key(rc.verdict)},
+                   {"reason", rc.reason}});
+  }
+  out["root_complexes"] = rcs;
+  out["any_canwbs"] = nesting.any_canwbs();
+  return out.dump(2);
+}
+
+std::string dt_json(std::string_view source, const dt::Report& report) {
+  json out;
+  out["source"] = source;
+  json smmus = json::array();
+  for (const auto& s : report.smmus) {
+    json reg = json::array();
+    for (const auto& [address, size] : s.reg) reg.push_back({{"address", address}, {"size", size}});
+    smmus.push_back({{"path", s.path},
+                     {"compatible", s.compatible},
+                     {"phandle", s.phandle},
+                     {"reg", reg},
+                     {"dma_coherent", s.dma_coherent},
+                     {"interrupt_names", s.interrupt_names},
+                     {"iommu_cells", optional(s.iommu_cells)}});
+  }
+  out["smmus"] = smmus;
+  json hosts = json::array();
+  for (const auto& h : report.hosts) {
+    json map = json::array();
+    for (const auto& e : h.iommu_map)
+      map.push_back({{"rid_base", e.rid_base},
+                     {"phandle", e.phandle},
+                     {"target", e.target},
+                     {"sid_base", e.sid_base},
+                     {"length", e.length}});
+    hosts.push_back({{"path", h.path}, {"iommu_map", map}, {"iommu_map_mask", optional(h.iommu_map_mask)}});
+  }
+  out["hosts"] = hosts;
+  json problems = json::array();
+  for (const auto& p : report.problems) problems.push_back({{"path", p.path}, {"message", p.message}});
+  out["problems"] = problems;
+  out["valid"] = report.problems.empty();
+  // A device tree has no CANWBS: nesting on such a host always depends on the SMMU's S2FWB.
+  out["canwbs_expressible"] = false;
+  return out.dump(2);
+}
+
+}  // namespace vsmmu::acpi
