@@ -117,6 +117,23 @@ TEST(HttuDirty, ApTableReadOnlyStillFaults) {
   ASSERT_FALSE(t);
   EXPECT_EQ(t.error().type, FaultType::permission);
   EXPECT_TRUE(Descriptor::AP2.extract(e.leaf()));
+  auto r = w.stage1(s1_httu(e.b, true, true), kVa, kRead);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->perm.write);
+  EXPECT_FALSE(r->write_needs_dirty);
+}
+
+// A read-only page without DBM is simply not writable: nothing for a TLB to re-walk for.
+TEST(HttuDirty, ReadOnlyPageWithoutDbmNeedsNoDirtyUpdate) {
+  for (Stage stage : {Stage::s1, Stage::s2}) {
+    OneMapping e(stage, MapAttributes{.write = false});
+    Walker w(e.tm.mem);
+    auto t = stage == Stage::s1 ? w.stage1(s1_httu(e.b, true, true), kVa, kRead)
+                                : w.stage2(s2_httu(e.b, true, true), kVa, kRead);
+    ASSERT_TRUE(t);
+    EXPECT_FALSE(t->perm.write);
+    EXPECT_FALSE(t->write_needs_dirty);
+  }
 }
 
 // IHI 0070 3.13.3: the dirty state of a block covers the whole block: one write dirties it, and every page
