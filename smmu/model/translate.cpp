@@ -110,6 +110,9 @@ std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::walk(const Txn& t, co
   e.input_base = input & ~((1ULL << tr->size_log2) - 1);
   e.output_base = tr->output - (input - e.input_base);
   e.perm = tr->perm;
+  // A writable-clean page is cached as read-only, so that the first write walks again and marks it dirty
+  // (IHI 0070 3.13.3: dirty state is set by the write that needs it).
+  if (tr->write_needs_dirty) e.perm.write = false;
   e.level = tr->level;
   // Stage-1 leaves with nG == 0 are global: they match any ASID (IHI 0070 3.17.1).
   e.global = s1 && !Descriptor{{tr->descriptor}}.get(Descriptor::nG);
