@@ -101,7 +101,9 @@ std::optional<Cerror> SmmuModel::execute(const Command& cmd) {
       config_cache_.invalidate_streams(sid & ~(count - 1), count);
       break;
     }
-    case Opcode::CFGI_CD: config_cache_.invalidate_context(sid, static_cast<std::uint32_t>(cmd.get(Command::SSID))); break;
+    case Opcode::CFGI_CD:
+      config_cache_.invalidate_context(sid, static_cast<std::uint32_t>(cmd.get(Command::SSID)));
+      break;
     case Opcode::CFGI_CD_ALL: config_cache_.invalidate_contexts(sid); break;
     case Opcode::TLBI_NH_ALL:
     case Opcode::TLBI_NH_ASID:

@@ -22,7 +22,9 @@ class DmaMaster {
 
   const DmaStream& stream() const { return stream_; }
   // The same device issuing another SubstreamID (or none).
-  DmaMaster with_ssid(std::optional<std::uint32_t> ssid) const { return DmaMaster(smmu_, stream_.sid, ssid, stream_.attrs); }
+  DmaMaster with_ssid(std::optional<std::uint32_t> ssid) const {
+    return DmaMaster(smmu_, stream_.sid, ssid, stream_.attrs);
+  }
 
   std::expected<void, DmaFault> read(std::uint64_t iova, std::span<std::byte> out) {
     return smmu_.dma_read(stream_, iova, out);

@@ -43,10 +43,15 @@ Result<ModelDriver> ModelDriver::start(SmmuModel& smmu, PhysicalMemory& mem, Tab
       {regs::CR2, Cr2{}.set(Cr2::RECINVSID, layout.record_invalid_sids).set(Cr2::PTM, true).value()},
       {regs::STRTAB_BASE, StrtabBase{}.set(StrtabBase::RA, true).set(StrtabBase::ADDR, d.strtab_).value()},
       {regs::STRTAB_BASE_CFG, cfg.value()},
-      {regs::CMDQ_BASE, QueueBase{}.set(QueueBase::ADDR, d.cmdq_).set(QueueBase::LOG2SIZE, layout.cmdq_log2).value()},
+      {regs::CMDQ_BASE, QueueBase{}
+                            .set(QueueBase::RA, true)
+                            .set(QueueBase::ADDR, d.cmdq_)
+                            .set(QueueBase::LOG2SIZE, layout.cmdq_log2)
+                            .value()},
       {regs::CMDQ_PROD, 0},
       {regs::CMDQ_CONS, 0},
-      {regs::IRQ_CTRL, layout.irqs ? IrqCtrl{}.set(IrqCtrl::EVENTQ_IRQEN, true).set(IrqCtrl::GERROR_IRQEN, true).value() : 0},
+      {regs::IRQ_CTRL,
+       layout.irqs ? IrqCtrl{}.set(IrqCtrl::EVENTQ_IRQEN, true).set(IrqCtrl::GERROR_IRQEN, true).value() : 0},
   }};
   for (const auto& [reg, v] : setup)
     if (auto r = write(reg, v); !r) return std::unexpected(r.error());
@@ -57,8 +62,11 @@ Result<ModelDriver> ModelDriver::start(SmmuModel& smmu, PhysicalMemory& mem, Tab
   if (auto r = d.issue(flush); !r) return std::unexpected(r.error());
 
   const std::array<std::pair<RegisterInfo, std::uint64_t>, 3> events{{
-      {regs::EVENTQ_BASE,
-       QueueBase{}.set(QueueBase::WA, true).set(QueueBase::ADDR, d.eventq_).set(QueueBase::LOG2SIZE, layout.eventq_log2).value()},
+      {regs::EVENTQ_BASE, QueueBase{}
+                              .set(QueueBase::WA, true)
+                              .set(QueueBase::ADDR, d.eventq_)
+                              .set(QueueBase::LOG2SIZE, layout.eventq_log2)
+                              .value()},
       {regs::EVENTQ_PROD, 0},
       {regs::EVENTQ_CONS, 0},
   }};

@@ -65,7 +65,8 @@ Result<std::unique_ptr<SmmuModel>> SmmuModel::create(PhysicalMemory& mem, const 
     return fail(EINVAL, kWhere, "IDR1 queue sizes are at most 2^19 entries");
   if (!i5.get(Idr5::GRAN4K) && !i5.get(Idr5::GRAN16K) && !i5.get(Idr5::GRAN64K))
     return fail(EINVAL, kWhere, "IDR5 implements no translation granule");
-  if (i5.oas_bits() > 52) return fail(EINVAL, kWhere, "IDR5.OAS of {} bits: the model implements at most 52", i5.oas_bits());
+  if (i5.oas_bits() > 52)
+    return fail(EINVAL, kWhere, "IDR5.OAS of {} bits: the model implements at most 52", i5.oas_bits());
   if (i5.get(Idr5::DS) || i5.get(Idr5::D128))
     return fail(EINVAL, kWhere, "IDR5.DS / IDR5.D128: LPA2 and 128-bit descriptors are not modelled");
   if (i5.get(Idr5::VAX) != Vax::va48 && i5.get(Idr5::VAX) != Vax::va52)
@@ -96,7 +97,8 @@ SmmuModel::SmmuModel(PhysicalMemory& mem, const ModelConfig& config)
 // ---- registers ----------------------------------------------------------------------------------------
 
 QueueIndex SmmuModel::cmdq_index() const {
-  return QueueIndex{static_cast<unsigned>(std::min(cmdq_base_.get(QueueBase::LOG2SIZE), config_.idr1.get(Idr1::CMDQS)))};
+  return QueueIndex{
+      static_cast<unsigned>(std::min(cmdq_base_.get(QueueBase::LOG2SIZE), config_.idr1.get(Idr1::CMDQS)))};
 }
 QueueIndex SmmuModel::eventq_index() const {
   return QueueIndex{
@@ -333,7 +335,8 @@ std::expected<DmaTranslation, DmaFault> SmmuModel::translate(const DmaStream& st
   return out;
 }
 
-std::expected<void, DmaFault> SmmuModel::dma_read(const DmaStream& stream, std::uint64_t iova, std::span<std::byte> out) {
+std::expected<void, DmaFault> SmmuModel::dma_read(const DmaStream& stream, std::uint64_t iova,
+                                                  std::span<std::byte> out) {
   std::unique_lock lock(mu_);
   auto pieces = translate_range(stream, iova, out.size(), false);
   unlock_and_fire(lock);

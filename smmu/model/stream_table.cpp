@@ -13,7 +13,9 @@ constexpr std::uint64_t kSteBytes = Ste::bytes;
 constexpr std::uint64_t kCdBytes = Cd::bytes;
 constexpr std::uint64_t kL1Bytes = StreamTableL1::bytes;
 
-constexpr std::uint64_t align_down(std::uint64_t a, unsigned log2) { return log2 >= 64 ? 0 : a & ~((1ULL << log2) - 1); }
+constexpr std::uint64_t align_down(std::uint64_t a, unsigned log2) {
+  return log2 >= 64 ? 0 : a & ~((1ULL << log2) - 1);
+}
 
 // STRTAB_BASE_CFG.SPLIT: 6, 8 and 10 are architected; the rest are reserved and CONSTRAINED UNPREDICTABLE.
 // The model uses the architected value below a reserved one (6 for anything smaller).
@@ -110,7 +112,8 @@ std::expected<std::uint64_t, SmmuModel::Fault> SmmuModel::ste_address(const Txn&
   };
   const auto sidsize = static_cast<unsigned>(config_.idr1.get(Idr1::SIDSIZE));
   // LOG2SIZE beyond SIDSIZE is treated as SIDSIZE (IHI 0070 6.3.25), which also tames a hostile 63.
-  const auto log2size = static_cast<unsigned>(std::min<std::uint64_t>(strtab_base_cfg_.get(StrtabBaseCfg::LOG2SIZE), sidsize));
+  const auto log2size =
+      static_cast<unsigned>(std::min<std::uint64_t>(strtab_base_cfg_.get(StrtabBaseCfg::LOG2SIZE), sidsize));
   if (std::uint64_t{sid} >> log2size != 0) return bad_streamid();
 
   const std::uint64_t base = strtab_base_.get(StrtabBase::ADDR);

@@ -44,7 +44,8 @@ std::expected<SmmuModel::Pieces, DmaFault> SmmuModel::translate_range(const DmaS
                                                                        std::uint64_t size, bool write) {
   Pieces pieces;
   if (size == 0) return pieces;
-  if (iova + (size - 1) < iova) return std::unexpected(DmaFault::without_event(DmaOutcome::aborted, iova));  // wraps: no such bus access
+  if (iova + (size - 1) < iova)
+    return std::unexpected(DmaFault::without_event(DmaOutcome::aborted, iova));  // wraps: no such bus access
   // Every page is translated, and any fault reported, before the caller moves a byte.
   std::uint64_t done = 0;
   while (done < size) {

@@ -171,13 +171,15 @@ TEST_F(CommandQueueTest, SyncSignalsByMsiOrWiredInterrupt) {
   ASSERT_TRUE(driver->push(std::array{cmd_sync(SyncCs::irq)}));
   EXPECT_EQ(sync_irqs, 1U);
   const std::uint64_t word = kHostPool + kHostPoolSize - 8;
-  ASSERT_TRUE(driver->push(std::array{cmd_sync(SyncCs::irq).set(Command::MSIAddr, word).set(Command::MSIData, 0xfeed)}));
+  ASSERT_TRUE(
+      driver->push(std::array{cmd_sync(SyncCs::irq).set(Command::MSIAddr, word).set(Command::MSIData, 0xfeed)}));
   EXPECT_EQ(mem.read32(word).value(), 0xfeedU);
   EXPECT_EQ(sync_irqs, 1U);
   EXPECT_EQ(smmu->counters().msis, 1U);
   // An MSI to nowhere is a global error of its own (IHI 0070 7.5 MSI_CMDQ_ABT_ERR).
   ASSERT_TRUE(driver->push(std::array{cmd_sync(SyncCs::irq).set(Command::MSIAddr, 0x7000'0000)}));
-  EXPECT_TRUE(Gerror::active(Gerror::of(reg(regs::GERROR)), Gerror::of(reg(regs::GERRORN))).get(Gerror::MSI_CMDQ_ABT_ERR));
+  EXPECT_TRUE(
+      Gerror::active(Gerror::of(reg(regs::GERROR)), Gerror::of(reg(regs::GERRORN))).get(Gerror::MSI_CMDQ_ABT_ERR));
   EXPECT_FALSE(driver->command_error().value());  // the queue itself goes on
 }
 

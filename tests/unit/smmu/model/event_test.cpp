@@ -163,7 +163,8 @@ TEST_F(EventTest, ConfigurationErrorsNameTheStreamOnly) {
   map_guest_ram();
   auto table = guest_pool.allocate(Cd::bytes * 2, 128);
   ASSERT_TRUE(table);
-  ASSERT_TRUE(guest.write_record(*table + 64, Cd{}.set(Cd::V, true).set(Cd::AA64, true).set(Cd::TG0, 3)));  // reserved TG0
+  ASSERT_TRUE(
+      guest.write_record(*table + 64, Cd{}.set(Cd::V, true).set(Cd::AA64, true).set(Cd::TG0, 3)));  // reserved TG0
   ASSERT_TRUE(driver->write_ste(kSid, s1_ste(*table, true, 1, CdTableFormat::linear, S1Dss::bypass)));
   ASSERT_TRUE(driver->issue(cmd_cfgi_ste(kSid)));
   ASSERT_FALSE(DmaMaster(*smmu, kSid, 1).write64(kVa, 1));
@@ -215,9 +216,11 @@ TEST_F(EventTest, FetchAbortsCarryTheFetchAddress) {
   EXPECT_EQ(e.get(Event::InputAddr), 0x1000U);
 
   // A stream table with nothing behind it: F_STE_FETCH.
-  ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::SMMUEN, false).value()));
+  ASSERT_TRUE(
+      smmu->write32(regs::CR0.offset, Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::SMMUEN, false).value()));
   ASSERT_TRUE(smmu->write64(regs::STRTAB_BASE.offset, StrtabBase{}.set(StrtabBase::ADDR, kNoMemory).value()));
-  ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::SMMUEN, true).value()));
+  ASSERT_TRUE(
+      smmu->write32(regs::CR0.offset, Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::SMMUEN, true).value()));
   ASSERT_TRUE(driver->issue(cmd_cfgi_all()));
   ASSERT_FALSE(DmaMaster(*smmu, kSid).write64(kVa, 1));
   e = only_event();
@@ -243,7 +246,9 @@ class SmallEventQueue : public EventTest {
 // IHI 0070 7.4: a full queue loses records; entering overflow toggles EVENTQ_PROD.OVFLG, which software
 // acknowledges through EVENTQ_CONS.OVACKFLG; a later overflow toggles it again.
 TEST_F(SmallEventQueue, OverflowTogglesOvflgOncePerCondition) {
-  const auto ovflg = [&] { return QueueProd::of(smmu->read32(regs::EVENTQ_PROD.offset).value()).get(QueueProd::OVFLG); };
+  const auto ovflg = [&] {
+    return QueueProd::of(smmu->read32(regs::EVENTQ_PROD.offset).value()).get(QueueProd::OVFLG);
+  };
   for (std::uint32_t i = 0; i < 6; ++i) EXPECT_FALSE(DmaMaster(*smmu, 0x100 + i).write64(kVa, 1));
   EXPECT_TRUE(ovflg());
   EXPECT_EQ(smmu->counters().events, 4U);
@@ -262,7 +267,8 @@ TEST_F(SmallEventQueue, OverflowTogglesOvflgOncePerCondition) {
 
 // Events are not recorded while EVENTQEN == 0 (IHI 0070 6.3.9).
 TEST_F(EventTest, DisabledEventQueueRecordsNothing) {
-  ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::EVENTQEN, false).value()));
+  ASSERT_TRUE(smmu->write32(regs::CR0.offset,
+                            Cr0::of(smmu->read32(regs::CR0.offset).value()).set(Cr0::EVENTQEN, false).value()));
   auto r = DmaMaster(*smmu, 0x100).write64(kVa, 1);
   ASSERT_FALSE(r);
   EXPECT_FALSE(r.error().recorded);

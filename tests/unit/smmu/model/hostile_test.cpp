@@ -83,7 +83,8 @@ TEST_F(ModelTest, TwoLevelFormatWithoutStLevelIsLinear) {
   Cr0 cr0 = Cr0::of(smmu->read32(regs::CR0.offset).value());
   ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0{cr0}.set(Cr0::SMMUEN, false).value()));
   auto cfg = StrtabBaseCfg::of(smmu->read32(regs::STRTAB_BASE_CFG.offset).value());
-  ASSERT_TRUE(smmu->write32(regs::STRTAB_BASE_CFG.offset, cfg.set(StrtabBaseCfg::FMT, StreamTableFormat::two_level).value()));
+  ASSERT_TRUE(
+      smmu->write32(regs::STRTAB_BASE_CFG.offset, cfg.set(StrtabBaseCfg::FMT, StreamTableFormat::two_level).value()));
   ASSERT_TRUE(smmu->write32(regs::CR0.offset, cr0.value()));
   EXPECT_TRUE(DmaMaster(*smmu, 9).write64(kGuestDataPa, 1));
 }
@@ -95,7 +96,8 @@ TEST_F(ModelTest, MisalignedPointersAreAlignedDown) {
   ASSERT_TRUE(driver->write_ste(3, bypass_ste()));
   Cr0 cr0 = Cr0::of(smmu->read32(regs::CR0.offset).value());
   ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0{}.value()));
-  ASSERT_TRUE(smmu->write64(regs::STRTAB_BASE.offset, StrtabBase{}.set(StrtabBase::ADDR, driver->strtab_base() + 0x1040).value()));
+  ASSERT_TRUE(smmu->write64(regs::STRTAB_BASE.offset,
+                            StrtabBase{}.set(StrtabBase::ADDR, driver->strtab_base() + 0x1040).value()));
   auto cmdq = QueueBase::of(smmu->read64(regs::CMDQ_BASE.offset).value());
   ASSERT_TRUE(smmu->write64(regs::CMDQ_BASE.offset, cmdq.set(QueueBase::ADDR, driver->cmdq_base() + 0x20).value()));
   ASSERT_TRUE(smmu->write32(regs::CR0.offset, cr0.value()));
@@ -165,8 +167,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadSteCase{"AArch32StageTwo", [](Ste s) { return s.set(Ste::S2AA64, false); }},
         BadSteCase{"ReservedS2tg", [](Ste s) { return s.set(Ste::S2TG, 3); }},
         BadSteCase{"S2t0szTooSmall", [](Ste s) { return s.set(Ste::S2T0SZ, 8); }},
-        BadSteCase{"StageOnePointerAboveOas",
-                   [](Ste s) { return s.set(Ste::Config, StreamConfig::s1_translate).set(Ste::S1ContextPtr, 1ULL << 49); }}),
+        BadSteCase{
+            "StageOnePointerAboveOas",
+            [](Ste s) { return s.set(Ste::Config, StreamConfig::s1_translate).set(Ste::S1ContextPtr, 1ULL << 49); }}),
     [](const auto& p) { return std::string(p.param.name); });
 
 // A DMA whose range would wrap the 64-bit address space is no bus transaction: refused, no event.

@@ -149,7 +149,8 @@ TEST_P(TwoLevelCdTable, EachSubstreamUsesItsOwnContext) {
     const std::uint32_t ssid = ssids[i];
     auto l2 = guest_pool.allocate(Cd::bytes << split, Cd::bytes << split);
     ASSERT_TRUE(l2);
-    ASSERT_TRUE(guest.write_record(*l1 + (ssid >> split) * 8, CdTableL1{}.set(CdTableL1::V, true).set(CdTableL1::L2Ptr, *l2)));
+    ASSERT_TRUE(
+        guest.write_record(*l1 + (ssid >> split) * 8, CdTableL1{}.set(CdTableL1::V, true).set(CdTableL1::L2Ptr, *l2)));
     // Each substream has its own ASID and tables mapping the same VA to a different page.
     auto tables = std::make_unique<TableBuilder>(guest, guest_pool, Stage::s1, Granule::k4K, 48);
     ASSERT_TRUE(tables->map(kVa, kGuestData + i * 4096, 4096, MapAttributes{}));
@@ -242,7 +243,8 @@ TEST_F(ModelTest, EffectiveS2fwbNeedsStageTwoAndIdr3Fwb) {
     ASSERT_TRUE(s2.init());
     ASSERT_TRUE(driver->write_ste(1, s2_ste().set(Ste::S2FWB, true)));
     ASSERT_TRUE(driver->write_ste(2, s2_ste()));
-    ASSERT_TRUE(driver->write_ste(3, Ste{}.set(Ste::V, true).set(Ste::Config, StreamConfig::bypass).set(Ste::S2FWB, true)));
+    ASSERT_TRUE(
+        driver->write_ste(3, Ste{}.set(Ste::V, true).set(Ste::Config, StreamConfig::bypass).set(Ste::S2FWB, true)));
     EXPECT_EQ(smmu->effective_s2fwb(1), implemented);
     EXPECT_EQ(smmu->effective_s2fwb(2), false);
     EXPECT_EQ(smmu->effective_s2fwb(3), false);
