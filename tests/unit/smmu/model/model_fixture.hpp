@@ -1,6 +1,5 @@
-// The model tests' world: host RAM with the SMMU's structures and stage-2 tables, a guest's RAM that
-// stage 2 maps at an offset, the guest's IPA view of it (where its CDs and stage-1 tables are built), and
-// an SmmuModel started by ModelDriver the way Linux starts an SMMU.
+// The model tests' world: a Testbed (host RAM, a guest's RAM and its IPA view, both stages' builders, an
+// SmmuModel started by ModelDriver the way Linux starts an SMMU) with gtest assertions around it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -16,20 +15,21 @@
 #include "smmu/model/dma.hpp"
 #include "smmu/model/driver.hpp"
 #include "smmu/model/smmu_model.hpp"
+#include "smmu/model/testbed.hpp"
 #include "smmu/ste.hpp"
 #include "smmu/table_builder.hpp"
 
 namespace vsmmu::smmu::model::test {
 
+constexpr TestbedLayout kLayout{};
 constexpr std::uint64_t kKiB = 1024;
 constexpr std::uint64_t kMiB = 1024 * kKiB;
-constexpr std::uint64_t kHostPool = 0x4000'0000;     // stream table, queues, stage-2 tables
-constexpr std::uint64_t kHostPoolSize = 16 * kMiB;
-constexpr std::uint64_t kGuestPa = 0x1'8000'0000;    // the guest's RAM in PA space
-constexpr std::uint64_t kGuestIpa = 0x8000'0000;     // ... and where the guest sees it
-constexpr std::uint64_t kGuestSize = 32 * kMiB;
-constexpr std::uint64_t kGuestPoolSize = 8 * kMiB;   // the guest's CDs and stage-1 tables (first 8 MiB)
-constexpr std::uint64_t kGuestData = kGuestIpa + 16 * kMiB;  // IPA of the guest's DMA buffers
+constexpr std::uint64_t kHostPool = kLayout.host_pool;
+constexpr std::uint64_t kHostPoolSize = kLayout.host_pool_size;
+constexpr std::uint64_t kGuestPa = kLayout.guest_pa;
+constexpr std::uint64_t kGuestIpa = kLayout.guest_ipa;
+constexpr std::uint64_t kGuestSize = kLayout.guest_size;
+constexpr std::uint64_t kGuestData = kGuestIpa + 16 * kMiB;  // IPA of the guest's DMA buffers (past its pool)
 constexpr std::uint64_t kGuestDataPa = kGuestPa + 16 * kMiB;
 constexpr std::uint16_t kVmid = 7;
 constexpr std::uint16_t kAsid = 42;
@@ -40,81 +40,30 @@ inline std::vector<std::byte> pattern(std::size_t n, std::uint8_t seed) {
   return v;
 }
 
-class ModelTest : public ::testing::Test {
+class ModelTest : public ::testing::Test, protected Testbed {
  protected:
-  ModelTest() {
-    EXPECT_TRUE(mem.add_ram(kHostPool, kHostPoolSize));
-    EXPECT_TRUE(mem.add_ram(kGuestPa, kGuestSize));
-    // The guest's view of its RAM aliases the same bytes at its IPA.
-    EXPECT_TRUE(guest.add_borrowed(kGuestIpa, std::span(mem.host_pointer(kGuestPa, kGuestSize), kGuestSize)));
-  }
-
   // Creates the SMMU and starts it through its registers.
-  void start(const ModelConfig& config = ModelConfig::reference(), const DriverLayout& layout = {}) {
-    auto m = SmmuModel::create(mem, config);
-    ASSERT_TRUE(m) << m.error().to_string();
-    smmu = std::move(*m);
-    auto d = ModelDriver::start(*smmu, mem, host_pool, layout);
-    ASSERT_TRUE(d) << d.error().to_string();
-    driver.emplace(*d);
+  void start(const ModelConfig& config = ModelConfig::reference(), const DriverLayout& driver_layout = {}) {
+    auto r = Testbed::start(config, driver_layout);
+    ASSERT_TRUE(r) << r.error().to_string();
   }
-
   // Stage 2 maps all guest RAM IPA -> PA with pages (so one page's entry can be changed alone).
-  void map_guest_ram() {
-    ASSERT_TRUE(s2.map(kGuestIpa, kGuestPa, kGuestSize, MapAttributes{.allow_blocks = false}));
-  }
+  void map_guest_ram() { ASSERT_TRUE(Testbed::map_guest_ram()); }
 
-  Ste s2_ste(std::uint16_t vmid = kVmid) const {
-    Ste ste;
-    ste.set(Ste::V, true)
-        .set(Ste::Config, StreamConfig::s2_translate)
-        .set(Ste::S2VMID, vmid)
-        .set(Ste::S2AA64, true)
-        .set(Ste::S2R, true)
-        .set(Ste::S2T0SZ, s2.t0sz())
-        .set(Ste::S2SL0, s2.s2sl0())
-        .set(Ste::S2TG, tg0_from_granule(s2.granule()))
-        .set(Ste::S2PS, 5)
-        .set(Ste::S2TTB, s2.root());
-    return ste;
-  }
+  Ste s2_ste(std::uint16_t vmid = kVmid) const { return stage2_ste(s2, vmid); }
   // Stage 1 through a CD table at `cd_table` (an IPA when nested), optionally with stage 2.
   Ste s1_ste(std::uint64_t cd_table, bool nested, unsigned cdmax = 0, CdTableFormat fmt = CdTableFormat::linear,
              S1Dss dss = S1Dss::terminate) const {
-    Ste ste = nested ? s2_ste() : Ste{};
-    ste.set(Ste::V, true)
-        .set(Ste::Config, nested ? StreamConfig::nested : StreamConfig::s1_translate)
-        .set(Ste::S1ContextPtr, cd_table)
-        .set(Ste::S1CDMax, cdmax)
-        .set(Ste::S1Fmt, fmt)
-        .set(Ste::S1DSS, dss);
-    return ste;
+    return stage1_ste(cd_table, nested ? &s2 : nullptr, kVmid, cdmax, fmt, dss);
   }
-  Cd cd(const TableBuilder& s1_tables, std::uint16_t asid = kAsid) const {
-    Cd c;
-    c.set(Cd::V, true)
-        .set(Cd::AA64, true)
-        .set(Cd::EPD1, true)
-        .set(Cd::R, true)
-        .set(Cd::A, true)
-        .set(Cd::T0SZ, s1_tables.t0sz())
-        .set(Cd::TG0, tg0_from_granule(s1_tables.granule()))
-        .set(Cd::IPS, 5)
-        .set(Cd::ASID, asid)
-        .set(Cd::TTB0, s1_tables.root());
-    return c;
-  }
+  Cd cd(const TableBuilder& s1_tables, std::uint16_t asid = kAsid) const { return stage1_cd(s1_tables, asid); }
 
   // A nested stream: guest RAM mapped by stage 2, one CD (linear table of 1) in guest RAM for `s1`.
   void nested_stream(std::uint32_t sid) {
     map_guest_ram();
-    ASSERT_TRUE(s1.init());
-    auto table = guest_pool.allocate(Cd::bytes, 64);
-    ASSERT_TRUE(table);
+    auto table = Testbed::nested_stream(sid, kVmid, kAsid);
+    ASSERT_TRUE(table) << table.error().to_string();
     cd_table_ipa = *table;
-    ASSERT_TRUE(guest.write_record(cd_table_ipa, cd(s1)));
-    ASSERT_TRUE(driver->write_ste(sid, s1_ste(cd_table_ipa, true)));
-    ASSERT_TRUE(driver->issue(cmd_cfgi_ste(sid)));
   }
 
   // Marks the stage-1 leaf of `va` non-global (nG = 1), as Linux's io-pgtable-arm writes every stage-1
@@ -136,14 +85,6 @@ class ModelTest : public ::testing::Test {
     return out;
   }
 
-  RegionMemory mem;    // PA space
-  RegionMemory guest;  // the guest's IPA view of its RAM
-  TablePageAllocator host_pool{mem, kHostPool, kHostPoolSize};
-  TablePageAllocator guest_pool{guest, kGuestIpa, kGuestPoolSize};
-  TableBuilder s2{mem, host_pool, Stage::s2, Granule::k4K, 48};
-  TableBuilder s1{guest, guest_pool, Stage::s1, Granule::k4K, 48};
-  std::unique_ptr<SmmuModel> smmu;
-  std::optional<ModelDriver> driver;
   std::uint64_t cd_table_ipa = 0;  // nested_stream's linear CD table
 };
 

@@ -124,21 +124,25 @@ TEST_F(ModelTest, DmaFromAnotherThreadWhileTheHostInvalidates) {
   nested_stream(1);
   ASSERT_TRUE(s1.map(0x10000, kGuestData, 16 * 4096, MapAttributes{.allow_blocks = false}));
   std::atomic<bool> stop{false};
+  std::atomic<unsigned> accesses{0};
   std::atomic<unsigned> faults{0};
   std::thread device([&] {
     DmaMaster dev(*smmu, 1);
     std::array<std::byte, 64> buf{};
-    for (unsigned i = 0; !stop; ++i)
+    for (unsigned i = 0; !stop; ++i) {
       if (!dev.read(0x10000 + (i % 16) * 4096, buf)) ++faults;
+      ++accesses;
+    }
   });
-  for (int i = 0; i < 200; ++i) {
+  // Invalidate while the device runs, until both sides have done a good share of work.
+  for (int i = 0; i < 200 || accesses < 1000; ++i) {
     ASSERT_TRUE(driver->issue(std::array{cmd_tlbi_nh_asid(kVmid, kAsid), cmd_cfgi_ste(1)}));
     ASSERT_TRUE(smmu->read32(regs::CMDQ_CONS.offset));
   }
   stop = true;
   device.join();
   EXPECT_EQ(faults, 0U);
-  EXPECT_GT(smmu->counters().translations, 0U);
+  EXPECT_GE(smmu->counters().translations, 1000U);
 }
 
 }  // namespace

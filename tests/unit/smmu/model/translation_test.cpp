@@ -101,6 +101,7 @@ TEST_F(ModelTest, AbortStreamTerminatesWithoutAnEvent) {
 // While SMMUEN == 0 transactions follow GBPA: bypass, or abort once software sets GBPA.ABORT through the
 // Update handshake; neither records an event (IHI 0070 6.3.14).
 TEST_F(ModelTest, DisabledSmmuFollowsGbpa) {
+  ASSERT_TRUE(add_memory());
   auto m = SmmuModel::create(mem, ModelConfig::reference());
   ASSERT_TRUE(m);
   DmaMaster dev(**m, 3);
