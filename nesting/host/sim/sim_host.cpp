@@ -531,6 +531,7 @@ Result<std::uint64_t> SimHost::State::map_area(ObjectId ioas_id, Area area, std:
     return fail(EINVAL, call, "the memory starts at page offset {:#x}, not aligned to IOAS {}'s {:#x}", page_offset,
                 ioas_id, align);
   area.iova = iova;
+  area.page_offset = page_offset;
 
   // Place the memory in host-physical memory with the IOVA's offset modulo 1 GiB, so blocks can map it.
   auto pa = mem.place(backing, 1ULL << 30, iova);
@@ -702,7 +703,7 @@ Result<std::unique_ptr<S2Domain>> SimHost::State::new_domain(std::size_t smmu, I
   if (!dom) return fail(dom.error().err, call, "{}", dom.error().message);
   // iopt_table_add_domain: existing mappings must suit the IOMMU page size and the aperture.
   for (const auto& [iova, a] : ioas.areas) {
-    if (((a.iova | a.length | (a.pa % kPageSize)) & (kPageSize - 1)) != 0)
+    if (((a.iova | a.length | a.page_offset) & (kPageSize - 1)) != 0)
       return fail(EADDRINUSE, call, "IOAS {} holds the mapping [{:#x}, +{:#x}), not aligned to the 4KB IOMMU page",
                   ioas_id, a.iova, a.length);
     if (a.last() > (*dom)->aperture_last())
@@ -1045,6 +1046,7 @@ SimStats SimHost::stats() const {
     if (ste.get(smmu::Ste::Config) != smmu::StreamConfig::abort) ++st.translating_stes;
   st.events_forwarded = s_->events_forwarded;
   st.events_unhandled = s_->events_unhandled;
+  st.host_regions = s_->mem.regions();
   return st;
 }
 

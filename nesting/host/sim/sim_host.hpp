@@ -46,6 +46,7 @@ struct SimStats {
   std::size_t veventq_fds = 0;            // vEVENTQ and fault-queue fds handed out and not yet destroyed
   std::uint64_t events_forwarded = 0;     // event records delivered to a vEVENTQ (queued or lost there)
   std::uint64_t events_unhandled = 0;     // event records the driver only logged (no vEVENTQ for them)
+  std::size_t host_regions = 0;           // regions placed in host-physical memory (drivers' RAM included)
 };
 
 // Per-SMMU counters: what the simulated driver sent and what the model did.
@@ -114,11 +115,16 @@ class SimHost final : public Host {
   Result<smmu::Ste> physical_ste(std::string_view device) const;
 
   // A DMA by one of the profile's DMA engines, through its device's SMMU. Event records it causes are
-  // handled (forwarded to a vEVENTQ or logged) before this returns.
+  // handled (forwarded to a vEVENTQ or logged) before this returns, unless interrupts are deferred.
   Result<DmaResult> dma_write(std::string_view engine, std::uint64_t iova, std::span<const std::byte> data,
                               std::optional<std::uint32_t> ssid = std::nullopt);
   Result<DmaResult> dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,
                              std::optional<std::uint32_t> ssid = std::nullopt);
+
+  // Interrupt latency: while deferred, the event-queue interrupt is not serviced after each DMA but when
+  // run_interrupts() is called, so one handler run sees every event since (as an IRQ thread that runs late).
+  void set_interrupts_deferred(bool deferred);
+  void run_interrupts();
 
   // IOMMU_GET_HW_INFO with a buffer of buffer.size() bytes: copies what fits of the 40-byte
   // iommu_hw_info_arm_smmuv3, zero-fills the rest of a larger buffer, reports the kernel's size.

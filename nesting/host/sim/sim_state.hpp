@@ -52,6 +52,7 @@ struct Area {
   std::uint64_t iova = 0, length = 0;
   bool read = false, write = false;
   std::uint64_t pa = 0;                 // host-physical address of the first byte
+  std::uint64_t page_offset = 0;        // the memory's offset in its first page (user VA or file offset)
   MappedRegion file_map;                // MAP_FILE: the memfd range, mapped by the simulated kernel
   std::uint64_t last() const { return iova + length - 1; }
 };
@@ -118,6 +119,7 @@ struct SimHost::State {
   bool fired = false;
   std::uint64_t events_forwarded = 0;
   std::uint64_t events_unhandled = 0;
+  bool interrupts_deferred = false;
 
   // The vEVENTQ pump: writes backlogged records once the reader makes room (poll for POLLOUT).
   std::thread pump;

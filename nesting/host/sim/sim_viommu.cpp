@@ -383,7 +383,7 @@ Result<DmaResult> SimHost::State::dma(std::string_view engine, std::uint64_t iov
     done += chunk;
   }
   res.bytes = done;
-  handle_events();
+  if (!interrupts_deferred) handle_events();
   return res;
 }
 
@@ -391,6 +391,16 @@ Result<DmaResult> SimHost::dma_write(std::string_view engine, std::uint64_t iova
                                      std::optional<std::uint32_t> ssid) {
   std::lock_guard lock(s_->mu);
   return s_->dma(engine, iova, {}, data, true, ssid);
+}
+
+void SimHost::set_interrupts_deferred(bool deferred) {
+  std::lock_guard lock(s_->mu);
+  s_->interrupts_deferred = deferred;
+}
+
+void SimHost::run_interrupts() {
+  std::lock_guard lock(s_->mu);
+  s_->handle_events();
 }
 
 Result<DmaResult> SimHost::dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,
