@@ -120,6 +120,17 @@ Result<void> check_interrupt_parent(const void* fdt) {
   return {};
 }
 
+// fdt_check_full on an aligned copy (libfdt reads header fields in place).
+Result<void> check_blob(const std::vector<std::uint8_t>& copy, std::string_view where) {
+  if (copy.size() < 40)
+    return fail(EINVAL, std::string(where),
+                "not a sound flattened device tree: {} bytes are too few (the header alone is 40)", copy.size());
+  if (int err = fdt_check_full(copy.data(), copy.size()); err != 0)
+    return fail(EINVAL, std::string(where),
+                "not a sound flattened device tree: {} (a .dtb; compile .dts files with dtc)", fdt_error(err));
+  return {};
+}
+
 Result<void> check_spec(const VsmmuSpec& spec) {
   if (spec.size == 0) return fail(EINVAL, "dt.gen", "the SMMU's register frame size is 0");
   if (spec.irqs.empty())
@@ -148,6 +159,10 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
   if (auto ok = check_spec(spec); !ok) return std::unexpected(ok.error());
   Writer w;
   const bool fresh = base.empty();
+  // libfdt's writers trust the tree they are given; check it whole before touching it.
+  if (!fresh)
+    if (auto ok = check_blob(std::vector<std::uint8_t>(base.begin(), base.end()), "dt.gen"); !ok)
+      return fail(EINVAL, "dt.gen", "the base tree is {}", ok.error().message);
   if (auto r = w.open(base, 1024 + spec.iommu_map.size() * 16 + spec.irqs.size() * 32); !r)
     return std::unexpected(r.error());
   void* fdt = w.fdt();
@@ -326,12 +341,7 @@ Result<Report> inspect(std::span<const std::uint8_t> blob) {
   // libfdt reads the header's fields in place; an owned copy keeps them aligned whatever the caller's
   // buffer.
   std::vector<std::uint8_t> copy(blob.begin(), blob.end());
-  if (copy.size() < 40)
-    return fail(EINVAL, "dt.inspect", "{} bytes are too few for a flattened device tree (the header alone is 40)",
-                copy.size());
-  if (int err = fdt_check_full(copy.data(), copy.size()); err != 0)
-    return fail(EINVAL, "dt.inspect", "not a sound flattened device tree: {} (a .dtb; compile .dts files with dtc)",
-                fdt_error(err));
+  if (auto ok = check_blob(copy, "dt.inspect"); !ok) return std::unexpected(ok.error());
   return Inspector(copy.data()).run();
 }
 

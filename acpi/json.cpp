@@ -13,6 +13,10 @@ json memory(const MemoryAccess& m) {
           {"coherency", m.coherency()},           {"attributes", m.attributes()}, {"canwbs", m.canwbs()}};
 }
 
+// Firmware strings (OEM IDs, device names, node paths) are bytes, not necessarily UTF-8: invalid
+// sequences become U+FFFD instead of an exception.
+std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
+
 json irq(const SmmuInterrupt& i) { return {{"gsiv", i.gsiv}, {"flags", i.flags}}; }
 
 template <class T>
@@ -149,7 +153,7 @@ std::string iort_json(std::string_view source, const Report& report, const Nesti
   }
   out["root_complexes"] = rcs;
   out["any_canwbs"] = nesting.any_canwbs();
-  return out.dump(2);
+  return dump(out);
 }
 
 std::string dt_json(std::string_view source, const dt::Report& report) {
@@ -186,7 +190,7 @@ std::string dt_json(std::string_view source, const dt::Report& report) {
   out["valid"] = report.problems.empty();
   // A device tree has no CANWBS: nesting on such a host always depends on the SMMU's S2FWB.
   out["canwbs_expressible"] = false;
-  return out.dump(2);
+  return dump(out);
 }
 
 }  // namespace vsmmu::acpi

@@ -179,6 +179,24 @@ TEST(DeviceTree, GenerationRefusesWhatTheBindingForbids) {
   expect_refused(compile(no_parent), qemu_like_spec(), "no interrupt-parent");
 }
 
+// The generated blob is pinned (tests/data/dt), and seeds the device-tree fuzz target.
+TEST(DeviceTree, GoldenNewTree) {
+  auto blob = add_vsmmu({}, qemu_like_spec());
+  ASSERT_TRUE(blob);
+  test::expect_golden("dt/vsmmu-new-tree.dtb", *blob);
+}
+
+TEST(DeviceTree, GenerationRefusesABrokenBaseTree) {
+  auto blob = add_vsmmu({}, qemu_like_spec());
+  ASSERT_TRUE(blob);
+  Bytes broken = *blob;
+  broken.resize(broken.size() - 8);  // the header's totalsize now overshoots
+  auto r = add_vsmmu(broken, qemu_like_spec());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the base tree is not a sound flattened device tree"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(DeviceTree, InspectReadsBackWhatGenerationWrote) {
   auto blob = add_vsmmu({}, qemu_like_spec());
   ASSERT_TRUE(blob);
