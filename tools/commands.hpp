@@ -17,5 +17,7 @@ struct Command {
 };
 
 int demo_command(std::span<const std::string_view> args);
+int iort_command(std::span<const std::string_view> args);
+int dt_command(std::span<const std::string_view> args);
 
 }  // namespace vsmmu::tools

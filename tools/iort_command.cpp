@@ -1,0 +1,431 @@
+// vsmmu iort: check a host's IORT for nested SMMUv3 (CANWBS), generate a guest IORT, patch a host IORT
+// with CANWBS for Linux's initrd table upgrade.
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "acpi/cpio.hpp"
+#include "acpi/files.hpp"
+#include "acpi/iort.hpp"
+#include "acpi/iort_build.hpp"
+#include "acpi/iort_nesting.hpp"
+#include "acpi/iort_patch.hpp"
+#include "acpi/json.hpp"
+#include "acpi/spec_text.hpp"
+#include "tools/commands.hpp"
+
+namespace vsmmu::tools {
+namespace {
+
+using namespace vsmmu::acpi;
+using namespace vsmmu::acpi::iort;
+
+constexpr const char* kHostIort = "/sys/firmware/acpi/tables/IORT";
+
+// Exit codes shared by the subcommands (and documented in their --help).
+constexpr int kOk = 0, kProblems = 1, kUnusable = 2;
+
+void usage(std::FILE* out) {
+  fmt::print(out,
+             "usage: vsmmu iort <check|gen|patch> [options]\n\n"
+             "  check   validate an IORT and say whether Linux would allow nested SMMUv3 (CANWBS)\n"
+             "  gen     generate a guest IORT describing vSMMUs\n"
+             "  patch   set CANWBS on a host IORT for Linux's initrd ACPI table upgrade\n\n"
+             "'vsmmu iort <subcommand> --help' describes one.\n");
+}
+
+constexpr const char* kCheckHelp =
+    "usage: vsmmu iort check [FILE] [--json]\n\n"
+    "Validates an ACPI IORT (Arm DEN 0049) byte by byte - header, checksum, lengths, every node, ID mappings,\n"
+    "references, overlapping ranges - and reports, for every PCI root complex, its memory access flags, the\n"
+    "SMMUv3 its IDs reach and whether Linux would allow nesting devices behind it.\n\n"
+    "  FILE     the table (default /sys/firmware/acpi/tables/IORT, readable by root)\n"
+    "  --json   machine-readable report on stdout\n\n"
+    "exit status:\n"
+    "  0  valid, and some root complex allows nesting by itself (CANWBS)\n"
+    "  1  problems found, or no root complex has CANWBS: nesting then depends on the SMMU's S2FWB\n"
+    "     (IDR3.FWB), which the table cannot show - check it with `vsmmu probe`\n"
+    "  2  the file cannot be read or is not an IORT\n\n"
+    "example:\n"
+    "  sudo vsmmu iort check\n"
+    "  vsmmu iort check --json IORT.dat | jq '.root_complexes[].verdict'\n";
+
+constexpr const char* kGenHelp =
+    "usage: vsmmu iort gen --smmu SPEC [--smmu SPEC ...] [--map SPEC ...] [options] -o FILE\n\n"
+    "Writes a guest IORT: an ITS group, one SMMUv3 node per vSMMU, PCI root complexes whose RIDs map to\n"
+    "vSIDs (the others go straight to the ITS), and one RMR node per vSMMU reserving the host's MSI\n"
+    "window. Node revisions are the ones Linux and iasl expect for the table revision.\n\n"
+    "  --smmu base=ADDR,event=GSIV,pri=GSIV,gerr=GSIV,sync=GSIV[,noncoherent][,msi-devid=ID]\n"
+    "                          a vSMMU (index = order given); leave a line out if it is not wired\n"
+    "  --map rid=RID,count=N[,vsid=VSID][,smmu=INDEX][,segment=SEG]\n"
+    "                          RIDs behind a vSMMU (default: rid=0,count=0x10000, vSID = RID, vSMMU 0)\n"
+    "  --canwbs                set CANWBS on every guest root complex\n"
+    "  --host-iort FILE        set CANWBS where the host's root complex has it\n"
+    "  --host-rc INDEX         the host root complex the devices sit behind (default: the only one)\n"
+    "  --its ID                an ITS translation ID (repeatable; default 0)\n"
+    "  --no-its                no ITS group\n"
+    "  --no-rmr                no RMR nodes for the MSI window\n"
+    "  --msi-window BASE,SIZE  the reserved MSI window (default 0x8000000,0x100000)\n"
+    "  --revision 5|6          table revision (default 5: SMMUv3 nodes revision 4; 6: revision 5)\n"
+    "  --oem-id ID --oem-table-id ID --oem-revision N\n"
+    "  -o FILE                 where to write the table\n\n"
+    "RMR nodes only take effect in a Linux guest when the PCIe host bridge's _DSM function 5 says the\n"
+    "boot configuration is preserved (DEN 0049 3.1.1.5); the DSDT is the VMM's.\n\n"
+    "example:\n"
+    "  vsmmu iort gen --smmu base=0x9050000,event=106,pri=107,gerr=108,sync=109 \\\n"
+    "                 --map rid=0x0,count=0x100 --host-iort /sys/firmware/acpi/tables/IORT -o guest-iort.aml\n";
+
+constexpr const char* kPatchHelp =
+    "usage: vsmmu iort patch --canwbs [--rc INDEX] IN -o OUT [--cpio]\n\n"
+    "Sets CANWBS (bit 2 of the memory access flags) on root complex INDEX (table order, as `iort check`\n"
+    "numbers them) or on all, raises the OEM revision by one and fixes the checksum, so that Linux's\n"
+    "ACPI table upgrade (CONFIG_ACPI_TABLE_UPGRADE) replaces the firmware's table with it.\n\n"
+    "  --canwbs     set CANWBS (the only patch so far; required)\n"
+    "  --rc INDEX   only this root complex\n"
+    "  -o OUT       where to write\n"
+    "  --cpio       write an uncompressed newc cpio holding kernel/firmware/acpi/IORT.aml instead of the\n"
+    "               bare table; put it in front of the initrd: cat OUT initrd.img > initrd-override.img\n\n"
+    "The table must be valid (`vsmmu iort check` lists what is not).\n\n"
+    "example:\n"
+    "  sudo cat /sys/firmware/acpi/tables/IORT > IORT.dat\n"
+    "  vsmmu iort patch --canwbs IORT.dat -o iort-override.cpio --cpio\n";
+
+bool is_help(std::string_view a) { return a == "--help" || a == "-h"; }
+
+// Takes the value after an option, or reports that it is missing.
+std::optional<std::string> value_of(std::span<const std::string_view> args, std::size_t& i) {
+  if (i + 1 >= args.size()) {
+    fmt::print(stderr, "vsmmu iort: {} needs a value\n", args[i]);
+    return std::nullopt;
+  }
+  return std::string(args[++i]);
+}
+
+int unusable(const Error& e) {
+  fmt::print(stderr, "vsmmu iort: {}\n", e.message);
+  return kUnusable;
+}
+
+std::string node_summary(const Table& table, const Node& n) {
+  struct Visitor {
+    std::string operator()(std::monostate) const { return "(fields not decoded)"; }
+    std::string operator()(const ItsGroup& g) const { return fmt::format("ITS IDs {}", fmt::join(g.its_ids, ", ")); }
+    std::string operator()(const NamedComponent& c) const {
+      return fmt::format("\"{}\", CCA {}, memory flags {:#04x} ({}), address limit {}", c.device_name,
+                         c.memory.cache_coherency, c.memory.flags, memory_flags_names(c.memory.flags),
+                         c.memory_address_limit);
+    }
+    std::string operator()(const RootComplex& r) const {
+      return fmt::format("segment {}, CCA {}, memory flags {:#04x} ({}), ATS attribute {:#x}{}", r.pci_segment,
+                         r.memory.cache_coherency, r.memory.flags, memory_flags_names(r.memory.flags), r.ats_attribute,
+                         r.memory_address_limit ? fmt::format(", address limit {}", *r.memory_address_limit) : "");
+    }
+    std::string operator()(const Smmu& s) const {
+      return fmt::format("base {:#x}, span {:#x}, model {}, flags {:#x}, {} context interrupts", s.base, s.span,
+                         s.model, s.flags, s.context_interrupts.size());
+    }
+    std::string operator()(const SmmuV3& s) const {
+      return fmt::format("base {:#x}, flags {:#x}{}, model {}, GSIV event {} pri {} gerr {} sync {}", s.base, s.flags,
+                         s.cohacc() ? " (COHACC)" : " (no COHACC)", s.model, s.event_gsiv, s.pri_gsiv, s.gerr_gsiv,
+                         s.sync_gsiv);
+    }
+    std::string operator()(const Pmcg& p) const {
+      return fmt::format("page 0 {:#x}, overflow GSIV {}, node {:#x}", p.page0_base, p.overflow_gsiv, p.node_reference);
+    }
+    std::string operator()(const Rmr& r) const {
+      std::string ranges;
+      for (const auto& range : r.ranges)
+        ranges += fmt::format("{}[{:#x}, +{:#x})", ranges.empty() ? "" : " ", range.base, range.length);
+      return fmt::format("flags {:#x}, ranges {}", r.flags, ranges);
+    }
+  };
+  std::string s = std::visit(Visitor{}, n.data);
+  for (std::size_t i = 0; i < n.mappings.size(); ++i) {
+    const auto& m = n.mappings[i];
+    const Node* t = table.node_at(m.output_reference);
+    const auto target = fmt::format("{:#05x} ({})", m.output_reference, t ? node_type_name(t->type) : "no node");
+    if (m.single())
+      s += fmt::format("\n        map {}: single ID {:#x} -> {}", i, m.output_base, target);
+    else
+      s += fmt::format("\n        map {}: IDs {:#x}-{:#x} -> {:#x}-{:#x} at {}", i, m.input_base, m.input_last(),
+                       m.output_base, m.output_last(), target);
+  }
+  return s;
+}
+
+void print_text(const std::string& source, const Report& report, const NestingReport& nesting) {
+  const auto& h = report.table.header;
+  fmt::print("IORT {}: {} bytes, revision {}, OEM \"{}\" \"{}\" revision {}, creator \"{}\" {:#x}\n", source,
+             report.size, h.revision, h.oem_id, h.oem_table_id, h.oem_revision, h.creator_id, h.creator_revision);
+  fmt::print("{} nodes from {:#x}:\n", report.table.nodes.size(), h.node_offset);
+  for (std::size_t i = 0; i < report.table.nodes.size(); ++i) {
+    const auto& n = report.table.nodes[i];
+    fmt::print("  [{}] {:#05x} {:<15} rev {} id {:<3} {}\n", i, n.offset, node_type_name(n.type), n.revision,
+               n.identifier, node_summary(report.table, n));
+  }
+  if (report.problems.empty()) {
+    fmt::print("no problems\n");
+  } else {
+    fmt::print("{} errors, {} warnings:\n", report.count(Severity::error), report.count(Severity::warning));
+    for (const auto& p : report.problems)
+      fmt::print("  {:<7} at {:#05x} [{}] {}\n", to_string(p.severity), p.offset, to_string(p.check), p.message);
+  }
+  fmt::print("nesting (Linux arm-smmu-v3 + iommufd, IOMMU_VIOMMU_ALLOC):\n");
+  if (nesting.root_complexes.empty()) fmt::print("  no PCI root complex\n");
+  for (const auto& rc : nesting.root_complexes) {
+    fmt::print("  root complex {} (segment {}, node {:#05x}): COHERENCY={} ATTRIBUTES={} CANWBS={}\n", rc.index,
+               rc.segment, rc.offset, int{rc.memory.coherency()}, int{rc.memory.attributes()}, int{rc.memory.canwbs()});
+    for (const auto& r : rc.routes) {
+      const auto rids = r.single ? std::string("every RID") : fmt::format("RIDs {:#x}-{:#x}", r.rid_first, r.rid_last);
+      const auto ids = r.target == Route::Target::smmu_v3 || r.target == Route::Target::smmu_v1v2 ? "stream IDs"
+                                                                                                   : "device IDs";
+      fmt::print("    {} -> {} at {:#05x}, {} {:#x}-{:#x}{}\n", rids, to_string(r.target), r.target_offset, ids,
+                 r.out_first, r.out_last,
+                 r.target == Route::Target::smmu_v3 && !r.coherent_smmu ? " (SMMU without COHACC)" : "");
+    }
+    fmt::print("    verdict: {} - {}\n", to_string(rc.verdict), rc.reason);
+  }
+}
+
+int check(std::span<const std::string_view> args) {
+  std::string path = kHostIort;
+  bool json = false, have_path = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (is_help(args[i])) {
+      fmt::print("{}", kCheckHelp);
+      return kOk;
+    }
+    if (args[i] == "--json") {
+      json = true;
+    } else if (!args[i].starts_with("-") && !have_path) {
+      path = std::string(args[i]);
+      have_path = true;
+    } else {
+      fmt::print(stderr, "vsmmu iort check: unexpected argument '{}'\n\n{}", args[i], kCheckHelp);
+      return kUnusable;
+    }
+  }
+  auto bytes = read_file(path);
+  if (!bytes) {
+    fmt::print(stderr, "vsmmu iort check: {}{}\n", bytes.error().message,
+               path == kHostIort && bytes.error().err == ENOENT
+                   ? " (no IORT: the host booted with a device tree, or is not arm64)"
+               : bytes.error().err == EACCES ? " (the firmware tables are readable by root only)"
+                                             : "");
+    return kUnusable;
+  }
+  auto report = parse(*bytes);
+  if (!report) return unusable(report.error());
+  const auto nesting = nesting_report(report->table);
+  if (json) {
+    fmt::print("{}\n", iort_json(path, *report, nesting));
+  } else {
+    print_text(path, *report, nesting);
+    if (!report->valid())
+      fmt::print("result: the table has errors; fix them (Linux may misroute or ignore what they touch)\n");
+    else if (nesting.any_canwbs())
+      fmt::print("result: valid; nesting is allowed through CANWBS for the root complexes marked so\n");
+    else
+      fmt::print(
+          "result: valid, but no root complex has CANWBS. Nesting then depends on the SMMU's S2FWB (IDR3.FWB), which "
+          "the IORT cannot show: run `vsmmu probe` on this host. To try CANWBS anyway: `vsmmu iort patch --canwbs "
+          "{} -o iort.cpio --cpio`\n",
+          path);
+  }
+  return report->valid() && nesting.any_canwbs() ? kOk : kProblems;
+}
+
+int gen(std::span<const std::string_view> args) {
+  GuestIort spec;
+  std::vector<text::GuestMap> maps;
+  std::optional<std::string> out, host_iort;
+  std::optional<std::size_t> host_rc;
+  bool canwbs = false, its_given = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto a = args[i];
+    if (is_help(a)) {
+      fmt::print("{}", kGenHelp);
+      return kOk;
+    }
+    if (a == "--canwbs") { canwbs = true; continue; }
+    if (a == "--no-its") { spec.its_ids.clear(); its_given = true; continue; }
+    if (a == "--no-rmr") { spec.msi_rmr = false; continue; }
+    auto v = value_of(args, i);
+    if (!v) return kUnusable;
+    auto num = [&](std::string_view what) -> Result<std::uint64_t> { return text::number(*v, what); };
+    if (a == "--smmu") {
+      auto s = text::guest_smmu(*v);
+      if (!s) return unusable(s.error());
+      spec.smmus.push_back(*s);
+    } else if (a == "--map") {
+      auto m = text::guest_map(*v);
+      if (!m) return unusable(m.error());
+      maps.push_back(*m);
+    } else if (a == "--its") {
+      auto n = num("ITS ID");
+      if (!n) return unusable(n.error());
+      if (!its_given) spec.its_ids.clear();
+      its_given = true;
+      spec.its_ids.push_back(static_cast<std::uint32_t>(*n));
+    } else if (a == "--host-iort") {
+      host_iort = *v;
+    } else if (a == "--host-rc") {
+      auto n = num("host root complex");
+      if (!n) return unusable(n.error());
+      host_rc = *n;
+    } else if (a == "--msi-window") {
+      const auto comma = v->find(',');
+      auto base = text::number(v->substr(0, comma), "MSI window base");
+      auto size = comma == std::string::npos ? Result<std::uint64_t>(fail(EINVAL, "iort gen", "--msi-window needs BASE,SIZE"))
+                                             : text::number(v->substr(comma + 1), "MSI window size");
+      if (!base) return unusable(base.error());
+      if (!size) return unusable(size.error());
+      spec.msi_window_base = *base;
+      spec.msi_window_size = *size;
+    } else if (a == "--revision") {
+      auto n = num("revision");
+      if (!n) return unusable(n.error());
+      spec.identity.revision = static_cast<std::uint8_t>(*n);
+    } else if (a == "--oem-id") {
+      spec.identity.oem_id = *v;
+    } else if (a == "--oem-table-id") {
+      spec.identity.oem_table_id = *v;
+    } else if (a == "--oem-revision") {
+      auto n = num("OEM revision");
+      if (!n) return unusable(n.error());
+      spec.identity.oem_revision = static_cast<std::uint32_t>(*n);
+    } else if (a == "-o") {
+      out = *v;
+    } else {
+      fmt::print(stderr, "vsmmu iort gen: unknown option '{}'\n\n{}", a, kGenHelp);
+      return kUnusable;
+    }
+  }
+  if (!out || spec.smmus.empty()) {
+    fmt::print(stderr, "vsmmu iort gen: {} is required\n\n{}", out ? "--smmu" : "-o FILE", kGenHelp);
+    return kUnusable;
+  }
+  if (maps.empty()) maps.push_back(text::GuestMap{GuestRidMap{0, 0x10000, 0, 0}, 0});
+  bool host_has_canwbs = false;
+  if (host_iort) {
+    auto bytes = read_file(*host_iort);
+    if (!bytes) return unusable(bytes.error());
+    auto host = parse(*bytes);
+    if (!host) return unusable(host.error());
+    auto flag = host_canwbs(host->table, host_rc);
+    if (!flag) return unusable(flag.error());
+    host_has_canwbs = *flag;
+    fmt::print("host {}: root complex {} {} CANWBS\n", *host_iort, host_rc.value_or(0), *flag ? "has" : "lacks");
+  }
+  for (const auto& m : maps) {
+    auto rc = std::find_if(spec.root_complexes.begin(), spec.root_complexes.end(),
+                           [&](const GuestRootComplex& r) { return r.segment == m.segment; });
+    if (rc == spec.root_complexes.end()) {
+      spec.root_complexes.push_back(GuestRootComplex{m.segment, {}, canwbs || host_has_canwbs});
+      rc = spec.root_complexes.end() - 1;
+    }
+    rc->maps.push_back(m.map);
+  }
+  auto table = build_guest(spec);
+  if (!table) return unusable(table.error());
+  auto check_back = parse(*table);
+  if (!check_back || !check_back->valid()) {
+    fmt::print(stderr, "vsmmu iort gen: internal error: the generated table does not validate\n");
+    return kProblems;
+  }
+  if (auto w = write_file(*out, *table); !w) return unusable(w.error());
+  fmt::print("wrote {}: {} bytes, IORT revision {}, {} nodes ({} vSMMUs, {} root complexes{})\n", *out, table->size(),
+             spec.identity.revision, check_back->table.nodes.size(), spec.smmus.size(), spec.root_complexes.size(),
+             std::any_of(spec.root_complexes.begin(), spec.root_complexes.end(),
+                         [](const GuestRootComplex& r) { return r.canwbs; })
+                 ? ", CANWBS"
+                 : "");
+  return kOk;
+}
+
+int patch(std::span<const std::string_view> args) {
+  std::optional<std::string> in, out;
+  std::optional<std::size_t> rc;
+  bool canwbs = false, cpio = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto a = args[i];
+    if (is_help(a)) {
+      fmt::print("{}", kPatchHelp);
+      return kOk;
+    }
+    if (a == "--canwbs") {
+      canwbs = true;
+    } else if (a == "--cpio") {
+      cpio = true;
+    } else if (a == "--rc" || a == "-o") {
+      auto v = value_of(args, i);
+      if (!v) return kUnusable;
+      if (a == "-o") {
+        out = *v;
+      } else {
+        auto n = text::number(*v, "root complex index");
+        if (!n) return unusable(n.error());
+        rc = *n;
+      }
+    } else if (!a.starts_with("-") && !in) {
+      in = std::string(a);
+    } else {
+      fmt::print(stderr, "vsmmu iort patch: unexpected argument '{}'\n\n{}", a, kPatchHelp);
+      return kUnusable;
+    }
+  }
+  if (!canwbs || !in || !out) {
+    fmt::print(stderr, "vsmmu iort patch: {} is required\n\n{}", !canwbs ? "--canwbs" : !in ? "IN" : "-o OUT", kPatchHelp);
+    return kUnusable;
+  }
+  auto bytes = read_file(*in);
+  if (!bytes) return unusable(bytes.error());
+  auto patched = set_canwbs(*bytes, rc);
+  if (!patched) {
+    fmt::print(stderr, "vsmmu iort patch: {}\n", patched.error().message);
+    // Bytes that are not an IORT are unusable input; a valid IORT we refuse to patch is a problem with it.
+    return patched.error().where == "iort.parse" ? kUnusable : kProblems;
+  }
+  for (const auto& c : patched->changes)
+    fmt::print("root complex {} (node {:#05x}): memory access flags {:#04x} -> {:#04x}\n", c.index, c.offset, c.before,
+               c.after);
+  fmt::print("OEM revision {} -> {}, checksum {:#04x}\n", patched->oem_revision_before, patched->oem_revision_after,
+             patched->table[layout::kChecksum]);
+  const auto data = cpio ? acpi::cpio::newc(acpi::cpio::acpi_override("IORT", patched->table)) : patched->table;
+  if (auto w = write_file(*out, data); !w) return unusable(w.error());
+  if (cpio)
+    fmt::print("wrote {}: cpio with kernel/firmware/acpi/IORT.aml ({} bytes); boot with: cat {} initrd.img > "
+               "initrd-override.img\n",
+               *out, patched->table.size(), *out);
+  else
+    fmt::print("wrote {}: {} bytes\n", *out, data.size());
+  return kOk;
+}
+
+}  // namespace
+
+int iort_command(std::span<const std::string_view> args) {
+  if (args.empty()) {
+    usage(stderr);
+    return kUnusable;
+  }
+  const auto sub = args[0];
+  const auto rest = args.subspan(1);
+  if (is_help(sub)) {
+    usage(stdout);
+    return kOk;
+  }
+  if (sub == "check") return check(rest);
+  if (sub == "gen") return gen(rest);
+  if (sub == "patch") return patch(rest);
+  fmt::print(stderr, "vsmmu iort: unknown subcommand '{}'\n\n", sub);
+  usage(stderr);
+  return kUnusable;
+}
+
+}  // namespace vsmmu::tools
