@@ -318,7 +318,7 @@ std::optional<bool> SmmuModel::effective_s2fwb(std::uint32_t sid) {
   t.stream.sid = sid;
   auto s = stream_entry(t);  // raises no event: only finish_fault records one
   if (!s) return std::nullopt;
-  return s->s2fwb;
+  return (*s)->s2fwb;
 }
 
 // ---- DMA ----------------------------------------------------------------------------------------------

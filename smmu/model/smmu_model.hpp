@@ -166,11 +166,12 @@ class SmmuModel {
     std::optional<Event> event;
     bool record = true;               // whether the event is to be recorded (CR2.RECINVSID, CD.R, STE.S2R)
   };
-  // The configuration an access uses, resolved from the caches or the tables in memory.
+  // The configuration an access uses: entries of the configuration cache (or of the uncached_* slots when
+  // the cache keeps nothing), valid while mu_ is held and until the next configuration-cache change.
   struct Route {
-    StreamEntry stream;
-    std::optional<ContextEntry> context;  // stage 1 in use
-    bool stage2 = false;                  // stage 2 in use
+    const StreamEntry* stream = nullptr;
+    const ContextEntry* context = nullptr;  // stage 1 in use
+    bool stage2 = false;                    // stage 2 in use
   };
   // The output of a DMA range: physically contiguous pieces in input order. Most DMAs need one, so a few
   // are held inline and the TLB-hit path does not allocate.
@@ -201,10 +202,10 @@ class SmmuModel {
 
   // ---- configuration (stream_table.cpp); mu_ held.
   std::expected<Route, Fault> route(const Txn& t);
-  std::expected<StreamEntry, Fault> stream_entry(const Txn& t);
+  std::expected<const StreamEntry*, Fault> stream_entry(const Txn& t);
   std::expected<std::uint64_t, Fault> ste_address(const Txn& t);
   std::expected<StreamEntry, Fault> decode_ste(const Txn& t, const Ste& ste) const;
-  std::expected<ContextEntry, Fault> context_entry(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
+  std::expected<const ContextEntry*, Fault> context_entry(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
   std::expected<std::uint64_t, Fault> cd_address(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
   std::expected<std::uint64_t, Fault> fetch_address(const Txn& t, const StreamEntry& s, std::uint64_t addr,
                                                     EventClass cls);
@@ -244,6 +245,8 @@ class SmmuModel {
   Walker walker_;
   Tlb tlb_;
   ConfigCache config_cache_;
+  StreamEntry uncached_stream_;    // where a Route points when the cache did not keep the entry
+  ContextEntry uncached_context_;
   Counters counters_;
 
   // Register state (IHI 0070 6.3). CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL: the model applies

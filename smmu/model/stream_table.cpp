@@ -43,7 +43,7 @@ std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t)
   if (!stream) return std::unexpected(stream.error());
   Route r;
   r.stream = *stream;
-  const auto config = stream->config;
+  const auto config = (*stream)->config;
   const auto bad_substream = [&] {
     return std::unexpected(Fault{DmaOutcome::aborted, event_for(EventId::C_BAD_SUBSTREAMID, t)});
   };
@@ -56,7 +56,7 @@ std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t)
     return r;
   }
   r.stage2 = has_stage2(config);
-  const auto& ste = stream->ste;
+  const auto& ste = (*stream)->ste;
   const std::uint64_t cdmax = ste.get(Ste::S1CDMax);
   std::uint32_t cd_index = 0;
   if (cdmax == 0) {
@@ -76,16 +76,16 @@ std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t)
     if (ssid >> cdmax != 0 || (ste.get(Ste::S1DSS) == S1Dss::substream0 && ssid == 0)) return bad_substream();
     cd_index = ssid;
   }
-  auto ctx = context_entry(t, *stream, cd_index);
+  auto ctx = context_entry(t, **stream, cd_index);
   if (!ctx) return std::unexpected(ctx.error());
   r.context = *ctx;
   return r;
 }
 
-std::expected<StreamEntry, SmmuModel::Fault> SmmuModel::stream_entry(const Txn& t) {
+std::expected<const StreamEntry*, SmmuModel::Fault> SmmuModel::stream_entry(const Txn& t) {
   if (const auto* cached = config_cache_.stream(t.stream.sid)) {
     ++counters_.config_hits;
-    return *cached;
+    return cached;
   }
   auto addr = ste_address(t);
   if (!addr) return std::unexpected(addr.error());
@@ -99,7 +99,9 @@ std::expected<StreamEntry, SmmuModel::Fault> SmmuModel::stream_entry(const Txn& 
   auto entry = decode_ste(t, *ste);
   if (!entry) return std::unexpected(entry.error());
   config_cache_.insert_stream(t.stream.sid, *entry);
-  return entry;
+  if (const auto* kept = config_cache_.stream(t.stream.sid)) return kept;
+  uncached_stream_ = *entry;
+  return &uncached_stream_;
 }
 
 // Where the STE of t's StreamID lives (IHI 0070 3.3.1, 3.3.2, 6.3.24, 6.3.25).
@@ -185,11 +187,11 @@ std::expected<StreamEntry, SmmuModel::Fault> SmmuModel::decode_ste(const Txn& t,
   return e;
 }
 
-std::expected<ContextEntry, SmmuModel::Fault> SmmuModel::context_entry(const Txn& t, const StreamEntry& s,
-                                                                       std::uint32_t ssid) {
+std::expected<const ContextEntry*, SmmuModel::Fault> SmmuModel::context_entry(const Txn& t, const StreamEntry& s,
+                                                                              std::uint32_t ssid) {
   if (const auto* cached = config_cache_.context(t.stream.sid, ssid)) {
     ++counters_.config_hits;
-    return *cached;
+    return cached;
   }
   auto addr = cd_address(t, s, ssid);
   if (!addr) return std::unexpected(addr.error());
@@ -203,7 +205,9 @@ std::expected<ContextEntry, SmmuModel::Fault> SmmuModel::context_entry(const Txn
   auto entry = decode_cd(t, *cd);
   if (!entry) return std::unexpected(entry.error());
   config_cache_.insert_context(t.stream.sid, ssid, *entry);
-  return entry;
+  if (const auto* kept = config_cache_.context(t.stream.sid, ssid)) return kept;
+  uncached_context_ = *entry;
+  return &uncached_context_;
 }
 
 // The PA of CD `ssid` (IHI 0070 3.4.1, 3.4.2, 5.3).
@@ -245,7 +249,7 @@ std::expected<std::uint64_t, SmmuModel::Fault> SmmuModel::fetch_address(const Tx
   f.stage2 = true;
   f.ipa = addr;
   Route r;
-  r.stream = s;
+  r.stream = &s;
   r.stage2 = true;
   Fault fault = walk_fault(t, r, f);
   if (fault.event) fault.event->set(Event::CLASS, cls);

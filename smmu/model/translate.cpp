@@ -72,13 +72,13 @@ std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::translate_one(const T
 }
 
 std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::walk(const Txn& t, const Route& route) {
-  const bool s1 = route.context.has_value();
+  const bool s1 = route.context != nullptr;
   const bool s2 = route.stage2;
   if (!s1 && !s2) return DmaTranslation{t.iova, ~t.iova + 1 == 0 ? ~0ULL : ~t.iova + 1, false};  // bypass
 
   TlbRegime regime;
   regime.stage = s1 && s2 ? TlbStage::nested : s1 ? TlbStage::s1 : TlbStage::s2;
-  if (s2) regime.vmid = route.stream.s2->vmid;
+  if (s2) regime.vmid = route.stream->s2->vmid;
   if (s1) regime.asid = route.context->s1.asid;
   regime.privileged = t.stream.attrs.privileged;
   // With TBI the top byte is not part of the address (IHI 0070 5.4 TBI0): tagged pointers share entries.
@@ -100,9 +100,9 @@ std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::walk(const Txn& t, co
 
   AccessType access{t.write, instruction, t.stream.attrs.privileged};
   std::expected<Translation, WalkFault> tr;
-  if (s1 && s2) tr = walker_.nested(route.context->s1, *route.stream.s2, t.iova, access);
+  if (s1 && s2) tr = walker_.nested(route.context->s1, *route.stream->s2, t.iova, access);
   else if (s1) tr = walker_.stage1(route.context->s1, t.iova, access);
-  else tr = walker_.stage2(*route.stream.s2, t.iova, access);
+  else tr = walker_.stage2(*route.stream->s2, t.iova, access);
   if (!tr) return std::unexpected(walk_fault(t, route, tr.error()));
 
   TlbEntry e;
@@ -117,7 +117,7 @@ std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::walk(const Txn& t, co
   e.level = tr->level;
   // Stage-1 leaves with nG == 0 are global: they match any ASID (IHI 0070 3.17.1).
   e.global = s1 && !Descriptor{{tr->descriptor}}.get(Descriptor::nG);
-  e.granule = s1 ? route.context->s1.granule : route.stream.s2->granule;
+  e.granule = s1 ? route.context->s1.granule : route.stream->s2->granule;
   tlb_.insert(e);
   return DmaTranslation{tr->output, e.input_base + (1ULL << e.size_log2) - input, false};
 }
@@ -136,7 +136,7 @@ SmmuModel::Fault SmmuModel::walk_fault(const Txn& t, const Route& route, const W
   // Translation-stage faults are recorded per stage by STE.S2R and CD.R (IHI 0070 5.2, 5.4); an external
   // abort on a walk always is.
   if (f.type == FaultType::walk_eabt) fault.record = true;
-  else if (f.stage2) fault.record = route.stream.s2_record;
+  else if (f.stage2) fault.record = route.stream->s2_record;
   else fault.record = route.context && route.context->record;
   // Stage-1 faults terminate as CD.A says; stage-2 faults abort (IHI 0070 3.12.2).
   const bool raz_wi = !f.stage2 && route.context && !route.context->abort;
