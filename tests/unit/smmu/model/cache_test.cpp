@@ -102,6 +102,32 @@ TEST_F(CacheTest, GlobalEntrySurvivesTlbiNhAsidButNotTlbiNhVa) {
   expect_fault(write(kVa, 3), EventId::F_TRANSLATION);
 }
 
+// TLBI_NH_VAA removes the address's entries of every ASID in the VMID (IHI 0070 4.4.2.4).
+TEST_F(CacheTest, TlbiNhVaaCoversEveryAsid) {
+  map(kVa, 0);
+  map(kVa + kPage, 1);
+  ASSERT_TRUE(write(kVa, 1));
+  ASSERT_TRUE(write(kVa + kPage, 1));
+  ASSERT_TRUE(s1.unmap(kVa, 2 * kPage));
+  issue({Command{}.set(Command::Opcode, Opcode::TLBI_NH_VAA).set(Command::VMID, kVmid).set(Command::Address, kVa)});
+  expect_fault(write(kVa, 2), EventId::F_TRANSLATION);
+  ASSERT_TRUE(write(kVa + kPage, 2));  // another address
+}
+
+// TLBI_NH_ALL removes every stage-1 entry of the VMID and nothing of another VM (IHI 0070 4.4.2.1).
+TEST_F(CacheTest, TlbiNhAllIsScopedToItsVmid) {
+  map(kVa, 0);
+  ASSERT_TRUE(write(kVa, 1));
+  ASSERT_TRUE(s1.unmap(kVa, kPage));
+  const auto nh_all = [](std::uint16_t vmid) {
+    return Command{}.set(Command::Opcode, Opcode::TLBI_NH_ALL).set(Command::VMID, vmid);
+  };
+  issue({nh_all(kVmid + 1)});
+  ASSERT_TRUE(write(kVa, 2));
+  issue({nh_all(kVmid)});
+  expect_fault(write(kVa, 3), EventId::F_TRANSLATION);
+}
+
 // IHI 0070 4.4.3.2 TLBI_S12_VMALL: a stage-2 change reaches nested streams only after it.
 TEST_F(CacheTest, StageTwoChangeTakesEffectAfterTlbiS12Vmall) {
   map(kVa, 0);
@@ -192,6 +218,9 @@ TEST_F(CacheTest, TtlHintForAnotherLevelLeavesTheEntry) {
   ASSERT_TRUE(write(kVa, 1));
   ASSERT_TRUE(s1.unmap(kVa, kPage));
   issue({range_tlbi(kVa, 0, 0, 2)});  // level 2: the page is a level-3 leaf
+  ASSERT_TRUE(write(kVa, 2));
+  // TG names the granule the same way: 16KB entries only (IHI 0070 4.4.1.1).
+  issue({range_tlbi(kVa, 3, 0, 0).set(Command::TG, tlbi_tg_from_granule(Granule::k16K))});
   ASSERT_TRUE(write(kVa, 2));
   issue({range_tlbi(kVa, 0, 0, 3)});
   expect_fault(write(kVa, 3), EventId::F_TRANSLATION);

@@ -125,6 +125,26 @@ TEST_F(StageOneOnlySmmu, StageTwoTlbiIsIllegal) {
   expect_stops_on(cmd_tlbi_s2_ipa(1, 0x1000), Cerror::ill);
 }
 
+class AtsSmmu : public CommandQueueTest {
+  ModelConfig config() const override {
+    ModelConfig c = ModelConfig::reference();
+    c.idr0.set(Idr0::ATS, true);
+    return c;
+  }
+};
+
+// With IDR0.ATS, ATC_INV is a command the SMMU executes (there is no ATC behind the model's devices to
+// invalidate) (IHI 0070 4.5.1).
+TEST_F(AtsSmmu, AtcInvIsAccepted) {
+  const auto atc_inv = Command{}
+                           .set(Command::Opcode, Opcode::ATC_INV)
+                           .set(Command::SID, 3)
+                           .set(Command::Address, 0x10000)
+                           .set(Command::Size, 4);
+  ASSERT_TRUE(driver->issue(atc_inv));
+  EXPECT_FALSE(driver->command_error().value());
+}
+
 // A command the SMMU cannot fetch is CERROR_ABT (IHI 0070 7.1).
 TEST_F(CommandQueueTest, FetchAbortIsCerrorAbt) {
   ASSERT_TRUE(smmu->write32(regs::CR0.offset, Cr0::of(reg(regs::CR0)).set(Cr0::CMDQEN, false).value()));

@@ -77,7 +77,8 @@ TEST_F(EventTest, StageTwoFaultOnAStageOneTableIsClassTt) {
   auto leaf = s1.leaf(kVa);
   ASSERT_TRUE(leaf);
   const std::uint64_t table_ipa = leaf->descriptor_address & ~0xfffULL;
-  ASSERT_TRUE(s2.write_leaf(table_ipa, s2.leaf(table_ipa)->descriptor & ~std::uint64_t{1}));  // invalid
+  const Descriptor s2_leaf{{s2.leaf(table_ipa)->descriptor}};
+  ASSERT_TRUE(s2.write_leaf(table_ipa, Descriptor{s2_leaf}.set(Descriptor::Valid, false).dw[0]));
   ASSERT_FALSE(DmaMaster(*smmu, kSid).write64(kVa, 1));
   const Event e = only_event();
   EXPECT_EQ(e.get(Event::ID), EventId::F_TRANSLATION);
