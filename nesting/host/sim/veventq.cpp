@@ -116,7 +116,7 @@ VeventQueue::Record VeventQueue::make_record(std::uint32_t flags, std::uint32_t 
   r.bytes.resize(kHeaderBytes + payload.size());
   put_u32(r.bytes, 0, flags);
   put_u32(r.bytes, 4, sequence);
-  std::memcpy(r.bytes.data() + kHeaderBytes, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(r.bytes.data() + kHeaderBytes, payload.data(), payload.size());
   return r;
 }
 
