@@ -2,6 +2,7 @@
 // with CANWBS for Linux's initrd table upgrade.
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -255,6 +256,13 @@ int gen(std::span<const std::string_view> args) {
     if (a == "--canwbs") { canwbs = true; continue; }
     if (a == "--no-its") { spec.its_ids.clear(); its_given = true; continue; }
     if (a == "--no-rmr") { spec.msi_rmr = false; continue; }
+    constexpr std::string_view with_value[] = {"--smmu",       "--map",   "--its",    "--host-iort",
+                                               "--host-rc",    "--msi-window", "--revision", "--oem-id",
+                                               "--oem-table-id", "--oem-revision", "-o"};
+    if (std::find(std::begin(with_value), std::end(with_value), a) == std::end(with_value)) {
+      fmt::print(stderr, "vsmmu iort gen: unknown option '{}'\n\n{}", a, kGenHelp);
+      return kUnusable;
+    }
     auto v = value_of(args, i);
     if (!v) return kUnusable;
     auto num = [&](std::string_view what) -> Result<std::uint64_t> { return text::number(*v, what); };
@@ -299,11 +307,8 @@ int gen(std::span<const std::string_view> args) {
       auto n = num("OEM revision");
       if (!n) return unusable(n.error());
       spec.identity.oem_revision = static_cast<std::uint32_t>(*n);
-    } else if (a == "-o") {
-      out = *v;
     } else {
-      fmt::print(stderr, "vsmmu iort gen: unknown option '{}'\n\n{}", a, kGenHelp);
-      return kUnusable;
+      out = *v;  // -o
     }
   }
   if (!out || spec.smmus.empty()) {

@@ -116,6 +116,7 @@ TEST(Cli, GenCarriesCanwbsFromTheHost) {
   ASSERT_EQ(without.status, 0) << without.out;
   expect_in(without.out, "root complex 0 lacks CANWBS");
   EXPECT_EQ(vsmmu("iort check '" + dir + "/b.aml'").status, 1);
+  EXPECT_EQ(vsmmu("iort gen --frob -o '" + dir + "/c.aml'").status, 2);
   const auto bad = vsmmu("iort gen --smmu base=0x9050000,evnt=106 -o '" + dir + "/c.aml'");
   EXPECT_EQ(bad.status, 2);
   expect_in(bad.out, "unknown key 'evnt'");

@@ -37,7 +37,7 @@ TEST(IortBuild, GuestTableHasTheRevisionsLinuxAndIaslExpect) {
     EXPECT_EQ(r.table.nodes[i].revision, expected[i].second) << i;
     EXPECT_EQ(r.table.nodes[i].identifier, i);  // unique identifiers, in table order
   }
-  // RMR nodes come last: disassemblers that predate them (iasl 20200925) stop at the first unknown node.
+  // RMR nodes come last, after the SMMUs they name: every reference in the table points backwards.
   EXPECT_EQ(r.table.nodes[4].length + r.table.nodes[5].length + r.table.nodes[4].offset, r.table.header.length);
 }
 
