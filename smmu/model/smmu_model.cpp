@@ -256,7 +256,7 @@ Result<void> SmmuModel::mmio_write(std::uint64_t offset, std::uint64_t value, un
 Result<std::uint64_t> SmmuModel::mmio(std::uint64_t offset, unsigned size, const std::uint64_t* write_value) {
   if (size != 4 && size != 8) return fail(EINVAL, kWhere, "MMIO access of {} bytes: only 4 and 8 are supported", size);
   if (offset % size != 0) return fail(EINVAL, kWhere, "MMIO access at {:#x} is not {}-byte aligned", offset, size);
-  if (offset + size > kRegisterSpace)
+  if (offset > kRegisterSpace - size)
     return fail(EINVAL, kWhere, "MMIO access at {:#x} is outside the SMMU's two 64KB pages", offset);
   auto off = static_cast<std::uint32_t>(offset);
   std::unique_lock lock(mu_);

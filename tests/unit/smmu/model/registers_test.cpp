@@ -81,6 +81,7 @@ TEST_F(RegistersTest, HolesAreRazWiAndBadAccessesAreRefused) {
   EXPECT_EQ(smmu->mmio_read(0x20, 2).error().err, EINVAL);       // 16-bit
   EXPECT_EQ(smmu->read64(0x84).error().err, EINVAL);             // 8-byte access not 8-aligned
   EXPECT_EQ(smmu->read32(kRegisterSpace).error().err, EINVAL);   // beyond page 1
+  EXPECT_EQ(smmu->read64(~0ULL - 7).error().err, EINVAL);        // an offset that would wrap
 }
 
 // The stream table base is read-only while SMMUEN == 1, a queue base while its queue is enabled
