@@ -73,8 +73,10 @@ smmu::Ste S2Domain::ste(bool ats) const {
   return s;
 }
 
-Result<void> S2Domain::map(std::uint64_t iova, std::uint64_t pa, std::uint64_t size, bool read, bool write) {
+Result<void> S2Domain::map(std::uint64_t iova, std::uint64_t pa, std::uint64_t size, bool read, bool write,
+                           bool blocks) {
   smmu::MapAttributes a;
+  a.allow_blocks = blocks;
   a.read = read;
   a.write = write;
   a.execute = false;
@@ -130,11 +132,18 @@ Result<void> S2Domain::read_and_clear_dirty(std::uint64_t iova, std::uint64_t si
                                             const std::function<void(std::uint64_t, std::uint64_t)>& record) {
   using smmu::Descriptor;
   std::uint64_t cleared_lo = ~0ULL, cleared_hi = 0;
+  // Adjacent dirty leaves are reported as one run.
+  std::uint64_t run_lo = 0, run_hi = 0;
   walk(tables_->root(), static_cast<int>(tables_->start_level()), 0, iova, iova + size,
        [&](std::atomic_ref<std::uint64_t>& slot, std::uint64_t ia, std::uint64_t bytes) {
          std::uint64_t d = slot.load(std::memory_order_acquire);
          if (!Descriptor::DBM.extract(d) || !Descriptor::S2AP_W.extract(d)) return;
-         record(ia, bytes);
+         if (run_hi != run_lo && run_hi != ia) {
+           record(run_lo, run_hi - run_lo);
+           run_lo = run_hi = 0;
+         }
+         if (run_hi == run_lo) run_lo = ia;
+         run_hi = ia + bytes;
          if (no_clear) return;
          // The SMMU may be setting the bit concurrently: clear it with a compare-and-swap.
          while (!slot.compare_exchange_weak(d, Descriptor::S2AP_W.insert(d, false), std::memory_order_acq_rel)) {
@@ -142,6 +151,7 @@ Result<void> S2Domain::read_and_clear_dirty(std::uint64_t iova, std::uint64_t si
          cleared_lo = std::min(cleared_lo, ia);
          cleared_hi = std::max(cleared_hi, ia + bytes);
        });
+  if (run_hi != run_lo) record(run_lo, run_hi - run_lo);
   if (cleared_hi > cleared_lo) return smmu_.tlb_inv_s2_range(vmid_, cleared_lo, cleared_hi - cleared_lo, options_.nest_parent);
   return {};
 }

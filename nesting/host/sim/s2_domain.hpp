@@ -40,9 +40,10 @@ class S2Domain {
   // arm_smmu_make_s2_domain_ste: an STE translating through this stage 2 alone.
   smmu::Ste ste(bool ats) const;
 
-  // Installs [iova, iova + size) -> [pa, pa + size); blocks where alignment allows. No TLB maintenance: the
-  // range held nothing.
-  Result<void> map(std::uint64_t iova, std::uint64_t pa, std::uint64_t size, bool read, bool write);
+  // Installs [iova, iova + size) -> [pa, pa + size); with `blocks`, 2 MiB and 1 GiB blocks where alignment
+  // allows (the simulated memory is physically contiguous, as hugetlbfs or THP memory is). No TLB
+  // maintenance: the range held nothing.
+  Result<void> map(std::uint64_t iova, std::uint64_t pa, std::uint64_t size, bool read, bool write, bool blocks);
   // Removes the range and invalidates the TLBs, so no stale translation survives.
   Result<void> unmap(std::uint64_t iova, std::uint64_t size);
   // io-pgtable-arm read_and_clear_dirty: calls `record` for every dirty leaf (DBM and S2AP[1]) overlapping

@@ -542,7 +542,7 @@ Result<std::uint64_t> SimHost::State::map_area(ObjectId ioas_id, Area area, std:
   std::vector<S2Domain*> filled;
   for (ObjectId h : ioas.domains) {
     auto& dom = *get<HwptPagingObj>(h)->domain;
-    if (auto r = dom.map(iova, area.pa, length, area.read, area.write); !r) {
+    if (auto r = dom.map(iova, area.pa, length, area.read, area.write, ioas.huge_pages); !r) {
       for (auto* f : filled) (void)f->unmap(iova, length);
       mem.remove(area.pa);
       return fail(r.error().err, call, "filling HWPT {}'s page table failed: {}", h, r.error().message);
@@ -669,6 +669,23 @@ Result<std::uint64_t> SimHost::ioas_unmap(ObjectId ioas, std::uint64_t iova, std
   return unmapped;
 }
 
+Result<bool> SimHost::ioas_huge_pages(ObjectId ioas, std::optional<bool> set) {
+  constexpr const char* kCall = "IOMMU_OPTION";
+  std::lock_guard lock(s_->mu);
+  auto* io = s_->get<IoasObj>(ioas);
+  if (!io) return fail(ENOENT, kCall, "object_id {} is not an IOAS", ioas);
+  if (set && !*set && io->huge_pages && !io->domains.empty() && !io->areas.empty())
+    return fail(EINVAL, kCall, "IOAS {} already has mappings in paging HWPTs; turn large pages off before mapping", ioas);
+  if (set && !*set && io->huge_pages) {
+    // iopt_calculate_iova_alignment: PAGE_SIZE from now; what is mapped must already be page-aligned.
+    for (const auto& [iova, a] : io->areas)
+      if (((a.iova | a.length | a.page_offset) & (kPageSize - 1)) != 0)
+        return fail(EADDRINUSE, kCall, "IOAS {} maps [{:#x}, +{:#x}), not in whole pages", ioas, a.iova, a.length);
+  }
+  if (set) io->huge_pages = *set;
+  return io->huge_pages;
+}
+
 Result<std::vector<IovaRange>> SimHost::ioas_iova_ranges(ObjectId ioas) {
   std::lock_guard lock(s_->mu);
   auto* io = s_->get<IoasObj>(ioas);
@@ -712,7 +729,7 @@ Result<std::unique_ptr<S2Domain>> SimHost::State::new_domain(std::size_t smmu, I
   }
   // iopt_fill_domain
   for (const auto& [iova, a] : ioas.areas) {
-    if (auto r = (*dom)->map(a.iova, a.pa, a.length, a.read, a.write); !r)
+    if (auto r = (*dom)->map(a.iova, a.pa, a.length, a.read, a.write, ioas.huge_pages); !r)
       return fail(r.error().err, call, "filling the new page table failed: {}", r.error().message);
   }
   ioas.reserved.push_back({(*dom)->aperture_last() + 1, kUlongMax, Reservation::Kind::aperture, hwpt_id});
@@ -929,13 +946,20 @@ Result<void> SimHost::get_dirty_bitmap(ObjectId hwpt, std::uint64_t iova, std::u
   if (areas.empty() || cursor != last || areas.back()->last() < last)
     return fail(EINVAL, kCall, "[{:#x}, {:#x}] is not entirely mapped in IOAS {} (gap at {:#x})", iova, last, p->ioas,
                 cursor);
-  // One bit per page_size page from iova; the kernel only sets bits, the caller clears the bitmap.
+  // One bit per page_size page from iova (bit i: bit i % 8 of byte i / 8 from the pointer, whatever its
+  // alignment); the kernel only sets bits, the caller clears the bitmap.
   auto record = [&](std::uint64_t ia, std::uint64_t bytes) {
     const std::uint64_t lo = std::max(ia, iova);
     const std::uint64_t hi = std::min(ia + bytes - 1, last);
     if (lo > hi) return;
-    for (std::uint64_t bit = (lo - iova) / page_size; bit <= (hi - iova) / page_size; ++bit)
-      bitmap[bit / 8] |= std::byte(static_cast<std::uint8_t>(1U << (bit % 8)));
+    std::uint64_t bit = (lo - iova) / page_size;
+    const std::uint64_t end = (hi - iova) / page_size + 1;
+    for (; bit < end && bit % 8 != 0; ++bit) bitmap[bit / 8] |= std::byte(static_cast<std::uint8_t>(1U << (bit % 8)));
+    if (end - bit >= 8) {  // a block's whole bytes at once
+      std::memset(bitmap + bit / 8, 0xff, (end - bit) / 8);
+      bit += (end - bit) / 8 * 8;
+    }
+    for (; bit < end; ++bit) bitmap[bit / 8] |= std::byte(static_cast<std::uint8_t>(1U << (bit % 8)));
   };
   const bool no_clear = flags & uapi::kDirtyBitmapNoClear;
   for (const Area* a : areas) {

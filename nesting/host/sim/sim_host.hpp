@@ -126,6 +126,12 @@ class SimHost final : public Host {
   void set_interrupts_deferred(bool deferred);
   void run_interrupts();
 
+  // IOMMU_OPTION(IOMMU_OPTION_HUGE_PAGES) on an IOAS: with `set`, turns large IOMMU pages on or off (off is
+  // refused with EINVAL once paging HWPTs hold mappings of it); returns the setting. On (the default), stage-2
+  // tables use 2 MiB and 1 GiB blocks wherever IOVA and memory alignment allow, as the kernel does for
+  // physically contiguous memory (hugetlbfs, THP); off, every leaf is a 4 KiB page.
+  Result<bool> ioas_huge_pages(ObjectId ioas, std::optional<bool> set);
+
   // IOMMU_GET_HW_INFO with a buffer of buffer.size() bytes: copies what fits of the 40-byte
   // iommu_hw_info_arm_smmuv3, zero-fills the rest of a larger buffer, reports the kernel's size.
   Result<HwInfoIoctl> get_hw_info_ioctl(DeviceId dev, std::span<std::byte> buffer);

@@ -61,8 +61,10 @@ struct IoasObj {
   std::map<std::uint64_t, Area> areas;  // by IOVA
   std::vector<Reservation> reserved;
   std::vector<ObjectId> domains;        // paging HWPTs whose tables mirror this IOAS, oldest first
-  // iopt->iova_alignment: no constraint until a domain exists, then the smallest IOMMU page.
-  std::uint64_t alignment() const { return domains.empty() ? 1 : kPageSize; }
+  bool huge_pages = true;               // IOMMU_OPTION_HUGE_PAGES
+  // iopt->iova_alignment: no constraint until a domain exists (or large pages are off), then the smallest
+  // IOMMU page.
+  std::uint64_t alignment() const { return domains.empty() && huge_pages ? 1 : kPageSize; }
 };
 
 struct HwptPagingObj {

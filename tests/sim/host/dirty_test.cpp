@@ -142,6 +142,33 @@ TEST_F(SimDirtyUpstream, PlainDirtyTrackingHwpt) {
   EXPECT_EQ(dirty(kPages, kPagesLen), (std::vector<std::uint64_t>{1}));
 }
 
+// IOMMU_OPTION_HUGE_PAGES off (iopt_disable_large_pages): the same 2 MiB-aligned memory is mapped with 4 KiB
+// leaves, so a write dirties one page; turning it off once paging HWPTs hold mappings is EINVAL.
+TEST(SimDirtyHugePages, OffGivesPageLeaves) {
+  auto host = make_host("nested-dirty");
+  ASSERT_TRUE(host);
+  GuestRam ram(4 << 20);
+  const auto dev = must(host->bind_device("nic0"));
+  const auto ioas = must(host->ioas_alloc());
+  EXPECT_TRUE(must(host->ioas_huge_pages(ioas, std::nullopt)));
+  EXPECT_FALSE(must(host->ioas_huge_pages(ioas, false)));
+  EXPECT_EQ(err_of(host->ioas_huge_pages(99, false)), ENOENT);
+  const auto hwpt = must(host->hwpt_alloc(paging_request(dev, ioas, uapi::kHwptAllocNestParent | uapi::kHwptAllocDirtyTracking)));
+  ASSERT_TRUE(host->ioas_map_file(ioas, ram.fd.get(), 0, ram.size, kBlocks, kMapRW));
+  EXPECT_EQ(err_of(host->ioas_huge_pages(ioas, true)), 0) << "turning large pages on is always allowed";
+  EXPECT_EQ(err_of(host->ioas_huge_pages(ioas, false)), EINVAL) << "mappings exist in a paging HWPT";
+  ASSERT_TRUE(host->attach(dev, hwpt));
+  ASSERT_TRUE(host->set_dirty_tracking(hwpt, true));
+  const std::array<std::byte, 8> data{std::byte{1}};
+  ASSERT_TRUE(must(host->dma_write("nic0.dma", kBlocks + 0x20'3000, data)).ok());
+  std::vector<std::byte> bm(ram.size / 4096 / 8);
+  ASSERT_TRUE(host->get_dirty_bitmap(hwpt, kBlocks, ram.size, 4096, bm.data(), 0));
+  std::vector<std::uint64_t> bits;
+  for (std::uint64_t i = 0; i < ram.size / 4096; ++i)
+    if (std::to_integer<unsigned>(bm[i / 8]) & (1U << (i % 8))) bits.push_back(i);
+  EXPECT_EQ(bits, (std::vector<std::uint64_t>{0x203}));
+}
+
 // Through nesting: a guest DMA (stage 1 maps VA -> IPA) dirties the IPA's page of the nest parent, which is
 // what live migration copies.
 TEST(SimDirtyNested, GuestDmaDirtiesTheParentsPage) {
