@@ -140,9 +140,9 @@ void BM_DirtyBitmapClearAllDirty(benchmark::State& state) {
   report(state);
 }
 // Arg 0: 4 KiB pages, 1: 2 MiB blocks.
-BENCHMARK(BM_DirtyBitmapNoClearAllDirty)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DirtyBitmapClearClean)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DirtyBitmapClearAllDirty)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DirtyBitmapNoClearAllDirty)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DirtyBitmapClearClean)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DirtyBitmapClearAllDirty)->ArgName("blocks")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

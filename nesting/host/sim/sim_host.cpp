@@ -28,6 +28,14 @@ std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & 
 // roundup_pow_of_two for the IOVA allocator's alignment guess.
 std::uint64_t pow2_ceil(std::uint64_t v) { return v <= 1 ? 1 : std::bit_ceil(v); }
 
+// Whether every page of [p, p + len) is mapped in this process (msync fails with ENOMEM on a hole): the
+// kernel's pin of user pages fails with EFAULT the same way.
+bool user_range_mapped(const void* p, std::uint64_t len) {
+  const auto start = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
+  const auto end = round_up(reinterpret_cast<std::uintptr_t>(p) + len, kPageSize);
+  return ::msync(reinterpret_cast<void*>(start), end - start, MS_ASYNC) == 0;
+}
+
 }  // namespace
 
 std::string_view type_name(ObjType t) {
@@ -575,14 +583,6 @@ Result<void> check_map_flags(std::uint32_t flags, std::uint64_t iova, std::uint6
   return {};
 }
 
-// Whether every page of [p, p + len) is mapped in this process (msync fails with ENOMEM on a hole): the
-// kernel's pin of user pages fails with EFAULT the same way.
-bool user_range_mapped(const void* p, std::uint64_t len) {
-  const auto start = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
-  const auto end = round_up(reinterpret_cast<std::uintptr_t>(p) + len, kPageSize);
-  return ::msync(reinterpret_cast<void*>(start), end - start, MS_ASYNC) == 0;
-}
-
 }  // namespace
 
 Result<std::uint64_t> SimHost::ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
@@ -604,6 +604,7 @@ Result<std::uint64_t> SimHost::ioas_map(ObjectId ioas, void* user_va, std::uint6
   a.length = length;
   a.read = flags & uapi::kIoasMapReadable;
   a.write = flags & uapi::kIoasMapWriteable;
+  a.user_va = user_va;
   return s_->map_area(ioas, std::move(a), {static_cast<std::byte*>(user_va), length}, iova,
                       flags & uapi::kIoasMapFixedIova, va, kCall);
 }
@@ -727,8 +728,11 @@ Result<std::unique_ptr<S2Domain>> SimHost::State::new_domain(std::size_t smmu, I
       return fail(EADDRINUSE, call, "IOAS {} maps [{:#x}, {:#x}], beyond SMMU \"{}\"'s {}-bit input range", ioas_id,
                   a.iova, a.last(), hw.smmus[smmu].name, smmus[smmu]->features().ias_bits);
   }
-  // iopt_fill_domain
+  // iopt_fill_domain: pins user memory now (EFAULT if it is gone).
   for (const auto& [iova, a] : ioas.areas) {
+    if (a.user_va && !user_range_mapped(a.user_va, a.length))
+      return fail(EFAULT, call, "IOAS {} maps user memory [{:#x}, +{:#x}) that is no longer mapped in this process",
+                  ioas_id, reinterpret_cast<std::uintptr_t>(a.user_va), a.length);
     if (auto r = (*dom)->map(a.iova, a.pa, a.length, a.read, a.write, ioas.huge_pages); !r)
       return fail(r.error().err, call, "filling the new page table failed: {}", r.error().message);
   }

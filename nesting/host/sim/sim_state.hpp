@@ -54,6 +54,7 @@ struct Area {
   std::uint64_t pa = 0;                 // host-physical address of the first byte
   std::uint64_t page_offset = 0;        // the memory's offset in its first page (user VA or file offset)
   MappedRegion file_map;                // MAP_FILE: the memfd range, mapped by the simulated kernel
+  const void* user_va = nullptr;        // IOAS_MAP: the user's memory (checked when a domain pins it)
   std::uint64_t last() const { return iova + length - 1; }
 };
 

@@ -179,6 +179,21 @@ TEST_F(SimObjects, UnalignedMappingBlocksTheFirstDomain) {
   EXPECT_TRUE(host->hwpt_alloc(paging_request(dev, ioas, 0)));
 }
 
+// User memory is pinned when a domain is filled (iopt_fill_domain / pfn_reader_user_pin): memory gone from
+// the process by then is EFAULT, at IOAS_MAP with a domain or at HWPT_ALLOC without one.
+TEST_F(SimObjects, UserMemoryMustBeMappedWhenADomainPinsIt) {
+  const auto dev = must(host->bind_device("nic0"));
+  const auto ioas = must(host->ioas_alloc());
+  auto* p = static_cast<std::byte*>(::mmap(nullptr, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  ASSERT_TRUE(host->ioas_map(ioas, p, 0x2000, 0x10000, kMapRW));
+  ::munmap(p, 0x2000);
+  EXPECT_EQ(err_of(host->hwpt_alloc(paging_request(dev, ioas, 0))), EFAULT);
+  ASSERT_TRUE(host->ioas_unmap(ioas, 0, ~0ULL));
+  ASSERT_TRUE(host->hwpt_alloc(paging_request(dev, ioas, 0)));
+  EXPECT_EQ(err_of(host->ioas_map(ioas, p, 0x2000, 0x10000, kMapRW)), EFAULT);
+}
+
 // IOMMU_GET_HW_INFO: the ARM SMMUv3 payload is the physical SMMU's raw registers; data_len 0 reports the size,
 // a larger buffer is zero-filled past 40 bytes, a smaller one gets what fits (iommufd selftest
 // "info_hw_info" with buffer sizes 0, exact, larger, smaller).
