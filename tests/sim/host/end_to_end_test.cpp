@@ -18,17 +18,25 @@ constexpr std::uint64_t kRamBytes = 64ULL << 20;
 constexpr std::uint64_t kVa = 0x10'0000'0000;                     // the device's IOVA (a guest VA)
 constexpr std::uint64_t kIpa = GuestRam::kBase + 0x20'0000;       // where stage 1 sends it
 
-TEST(SimEndToEnd, DmaThroughBothStagesLandsInTheMemfdAndTlbiMakesAnUnmappedPageFault) {
-  auto host = make_host();
-  ASSERT_TRUE(host);
-  GuestRam ram(kRamBytes);
-  GuestStage1 guest(ram);
-  guest.map(kVa, kIpa, 0x2000);
-
+// The guest maps kVa -> kIpa (two pages) at stage 1; nic0 is attached to its nested HWPT.
+class SimEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    host = make_host();
+    ASSERT_TRUE(host);
+    guest.map(kVa, kIpa, 0x2000);
+    vste = guest.vste();
+    build_nested(*host, ram, vste, s);
+    ASSERT_TRUE(s.attachment);
+  }
+  std::unique_ptr<SimHost> host;
+  GuestRam ram{kRamBytes};
+  GuestStage1 guest{ram};
+  std::array<std::byte, 16> vste{};
   NestedSetup s;
-  const auto vste = guest.vste();
-  build_nested(*host, ram, vste, s);
-  ASSERT_TRUE(s.attachment);
+};
+
+TEST_F(SimEndToEnd, DmaThroughBothStagesLandsInTheMemfdAndTlbiMakesAnUnmappedPageFault) {
 
   // The physical STE: the guest's stage 1 over the parent's stage 2 (arm_smmu_make_nested_cd_table_ste).
   auto ste = must(host->physical_ste("nic0"));
@@ -85,16 +93,7 @@ TEST(SimEndToEnd, DmaThroughBothStagesLandsInTheMemfdAndTlbiMakesAnUnmappedPageF
   EXPECT_EQ(ev.get(smmu::Event::InputAddr), kVa + 0x1030);
 }
 
-TEST(SimEndToEnd, UnmappingTheIoasMakesTheDeviceFaultAtStage2AndNothingIsForwarded) {
-  auto host = make_host();
-  ASSERT_TRUE(host);
-  GuestRam ram(kRamBytes);
-  GuestStage1 guest(ram);
-  guest.map(kVa, kIpa, 0x1000);
-  NestedSetup s;
-  const auto vste = guest.vste();
-  build_nested(*host, ram, vste, s);
-  ASSERT_TRUE(s.attachment);
+TEST_F(SimEndToEnd, UnmappingTheIoasMakesTheDeviceFaultAtStage2AndNothingIsForwarded) {
 
   std::array<std::byte, 8> data{std::byte{1}};
   ASSERT_TRUE(must(host->dma_write("nic0.dma", kVa, data)).ok());
@@ -112,16 +111,7 @@ TEST(SimEndToEnd, UnmappingTheIoasMakesTheDeviceFaultAtStage2AndNothingIsForward
 
 // The simulated host is guarded by one lock: a device may DMA from its own thread while the VMM's thread maps,
 // unmaps and invalidates. Mappings the device uses stay valid throughout and every DMA through them lands.
-TEST(SimEndToEnd, DeviceDmaFromAnotherThreadWhileTheHostChangesOtherMappings) {
-  auto host = make_host();
-  ASSERT_TRUE(host);
-  GuestRam ram(kRamBytes);
-  GuestStage1 guest(ram);
-  guest.map(kVa, kIpa, 0x1000);
-  NestedSetup s;
-  const auto vste = guest.vste();
-  build_nested(*host, ram, vste, s);
-  ASSERT_TRUE(s.attachment);
+TEST_F(SimEndToEnd, DeviceDmaFromAnotherThreadWhileTheHostChangesOtherMappings) {
   GuestRam other(1 << 20);
 
   constexpr int kRounds = 300;
