@@ -919,8 +919,11 @@ Result<void> SimHost::get_dirty_bitmap(ObjectId hwpt, std::uint64_t iova, std::u
   if (!p) return fail(ENOENT, kCall, "hwpt_id {} is not a paging HWPT", hwpt);
   auto& io = *s_->get<IoasObj>(p->ioas);
   // iommufd_check_iova_range
+  // check_add_overflow(iova, length - 1): length 0 overflows unless iova is 0, and [0, U64_MAX] is never
+  // wholly mapped.
+  if (length == 0 && iova == 0) return fail(EINVAL, kCall, "length 0 at IOVA 0 asks for the whole address space");
   if (length == 0 || iova > kUlongMax - (length - 1))
-    return fail(length == 0 ? EINVAL : EOVERFLOW, kCall, "[{:#x}, +{:#x}) is not a range", iova, length);
+    return fail(EOVERFLOW, kCall, "[{:#x}, +{:#x}) wraps the address space", iova, length);
   const std::uint64_t last = iova + length - 1;
   const std::uint64_t align = io.alignment();
   if ((iova & (align - 1)) || ((last + 1) & (align - 1)))

@@ -126,6 +126,7 @@ TEST_F(SimDirty, BitmapErrors) {
   EXPECT_EQ(err_of(host->get_dirty_bitmap(hwpt, kPages, 0x1000, 0x2000, bm.data(), 0)), EINVAL);
   EXPECT_EQ(err_of(host->get_dirty_bitmap(hwpt, kPages, kPagesLen + 0x1000, 4096, bm.data(), 0)), EINVAL);
   EXPECT_EQ(err_of(host->get_dirty_bitmap(hwpt, ~0ULL - 0xfff, 0x2000, 4096, bm.data(), 0)), EOVERFLOW);
+  EXPECT_EQ(err_of(host->get_dirty_bitmap(hwpt, kPages, 0, 4096, bm.data(), 0)), EOVERFLOW) << "length 0";
   const auto plain = must(host->hwpt_alloc(paging_request(dev, ioas, 0)));
   EXPECT_EQ(err_of(host->get_dirty_bitmap(plain, kPages, 0x1000, 4096, bm.data(), 0)), EOPNOTSUPP);
   EXPECT_EQ(err_of(host->set_dirty_tracking(plain, true)), EOPNOTSUPP);
