@@ -49,7 +49,6 @@ TEST(SimCoherency, RefusedWithNeitherAcceptedWithEither) {
 }
 
 // The default profile: nic0 has S2FWB (smmu0) without CANWBS, gpu0 CANWBS (pcie1) without S2FWB, nvme0 neither.
-// The physical nested STE sets S2FWB only where the SMMU has it.
 TEST(SimCoherency, DefaultProfileDevices) {
   auto host = make_host();
   ASSERT_TRUE(host);
@@ -59,7 +58,6 @@ TEST(SimCoherency, DefaultProfileDevices) {
   ASSERT_FALSE(nvme);
   EXPECT_EQ(nvme.error().err, EOPNOTSUPP);
   EXPECT_NE(nvme.error().message.find("pcie2"), std::string::npos) << nvme.error();
-
 }
 
 // With S2FWB the physical STE of a nest parent's devices forces write-back at stage 2 (STE.S2FWB); without it
