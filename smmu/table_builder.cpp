@@ -93,6 +93,7 @@ std::uint64_t TableBuilder::leaf_descriptor(int level, std::uint64_t oa, const M
   if (stage_ == Stage::s1) {
     d.set(Descriptor::AP2, !a.write)
         .set(Descriptor::AP1, a.unprivileged)
+        .set(Descriptor::nG, !a.global)
         .set(Descriptor::UXN, !a.execute)
         .set(Descriptor::PXN, !a.execute);
   } else {

@@ -35,6 +35,8 @@ struct MapAttributes {
   bool access_flag = true;    // AF; false lets tests exercise F_ACCESS and HTTU access updates
   bool dbm = false;           // dirty-bit modifier: with write=false, HTTU may make it writable-dirty
   bool allow_blocks = true;   // use block descriptors where size and alignment allow
+  bool global = false;        // stage 1 nG=0: shared by every ASID. Off by default: Linux's io-pgtable-arm
+                              // writes nG=1, so TLBI_NH_ASID removes the entries (Arm ARM D8.16)
 };
 
 class TableBuilder {

@@ -92,7 +92,7 @@ TEST_F(CacheTest, RemapTakesEffectAfterTlbiNhAsid) {
 // A global stage-1 entry (nG == 0) belongs to no ASID: TLBI_NH_ASID leaves it, TLBI_NH_VA by address and
 // TLBI_NH_ALL remove it (IHI 0070 3.17.1, 4.4.2.1-4.4.2.3).
 TEST_F(CacheTest, GlobalEntrySurvivesTlbiNhAsidButNotTlbiNhVa) {
-  ASSERT_TRUE(s1.map(kVa, kGuestData, kPage, MapAttributes{}));  // global
+  ASSERT_TRUE(s1.map(kVa, kGuestData, kPage, MapAttributes{.global = true}));  // nG=0
   ASSERT_TRUE(write(kVa, 1));
   ASSERT_TRUE(s1.unmap(kVa, kPage));
   issue({cmd_tlbi_nh_asid(kVmid, kAsid)});
