@@ -12,13 +12,13 @@
 #include "acpi/json.hpp"
 #include "acpi/spec_text.hpp"
 #include "tools/commands.hpp"
+#include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
 namespace {
 
 using namespace vsmmu::acpi;
 
-constexpr int kOk = 0, kProblems = 1, kUnusable = 2;
 
 void usage(std::FILE* out) {
   fmt::print(out,
@@ -57,7 +57,6 @@ constexpr const char* kCheckHelp =
     "example:\n"
     "  sudo vsmmu dt check /sys/firmware/fdt\n";
 
-bool is_help(std::string_view a) { return a == "--help" || a == "-h"; }
 
 int unusable(const Error& e) {
   fmt::print(stderr, "vsmmu dt: {}\n", e.message);
@@ -179,20 +178,7 @@ int check(std::span<const std::string_view> args) {
 }  // namespace
 
 int dt_command(std::span<const std::string_view> args) {
-  if (args.empty()) {
-    usage(stderr);
-    return kUnusable;
-  }
-  const auto sub = args[0];
-  if (is_help(sub)) {
-    usage(stdout);
-    return kOk;
-  }
-  if (sub == "gen") return gen(args.subspan(1));
-  if (sub == "check") return check(args.subspan(1));
-  fmt::print(stderr, "vsmmu dt: unknown subcommand '{}'\n\n", sub);
-  usage(stderr);
-  return kUnusable;
+  return dispatch_subcommand("dt", args, usage, {{"gen", gen}, {"check", check}});
 }
 
 }  // namespace vsmmu::tools

@@ -19,6 +19,7 @@
 #include "acpi/json.hpp"
 #include "acpi/spec_text.hpp"
 #include "tools/commands.hpp"
+#include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
 namespace {
@@ -29,7 +30,6 @@ using namespace vsmmu::acpi::iort;
 constexpr const char* kHostIort = "/sys/firmware/acpi/tables/IORT";
 
 // Exit codes shared by the subcommands (and documented in their --help).
-constexpr int kOk = 0, kProblems = 1, kUnusable = 2;
 
 void usage(std::FILE* out) {
   fmt::print(out,
@@ -96,7 +96,6 @@ constexpr const char* kPatchHelp =
     "  sudo cat /sys/firmware/acpi/tables/IORT > IORT.dat\n"
     "  vsmmu iort patch --canwbs IORT.dat -o iort-override.cpio --cpio\n";
 
-bool is_help(std::string_view a) { return a == "--help" || a == "-h"; }
 
 // Takes the value after an option, or reports that it is missing.
 std::optional<std::string> value_of(std::span<const std::string_view> args, std::size_t& i) {
@@ -415,22 +414,7 @@ int patch(std::span<const std::string_view> args) {
 }  // namespace
 
 int iort_command(std::span<const std::string_view> args) {
-  if (args.empty()) {
-    usage(stderr);
-    return kUnusable;
-  }
-  const auto sub = args[0];
-  const auto rest = args.subspan(1);
-  if (is_help(sub)) {
-    usage(stdout);
-    return kOk;
-  }
-  if (sub == "check") return check(rest);
-  if (sub == "gen") return gen(rest);
-  if (sub == "patch") return patch(rest);
-  fmt::print(stderr, "vsmmu iort: unknown subcommand '{}'\n\n", sub);
-  usage(stderr);
-  return kUnusable;
+  return dispatch_subcommand("iort", args, usage, {{"check", check}, {"gen", gen}, {"patch", patch}});
 }
 
 }  // namespace vsmmu::tools
