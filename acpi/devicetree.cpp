@@ -125,6 +125,14 @@ Result<void> check_blob(const std::vector<std::uint8_t>& copy, std::string_view 
   if (copy.size() < 40)
     return fail(EINVAL, std::string(where),
                 "not a sound flattened device tree: {} bytes are too few (the header alone is 40)", copy.size());
+  // Versions before 16 name nodes by full path; bookworm's libfdt 1.6 dereferences NULL while checking
+  // such a blob (found by dt_fuzz). Linux needs version >= 16 and dtc writes 17, so refuse them first.
+  // fdt_header.magic and .version: big-endian words 0 and 5.
+  if (const std::uint32_t version = be32(copy.data() + 20); be32(copy.data()) == FDT_MAGIC && version < 16)
+    return fail(EINVAL, std::string(where),
+                "not a sound flattened device tree: format version {} predates 16, the oldest Linux reads "
+                "(recompile the source with dtc)",
+                version);
   if (int err = fdt_check_full(copy.data(), copy.size()); err != 0)
     return fail(EINVAL, std::string(where),
                 "not a sound flattened device tree: {} (a .dtb; compile .dts files with dtc)", fdt_error(err));

@@ -283,5 +283,17 @@ TEST(DeviceTree, InspectRefusesWhatIsNotADeviceTree) {
   }
 }
 
+// A blob dt_fuzz found: FDT format version 4 made libfdt 1.6's fdt_check_full read through NULL. Versions
+// before 16 are refused before libfdt looks at the structure (Devicetree Specification 5.2: version 17,
+// last_comp_version 16; Linux's early FDT code requires version >= 16).
+TEST(DeviceTree, InspectRefusesPreVersion16BlobsBeforeLibfdtWalksThem) {
+  Bytes blob = test::read_golden("dt/fuzz-crash-version4.dtb");
+  ASSERT_GE(blob.size(), 40u);
+  auto r = inspect(blob);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().err, EINVAL);
+  EXPECT_NE(r.error().message.find("format version 4 predates 16"), std::string::npos) << r.error().message;
+}
+
 }  // namespace
 }  // namespace vsmmu::acpi::dt
