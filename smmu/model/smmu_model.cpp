@@ -274,14 +274,6 @@ Result<std::uint64_t> SmmuModel::mmio(std::uint64_t offset, unsigned size, const
   return result;
 }
 
-Result<std::uint32_t> SmmuModel::read32(std::uint64_t offset) {
-  auto r = mmio_read(offset, 4);
-  if (!r) return std::unexpected(r.error());
-  return static_cast<std::uint32_t>(*r);
-}
-Result<std::uint64_t> SmmuModel::read64(std::uint64_t offset) { return mmio_read(offset, 8); }
-Result<void> SmmuModel::write32(std::uint64_t offset, std::uint32_t value) { return mmio_write(offset, value, 4); }
-Result<void> SmmuModel::write64(std::uint64_t offset, std::uint64_t value) { return mmio_write(offset, value, 8); }
 
 // ---- interrupts, introspection -------------------------------------------------------------------------
 

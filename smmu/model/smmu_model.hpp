@@ -29,6 +29,7 @@
 #include "smmu/error.hpp"
 #include "smmu/event.hpp"
 #include "smmu/memory.hpp"
+#include "smmu/mmio.hpp"
 #include "smmu/model/config_cache.hpp"
 #include "smmu/model/tlb.hpp"
 #include "smmu/registers.hpp"
@@ -113,23 +114,16 @@ struct Counters {
   std::uint64_t msis = 0;            // MSI writes made
 };
 
-class SmmuModel {
+class SmmuModel final : public SmmuMmio {
  public:
   // Checks that the ID registers describe an SMMU this model can be (EINVAL with the reason otherwise).
   static Result<std::unique_ptr<SmmuModel>> create(PhysicalMemory& mem, const ModelConfig& config);
 
-  SmmuModel(const SmmuModel&) = delete;
-  SmmuModel& operator=(const SmmuModel&) = delete;
-
   // ---- MMIO: offsets from the base of page 0 (page 1 at kPage1Offset); accesses of 4 or 8 bytes,
   // naturally aligned. A 64-bit register may be accessed as two 32-bit halves; an 8-byte access to two
   // 32-bit registers acts on both, low first. Holes read as zero and ignore writes (RAZ/WI).
-  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size);
-  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size);
-  Result<std::uint32_t> read32(std::uint64_t offset);
-  Result<std::uint64_t> read64(std::uint64_t offset);
-  Result<void> write32(std::uint64_t offset, std::uint32_t value);
-  Result<void> write64(std::uint64_t offset, std::uint64_t value);
+  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size) override;
+  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) override;
 
   // Interrupt lines. A wired interrupt is a call of the handler; with IDR0.MSI and a non-zero *_IRQ_CFG0
   // address the SMMU writes an MSI instead (CMD_SYNC CS=IRQ: its MSIAddr/MSIData).
