@@ -7,44 +7,28 @@
 namespace vsmmu::smmu::model {
 namespace {
 
-constexpr std::uint64_t kCommandBytes = Command::bytes;
-
 bool is_tlbi_by_address(Opcode op) {
   return op == Opcode::TLBI_NH_VA || op == Opcode::TLBI_NH_VAA || op == Opcode::TLBI_S2_IPA;
 }
 
 }  // namespace
 
-void SmmuModel::consume_commands() {
-  const QueueIndex q = cmdq_index();
-  // The queue is aligned to its size, at least 32 bytes (IHI 0070 6.3.26).
-  const unsigned align = std::max(5U, q.log2size + 4);
-  const std::uint64_t base = cmdq_base_.get(QueueBase::ADDR) & ~((1ULL << align) - 1);
-  while (cr0_.get(Cr0::CMDQEN) && !cmdq_error_active()) {
-    // Bits of PROD above the wrap bit are outside the queue and ignored.
-    const std::uint32_t prod = q.advance(cmdq_prod_.get(QueueProd::WR), 0);
-    const std::uint32_t cons = q.advance(cmdq_cons_.get(QueueCons::RD), 0);
-    if (q.empty(prod, cons)) return;
-    auto cmd = mem_.read_record<Command>(base + q.index(cons) * kCommandBytes);
-    if (!cmd) {
-      command_error(Cerror::abt);
+void SmmuModel::commands_published() {
+  while (regs_.cmdq_running() && regs_.cmdq_pending() != 0) {
+    Command cmd;
+    if (regs_.read_commands(std::span(&cmd, 1)) != 1) {
+      regs_.command_error(Cerror::abt);
       return;
     }
-    if (auto err = execute(*cmd)) {
-      log::debug("smmu.model", "CMDQ stops at {:#x}: CERROR {} for {:#018x} {:#018x}", cons, static_cast<int>(*err),
-                 cmd->dw[0], cmd->dw[1]);
-      command_error(*err);
+    if (auto err = execute(cmd)) {
+      log::debug("smmu.model", "CMDQ stops: CERROR {} for {:#018x} {:#018x}", static_cast<int>(*err), cmd.dw[0],
+                 cmd.dw[1]);
+      regs_.command_error(*err);
       return;
     }
     ++counters_.commands;
-    cmdq_cons_.set(QueueCons::RD, q.advance(cons));
+    regs_.cmdq_consume(1);
   }
-}
-
-void SmmuModel::command_error(Cerror err) {
-  ++counters_.command_errors;
-  cmdq_cons_.set(QueueCons::ERR, err);
-  raise_gerror(Gerror{}.set(Gerror::CMDQ_ERR, true));
 }
 
 // Whether this SMMU accepts the opcode with these parameters beyond the RES0 rule (IHI 0070 4.1.1, 4.4:
@@ -112,7 +96,7 @@ std::optional<Cerror> SmmuModel::execute(const Command& cmd) {
     case Opcode::TLBI_S12_VMALL:
     case Opcode::TLBI_S2_IPA:
     case Opcode::TLBI_NSNH_ALL: invalidate_tlb(cmd); break;
-    case Opcode::CMD_SYNC: complete_sync(cmd); break;
+    case Opcode::CMD_SYNC: regs_.complete_sync(cmd); break;
     // Accepted and with nothing to do here: prefetches are hints, no EL2 stream world or ATC is modelled,
     // and no transaction is ever stalled.
     default: break;
@@ -164,13 +148,5 @@ void SmmuModel::invalidate_tlb(const Command& cmd) {
   counters_.tlb_invalidated += tlb_.invalidate(inv);
 }
 
-// CMD_SYNC completes when every earlier command has, which here is at once; CS=IRQ signals it by MSI or by
-// the wired interrupt, CS=SEV by an event to PEs (nothing to model) (IHI 0070 4.7.3).
-void SmmuModel::complete_sync(const Command& cmd) {
-  ++counters_.syncs;
-  if (cmd.get(Command::CS) != SyncCs::irq) return;
-  signal(Irq::cmd_sync, IrqCfg0{}.set(IrqCfg0::ADDR, cmd.get(Command::MSIAddr)), cmd.get(Command::MSIData),
-         Gerror{}.set(Gerror::MSI_CMDQ_ABT_ERR, true));
-}
 
 }  // namespace vsmmu::smmu::model

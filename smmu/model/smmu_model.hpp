@@ -32,21 +32,14 @@
 #include "smmu/mmio.hpp"
 #include "smmu/model/config_cache.hpp"
 #include "smmu/model/tlb.hpp"
+#include "smmu/register_file.hpp"
 #include "smmu/registers.hpp"
 #include "smmu/walker.hpp"
 
 namespace vsmmu::smmu::model {
 
 // What an SMMU implementation is: its ID registers (IHI 0070 6.3.1-6.3.8) and sizes of its caches.
-struct ModelConfig {
-  Idr0 idr0;
-  Idr1 idr1;
-  Idr2 idr2;
-  Idr3 idr3;
-  Idr4 idr4;
-  Idr5 idr5;
-  Iidr iidr;
-  Aidr aidr;
+struct ModelConfig : IdRegisters {
   bool gbpa_abort_at_reset = false;   // GBPA.ABORT's reset value is IMPLEMENTATION DEFINED
   std::size_t tlb_entries = 8192;
   std::size_t cached_streams = 1024;
@@ -55,9 +48,10 @@ struct ModelConfig {
   // An SMMUv3.2 with both stages, nesting, HTTU access+dirty, range invalidation, S2FWB, 16-bit SIDs,
   // 20-bit SSIDs, 48-bit OAS, every granule, 2-level stream and CD tables, MSIs, no ATS/PRI/stall.
   static ModelConfig reference();
+  const IdRegisters& ids() const { return *this; }
 };
 
-enum class Irq : std::uint8_t { eventq, gerror, cmd_sync, priq };
+using smmu::Irq;
 
 // The attributes of a DMA access (IHI 0070 3.9: PnU, InD).
 struct DmaAttributes {
@@ -114,7 +108,7 @@ struct Counters {
   std::uint64_t msis = 0;            // MSI writes made
 };
 
-class SmmuModel final : public SmmuMmio {
+class SmmuModel final : public SmmuMmio, private RegisterEffects {
  public:
   // Checks that the ID registers describe an SMMU this model can be (EINVAL with the reason otherwise).
   static Result<std::unique_ptr<SmmuModel>> create(PhysicalMemory& mem, const ModelConfig& config);
@@ -207,30 +201,15 @@ class SmmuModel final : public SmmuMmio {
   Event event_for(EventId id, const Txn& t) const;
 
   // ---- command queue (command_queue.cpp); mu_ held.
-  void consume_commands();
+  void commands_published() override;  // RegisterEffects: consume the command queue
   std::optional<Cerror> execute(const Command& cmd);
   bool command_supported(const Command& cmd) const;
   void invalidate_tlb(const Command& cmd);
-  void complete_sync(const Command& cmd);
-  void command_error(Cerror err);
 
-  // ---- event queue and interrupts (event_queue.cpp); mu_ held.
-  bool record_event(const Event& event);
-  void raise_gerror(Gerror errors);
-  void signal(Irq line, IrqCfg0 msi_address, std::uint32_t msi_data, Gerror msi_abort);
-
+  Result<std::uint64_t> mmio(std::uint64_t offset, unsigned size, const std::uint64_t* write_value);
   // Releases the lock, then calls the handlers of the wired interrupts raised while it was held.
   void unlock_and_fire(std::unique_lock<std::mutex>& lock);
 
-  // ---- registers (smmu_model.cpp); mu_ held.
-  Result<std::uint64_t> mmio(std::uint64_t offset, unsigned size, const std::uint64_t* write_value);
-  std::uint64_t access(std::uint32_t offset, unsigned size, const std::uint64_t* write_value);
-  std::uint64_t read_register(std::uint32_t offset) const;
-  void write_register(std::uint32_t offset, std::uint64_t value);
-  bool cmdq_error_active() const;
-
-  QueueIndex cmdq_index() const;
-  QueueIndex eventq_index() const;
   WalkCapabilities caps_;
 
   PhysicalMemory& mem_;
@@ -243,37 +222,10 @@ class SmmuModel final : public SmmuMmio {
   ContextEntry uncached_context_;
   Counters counters_;
 
-  // Register state (IHI 0070 6.3). CR0ACK and IRQ_CTRLACK always equal CR0 and IRQ_CTRL: the model applies
-  // every change before the write returns.
-  Cr0 cr0_;
-  Cr1 cr1_;
-  Cr2 cr2_;
-  Gbpa gbpa_;
-  IrqCtrl irq_ctrl_;
-  Gerror gerror_, gerrorn_;
-  IrqCfg0 gerror_irq_cfg0_;
-  IrqCfg1 gerror_irq_cfg1_;
-  IrqCfg2 gerror_irq_cfg2_;
-  StrtabBase strtab_base_;
-  StrtabBaseCfg strtab_base_cfg_;
-  QueueBase cmdq_base_;
-  QueueProd cmdq_prod_;
-  QueueCons cmdq_cons_;
-  QueueBase eventq_base_;
-  QueueProd eventq_prod_;
-  QueueCons eventq_cons_;
-  IrqCfg0 eventq_irq_cfg0_;
-  IrqCfg1 eventq_irq_cfg1_;
-  IrqCfg2 eventq_irq_cfg2_;
-  QueueBase priq_base_;
-  QueueProd priq_prod_;
-  QueueCons priq_cons_;
-  IrqCfg0 priq_irq_cfg0_;
-  IrqCfg1 priq_irq_cfg1_;
-  IrqCfg2 priq_irq_cfg2_;
-
+  // The programming interface (IHI 0070 6.3): registers and queues. CR0ACK and IRQ_CTRLACK always equal CR0
+  // and IRQ_CTRL: the model applies every change before the write returns.
+  RegisterFile regs_;
   std::array<std::function<void()>, 4> irq_handlers_;
-  std::array<unsigned, 4> pending_irqs_{};  // wired interrupts raised under the lock, fired after it
 };
 
 }  // namespace vsmmu::smmu::model

@@ -5,24 +5,15 @@
 
 #include "smmu/log.hpp"
 #include "smmu/model/smmu_model.hpp"
+#include "smmu/stream_table.hpp"
 
 namespace vsmmu::smmu::model {
 namespace {
 
-constexpr std::uint64_t kSteBytes = Ste::bytes;
 constexpr std::uint64_t kCdBytes = Cd::bytes;
-constexpr std::uint64_t kL1Bytes = StreamTableL1::bytes;
 
 constexpr std::uint64_t align_down(std::uint64_t a, unsigned log2) {
   return log2 >= 64 ? 0 : a & ~((1ULL << log2) - 1);
-}
-
-// STRTAB_BASE_CFG.SPLIT: 6, 8 and 10 are architected; the rest are reserved and CONSTRAINED UNPREDICTABLE.
-// The model uses the architected value below a reserved one (6 for anything smaller).
-unsigned effective_split(std::uint64_t split) {
-  if (split >= 10) return 10;
-  if (split >= 8) return 8;
-  return 6;
 }
 
 }  // namespace
@@ -104,45 +95,22 @@ std::expected<const StreamEntry*, SmmuModel::Fault> SmmuModel::stream_entry(cons
   return &uncached_stream_;
 }
 
-// Where the STE of t's StreamID lives (IHI 0070 3.3.1, 3.3.2, 6.3.24, 6.3.25).
+// Where the STE of t's StreamID lives (IHI 0070 3.3).
 std::expected<std::uint64_t, SmmuModel::Fault> SmmuModel::ste_address(const Txn& t) {
-  const std::uint32_t sid = t.stream.sid;
-  // C_BAD_STREAMID is recorded only with CR2.RECINVSID (IHI 0070 6.3.12).
-  const auto bad_streamid = [&] {
-    return std::unexpected(
-        Fault{DmaOutcome::aborted, event_for(EventId::C_BAD_STREAMID, t), cr2_.get(Cr2::RECINVSID)});
-  };
-  const auto sidsize = static_cast<unsigned>(config_.idr1.get(Idr1::SIDSIZE));
-  // LOG2SIZE beyond SIDSIZE is treated as SIDSIZE (IHI 0070 6.3.25), which also tames a hostile 63.
-  const auto log2size =
-      static_cast<unsigned>(std::min<std::uint64_t>(strtab_base_cfg_.get(StrtabBaseCfg::LOG2SIZE), sidsize));
-  if (std::uint64_t{sid} >> log2size != 0) return bad_streamid();
-
-  const std::uint64_t base = strtab_base_.get(StrtabBase::ADDR);
-  const bool two_level = strtab_base_cfg_.get(StrtabBaseCfg::FMT) == StreamTableFormat::two_level &&
-                         config_.idr0.get(Idr0::ST_LEVEL) == StLevel::two_level;
-  if (!two_level) {
-    // Linear (also a 2-level FMT the SMMU does not implement, or a reserved FMT): the base is aligned to the
-    // table's size (IHI 0070 6.3.24).
-    return align_down(base, log2size + 6) + std::uint64_t{sid} * kSteBytes;
+  auto loc = locate_ste(mem_, regs_.ids(), regs_.strtab_base(), regs_.strtab_base_cfg(), t.stream.sid);
+  if (loc) {
+    if (loc->read_l1) ++counters_.ste_fetches;
+    return loc->address;
   }
-
-  const unsigned split = effective_split(strtab_base_cfg_.get(StrtabBaseCfg::SPLIT));
-  const unsigned l1_entries_log2 = log2size > split ? log2size - split : 0;
-  const std::uint64_t l1_addr = align_down(base, std::max(6U, l1_entries_log2 + 3)) + (sid >> split) * kL1Bytes;
-  ++counters_.ste_fetches;
-  auto l1 = mem_.read_record<StreamTableL1>(l1_addr);
-  if (!l1) {
+  if (loc.error().kind == SteLookupFailure::Kind::fetch_abort) {
+    ++counters_.ste_fetches;
     Event e = event_for(EventId::F_STE_FETCH, t);
-    e.set(Event::FetchAddr, l1_addr);
+    e.set(Event::FetchAddr, loc.error().fetch_address);
     return std::unexpected(Fault{DmaOutcome::aborted, e});
   }
-  // Span 0: no level-2 table. Span above SPLIT + 1 is reserved; the model treats it as invalid too. A
-  // StreamID past the level-2 table's 2^(Span-1) entries is out of range (IHI 0070 5.1).
-  const auto span = static_cast<unsigned>(l1->get(StreamTableL1::Span));
-  const std::uint64_t l2_index = sid & ((1ULL << split) - 1);
-  if (span == 0 || span > split + 1 || l2_index >> (span - 1) != 0) return bad_streamid();
-  return align_down(l1->get(StreamTableL1::L2Ptr), span - 1 + 6) + l2_index * kSteBytes;
+  // C_BAD_STREAMID is recorded only with CR2.RECINVSID (IHI 0070 6.3.12).
+  return std::unexpected(
+      Fault{DmaOutcome::aborted, event_for(EventId::C_BAD_STREAMID, t), regs_.cr2().get(Cr2::RECINVSID)});
 }
 
 // STE legality (IHI 0070 5.2 "STE validity"): anything ILLEGAL gives C_BAD_STE.

@@ -62,8 +62,8 @@ std::expected<SmmuModel::Pieces, DmaFault> SmmuModel::translate_range(const DmaS
 
 std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::translate_one(const Txn& t) {
   // While SMMUEN == 0 every transaction follows GBPA: abort, or bypass with no event (IHI 0070 6.3.14).
-  if (!cr0_.get(Cr0::SMMUEN)) {
-    if (gbpa_.get(Gbpa::ABORT)) return std::unexpected(Fault{DmaOutcome::aborted, std::nullopt, false});
+  if (!regs_.cr0().get(Cr0::SMMUEN)) {
+    if (regs_.gbpa().get(Gbpa::ABORT)) return std::unexpected(Fault{DmaOutcome::aborted, std::nullopt, false});
     return DmaTranslation{t.iova, ~t.iova + 1 == 0 ? ~0ULL : ~t.iova + 1, false};
   }
   auto r = route(t);
@@ -152,7 +152,7 @@ DmaFault SmmuModel::finish_fault(const Txn& t, const Fault& f) {
   if (auto info = event_info(static_cast<std::uint8_t>(e.get(Event::ID))))
     for (std::size_t i = 0; i < Event::words; ++i) e.dw[i] &= info->dw_defined[i];
   out.event = e;
-  if (f.record) out.recorded = record_event(e);
+  if (f.record) out.recorded = regs_.record_event(e);
   return out;
 }
 
