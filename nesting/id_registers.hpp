@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nesting/host/host.hpp"
+#include "smmu/register_file.hpp"
 #include "smmu/registers.hpp"
 
 namespace vsmmu::nesting {
@@ -30,16 +31,8 @@ struct VsmmuWishes {
   unsigned eventq_log2 = 19;                 // IDR1.EVENTQS
 };
 
-struct GuestIdRegisters {
-  smmu::Idr0 idr0;
-  smmu::Idr1 idr1;
-  smmu::Idr2 idr2;
-  smmu::Idr3 idr3;
-  smmu::Idr4 idr4;
-  smmu::Idr5 idr5;
-  smmu::Iidr iidr;
-  smmu::Aidr aidr;
-};
+// What the guest reads from IDR0-5, IIDR and AIDR.
+using GuestIdRegisters = smmu::IdRegisters;
 
 // Fails with EOPNOTSUPP when the host's SMMU cannot nest at all, EINVAL listing every wish it cannot honour.
 // `what` names the vSMMU and its physical SMMU in messages ("vsmmu0 on smmu3.0x09050000").

@@ -23,6 +23,8 @@ using DeviceId = std::uint32_t;   // dev_id returned by VFIO_DEVICE_BIND_IOMMUFD
 namespace uapi {
 inline constexpr std::uint32_t kHwInfoTypeNone = 0;
 inline constexpr std::uint32_t kHwInfoTypeArmSmmuv3 = 2;
+// hw_info flags (Linux 7.3): erratum T264-SMMU-3, userspace must issue each TLBI/CFGI + SYNC twice.
+inline constexpr std::uint32_t kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi = 1U << 0;
 inline constexpr std::uint32_t kHwptAllocNestParent = 1U << 0;
 inline constexpr std::uint32_t kHwptAllocDirtyTracking = 1U << 1;
 inline constexpr std::uint32_t kHwptAllocFaultIdValid = 1U << 2;

@@ -133,8 +133,6 @@ inline constexpr std::uint32_t kOptionHugePages = 1;     // per IOAS: 1 (default
 inline constexpr std::uint16_t kOptionOpSet = 0;
 inline constexpr std::uint16_t kOptionOpGet = 1;
 inline constexpr std::uint32_t kHwInfoFlagInputType = 1U << 0;   // 6.17+: in_data_type selects the type
-// iommu_hw_info_arm_smmuv3.flags, Linux 7.3+: erratum T264-SMMU-3, every TLBI/CFGI + SYNC must be issued twice.
-inline constexpr std::uint32_t kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi = 1U << 0;
 inline constexpr std::uint32_t kHwptDirtyTrackingEnable = 1U << 0;
 inline constexpr std::uint32_t kPgfaultFlagsPasidValid = 1U << 0;
 inline constexpr std::uint32_t kPgfaultFlagsLastPage = 1U << 1;

@@ -85,7 +85,7 @@ VSMMU_SAME_VALUE(kabi::kOptionOpSet, IOMMU_OPTION_OP_SET);
 VSMMU_SAME_VALUE(kabi::kOptionOpGet, IOMMU_OPTION_OP_GET);
 VSMMU_SAME_VALUE(kabi::kHwInfoFlagInputType, IOMMU_HW_INFO_FLAG_INPUT_TYPE);
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 3, 0)  // an enumerator, so only the version tells whether it exists
-VSMMU_SAME_VALUE(kabi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi, IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI);
+VSMMU_SAME_VALUE(uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi, IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI);
 #endif
 VSMMU_SAME_VALUE(kabi::kHwptDirtyTrackingEnable, IOMMU_HWPT_DIRTY_TRACKING_ENABLE);
 VSMMU_SAME_VALUE(kabi::kPgfaultFlagsPasidValid, IOMMU_PGFAULT_FLAGS_PASID_VALID);

@@ -1,0 +1,152 @@
+// The guest's command queue (IHI 0070 3.5, 4, 7.1): read everything between CONS and PROD, plan it
+// (invalidation::plan), execute the plan in guest order: one HWPT_INVALIDATE per vIOMMU per batch, STE
+// reinstalls, CMD_SYNC completion. An illegal command, or one the host refuses, stops the queue on it with
+// CMDQ_CONS.ERR and GERROR.CMDQ_ERR; every command before it has been executed.
+#include <chrono>
+#include <variant>
+
+#include "nesting/virtual_smmu.hpp"
+#include "nesting/virtual_smmu_state.hpp"
+#include "smmu/log.hpp"
+
+namespace vsmmu::nesting {
+
+using namespace smmu;
+
+namespace {
+
+constexpr const char* kWhere = "vsmmu.cmdq";
+
+static_assert(sizeof(Command) == Command::bytes, "commands are passed to the host as they lie in memory");
+
+// Commands that name a StreamID go to the vIOMMU that StreamID's device is on; the rest concern every one.
+bool names_stream(Opcode op) { return op == Opcode::CFGI_CD || op == Opcode::CFGI_CD_ALL || op == Opcode::ATC_INV; }
+
+}  // namespace
+
+void VirtualSmmu::commands_published() { run_command_queue(); }
+
+void VirtualSmmu::run_command_queue() {
+  while (regs_->cmdq_running()) {
+    const std::uint32_t pending = regs_->cmdq_pending();
+    if (pending == 0) return;
+    cmd_buffer_.resize(pending);
+    const auto got = static_cast<std::uint32_t>(regs_->read_commands(cmd_buffer_));
+    const std::span<const Command> cmds(cmd_buffer_.data(), got);
+    const invalidation::Plan plan = invalidation::plan(cmds, features_, plan_options_);
+    stats_.coalesced += plan.stats.coalesced;
+
+    std::uint32_t executed = 0;  // guest commands before this index are done
+    std::optional<Cerror> error;
+    for (const auto& step : plan.steps) {
+      if (const auto* b = std::get_if<invalidation::ForwardBatch>(&step)) {
+        if (auto bad = forward(b->entries, b->guest_index)) {
+          // The host refused guest command *bad. Commands before it that were coalesced away or not issued
+          // by the host: send them again, one by one in order, so everything before *bad is done.
+          const invalidation::Plan again = invalidation::plan(cmds.subspan(executed, *bad - executed), features_,
+                                                              {.max_batch_entries = 0, .coalesce = false}, executed);
+          for (const auto& s : again.steps)
+            if (const auto* ab = std::get_if<invalidation::ForwardBatch>(&s)) (void)forward(ab->entries, ab->guest_index);
+          executed = *bad;
+          error = Cerror::ill;
+          break;
+        }
+        executed = b->guest_index.back() + 1;
+      } else if (const auto* r = std::get_if<invalidation::StreamReinstall>(&step)) {
+        reinstall_streams(r->sids);
+        executed = r->guest_index + 1;
+      } else if (const auto* s = std::get_if<invalidation::SyncPoint>(&step)) {
+        regs_->complete_sync(s->command);
+        executed = s->guest_index + 1;
+      } else if (const auto* f = std::get_if<invalidation::FaultResponse>(&step)) {
+        // Not reachable while the vSMMU advertises neither PRI nor stalls: classify() calls them illegal.
+        executed = f->guest_index + 1;
+      } else if (const auto* i = std::get_if<invalidation::IllegalCommand>(&step)) {
+        log::info(kWhere, "{}: CERROR_ILL at command {} of this run: {}", config_.name, i->guest_index, i->reason);
+        executed = i->guest_index;
+        error = Cerror::ill;
+        break;
+      }
+    }
+    if (!error) executed = got;  // trailing local no-ops (PREFETCH_*) are done too
+    stats_.commands += executed;
+    regs_->cmdq_consume(executed);
+    if (error) {
+      regs_->command_error(*error);
+      return;
+    }
+    if (got < pending) {
+      // The next command could not be read from guest RAM (IHI 0070 7.1 CERROR_ABT).
+      log::info(kWhere, "{}: CERROR_ABT: a command queue entry is outside guest RAM", config_.name);
+      regs_->command_error(Cerror::abt);
+      return;
+    }
+  }
+}
+
+// Sends a batch to every vIOMMU it concerns; returns the guest index of the first command a host refused.
+std::optional<std::uint32_t> VirtualSmmu::forward(std::span<const Command> entries,
+                                                  std::span<const std::uint32_t> guest_index) {
+  if (smmus_.size() == 1 && devices_.size() > 0) {
+    // The common case: one vIOMMU. Only commands naming an unknown vSID need filtering out.
+    PhysicalSmmu& p = *smmus_.front();
+    p.entries.clear();
+    p.guest_index.clear();
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (names_stream(entries[i].get(Command::Opcode)) && !devices_.contains(entries[i].get(Command::SID))) continue;
+      p.entries.push_back(entries[i]);
+      p.guest_index.push_back(guest_index[i]);
+    }
+    return invalidate(p);
+  }
+  for (auto& p : smmus_) {
+    p->entries.clear();
+    p->guest_index.clear();
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const Opcode op = entries[i].get(Command::Opcode);
+    if (names_stream(op)) {
+      // A StreamID with no device behind it has nothing cached anywhere: nothing to invalidate.
+      auto it = devices_.find(entries[i].get(Command::SID));
+      if (it == devices_.end()) continue;
+      it->second->smmu->entries.push_back(entries[i]);
+      it->second->smmu->guest_index.push_back(guest_index[i]);
+      continue;
+    }
+    for (auto& p : smmus_) {
+      p->entries.push_back(entries[i]);
+      p->guest_index.push_back(guest_index[i]);
+    }
+  }
+  std::optional<std::uint32_t> first_bad;
+  for (auto& p : smmus_)
+    if (auto bad = invalidate(*p); bad && (!first_bad || *bad < *first_bad)) first_bad = bad;
+  return first_bad;
+}
+
+// One IOMMU_HWPT_INVALIDATE on the vIOMMU with p.entries (twice on SMMUs with the repeat erratum).
+std::optional<std::uint32_t> VirtualSmmu::invalidate(PhysicalSmmu& p) {
+  if (p.entries.empty()) return std::nullopt;  // the kernel refuses entry_num = 0
+  host::InvalidateRequest req;
+  req.id = p.viommu.id();
+  req.entry_len = Command::bytes;
+  req.entry_num = static_cast<std::uint32_t>(p.entries.size());
+  req.data = std::as_bytes(std::span(p.entries));
+  for (int pass = 0; pass < (p.repeat_invalidations ? 2 : 1); ++pass) {
+    const auto start = std::chrono::steady_clock::now();
+    host::InvalidateOutcome out = host_.hwpt_invalidate(req);
+    stats_.host_time += std::chrono::steady_clock::now() - start;
+    ++stats_.host_calls;
+    ++stats_.invalidate_calls;
+    stats_.forwarded += out.error ? out.handled : req.entry_num;
+    if (out.error) {
+      const std::uint32_t k = std::min<std::uint32_t>(out.handled, req.entry_num - 1);
+      log::info(kWhere, "{}: {} refused guest command {} ({:#018x} {:#018x}): {}", config_.name, p.label, p.guest_index[k],
+                p.entries[k].dw[0], p.entries[k].dw[1], *out.error);
+      return p.guest_index[k];
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace vsmmu::nesting

@@ -1,0 +1,71 @@
+// Events: a vEVENTQ per vIOMMU while the guest's event queue is enabled (depth = the guest queue's size);
+// its records (already carrying the vSID) go into the guest's event queue; losses on the host side become the
+// guest queue's overflow (IHI 0070 7.4), as do records that find the guest queue full.
+#include "nesting/virtual_smmu.hpp"
+#include "nesting/virtual_smmu_state.hpp"
+#include "smmu/log.hpp"
+
+namespace vsmmu::nesting {
+
+using namespace smmu;
+
+namespace {
+constexpr const char* kWhere = "vsmmu.events";
+}  // namespace
+
+Result<void> VirtualSmmu::enable_event_queues() {
+  const std::uint32_t depth = regs_->eventq_index().entries();
+  for (auto& p : smmus_) {
+    if (p->veventq) continue;
+    ++stats_.host_calls;
+    auto q = host_.veventq_alloc(p->viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, depth);
+    if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}: {}", config_.name, depth,
+                        p->label, q.error());
+    p->veventq = host::QueueObject(host_, q->id, q->fd);
+    p->reader.emplace(p->veventq.fd());
+  }
+  return {};
+}
+
+void VirtualSmmu::disable_event_queues() {
+  for (auto& p : smmus_) {
+    p->reader.reset();
+    p->veventq = {};
+  }
+}
+
+std::size_t VirtualSmmu::drain_host_events() {
+  std::size_t written = 0;
+  std::vector<host::VeventqRecord> records;
+  for (auto& p : smmus_) {
+    if (!p->reader) continue;
+    for (;;) {
+      records.clear();
+      auto n = p->reader->read_available(records);
+      if (!n) {
+        log::error(kWhere, "{}: reading the vEVENTQ of {}: {}", config_.name, p->label, n.error());
+        break;
+      }
+      if (*n == 0) break;
+      for (const auto& r : records) {
+        if (r.kind == host::VeventqRecord::Kind::lost) {
+          regs_->events_lost(r.lost_count.value_or(1));
+          continue;
+        }
+        Event e;
+        for (std::size_t w = 0; w < r.evt.size(); ++w) e.dw[w] = r.evt[w];
+        if (regs_->record_event(e)) ++written;
+      }
+    }
+  }
+  return written;
+}
+
+Result<std::size_t> VirtualSmmu::process_events() {
+  std::unique_lock lock(mu_);
+  const std::size_t n = drain_host_events();
+  unlock_and_fire(lock);
+  return n;
+}
+
+}  // namespace vsmmu::nesting

@@ -1,0 +1,88 @@
+#include "nesting/guest_memory.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "smmu/log.hpp"
+
+namespace vsmmu::nesting {
+namespace {
+constexpr const char* kWhere = "vsmmu.memory";
+constexpr std::uint64_t kPage = 4096;
+}  // namespace
+
+struct GuestMemory::Owned {
+  struct Mapping {
+    host::UniqueFd fd;
+    void* addr = nullptr;
+    std::uint64_t size = 0;
+  };
+  std::vector<Mapping> mappings;
+  ~Owned() {
+    for (auto& m : mappings)
+      if (m.addr) ::munmap(m.addr, m.size);
+  }
+};
+
+GuestMemory::GuestMemory(host::Host& host) : host_(&host) {}
+
+GuestMemory::~GuestMemory() {
+  // Unmap from the IOAS before the IOAS (member) and the memory (owned_) go.
+  for (const auto& r : regions_)
+    if (auto u = host_->ioas_unmap(ioas_.id(), r.gpa, r.size); !u)
+      log::error(kWhere, "unmapping guest RAM [{:#x}, +{:#x}) from IOAS {} failed: {}", r.gpa, r.size, ioas_.id(),
+                 u.error());
+}
+
+Result<void> GuestMemory::add(const GuestRamRegion& r) {
+  if (r.size == 0 || r.gpa % kPage != 0 || r.size % kPage != 0 || r.host == nullptr)
+    return fail(EINVAL, kWhere, "guest RAM region [{:#x}, +{:#x}) must be page aligned, non-empty, with a host mapping",
+                r.gpa, r.size);
+  if (auto v = view_.add_borrowed(r.gpa, std::span(r.host, r.size)); !v)
+    return fail(v.error().err, kWhere, "guest RAM region [{:#x}, +{:#x}): {}", r.gpa, r.size, v.error().message);
+  constexpr std::uint32_t flags =
+      host::uapi::kIoasMapFixedIova | host::uapi::kIoasMapReadable | host::uapi::kIoasMapWriteable;
+  auto m = r.fd >= 0 ? host_->ioas_map_file(ioas_.id(), r.fd, r.fd_offset, r.size, r.gpa, flags)
+                     : host_->ioas_map(ioas_.id(), r.host, r.size, r.gpa, flags);
+  if (!m) {
+    (void)view_.remove(r.gpa);
+    return fail(m.error().err, kWhere, "mapping guest RAM [{:#x}, +{:#x}) into IOAS {} as stage 2: {}", r.gpa, r.size,
+                ioas_.id(), m.error());
+  }
+  regions_.push_back(r);
+  return {};
+}
+
+Result<std::unique_ptr<GuestMemory>> GuestMemory::map(host::Host& host, std::span<const GuestRamRegion> regions) {
+  std::unique_ptr<GuestMemory> g(new GuestMemory(host));
+  auto ioas = host.ioas_alloc();
+  if (!ioas) return fail(ioas.error().err, kWhere, "allocating the IOAS for guest RAM: {}", ioas.error());
+  g->ioas_ = host::HostObject(host, *ioas);
+  for (const auto& r : regions)
+    if (auto a = g->add(r); !a) return std::unexpected(a.error());
+  return g;
+}
+
+Result<std::unique_ptr<GuestMemory>> GuestMemory::allocate(host::Host& host, std::span<const GuestRamLayout> layout) {
+  auto owned = std::make_unique<Owned>();
+  std::vector<GuestRamRegion> regions;
+  for (const auto& l : layout) {
+    host::UniqueFd fd(::memfd_create("vsmmu-guest-ram", MFD_CLOEXEC));
+    if (!fd) return fail(errno, kWhere, "memfd_create for guest RAM: {}", std::strerror(errno));
+    if (::ftruncate(fd.get(), static_cast<off_t>(l.size)) != 0)
+      return fail(errno, kWhere, "sizing guest RAM memfd to {:#x} bytes: {}", l.size, std::strerror(errno));
+    void* addr = ::mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (addr == MAP_FAILED) return fail(errno, kWhere, "mapping {:#x} bytes of guest RAM: {}", l.size, std::strerror(errno));
+    regions.push_back({l.gpa, l.size, fd.get(), 0, static_cast<std::byte*>(addr)});
+    owned->mappings.push_back({std::move(fd), addr, l.size});
+  }
+  auto g = map(host, regions);
+  if (!g) return std::unexpected(g.error());
+  (*g)->owned_ = std::move(owned);
+  return g;
+}
+
+}  // namespace vsmmu::nesting

@@ -1,0 +1,65 @@
+// The VM's RAM as the vSMMU needs it: a bounds-checked view by guest physical address (where it reads the
+// guest's stream table, command queue and writes its event queue) and the host IOAS that maps the same
+// memory IPA -> host memory, the stage 2 every nested translation ends in. One GuestMemory serves every vSMMU
+// of a VM. RAII: the mappings and the IOAS go away with it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "nesting/host/handles.hpp"
+#include "smmu/memory.hpp"
+
+namespace vsmmu::nesting {
+
+// One region of guest RAM the VMM already has: a memfd (mapped into the IOAS with MAP_FILE) or, with fd < 0,
+// plain user memory (IOAS_MAP). `host` is the VMM's mapping of it, size bytes.
+struct GuestRamRegion {
+  std::uint64_t gpa = 0;
+  std::uint64_t size = 0;
+  int fd = -1;                 // borrowed; must stay open while mapped
+  std::uint64_t fd_offset = 0;
+  std::byte* host = nullptr;   // borrowed; must outlive the GuestMemory
+};
+
+struct GuestRamLayout {
+  std::uint64_t gpa = 0;
+  std::uint64_t size = 0;
+};
+
+class GuestMemory {
+ public:
+  // Maps the VMM's regions into a new IOAS at IOVA = GPA. Regions must be page aligned and not overlap.
+  static Result<std::unique_ptr<GuestMemory>> map(host::Host& host, std::span<const GuestRamRegion> regions);
+  // Allocates the RAM itself (one memfd per region, zero-filled, mapped shared) and maps it: for the demo,
+  // the benchmarks and tests, and a VMM that lets vsmmu own guest RAM.
+  static Result<std::unique_ptr<GuestMemory>> allocate(host::Host& host, std::span<const GuestRamLayout> layout);
+
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+  ~GuestMemory();
+
+  smmu::PhysicalMemory& view() { return view_; }
+  const smmu::PhysicalMemory& view() const { return view_; }
+  // Host pointer for [gpa, gpa+len) when it lies in one region (tests and data checks).
+  std::byte* host_pointer(std::uint64_t gpa, std::uint64_t len) { return view_.host_pointer(gpa, len); }
+  host::ObjectId ioas() const { return ioas_.id(); }
+  host::Host& host() const { return *host_; }
+  const std::vector<GuestRamRegion>& regions() const { return regions_; }
+
+ private:
+  struct Owned;  // memfds and mappings made by allocate()
+  explicit GuestMemory(host::Host& host);
+  Result<void> add(const GuestRamRegion& r);
+
+  host::Host* host_;
+  std::unique_ptr<Owned> owned_;             // destroyed last: the IOAS must be gone before the memory
+  smmu::RegionMemory view_;
+  host::HostObject ioas_;
+  std::vector<GuestRamRegion> regions_;      // mapped into ioas_
+};
+
+}  // namespace vsmmu::nesting

@@ -1,0 +1,156 @@
+// VirtualSmmu: creation, registers, interrupts, introspection. Streams are in stream_binding.cpp, the
+// command queue in command_execution.cpp, events in event_forwarding.cpp.
+#include "nesting/virtual_smmu.hpp"
+
+#include <algorithm>
+
+#include "nesting/virtual_smmu_state.hpp"
+#include "smmu/log.hpp"
+
+namespace vsmmu::nesting {
+
+using namespace smmu;
+
+VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config)
+    : memory_(memory), host_(memory.host()), config_(config) {
+  if (config.policy == InvalidationPolicy::per_command) {
+    plan_options_.max_batch_entries = 1;
+    plan_options_.coalesce = false;
+  } else {
+    plan_options_.max_batch_entries = config.max_batch_entries;
+  }
+}
+
+VirtualSmmu::~VirtualSmmu() {
+  std::lock_guard lock(mu_);
+  devices_.clear();  // detach (blocking DMA), then vDEVICEs, then unbind: before the vIOMMUs go
+  smmus_.clear();
+}
+
+Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, const VirtualSmmuConfig& config,
+                                                         std::vector<DeviceSpec> devices) {
+  if (devices.empty())
+    return fail(EINVAL, "vsmmu", "{}: a vSMMU needs at least one device: its physical SMMU decides what the guest sees",
+                config.name);
+  std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, config));
+  std::lock_guard lock(v->mu_);
+  for (auto& d : devices)
+    if (auto r = v->add_device_locked(std::move(d)); !r) return std::unexpected(r.error());
+  return v;
+}
+
+Result<void> VirtualSmmu::add_device(DeviceSpec device) {
+  std::unique_lock lock(mu_);
+  auto r = add_device_locked(std::move(device));
+  unlock_and_fire(lock);
+  return r;
+}
+
+Result<void> VirtualSmmu::remove_device(std::uint32_t vsid) {
+  std::lock_guard lock(mu_);
+  auto it = devices_.find(vsid);
+  if (it == devices_.end())
+    return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x} to remove", config_.name, vsid);
+  devices_.erase(it);  // blocks its DMA, releases its HWPT, vDEVICE and binding
+  return {};
+}
+
+// ---- registers ---------------------------------------------------------------------------------------------
+
+Result<std::uint64_t> VirtualSmmu::mmio_read(std::uint64_t offset, unsigned size) {
+  std::unique_lock lock(mu_);
+  auto r = regs_->access(offset, size, nullptr);
+  unlock_and_fire(lock);
+  return r;
+}
+
+Result<void> VirtualSmmu::mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) {
+  std::unique_lock lock(mu_);
+  auto r = regs_->access(offset, size, &value);
+  unlock_and_fire(lock);
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+void VirtualSmmu::set_irq_handler(Irq line, std::function<void()> handler) {
+  std::lock_guard lock(mu_);
+  irq_handlers_[static_cast<std::size_t>(line)] = std::move(handler);
+}
+
+void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
+  auto pending = regs_ ? regs_->take_pending_irqs() : std::array<unsigned, 4>{};
+  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; })) return;
+  auto handlers = irq_handlers_;
+  lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
+  for (std::size_t line = 0; line < pending.size(); ++line)
+    for (unsigned n = 0; n < pending[line]; ++n)
+      if (handlers[line]) handlers[line]();
+}
+
+void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
+  if (!before.get(Cr0::EVENTQEN) && after.get(Cr0::EVENTQEN)) {
+    if (auto r = enable_event_queues(); !r)
+      log::error("vsmmu", "{}: the guest enabled its event queue but the host refused a vEVENTQ; faults will not "
+                 "reach the guest: {}", config_.name, r.error());
+  }
+  if (before.get(Cr0::EVENTQEN) && !after.get(Cr0::EVENTQEN)) disable_event_queues();
+  // SMMUEN switches every stream between GBPA and its STE (IHI 0070 6.3.9).
+  if (before.get(Cr0::SMMUEN) != after.get(Cr0::SMMUEN))
+    reinstall_streams(invalidation::SidRange{0, 1ULL << 32});
+}
+
+void VirtualSmmu::bypass_changed(Gbpa) {
+  if (!regs_->cr0().get(Cr0::SMMUEN)) reinstall_streams(invalidation::SidRange{0, 1ULL << 32});
+}
+
+void VirtualSmmu::events_consumed() {
+  // The guest freed records: move what the host queued meanwhile (the VMM may also call process_events).
+  drain_host_events();
+}
+
+// ---- introspection -----------------------------------------------------------------------------------------
+
+VirtualSmmuStats VirtualSmmu::stats() const {
+  std::lock_guard lock(mu_);
+  VirtualSmmuStats s = stats_;
+  if (regs_) {
+    s.syncs = regs_->counters().syncs;
+    s.command_errors = regs_->counters().command_errors;
+    s.events = regs_->counters().events;
+    s.events_lost = regs_->counters().events_lost;
+  }
+  return s;
+}
+
+Result<StreamStatus> VirtualSmmu::stream_status(std::uint32_t vsid) const {
+  std::lock_guard lock(mu_);
+  auto it = devices_.find(vsid);
+  if (it == devices_.end()) return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x}", config_.name, vsid);
+  return StreamStatus{it->second->state, it->second->problem};
+}
+
+std::size_t VirtualSmmu::host_objects() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& p : smmus_) {
+    n += static_cast<std::size_t>(static_cast<bool>(p->parent)) + static_cast<bool>(p->viommu) +
+         static_cast<bool>(p->abort_hwpt) + static_cast<bool>(p->bypass_hwpt) + static_cast<bool>(p->veventq);
+    n += static_cast<std::size_t>(std::ranges::count_if(p->nested, [](const auto& e) { return !e.second.expired(); }));
+  }
+  for (const auto& [vsid, d] : devices_) n += static_cast<std::size_t>(static_cast<bool>(d->bound)) + static_cast<bool>(d->vdevice);
+  return n;
+}
+
+std::vector<int> VirtualSmmu::event_fds() const {
+  std::lock_guard lock(mu_);
+  std::vector<int> fds;
+  for (const auto& p : smmus_)
+    if (p->veventq) fds.push_back(p->veventq.fd());
+  return fds;
+}
+
+std::string VirtualSmmu::device_name(const Device& d) const {
+  return fmt::format("{} device {} (vSID {:#x})", config_.name, d.name, d.vsid);
+}
+
+}  // namespace vsmmu::nesting

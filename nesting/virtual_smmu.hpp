@@ -1,0 +1,176 @@
+// VirtualSmmu: the SMMUv3 a guest sees (IHI 0070), stage 1 only, whose work the host's physical SMMU does
+// through iommufd nesting. The guest programs it through its registers (SmmuMmio) and its structures in guest
+// RAM; the vSMMU turns them into host state:
+// - registers and queues: smmu::RegisterFile over the guest's RAM (every guest pointer bounds-checked by it);
+// - streams: one vIOMMU per physical SMMU its devices sit behind, a vDEVICE per device keyed by its vSID, a
+//   nested HWPT per translating vSTE (identical vSTEs share one), abort/bypass HWPTs for GBPA and for abort/
+//   bypass vSTEs; CFGI_STE / CFGI_STE_RANGE / CFGI_ALL and SMMUEN re-read the guest's stream table and attach
+//   (an atomic replace on the host);
+// - commands: invalidation::plan() batches everything between two CMD_SYNCs into one HWPT_INVALIDATE per
+//   vIOMMU, errors stop the queue as hardware does (CMDQ_CONS.ERR, GERROR.CMDQ_ERR);
+// - events: a vEVENTQ per vIOMMU while the guest's event queue is enabled; records land in the guest's queue
+//   with the vSID, losses become the guest queue's overflow.
+// The coherency rule holds by construction: a device joins only if the host accepted a vIOMMU for it, which
+// the kernel grants only with S2FWB or a CANWBS root complex.
+//
+// Thread safety: every public member may be called from any thread (one lock); interrupt handlers run after
+// it is released.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "invalidation/planner.hpp"
+#include "nesting/guest_memory.hpp"
+#include "nesting/host/handles.hpp"
+#include "nesting/id_registers.hpp"
+#include "smmu/event.hpp"
+#include "smmu/mmio.hpp"
+#include "smmu/register_file.hpp"
+#include "smmu/ste.hpp"
+
+namespace vsmmu::nesting {
+
+// How guest invalidations reach the host.
+enum class InvalidationPolicy : std::uint8_t {
+  batched,      // one HWPT_INVALIDATE per vIOMMU for everything between two CMD_SYNCs, redundant ones dropped
+  per_command,  // one HWPT_INVALIDATE per guest command, as QEMU's accelerated SMMUv3 does (the baseline)
+};
+
+struct VirtualSmmuConfig {
+  std::string name = "vsmmu0";
+  VsmmuWishes wishes;
+  InvalidationPolicy policy = InvalidationPolicy::batched;
+  std::uint32_t max_batch_entries = 0;    // 0: no limit but the guest's queue
+  bool gbpa_abort_at_reset = false;       // GBPA.ABORT's reset value (IMPLEMENTATION DEFINED)
+};
+
+// A device the VMM puts behind the vSMMU: a VFIO cdev path (or a sim host device name), or an open cdev fd
+// (taken over), and the StreamID the guest knows it by.
+struct DeviceSpec {
+  std::string path;
+  int fd = -1;
+  std::uint32_t vsid = 0;
+};
+
+// Everything the vSMMU did, for reports and benchmarks.
+struct VirtualSmmuStats {
+  std::uint64_t commands = 0;             // guest commands consumed (a failing one excluded)
+  std::uint64_t forwarded = 0;            // entries sent in HWPT_INVALIDATE
+  std::uint64_t coalesced = 0;            // invalidations dropped as covered by a later one
+  std::uint64_t invalidate_calls = 0;     // HWPT_INVALIDATE calls
+  std::uint64_t syncs = 0;                // CMD_SYNCs completed
+  std::uint64_t ste_reinstalls = 0;       // streams re-read after CFGI_STE*, CFGI_ALL, SMMUEN or GBPA changes
+  std::uint64_t hwpt_allocs = 0;          // nested HWPTs allocated for translating vSTEs
+  std::uint64_t hwpt_shared = 0;          // translating vSTEs that reused an existing nested HWPT
+  std::uint64_t attaches = 0;             // attach / replace calls
+  std::uint64_t command_errors = 0;       // CERROR_ILL / CERROR_ABT raised
+  std::uint64_t bad_stes = 0;             // vSTEs refused (C_BAD_STE recorded)
+  std::uint64_t events = 0;               // records written to the guest's event queue
+  std::uint64_t events_lost = 0;          // records lost (host vEVENTQ overflow or guest queue full)
+  std::uint64_t host_calls = 0;           // every Host call the vSMMU made
+  std::chrono::nanoseconds host_time{0};  // time spent inside HWPT_INVALIDATE calls
+};
+
+// What the vSMMU did with one device's stream, for tests and tools.
+enum class StreamState : std::uint8_t { blocked, abort, bypass, translate };
+struct StreamStatus {
+  StreamState state = StreamState::blocked;
+  std::optional<std::string> problem;  // why the current vSTE was refused (C_BAD_STE), if it was
+};
+
+class VirtualSmmu final : public smmu::SmmuMmio, private smmu::RegisterEffects {
+ public:
+  // Binds the devices, derives the guest's ID registers from the first device's physical SMMU and the
+  // wishes, and sets up the host objects. Fails (leaving nothing on the host) with one precise reason when a
+  // device cannot nest: not coherent (neither S2FWB nor CANWBS), an SMMU that cannot honour the wishes, a
+  // vSID beyond SIDSIZE or used twice.
+  static Result<std::unique_ptr<VirtualSmmu>> create(GuestMemory& memory, const VirtualSmmuConfig& config,
+                                                     std::vector<DeviceSpec> devices);
+  ~VirtualSmmu() override;
+
+  // ---- the guest's side
+  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size) override;
+  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) override;
+  // Wired interrupts (eventq, gerror, cmd_sync); a VMM signals its irqfds from these.
+  void set_irq_handler(smmu::Irq line, std::function<void()> handler);
+
+  // ---- the VMM's side
+  // Hot-plug: the device blocks DMA until the guest's STE for it says otherwise.
+  Result<void> add_device(DeviceSpec device);
+  Result<void> remove_device(std::uint32_t vsid);
+  // The vEVENTQ fds to poll; call process_events() when one is readable.
+  std::vector<int> event_fds() const;
+  // Moves every host event record into the guest's event queue; returns how many were written.
+  Result<std::size_t> process_events();
+
+  const GuestIdRegisters& id_registers() const { return ids_; }
+  const std::string& name() const { return config_.name; }
+  VirtualSmmuStats stats() const;
+  Result<StreamStatus> stream_status(std::uint32_t vsid) const;
+  // The host objects the vSMMU holds now (devices bound, vIOMMUs, vDEVICEs, HWPTs, vEVENTQs).
+  std::size_t host_objects() const;
+
+ private:
+  struct PhysicalSmmu;  // per vIOMMU: nest parent, vIOMMU, abort/bypass HWPTs, vEVENTQ, shared nested HWPTs
+  struct Device;        // per device: bound device, vDEVICE, current attachment
+  struct NestedHwpt;
+
+  VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config);
+
+  // RegisterEffects (mu_ held)
+  void commands_published() override;
+  void control_changed(smmu::Cr0 before, smmu::Cr0 after) override;
+  void bypass_changed(smmu::Gbpa now) override;
+  void events_consumed() override;
+
+  // devices and streams (stream_binding.cpp); mu_ held
+  Result<void> add_device_locked(DeviceSpec spec);
+  Result<PhysicalSmmu*> join_physical_smmu(Device& dev, const std::string& what);
+  Result<std::unique_ptr<PhysicalSmmu>> new_physical_smmu(Device& dev, const host::HwInfo& hw, const std::string& what);
+  void reinstall_streams(const invalidation::SidRange& sids);
+  void reinstall(Device& dev);
+  Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
+  std::optional<std::string> check_vste(const smmu::Ste& ste) const;
+  void record_config_event(smmu::EventId id, std::uint32_t vsid, std::optional<std::uint64_t> fetch_addr);
+
+  // command queue (command_execution.cpp); mu_ held
+  void run_command_queue();
+  // Executes plan steps; returns the guest index of a command the host refused, if one was.
+  std::optional<std::uint32_t> forward(std::span<const smmu::Command> entries,
+                                       std::span<const std::uint32_t> guest_index);
+  std::optional<std::uint32_t> invalidate(PhysicalSmmu& p);
+
+  // events (event_forwarding.cpp); mu_ held
+  Result<void> enable_event_queues();
+  void disable_event_queues();
+  std::size_t drain_host_events();
+
+  void unlock_and_fire(std::unique_lock<std::mutex>& lock);
+  std::string device_name(const Device& d) const;
+
+  GuestMemory& memory_;
+  host::Host& host_;
+  const VirtualSmmuConfig config_;
+  GuestIdRegisters ids_;
+  invalidation::AdvertisedFeatures features_;
+  invalidation::PlanOptions plan_options_;
+
+  mutable std::mutex mu_;
+  std::unique_ptr<smmu::RegisterFile> regs_;
+  std::vector<std::unique_ptr<PhysicalSmmu>> smmus_;  // declared before devices_: devices die first
+  std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by vSID
+  std::vector<smmu::Command> cmd_buffer_;              // reused by run_command_queue
+  VirtualSmmuStats stats_;
+  std::array<std::function<void()>, 4> irq_handlers_;
+};
+
+}  // namespace vsmmu::nesting
