@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "smmu/driver/smmu_driver.hpp"
 #include "smmu/format.hpp"
 #include "smmu/model/dma.hpp"
-#include "smmu/model/driver.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/model/testbed.hpp"
 #include "tools/commands.hpp"
@@ -20,6 +20,7 @@ namespace {
 
 using namespace vsmmu::smmu;
 using namespace vsmmu::smmu::model;
+using namespace vsmmu::smmu::driver;
 
 constexpr const char* kWhere = "vsmmu demo";
 constexpr TestbedLayout kLayout{};                     // host RAM, the VM's RAM at PA guest_pa / IPA guest_ipa
@@ -134,11 +135,12 @@ Result<void> dma_and_invalidate(World& w) {
   if (after != kStale) return fail(EIO, kWhere, "the faulting DMA changed PA {:#x}", kBufferPa + kOffset);
   fmt::print("DMA {}; nothing moved (PA {:#x} still holds {:#x})\n", describe(fault.error()), kBufferPa + kOffset,
              after);
-  auto events = w.driver->drain_events();
-  if (!events) return std::unexpected(events.error());
-  if (events->size() != 1 || (*events)[0].get(Event::ID) != EventId::F_TRANSLATION)
-    return fail(EIO, kWhere, "expected one F_TRANSLATION event, read {}", events->size());
-  fmt::print("{}\nevent queue interrupts: {}\n", (*events)[0], w.eventq_irqs);
+  auto drained = w.driver->drain_events();
+  if (!drained) return std::unexpected(drained.error());
+  const auto& events = drained->records;
+  if (events.size() != 1 || events[0].get(Event::ID) != EventId::F_TRANSLATION)
+    return fail(EIO, kWhere, "expected one F_TRANSLATION event, read {}", events.size());
+  fmt::print("{}\nevent queue interrupts: {}\n", events[0], w.eventq_irqs);
 
   step("counters");
   const Counters c = w.smmu->counters();

@@ -19,14 +19,14 @@ Result<void> Testbed::add_memory() {
   return {};
 }
 
-Result<void> Testbed::start(const ModelConfig& config, const DriverLayout& driver_layout) {
+Result<void> Testbed::start(const ModelConfig& config, const DriverOptions& driver_options) {
   if (auto r = add_memory(); !r) return r;
   auto m = SmmuModel::create(mem, config);
   if (!m) return std::unexpected(m.error());
   smmu = std::move(*m);
-  auto d = ModelDriver::start(*smmu, mem, host_pool, driver_layout);
+  auto d = driver::SmmuDriver::start(*smmu, mem, host_pool, driver_options);
   if (!d) return std::unexpected(d.error());
-  driver.emplace(*d);
+  driver.emplace(std::move(*d));
   return {};
 }
 
@@ -42,7 +42,7 @@ Result<std::uint64_t> Testbed::nested_stream(std::uint32_t sid, std::uint16_t vm
   if (!guest.write_record(*table, stage1_cd(s1, asid)))
     return fail(EFAULT, "smmu.model.testbed", "no guest RAM behind the CD table at IPA {:#x}", *table);
   if (auto r = driver->write_ste(sid, stage1_ste(*table, &s2, vmid)); !r) return std::unexpected(r.error());
-  if (auto r = driver->issue(cmd_cfgi_ste(sid)); !r) return std::unexpected(r.error());
+  if (auto r = driver->issue(driver::cmd_cfgi_ste(sid)); !r) return std::unexpected(r.error());
   return table;
 }
 

@@ -1,7 +1,7 @@
 // A ready-made world around the model, shared by its tests, the demo and the benchmarks: host RAM for the
 // SMMU's structures and stage-2 tables, a VM's RAM that stage 2 maps at an offset, the VM's IPA view of
 // that RAM (where its CDs and stage-1 tables are built), table builders for both stages, and an SmmuModel
-// started by ModelDriver.
+// started by the scripted driver (smmu/driver).
 #pragma once
 
 #include <cstdint>
@@ -10,11 +10,13 @@
 
 #include "smmu/error.hpp"
 #include "smmu/memory.hpp"
-#include "smmu/model/driver.hpp"
+#include "smmu/driver/smmu_driver.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/table_builder.hpp"
 
 namespace vsmmu::smmu::model {
+
+using DriverOptions = ::vsmmu::smmu::driver::Options;
 
 struct TestbedLayout {
   static constexpr std::uint64_t kMiB = 1ULL << 20;
@@ -37,7 +39,7 @@ class Testbed {
   // Adds the host and VM RAM (once; start() does it too).
   Result<void> add_memory();
   // Creates the SMMU and starts it through its registers.
-  Result<void> start(const ModelConfig& config = ModelConfig::reference(), const DriverLayout& driver_layout = {});
+  Result<void> start(const ModelConfig& config = ModelConfig::reference(), const DriverOptions& driver_options = {});
   // Stage 2 maps all the VM's RAM IPA -> PA, with pages or with blocks where they fit.
   Result<void> map_guest_ram(bool pages = true);
   // A nested stream for `sid`: one CD (a linear table of one, in the VM's RAM) for the stage-1 tables `s1`,
@@ -52,7 +54,7 @@ class Testbed {
   TableBuilder s2;
   TableBuilder s1;
   std::unique_ptr<SmmuModel> smmu;
-  std::optional<ModelDriver> driver;
+  std::optional<::vsmmu::smmu::driver::SmmuDriver> driver;
 
  private:
   bool ram_added_ = false;

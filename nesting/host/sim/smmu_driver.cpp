@@ -1,7 +1,6 @@
 #include "nesting/host/sim/smmu_driver.hpp"
 
 #include <algorithm>
-#include <bit>
 
 #include "smmu/format.hpp"
 #include "smmu/log.hpp"
@@ -105,13 +104,14 @@ Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, Host
   d->ram_pa_ = *pa;
   d->ram_alloc_.emplace(mem.memory(), *pa, kDriverRamBytes);
 
-  smmu::model::DriverLayout layout;
+  smmu::driver::Options options;
+  options.name = fmt::format("SMMU \"{}\"", spec.name);
+  // A linear table of at most 2^16 STEs (4MB); a 2-level one of at most 2^16 level-1 descriptors.
   const bool two_level = spec.config.idr0.get(smmu::Idr0::ST_LEVEL) == smmu::StLevel::two_level;
-  layout.two_level = two_level && spec.sid_bits() > smmu::model::ModelDriver::kSplit;
-  layout.sid_bits = std::min(spec.sid_bits(), layout.two_level ? 24U : 16U);
-  layout.cmdq_log2 = std::min<unsigned>(static_cast<unsigned>(spec.config.idr1.get(smmu::Idr1::CMDQS)), 8);
-  layout.eventq_log2 = std::min<unsigned>(static_cast<unsigned>(spec.config.idr1.get(smmu::Idr1::EVENTQS)), 8);
-  auto drv = smmu::model::ModelDriver::start(*d->model_, mem.memory(), *d->ram_alloc_, layout);
+  options.sid_bits = std::min(spec.sid_bits(), two_level ? 24U : 16U);
+  options.eventq_log2 = 8;
+  options.skip_command_errors = true;  // arm_smmu_cmdq_skip_err: logged and replaced by CMD_SYNC
+  auto drv = smmu::driver::SmmuDriver::start(*d->model_, mem.memory(), *d->ram_alloc_, options);
   if (!drv) return fail(drv.error().err, kWhere, "SMMU \"{}\": bringing it up failed: {}", spec.name, drv.error().message);
   d->driver_.emplace(std::move(*drv));
   log::debug(kWhere, "SMMU \"{}\" up: nesting {}, S2FWB {}, HTTU dirty {}, RIL {}, errata [{}]", spec.name,
@@ -128,44 +128,20 @@ SmmuDriver::~SmmuDriver() {
 
 Result<void> SmmuDriver::install_ste(std::uint32_t sid, const smmu::Ste& ste) {
   if (auto r = driver_->write_ste(sid, ste); !r) return std::unexpected(r.error());
-  const std::array cmd{smmu::model::cmd_cfgi_ste(sid)};
+  const std::array cmd{smmu::driver::cmd_cfgi_ste(sid)};
   return issue_cmdlist(cmd, true);
 }
 
 Result<void> SmmuDriver::issue_cmdlist(std::span<const smmu::Command> cmds, bool sync) {
-  std::vector<smmu::Command> list(cmds.begin(), cmds.end());
-  if (sync) list.push_back(smmu::model::cmd_sync());
-  if (list.empty()) return {};
-  const smmu::QueueIndex q{driver_->layout().cmdq_log2};
-  // The model consumes at each CMDQ_PROD write, so the queue is empty between calls: chunks up to its size.
-  const std::size_t chunk = q.entries() - 1;
-  for (std::size_t at = 0; at < list.size(); at += chunk) {
-    const auto part = std::span(list).subspan(at, std::min(chunk, list.size() - at));
-    if (auto r = driver_->push(part); !r) return r;
-    commands_ += part.size();
-    for (const auto& c : part) syncs_ += c.get(smmu::Command::Opcode) == smmu::Opcode::CMD_SYNC ? 1 : 0;
-    // arm_smmu_cmdq_skip_err: log the command the SMMU stopped on, replace it by a CMD_SYNC, acknowledge.
-    for (std::size_t guard = 0; guard <= part.size(); ++guard) {
-      auto err = driver_->command_error();
-      if (!err) return std::unexpected(err.error());
-      if (!*err) break;
-      ++command_errors_;
-      auto cons = model_->read32(smmu::regs::CMDQ_CONS.offset);
-      std::uint64_t at_cons = 0;
-      if (cons) at_cons = driver_->cmdq_base() + q.index(smmu::QueueCons::of(*cons).get(smmu::QueueCons::RD)) * smmu::Command::bytes;
-      auto bad = mem_.memory().read_record<smmu::Command>(at_cons);
-      log::error(kWhere, "SMMU \"{}\": CMDQ error (CERROR {}) on {}; skipped", spec_.name, static_cast<int>(**err),
-                 bad ? fmt::format("{}", *bad) : std::string("an unreadable command"));
-      if (auto r = driver_->acknowledge_command_error(true); !r) return r;
-    }
-    auto prod = model_->read32(smmu::regs::CMDQ_PROD.offset);
-    auto cons = model_->read32(smmu::regs::CMDQ_CONS.offset);
-    if (!prod || !cons) return fail(EIO, kWhere, "SMMU \"{}\": cannot read the command queue pointers", spec_.name);
-    if (!q.empty(smmu::QueueProd::of(*prod).get(smmu::QueueProd::WR), smmu::QueueCons::of(*cons).get(smmu::QueueCons::RD)))
-      return fail(ETIMEDOUT, kWhere, "SMMU \"{}\": CMD_SYNC timeout: the command queue stopped at {:#x} (PROD {:#x})",
-                  spec_.name, *cons, *prod);
-  }
-  return {};
+  if (cmds.empty() && !sync) return {};
+  commands_ += cmds.size() + (sync ? 1 : 0);
+  for (const auto& c : cmds) syncs_ += c.get(smmu::Command::Opcode) == smmu::Opcode::CMD_SYNC ? 1 : 0;
+  syncs_ += sync ? 1 : 0;
+  const std::uint64_t skipped = driver_->command_errors_skipped();
+  // The driver waits for room and for the CMD_SYNC, skipping a command the SMMU stops on (logged) as Linux does.
+  auto r = sync ? driver_->issue(cmds) : driver_->push(cmds);
+  command_errors_ += driver_->command_errors_skipped() - skipped;
+  return r;
 }
 
 Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
@@ -181,7 +157,7 @@ Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
 }
 
 Result<void> SmmuDriver::tlb_inv_vmid(std::uint16_t vmid) {
-  const std::array cmd{smmu::model::cmd_tlbi_s12_vmall(vmid)};
+  const std::array cmd{smmu::driver::cmd_tlbi_s12_vmall(vmid)};
   return issue_cmdlist(cmd, true);
 }
 
@@ -189,36 +165,18 @@ Result<void> SmmuDriver::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova
   using smmu::Command;
   if (size == 0) return {};
   std::vector<Command> cmds;
-  std::uint64_t num_pages = size >> kPageShift;
-  if (!features_.range_inv && num_pages > kMaxTlbiOps) {
+  if (!features_.range_inv && (size >> kPageShift) > kMaxTlbiOps) {
     // Cheaper to drop the whole VMID than to send thousands of per-page TLBIs (arm_smmu_tlb_inv_range_domain).
-    cmds.push_back(smmu::model::cmd_tlbi_s12_vmall(vmid));
-  } else if (!features_.range_inv) {
-    for (std::uint64_t a = iova; a < iova + size; a += 1ULL << kPageShift)
-      cmds.push_back(smmu::model::cmd_tlbi_s2_ipa(vmid, a, false));
+    cmds.push_back(smmu::driver::cmd_tlbi_s12_vmall(vmid));
   } else {
-    // __arm_smmu_tlb_inv_range with RIL: each command covers NUM+1 chunks of 2^SCALE pages, TG = 4KB, no TTL
-    // hint (the range may hold blocks and pages); a non-leaf range of exactly one page is sent as two.
-    if ((num_pages & 31) == 1) ++num_pages;
-    std::uint64_t a = iova;
-    while (num_pages != 0) {
-      const unsigned scale = static_cast<unsigned>(std::countr_zero(num_pages));
-      const std::uint64_t num = (num_pages >> scale) & 31;
-      Command c = smmu::model::cmd_tlbi_s2_ipa(vmid, a, false);
-      c.set(Command::TG, smmu::tlbi_tg_from_granule(smmu::Granule::k4K))
-          .set(Command::SCALE, scale)
-          .set(Command::NUM, num - 1);
-      cmds.push_back(c);
-      a += num << (scale + kPageShift);
-      num_pages -= num << scale;
-    }
+    // No TTL hint: the range may hold blocks and pages.
+    cmds = smmu::driver::tlbi_range(smmu::driver::cmd_tlbi_s2_ipa(vmid, 0, false), iova, size, 1ULL << kPageShift,
+                                    smmu::Granule::k4K, features_.range_inv);
   }
   if (auto r = issue_batched(cmds); !r) return r;
   if (nest_parent) {
     // When the S2 changes, every nested S1 cached through it has to go too.
-    Command nh;
-    nh.set(Command::Opcode, smmu::Opcode::TLBI_NH_ALL).set(Command::VMID, vmid);
-    const std::array one{nh};
+    const std::array one{smmu::driver::cmd_tlbi_nh_all(vmid)};
     return issue_cmdlist(one, true);
   }
   return {};
@@ -244,7 +202,7 @@ std::vector<smmu::Event> SmmuDriver::take_events() {
     log::error(kWhere, "SMMU \"{}\": reading the event queue failed: {}", spec_.name, events.error());
     return {};
   }
-  return std::move(*events);
+  return std::move(events->records);
 }
 
 }  // namespace vsmmu::host::sim

@@ -1,5 +1,5 @@
 // The simulated host's arm-smmu-v3 driver for one physical SMMU: it probes the SMMU's ID registers as Linux
-// does (features, errata from the IIDR), brings the model up through its registers (ModelDriver: stream
+// does (features, errata from the IIDR), brings the model up through its registers (smmu/driver's SmmuDriver: stream
 // table, command and event queues in host memory), installs STEs followed by CFGI_STE + CMD_SYNC, issues
 // command lists the way arm_smmu_cmdq_issue_cmdlist does (a command the SMMU rejects is replaced by a
 // CMD_SYNC and logged, as arm_smmu_cmdq_skip_err does), performs stage-2 TLB maintenance, and collects the
@@ -19,7 +19,7 @@
 #include "nesting/host/sim/profile.hpp"
 #include "smmu/command.hpp"
 #include "smmu/event.hpp"
-#include "smmu/model/driver.hpp"
+#include "smmu/driver/smmu_driver.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/ste.hpp"
 #include "smmu/table_builder.hpp"
@@ -97,7 +97,7 @@ class SmmuDriver {
   std::uint64_t ram_pa_ = 0;
   std::optional<smmu::TablePageAllocator> ram_alloc_;
   std::unique_ptr<smmu::model::SmmuModel> model_;
-  std::optional<smmu::model::ModelDriver> driver_;
+  std::optional<smmu::driver::SmmuDriver> driver_;
   std::shared_ptr<std::atomic<bool>> eventq_irq_ = std::make_shared<std::atomic<bool>>(false);
   std::set<std::uint16_t> vmids_;
   std::uint64_t commands_ = 0, syncs_ = 0, command_errors_ = 0;

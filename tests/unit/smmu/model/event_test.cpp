@@ -12,11 +12,11 @@ constexpr std::uint64_t kNoMemory = 0x70'0000'0000ULL;  // inside a 48-bit OAS, 
 class EventTest : public ModelTest {
  protected:
   void SetUp() override {
-    start(config(), driver_layout());
+    start(config(), driver_options());
     smmu->set_irq_handler(Irq::eventq, [this] { ++eventq_irqs; });
   }
   virtual ModelConfig config() const { return ModelConfig::reference(); }
-  virtual DriverLayout driver_layout() const { return {}; }
+  virtual DriverOptions driver_options() const { return {}; }
 
   // The one event a faulting access produced, as read back from the event queue.
   Event only_event() {
@@ -185,7 +185,7 @@ TEST_F(EventTest, BadStreamIdRecordedWithRecinvsid) {
 }
 
 class EventTestWithoutRecinvsid : public EventTest {
-  DriverLayout driver_layout() const override { return DriverLayout{.record_invalid_sids = false}; }
+  DriverOptions driver_options() const override { return DriverOptions{.record_invalid_sids = false}; }
 };
 
 TEST_F(EventTestWithoutRecinvsid, BadStreamIdIsNotRecorded) {
@@ -241,7 +241,7 @@ TEST_F(EventTest, NestedCdFetchAbortReportsThePhysicalAddress) {
 }
 
 class SmallEventQueue : public EventTest {
-  DriverLayout driver_layout() const override { return DriverLayout{.eventq_log2 = 2}; }  // 4 records
+  DriverOptions driver_options() const override { return DriverOptions{.eventq_log2 = 2}; }  // 4 records
 };
 
 // IHI 0070 7.4: a full queue loses records; entering overflow toggles EVENTQ_PROD.OVFLG, which software

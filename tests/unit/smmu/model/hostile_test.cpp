@@ -17,7 +17,7 @@ Ste bypass_ste() { return Ste{}.set(Ste::V, true).set(Ste::Config, StreamConfig:
 // A level-1 descriptor whose level-2 table is the level-1 table itself: the SMMU reads level-1 descriptors
 // as an STE, finds it invalid (C_BAD_STE), and is done: two levels, no loop (IHI 0070 3.3.2).
 TEST_F(ModelTest, SelfReferencingTwoLevelStreamTable) {
-  start(ModelConfig::reference(), DriverLayout{.sid_bits = 16, .two_level = true});
+  start(ModelConfig::reference(), DriverOptions{.sid_bits = 16});
   const std::uint64_t l1 = driver->strtab_base();
   ASSERT_TRUE(mem.write_record(l1 + 8, StreamTableL1{}.set(StreamTableL1::Span, 8).set(StreamTableL1::L2Ptr, l1)));
   EXPECT_EQ(fault_id(DmaMaster(*smmu, 0x0100).write64(kVa, 1)), EventId::C_BAD_STE);
@@ -63,13 +63,13 @@ TEST_F(ModelTest, StreamIdBeyondTheLinearTable) {
 
 // Span values above SPLIT + 1 are reserved: the model treats the descriptor as invalid (IHI 0070 5.1).
 TEST_F(ModelTest, ReservedSpanIsAnInvalidStreamId) {
-  start(ModelConfig::reference(), DriverLayout{.sid_bits = 16, .two_level = true});
+  start(ModelConfig::reference(), DriverOptions{.sid_bits = 16});
   ASSERT_TRUE(driver->write_ste(0x0201, bypass_ste()));
   ASSERT_TRUE(driver->issue(cmd_cfgi_all()));
   ASSERT_TRUE(DmaMaster(*smmu, 0x0201).write64(kGuestDataPa, 1));
   auto l1 = mem.read_record<StreamTableL1>(driver->strtab_base() + 2 * 8);
   ASSERT_TRUE(l1);
-  ASSERT_TRUE(mem.write_record(driver->strtab_base() + 2 * 8, l1->set(StreamTableL1::Span, ModelDriver::kSplit + 2)));
+  ASSERT_TRUE(mem.write_record(driver->strtab_base() + 2 * 8, l1->set(StreamTableL1::Span, SmmuDriver::kStrtabSplit + 2)));
   ASSERT_TRUE(driver->issue(cmd_cfgi_ste(0x0201, false)));
   EXPECT_EQ(fault_id(DmaMaster(*smmu, 0x0201).write64(kGuestDataPa, 1)), EventId::C_BAD_STREAMID);
 }

@@ -1,5 +1,5 @@
 // The model tests' world: a Testbed (host RAM, a guest's RAM and its IPA view, both stages' builders, an
-// SmmuModel started by ModelDriver the way Linux starts an SMMU) with gtest assertions around it.
+// SmmuModel started by the scripted driver the way Linux starts an SMMU) with gtest assertions around it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,15 +11,17 @@
 #include <vector>
 
 #include "smmu/cd.hpp"
+#include "smmu/driver/smmu_driver.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/model/dma.hpp"
-#include "smmu/model/driver.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/model/testbed.hpp"
 #include "smmu/ste.hpp"
 #include "smmu/table_builder.hpp"
 
 namespace vsmmu::smmu::model::test {
+
+using namespace ::vsmmu::smmu::driver;  // the command builders
 
 constexpr TestbedLayout kLayout{};
 constexpr std::uint64_t kKiB = 1024;
@@ -43,8 +45,8 @@ inline std::vector<std::byte> pattern(std::size_t n, std::uint8_t seed) {
 class ModelTest : public ::testing::Test, protected Testbed {
  protected:
   // Creates the SMMU and starts it through its registers.
-  void start(const ModelConfig& config = ModelConfig::reference(), const DriverLayout& driver_layout = {}) {
-    auto r = Testbed::start(config, driver_layout);
+  void start(const ModelConfig& config = ModelConfig::reference(), const DriverOptions& driver_options = {}) {
+    auto r = Testbed::start(config, driver_options);
     ASSERT_TRUE(r) << r.error().to_string();
   }
   // Stage 2 maps all guest RAM IPA -> PA with pages (so one page's entry can be changed alone).
@@ -77,7 +79,7 @@ class ModelTest : public ::testing::Test, protected Testbed {
   std::vector<Event> events() {
     auto e = driver->drain_events();
     EXPECT_TRUE(e) << e.error().to_string();
-    return e.value_or(std::vector<Event>{});
+    return e ? e->records : std::vector<Event>{};
   }
   std::vector<std::byte> read_pa(std::uint64_t pa, std::size_t n) const {
     std::vector<std::byte> out(n);

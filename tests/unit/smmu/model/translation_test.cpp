@@ -119,7 +119,7 @@ TEST_F(ModelTest, DisabledSmmuFollowsGbpa) {
 // IHI 0070 3.3.2: a 2-level stream table finds STEs through level-1 descriptors; StreamIDs whose
 // descriptor has Span == 0 are invalid (C_BAD_STREAMID).
 TEST_F(ModelTest, TwoLevelStreamTable) {
-  start(ModelConfig::reference(), DriverLayout{.sid_bits = 16, .two_level = true});
+  start(ModelConfig::reference(), DriverOptions{.sid_bits = 16});
   map_guest_ram();
   for (std::uint32_t sid : {0x0005U, 0x1234U, 0xffffU}) {
     ASSERT_TRUE(driver->write_ste(sid, s2_ste()));

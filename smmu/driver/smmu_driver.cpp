@@ -1,0 +1,408 @@
+#include "smmu/driver/smmu_driver.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <thread>
+
+#include "smmu/log.hpp"
+
+namespace vsmmu::smmu::driver {
+namespace {
+
+constexpr const char* kWhere = "smmu.driver";
+using Clock = std::chrono::steady_clock;
+
+std::string_view cerror_name(Cerror e) {
+  switch (e) {
+    case Cerror::none: return "CERROR_NONE";
+    case Cerror::ill: return "CERROR_ILL";
+    case Cerror::abt: return "CERROR_ABT";
+    case Cerror::atc_inv_sync: return "CERROR_ATC_INV_SYNC";
+  }
+  return "CERROR_?";
+}
+
+// CMDQ_BASE / EVENTQ_BASE: bit 62 is RA for the queue the SMMU reads and WA for the one it writes; Linux sets it
+// for both (Q_BASE_RWA).
+std::uint64_t queue_base(std::uint64_t addr, unsigned log2size) {
+  return QueueBase{}.set(QueueBase::RA, true).set(QueueBase::ADDR, addr).set(QueueBase::LOG2SIZE, log2size).value();
+}
+
+std::string describe(const CommandError& e) {
+  return e.command ? fmt::format("{} at index {:#x} on {:#018x} {:#018x}", cerror_name(e.cerror), e.index,
+                                 e.command->dw[0], e.command->dw[1])
+                   : fmt::format("{} at index {:#x} (the command is unreadable)", cerror_name(e.cerror), e.index);
+}
+
+}  // namespace
+
+Result<SmmuDriver> SmmuDriver::start(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc,
+                                     const Options& options) {
+  SmmuDriver d(mmio, mem, alloc, options);
+  if (auto r = d.reset(); !r) return std::unexpected(r.error());
+  return d;
+}
+
+Result<void> SmmuDriver::allocate_structures() {
+  // Stream table: linear 2^sid_bits STEs, or a level-1 table of 2^(sid_bits - SPLIT) descriptors, each
+  // aligned to its size (at least 64 bytes); queues aligned to their size, at least 32 bytes (IHI 0070 6.3.24-26).
+  const bool two_level = strtab_fmt_ == StreamTableFormat::two_level;
+  const std::uint64_t strtab_bytes = two_level ? std::max<std::uint64_t>(64, StreamTableL1::bytes << (sid_bits_ - kStrtabSplit))
+                                               : Ste::bytes << sid_bits_;
+  const std::uint64_t cmdq_bytes = Command::bytes << cmdq_log2_;
+  const std::uint64_t eventq_bytes = Event::bytes << eventq_log2_;
+  auto strtab = alloc_->allocate(strtab_bytes, strtab_bytes);
+  if (!strtab) return std::unexpected(strtab.error());
+  auto cmdq = alloc_->allocate(cmdq_bytes, std::max<std::uint64_t>(32, cmdq_bytes));
+  if (!cmdq) return std::unexpected(cmdq.error());
+  auto eventq = alloc_->allocate(eventq_bytes, std::max<std::uint64_t>(32, eventq_bytes));
+  if (!eventq) return std::unexpected(eventq.error());
+  strtab_ = *strtab;
+  cmdq_ = *cmdq;
+  eventq_ = *eventq;
+  return {};
+}
+
+// arm_smmu_device_hw_probe + arm_smmu_device_reset.
+Result<void> SmmuDriver::reset() {
+  auto features = probe_features(*mmio_, options_.need_stage1);
+  if (!features) return fail(features.error().err, kWhere, "{}: {}", options_.name, features.error().message);
+  features_ = *features;
+  sid_bits_ = std::min(options_.sid_bits, features_.sid_bits());
+  // A level-2 table resolves SPLIT bits: with no more StreamIDs than that, Linux keeps the table linear.
+  const bool two_level = features_.two_level_strtab() && !options_.force_linear && sid_bits_ > kStrtabSplit;
+  strtab_fmt_ = two_level ? StreamTableFormat::two_level : StreamTableFormat::linear;
+  cmdq_log2_ = std::min(options_.cmdq_log2, features_.cmdq_log2());
+  eventq_log2_ = std::min(options_.eventq_log2, features_.eventq_log2());
+  if (cmdq_log2_ == 0)
+    return fail(ENXIO, kWhere, "{}: a one-entry command queue (IDR1.CMDQS = 0 or asked for) cannot hold a command "
+                "and its CMD_SYNC", options_.name);
+  if (auto r = allocate_structures(); !r) return r;
+
+  // Disable first; an SMMU left translating aborts incoming traffic meanwhile, as Linux does.
+  auto cr0 = read_reg(regs::CR0);
+  if (!cr0) return std::unexpected(cr0.error());
+  if (Cr0::of(*cr0).get(Cr0::SMMUEN)) {
+    log::warn(kWhere, "{}: already enabled (CR0 = {:#x}); resetting", options_.name, *cr0);
+    if (auto r = update_gbpa(true); !r) return r;
+  }
+  Cr0 enables;
+  if (auto r = write_cr0(enables); !r) return r;
+
+  // Tables and queues write-back cacheable, inner shareable; private TLB maintenance (no broadcast TLBIs).
+  const Cr1 cr1 = Cr1{}
+                      .set(Cr1::TABLE_SH, Shareability::inner)
+                      .set(Cr1::TABLE_OC, Cr1Cache::wb)
+                      .set(Cr1::TABLE_IC, Cr1Cache::wb)
+                      .set(Cr1::QUEUE_SH, Shareability::inner)
+                      .set(Cr1::QUEUE_OC, Cr1Cache::wb)
+                      .set(Cr1::QUEUE_IC, Cr1Cache::wb);
+  const Cr2 cr2 = Cr2{}.set(Cr2::PTM, true).set(Cr2::RECINVSID, options_.record_invalid_sids);
+  const StrtabBaseCfg strtab_cfg = StrtabBaseCfg{}
+                                       .set(StrtabBaseCfg::LOG2SIZE, sid_bits_)
+                                       .set(StrtabBaseCfg::SPLIT, two_level ? kStrtabSplit : 0)
+                                       .set(StrtabBaseCfg::FMT, strtab_fmt_);
+  const auto written = write_regs({
+      {regs::CR1, cr1.value()},
+      {regs::CR2, cr2.value()},
+      {regs::STRTAB_BASE, StrtabBase{}.set(StrtabBase::RA, true).set(StrtabBase::ADDR, strtab_).value()},
+      {regs::STRTAB_BASE_CFG, strtab_cfg.value()},
+      {regs::CMDQ_BASE, queue_base(cmdq_, cmdq_log2_)},
+      {regs::CMDQ_PROD, 0},
+      {regs::CMDQ_CONS, 0},
+  });
+  if (!written) return written;
+  if (auto r = write_cr0(enables.set(Cr0::CMDQEN, true)); !r) return r;
+
+  // Nothing cached from before may survive into translation. Linux sends TLBI_NSNH_ALL whatever the stages;
+  // without stage 2, TLBI_NH_ALL removes the same entries and names only the stage that exists, and EL2
+  // entries exist only with IDR0.Hyp.
+  std::vector<Command> flush{cmd_cfgi_all()};
+  if (features_.hyp() && features_.stage1()) flush.push_back(cmd_tlbi_el2_all());
+  flush.push_back(features_.stage2() ? cmd_tlbi_nsnh_all() : cmd_tlbi_nh_all());
+  if (auto r = issue(flush); !r) return r;
+
+  const auto eventq = write_regs({
+      {regs::EVENTQ_BASE, queue_base(eventq_, eventq_log2_)},
+      {regs::EVENTQ_PROD, 0},
+      {regs::EVENTQ_CONS, 0},
+  });
+  if (!eventq) return eventq;
+  if (auto r = write_cr0(enables.set(Cr0::EVENTQEN, true)); !r) return r;
+
+  // arm_smmu_setup_irqs: interrupts off, MSI addresses cleared (wired interrupts), then the ones wanted.
+  if (auto r = write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, 0); !r) return r;
+  if (auto r = write_regs({{regs::GERROR_IRQ_CFG0, 0}, {regs::EVENTQ_IRQ_CFG0, 0}}); !r) return r;
+  const IrqCtrl irq = IrqCtrl{}.set(IrqCtrl::GERROR_IRQEN, options_.irqs).set(IrqCtrl::EVENTQ_IRQEN, options_.irqs);
+  if (auto r = write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, irq.value()); !r) return r;
+
+  if (options_.gbpa_abort)
+    if (auto r = update_gbpa(*options_.gbpa_abort); !r) return r;
+  return write_cr0(enables.set(Cr0::SMMUEN, true));
+}
+
+Result<std::uint32_t> SmmuDriver::read_reg(const RegisterInfo& reg) {
+  auto v = mmio_->read32(reg.offset);
+  if (!v) return fail(v.error().err, kWhere, "{}: reading {}: {}", options_.name, reg.name, v.error().message);
+  return v;
+}
+
+Result<void> SmmuDriver::write_regs(std::initializer_list<std::pair<RegisterInfo, std::uint64_t>> writes) {
+  for (const auto& [reg, v] : writes)
+    if (auto r = write_reg(reg, v); !r) return r;
+  return {};
+}
+
+Result<void> SmmuDriver::write_reg(const RegisterInfo& reg, std::uint64_t value) {
+  auto r = reg.width == 64 ? mmio_->write64(reg.offset, value)
+                           : mmio_->write32(reg.offset, static_cast<std::uint32_t>(value));
+  if (!r) return fail(r.error().err, kWhere, "{}: writing {:#x} to {}: {}", options_.name, value, reg.name, r.error().message);
+  return r;
+}
+
+template <class Done, class Expected>
+Result<std::uint32_t> SmmuDriver::poll(const RegisterInfo& reg, Done done, Expected expected) {
+  const auto deadline = Clock::now() + options_.poll_timeout;
+  for (;;) {
+    auto v = read_reg(reg);
+    if (!v || done(*v)) return v;
+    if (Clock::now() >= deadline)
+      return fail(ETIMEDOUT, kWhere, "{}: {} did not become {} within {} us; it reads {:#x}", options_.name, reg.name,
+                  expected(), options_.poll_timeout.count(), *v);
+    std::this_thread::yield();
+  }
+}
+
+// arm_smmu_write_reg_sync: the register, then wait for its ACK register to equal it.
+Result<void> SmmuDriver::write_acked(const RegisterInfo& reg, const RegisterInfo& ack_reg, std::uint32_t value) {
+  if (auto r = write_reg(reg, value); !r) return r;
+  auto ack = poll(ack_reg, [&](std::uint32_t v) { return v == value; },
+                  [&] { return fmt::format("{:#x} ({} as written)", value, reg.name); });
+  if (!ack) return std::unexpected(ack.error());
+  return {};
+}
+
+Result<void> SmmuDriver::write_cr0(Cr0 cr0) { return write_acked(regs::CR0, regs::CR0ACK, cr0.value()); }
+
+// arm_smmu_update_gbpa: wait out any update in flight, write with Update = 1, wait for Update to clear (IHI 0070 6.3.14).
+Result<void> SmmuDriver::update_gbpa(bool abort) {
+  const auto idle = [](std::uint32_t v) { return !Gbpa::of(v).get(Gbpa::Update); };
+  const auto expected = [] { return std::string("Update = 0"); };
+  auto gbpa = poll(regs::GBPA, idle, expected);
+  if (!gbpa) return std::unexpected(gbpa.error());
+  if (auto r = write_reg(regs::GBPA, Gbpa::of(*gbpa).set(Gbpa::ABORT, abort).set(Gbpa::Update, true).value()); !r) return r;
+  if (auto r = poll(regs::GBPA, idle, expected); !r) return std::unexpected(r.error());
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stream table and CDs
+
+Result<std::uint64_t> SmmuDriver::ste_address(std::uint32_t sid) const {
+  if (std::uint64_t{sid} >> sid_bits_ != 0)
+    return fail(ERANGE, kWhere, "{}: SID {:#x} is outside the {}-bit stream table", options_.name, sid, sid_bits_);
+  if (strtab_fmt_ == StreamTableFormat::linear) return strtab_ + std::uint64_t{sid} * Ste::bytes;
+  const std::uint64_t l1_at = strtab_ + (sid >> kStrtabSplit) * StreamTableL1::bytes;
+  auto l1 = mem_->read_record<StreamTableL1>(l1_at);
+  if (!l1) return fail(EFAULT, kWhere, "{}: no memory behind the level-1 STE descriptor at {:#x}", options_.name, l1_at);
+  if (l1->get(StreamTableL1::Span) == 0) return fail(ENOENT, kWhere, "{}: SID {:#x} has no level-2 table", options_.name, sid);
+  return l1->get(StreamTableL1::L2Ptr) + (sid & ((1U << kStrtabSplit) - 1)) * Ste::bytes;
+}
+
+Result<std::uint64_t> SmmuDriver::write_ste(std::uint32_t sid, const Ste& ste) {
+  auto addr = ste_address(sid);
+  if (!addr && addr.error().err == ENOENT) {
+    // A level-2 table of 2^SPLIT STEs, published by its level-1 descriptor (Span = SPLIT + 1).
+    const std::uint64_t bytes = Ste::bytes << kStrtabSplit;
+    auto l2 = alloc_->allocate(bytes, bytes);
+    if (!l2) return std::unexpected(l2.error());
+    const StreamTableL1 l1 = StreamTableL1{}.set(StreamTableL1::Span, kStrtabSplit + 1).set(StreamTableL1::L2Ptr, *l2);
+    const std::uint64_t l1_at = strtab_ + (sid >> kStrtabSplit) * StreamTableL1::bytes;
+    if (!mem_->write_record(l1_at, l1))
+      return fail(EFAULT, kWhere, "{}: cannot write the level-1 STE descriptor at {:#x}", options_.name, l1_at);
+    addr = ste_address(sid);
+  }
+  if (!addr) return addr;
+  if (!mem_->write_record(*addr, ste)) return fail(EFAULT, kWhere, "{}: cannot write the STE at {:#x}", options_.name, *addr);
+  return addr;
+}
+
+Result<void> SmmuDriver::install_ste(std::uint32_t sid, const Ste& ste) {
+  if (auto r = write_ste(sid, ste); !r) return std::unexpected(r.error());
+  return issue(cmd_cfgi_ste(sid));
+}
+
+Result<CdTableRef> SmmuDriver::create_cd_table(std::uint32_t sid, unsigned ssid_bits, std::optional<CdTableFormat> fmt) {
+  if (ssid_bits > features_.ssid_bits())
+    return fail(ERANGE, kWhere, "{}: {} SSID bits asked for; IDR1.SSIDSIZE is {}", options_.name, ssid_bits,
+                features_.ssid_bits());
+  auto t = CdTable::create(*mem_, *alloc_, ssid_bits, features_.two_level_cd(), fmt);
+  if (!t) return std::unexpected(t.error());
+  return cd_tables_.insert_or_assign(sid, std::move(*t)).first->second.ref();
+}
+
+CdTable* SmmuDriver::cd_table(std::uint32_t sid) {
+  auto it = cd_tables_.find(sid);
+  return it == cd_tables_.end() ? nullptr : &it->second;
+}
+
+Result<std::uint64_t> SmmuDriver::write_cd(std::uint32_t sid, std::uint32_t ssid, const Cd& cd) {
+  CdTable* t = cd_table(sid);
+  if (!t) return fail(ENOENT, kWhere, "{}: SID {:#x} has no CD table", options_.name, sid);
+  return t->write(ssid, cd);
+}
+
+// arm_smmu_make_s1_cd + arm_smmu_make_cdtable_ste, each followed by its invalidation.
+Result<void> SmmuDriver::attach_stage1(std::uint32_t sid, std::uint32_t ssid, std::uint16_t asid, const TableBuilder& s1,
+                                       S1Dss dss) {
+  if (!features_.stage1()) return fail(EOPNOTSUPP, kWhere, "{}: no stage 1 (IDR0.S1P = 0)", options_.name);
+  if (!cd_table(sid))
+    if (auto r = create_cd_table(sid, static_cast<unsigned>(std::bit_width(ssid))); !r) return std::unexpected(r.error());
+  if (auto r = write_cd(sid, ssid, s1_cd(s1, asid, features_)); !r) return std::unexpected(r.error());
+  if (auto r = write_ste(sid, cdtable_ste(cd_table(sid)->ref(), features_, dss)); !r) return std::unexpected(r.error());
+  return issue(std::array{cmd_cfgi_cd(sid, ssid), cmd_cfgi_ste(sid)});
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Command queue
+
+Result<void> SmmuDriver::push(std::span<const Command> cmds) { return push(cmds, nullptr, nullptr); }
+
+Result<void> SmmuDriver::push(std::span<const Command> cmds, const Command* tail, std::uint32_t* tail_index) {
+  const QueueIndex q{cmdq_log2_};
+  auto prod = read_reg(regs::CMDQ_PROD);
+  auto cons = read_reg(regs::CMDQ_CONS);
+  if (!prod || !cons) return std::unexpected((!prod ? prod : cons).error());
+  std::uint32_t p = q.advance(QueueProd::of(*prod).get(QueueProd::WR), 0);
+  std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
+  const auto put = [&](const Command& cmd) -> Result<void> {
+    if (q.full(p, c)) {
+      // Publish what is written and wait for the SMMU to make room (arm_smmu_cmdq_poll_until_not_full).
+      if (auto r = write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value()); !r) return r;
+      auto room = wait_for_cons(p, q.entries() - 1, "room in the command queue");
+      if (!room) return std::unexpected(room.error());
+      c = *room;
+    }
+    if (!mem_->write_record(cmdq_ + q.index(p) * Command::bytes, cmd))
+      return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, cmdq_ + q.index(p) * Command::bytes);
+    p = q.advance(p);
+    return {};
+  };
+  for (const auto& cmd : cmds)
+    if (auto r = put(cmd); !r) return r;
+  if (tail) {
+    *tail_index = p;
+    if (auto r = put(*tail); !r) return r;
+  }
+  return write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value());
+}
+
+Result<void> SmmuDriver::issue(std::span<const Command> cmds) {
+  const QueueIndex q{cmdq_log2_};
+  const Command sync = cmd_sync();
+  std::uint32_t at = 0;
+  if (auto r = push(cmds, &sync, &at); !r) return r;
+  // Done once CONS is past the CMD_SYNC: nothing pushed after it is left unconsumed.
+  if (auto r = wait_for_cons(q.advance(at), 0, "the CMD_SYNC"); !r) return std::unexpected(r.error());
+  return {};
+}
+
+Result<std::uint32_t> SmmuDriver::wait_for_cons(std::uint32_t prod, std::uint32_t pending, std::string_view what) {
+  const QueueIndex q{cmdq_log2_};
+  auto deadline = Clock::now() + options_.poll_timeout;
+  std::uint32_t skipped_here = 0;
+  for (;;) {
+    auto cons = read_reg(regs::CMDQ_CONS);
+    if (!cons) return cons;
+    const std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
+    if (q.count(prod, c) <= pending) return c;
+    auto err = command_error();
+    if (!err) return std::unexpected(err.error());
+    if (*err) {
+      if (!options_.skip_command_errors)
+        return fail(EIO, kWhere, "{}: the command queue stopped waiting for {}: {}", options_.name, what, describe(**err));
+      // A fetch abort is retried, so it can repeat: give up after one skip per queue entry.
+      if (++skipped_here > q.entries())
+        return fail(EIO, kWhere, "{}: the command queue keeps stopping: {}", options_.name, describe(**err));
+      log::error(kWhere, "{}: skipping the command in error: {}", options_.name, describe(**err));
+      ++skipped_;
+      if (auto r = acknowledge_command_error(true); !r) return std::unexpected(r.error());
+      deadline = Clock::now() + options_.poll_timeout;
+      continue;
+    }
+    if (Clock::now() >= deadline)
+      return fail(ETIMEDOUT, kWhere, "{}: CMDQ_CONS did not pass {} within {} us: CMDQ_CONS = {:#x}, expected {} of the "
+                  "entries before PROD {:#x} left", options_.name, what, options_.poll_timeout.count(), *cons,
+                  pending == 0 ? std::string("none") : fmt::format("at most {}", pending), prod);
+    std::this_thread::yield();
+  }
+}
+
+Result<std::optional<CommandError>> SmmuDriver::command_error() {
+  auto gerror = read_reg(regs::GERROR);
+  auto gerrorn = read_reg(regs::GERRORN);
+  auto cons = read_reg(regs::CMDQ_CONS);
+  if (!gerror || !gerrorn || !cons) return std::unexpected((!gerror ? gerror : !gerrorn ? gerrorn : cons).error());
+  if (!Gerror::active(Gerror::of(*gerror), Gerror::of(*gerrorn)).get(Gerror::CMDQ_ERR)) return std::nullopt;
+  CommandError e;
+  e.cerror = QueueCons::of(*cons).get(QueueCons::ERR);
+  e.index = QueueCons::of(*cons).get(QueueCons::RD);
+  auto cmd = mem_->read_record<Command>(cmdq_ + QueueIndex{cmdq_log2_}.index(e.index) * Command::bytes);
+  if (cmd) e.command = *cmd;
+  return e;
+}
+
+// arm_smmu_cmdq_skip_err, then the GERRORN write of arm_smmu_gerror_handler for CMDQ_ERR alone.
+Result<void> SmmuDriver::acknowledge_command_error(bool skip) {
+  auto cons = read_reg(regs::CMDQ_CONS);
+  if (!cons) return std::unexpected(cons.error());
+  if (skip && QueueCons::of(*cons).get(QueueCons::ERR) == Cerror::ill) {
+    const std::uint64_t at = cmdq_ + QueueIndex{cmdq_log2_}.index(QueueCons::of(*cons).get(QueueCons::RD)) * Command::bytes;
+    if (!mem_->write_record(at, cmd_sync()))
+      return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, at);
+  }
+  return acknowledge_global_errors(Gerror{}.set(Gerror::CMDQ_ERR, true));
+}
+
+Result<Gerror> SmmuDriver::active_global_errors() {
+  auto gerror = read_reg(regs::GERROR);
+  auto gerrorn = read_reg(regs::GERRORN);
+  if (!gerror || !gerrorn) return std::unexpected((!gerror ? gerror : gerrorn).error());
+  return Gerror::active(Gerror::of(*gerror), Gerror::of(*gerrorn));
+}
+
+Result<void> SmmuDriver::acknowledge_global_errors(Gerror which) {
+  auto gerror = read_reg(regs::GERROR);
+  auto gerrorn = read_reg(regs::GERRORN);
+  if (!gerror || !gerrorn) return std::unexpected((!gerror ? gerror : gerrorn).error());
+  // An error is acknowledged by making its GERRORN bit equal to GERROR's (IHI 0070 7.5).
+  const std::uint32_t active = (*gerror ^ *gerrorn) & which.value() & Gerror::kErrorMask;
+  return write_reg(regs::GERRORN, *gerrorn ^ active);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Event queue
+
+Result<DrainedEvents> SmmuDriver::drain_events() {
+  const QueueIndex q{eventq_log2_};
+  auto prod = read_reg(regs::EVENTQ_PROD);
+  auto cons = read_reg(regs::EVENTQ_CONS);
+  if (!prod || !cons) return std::unexpected((!prod ? prod : cons).error());
+  const QueueProd p = QueueProd::of(*prod);
+  std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
+  DrainedEvents out;
+  out.overflow = p.get(QueueProd::OVFLG) != QueueCons::of(*cons).get(QueueCons::OVACKFLG);
+  while (!q.empty(p.get(QueueProd::WR), c)) {
+    const std::uint64_t at = eventq_ + q.index(c) * Event::bytes;
+    auto e = mem_->read_record<Event>(at);
+    if (!e) return fail(EFAULT, kWhere, "{}: cannot read the event queue at {:#x}", options_.name, at);
+    out.records.push_back(*e);
+    c = q.advance(c);
+  }
+  if (out.overflow) log::warn(kWhere, "{}: event queue overflow: records were lost", options_.name);
+  const QueueCons next = QueueCons{}.set(QueueCons::RD, c).set(QueueCons::OVACKFLG, p.get(QueueProd::OVFLG));
+  if (auto r = write_reg(regs::EVENTQ_CONS, next.value()); !r) return std::unexpected(r.error());
+  return out;
+}
+
+}  // namespace vsmmu::smmu::driver

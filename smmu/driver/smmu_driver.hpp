@@ -1,0 +1,158 @@
+// A scripted SMMUv3 driver doing what Linux's arm-smmu-v3 does, over any SmmuMmio: the software SmmuModel
+// (the simulated host's hardware) or the guest-facing VirtualSmmu (then `mem` is the guest's IPA space).
+// Tests, the demo, the benchmarks and the e2e binary share it; it touches the SMMU only through its registers
+// and the memory its structures live in.
+//
+// start() probes (arm_smmu_device_hw_probe) and resets (arm_smmu_device_reset): stream table linear or
+// 2-level, command and event queues, CR1/CR2, CFGI_ALL and TLB invalidation, wired interrupts, SMMUEN. Every
+// wait for an acknowledgement or for the command queue is a bounded poll, so an SMMU that completes
+// asynchronously works and one that never does fails with the register named.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "smmu/cd.hpp"
+#include "smmu/command.hpp"
+#include "smmu/driver/cd_table.hpp"
+#include "smmu/driver/commands.hpp"
+#include "smmu/driver/features.hpp"
+#include "smmu/driver/records.hpp"
+#include "smmu/error.hpp"
+#include "smmu/event.hpp"
+#include "smmu/memory.hpp"
+#include "smmu/mmio.hpp"
+#include "smmu/registers.hpp"
+#include "smmu/ste.hpp"
+#include "smmu/table_builder.hpp"
+
+namespace vsmmu::smmu::driver {
+
+// What the driver is asked for; the SMMU's ID registers cap the sizes.
+struct Options {
+  std::string name = "smmu";        // in messages
+  unsigned sid_bits = 8;            // StreamID bits wanted; capped by IDR1.SIDSIZE
+  bool force_linear = false;        // a linear stream table even when IDR0.ST_LEVEL offers 2-level
+  unsigned cmdq_log2 = 8;           // capped by IDR1.CMDQS
+  unsigned eventq_log2 = 7;         // capped by IDR1.EVENTQS
+  bool need_stage1 = false;         // refuse an SMMU without stage 1
+  bool record_invalid_sids = true;  // CR2.RECINVSID, as Linux sets it
+  bool irqs = true;                 // IRQ_CTRL: event queue and global error interrupts (wired)
+  std::optional<bool> gbpa_abort{}; // before SMMUEN, update GBPA.ABORT to this (Linux's disable_bypass)
+  bool skip_command_errors = false; // skip failed commands while waiting, as arm_smmu_cmdq_skip_err; else fail
+  std::chrono::microseconds poll_timeout{1'000'000};  // per wait (Linux's ARM_SMMU_POLL_TIMEOUT_US)
+};
+
+// A command the queue stopped on (IHI 0070 7.1): CMDQ_CONS.ERR and the command at CMDQ_CONS.RD.
+struct CommandError {
+  Cerror cerror = Cerror::none;
+  std::uint32_t index = 0;              // CMDQ_CONS.RD (index and wrap bit)
+  std::optional<Command> command;       // nullopt when the queue memory could not be read
+};
+
+// The records read from the event queue, and whether it had overflowed (IHI 0070 7.4: records were lost).
+struct DrainedEvents {
+  std::vector<Event> records;
+  bool overflow = false;
+};
+
+class SmmuDriver {
+ public:
+  // Linux's STRTAB_SPLIT: the StreamID bits a level-2 stream table resolves.
+  static constexpr unsigned kStrtabSplit = 8;
+
+  // Probes and resets the SMMU, allocating the stream table and queues from `alloc` (in `mem`).
+  static Result<SmmuDriver> start(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc,
+                                  const Options& options = {});
+
+  const Features& features() const { return features_; }
+  const Options& options() const { return options_; }
+  unsigned sid_bits() const { return sid_bits_; }
+  StreamTableFormat strtab_format() const { return strtab_fmt_; }
+  unsigned cmdq_log2() const { return cmdq_log2_; }
+  unsigned eventq_log2() const { return eventq_log2_; }
+  std::uint64_t strtab_base() const { return strtab_; }
+  std::uint64_t cmdq_base() const { return cmdq_; }
+  std::uint64_t eventq_base() const { return eventq_; }
+
+  // ---- stream table
+  Result<std::uint64_t> ste_address(std::uint32_t sid) const;
+  // Writes sid's STE (allocating its level-2 table on first use). Invalidation is the caller's.
+  Result<std::uint64_t> write_ste(std::uint32_t sid, const Ste& ste);
+  // write_ste + CFGI_STE + CMD_SYNC.
+  Result<void> install_ste(std::uint32_t sid, const Ste& ste);
+  Result<void> install_abort(std::uint32_t sid) { return install_ste(sid, abort_ste()); }
+  Result<void> install_bypass(std::uint32_t sid) { return install_ste(sid, bypass_ste(features_)); }
+
+  // ---- CD tables (in `mem`)
+  // Creates sid's CD table for SSIDs below 2^ssid_bits (at most IDR1.SSIDSIZE), replacing any previous one.
+  Result<CdTableRef> create_cd_table(std::uint32_t sid, unsigned ssid_bits, std::optional<CdTableFormat> fmt = {});
+  CdTable* cd_table(std::uint32_t sid);
+  // Writes a CD in sid's table. Invalidation (CFGI_CD) is the caller's.
+  Result<std::uint64_t> write_cd(std::uint32_t sid, std::uint32_t ssid, const Cd& cd);
+  // Stage 1 for (sid, ssid) through the tables `s1` built, with `asid`: the CD (s1_cd), a CD table when sid has
+  // none (large enough for ssid), the STE (cdtable_ste), then CFGI_CD + CFGI_STE + CMD_SYNC.
+  Result<void> attach_stage1(std::uint32_t sid, std::uint32_t ssid, std::uint16_t asid, const TableBuilder& s1,
+                             S1Dss dss = S1Dss::substream0);
+
+  // ---- command queue
+  // Writes commands at PROD and publishes them with one CMDQ_PROD write, waiting for room when the queue is full.
+  Result<void> push(std::span<const Command> cmds);
+  // push(cmds + CMD_SYNC), then waits until CMDQ_CONS passes the CMD_SYNC. A command error fails (EIO, the error
+  // left active for inspection) unless Options::skip_command_errors.
+  Result<void> issue(std::span<const Command> cmds);
+  Result<void> issue(const Command& cmd) { return issue(std::span(&cmd, 1)); }
+  // The error the command queue stopped on, if GERROR.CMDQ_ERR is active.
+  Result<std::optional<CommandError>> command_error();
+  // Acknowledges a command error through GERRORN. With `skip`, as arm_smmu_cmdq_skip_err: a CERROR_ILL command is
+  // replaced by CMD_SYNC first (CERROR_ABT is fetched again, CERROR_ATC_INV_SYNC's CMD_SYNC runs again).
+  Result<void> acknowledge_command_error(bool skip = true);
+  std::uint64_t command_errors_skipped() const { return skipped_; }
+
+  // ---- global errors (IHI 0070 7.5)
+  Result<Gerror> active_global_errors();
+  // Acknowledges the active errors among `which` (GERRORN bits made equal to GERROR's).
+  Result<void> acknowledge_global_errors(Gerror which);
+
+  // ---- event queue: the records between EVENTQ_CONS and EVENTQ_PROD, freed; an overflow is reported and
+  // acknowledged (EVENTQ_CONS.OVACKFLG = EVENTQ_PROD.OVFLG), as arm_smmu_evtq_thread does.
+  Result<DrainedEvents> drain_events();
+
+ private:
+  SmmuDriver(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc, const Options& options)
+      : mmio_(&mmio), mem_(&mem), alloc_(&alloc), options_(options) {}
+  Result<void> reset();
+  Result<void> allocate_structures();
+  Result<void> write_acked(const RegisterInfo& reg, const RegisterInfo& ack_reg, std::uint32_t value);
+  Result<void> write_cr0(Cr0 cr0);
+  Result<void> update_gbpa(bool abort);
+  Result<void> write_reg(const RegisterInfo& reg, std::uint64_t value);
+  Result<void> write_regs(std::initializer_list<std::pair<RegisterInfo, std::uint64_t>> writes);
+  Result<std::uint32_t> read_reg(const RegisterInfo& reg);
+  template <class Done, class Expected>
+  Result<std::uint32_t> poll(const RegisterInfo& reg, Done done, Expected expected);
+  Result<void> push(std::span<const Command> cmds, const Command* tail, std::uint32_t* last_index);
+  // Polls CMDQ_CONS until at most `pending` of the entries before `prod` are unconsumed; returns CONS.RD.
+  Result<std::uint32_t> wait_for_cons(std::uint32_t prod, std::uint32_t pending, std::string_view what);
+
+  SmmuMmio* mmio_;
+  PhysicalMemory* mem_;
+  TablePageAllocator* alloc_;
+  Options options_;
+  Features features_;
+  unsigned sid_bits_ = 0;
+  StreamTableFormat strtab_fmt_ = StreamTableFormat::linear;
+  unsigned cmdq_log2_ = 0, eventq_log2_ = 0;
+  std::uint64_t strtab_ = 0, cmdq_ = 0, eventq_ = 0;
+  std::map<std::uint32_t, CdTable> cd_tables_;
+  std::uint64_t skipped_ = 0;
+};
+
+}  // namespace vsmmu::smmu::driver
