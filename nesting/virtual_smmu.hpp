@@ -32,6 +32,7 @@
 #include "nesting/guest_memory.hpp"
 #include "nesting/host/handles.hpp"
 #include "nesting/id_registers.hpp"
+#include "nesting/vsmmu_endpoint.hpp"
 #include "smmu/event.hpp"
 #include "smmu/mmio.hpp"
 #include "smmu/register_file.hpp"
@@ -87,7 +88,7 @@ struct StreamStatus {
   std::optional<std::string> problem;  // why the current vSTE was refused (C_BAD_STE), if it was
 };
 
-class VirtualSmmu final : public smmu::SmmuMmio, private smmu::RegisterEffects {
+class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
  public:
   // Binds the devices, derives the guest's ID registers from the first device's physical SMMU and the
   // wishes, and sets up the host objects. Fails (leaving nothing on the host) with one precise reason when a
@@ -108,13 +109,13 @@ class VirtualSmmu final : public smmu::SmmuMmio, private smmu::RegisterEffects {
   Result<void> add_device(DeviceSpec device);
   Result<void> remove_device(std::uint32_t vsid);
   // The vEVENTQ fds to poll; call process_events() when one is readable.
-  std::vector<int> event_fds() const;
+  std::vector<int> event_fds() const override;
   // Moves every host event record into the guest's event queue; returns how many were written.
-  Result<std::size_t> process_events();
+  Result<std::size_t> process_events() override;
 
-  const GuestIdRegisters& id_registers() const { return ids_; }
+  const GuestIdRegisters& id_registers() const override { return ids_; }
   const std::string& name() const { return config_.name; }
-  VirtualSmmuStats stats() const;
+  VirtualSmmuStats stats() const override;
   Result<StreamStatus> stream_status(std::uint32_t vsid) const;
   // The host objects the vSMMU holds now (devices bound, vIOMMUs, vDEVICEs, HWPTs, vEVENTQs).
   std::size_t host_objects() const;

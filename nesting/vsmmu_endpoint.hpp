@@ -1,0 +1,27 @@
+// What a VMM holds of one vSMMU: the guest's MMIO accesses go in, host events are serviced into the guest's
+// event queue, figures come out. VirtualSmmu implements it in process; a vsmmud client implements the same
+// over its socket, so a VMM (and the demo) is written once against this.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "nesting/id_registers.hpp"
+#include "smmu/mmio.hpp"
+
+namespace vsmmu::nesting {
+
+struct VirtualSmmuStats;
+
+class VsmmuEndpoint : public smmu::SmmuMmio {
+ public:
+  // The fds that become readable when the host has events for the guest.
+  virtual std::vector<int> event_fds() const = 0;
+  // Moves every pending host event record into the guest's event queue; returns how many were written.
+  virtual Result<std::size_t> process_events() = 0;
+  virtual VirtualSmmuStats stats() const = 0;
+  virtual const GuestIdRegisters& id_registers() const = 0;
+};
+
+}  // namespace vsmmu::nesting
