@@ -19,5 +19,6 @@ struct Command {
 int demo_command(std::span<const std::string_view> args);
 int iort_command(std::span<const std::string_view> args);
 int dt_command(std::span<const std::string_view> args);
+int probe_command(std::span<const std::string_view> args);
 
 }  // namespace vsmmu::tools

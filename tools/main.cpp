@@ -11,6 +11,8 @@ namespace vsmmu::tools {
 namespace {
 
 constexpr std::array kCommands = {
+    Command{"probe", "can this host give a VM a nested SMMUv3, for which devices, and if not, exactly why",
+            probe_command},
     Command{"demo", "a VM with a nested vSMMU on the simulated host: probe, mappings, DMA, invalidation, a fault", demo_command},
     Command{"iort", "check a host IORT for nesting (CANWBS); generate a guest IORT; patch in CANWBS", iort_command},
     Command{"dt", "add a vSMMU to a guest device tree; check a host device tree's SMMUv3 nodes", dt_command},

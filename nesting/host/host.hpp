@@ -56,6 +56,15 @@ struct HwInfo {
   std::uint64_t capabilities = 0;      // out_capabilities
 };
 
+// Where a bound device sits, as far as the host knows (the simulated host: its profile; the kernel: sysfs).
+// Empty fields are unknown. Used to name things in messages and to group devices by physical SMMU.
+struct DeviceLocation {
+  std::string pci_address;               // "0000:01:00.0"
+  std::string root_complex;              // sim: the profile's name; kernel: the host bridge ("pci0000:00")
+  std::string smmu;                      // sim: the profile's name; kernel: the IOMMU's sysfs name
+  std::optional<std::uint32_t> stream_id;  // the physical StreamID
+};
+
 struct IovaRange {
   std::uint64_t start = 0;
   std::uint64_t last = 0;  // inclusive
@@ -110,8 +119,10 @@ class Host {
   virtual Result<DeviceId> bind_device(const std::string& path_or_name) = 0;
   virtual Result<DeviceId> bind_device_fd(int fd) = 0;  // takes ownership of fd
   virtual Result<void> unbind_device(DeviceId dev) = 0;  // closes the cdev; the device then blocks DMA
-  // Physical stream ID and root complex of a bound device, when the host knows them (sysfs / profile).
   virtual Result<HwInfo> get_hw_info(DeviceId dev) = 0;
+  // PCI address, root complex, physical SMMU and StreamID of a bound device, when the host knows them.
+  // Not an ioctl: a backend that cannot tell leaves it empty, hence the default.
+  virtual DeviceLocation device_location(DeviceId /*dev*/) const { return {}; }
 
   // IOAS
   virtual Result<ObjectId> ioas_alloc() = 0;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -436,6 +437,39 @@ Result<void> KernelHost::unbind_device(DeviceId dev) {
   log::info("host.kernel", "unbinding device {} ({})", dev, it->second.label);
   devices_.erase(it);  // closing the cdev unbinds it; the device then blocks DMA
   return {};
+}
+
+DeviceLocation KernelHost::device_location(DeviceId dev) const {
+  DeviceLocation loc;
+  auto it = devices_.find(dev);
+  struct stat st {};
+  if (it == devices_.end() || ::fstat(it->second.fd.get(), &st) != 0 || !S_ISCHR(st.st_mode)) return loc;
+  std::error_code ec;
+  // /sys/dev/char/M:m/device resolves to /sys/devices/pci0000:00/.../0000:01:00.0 for a vfio-pci device.
+  const fs::path pci = fs::canonical(
+      fs::path(options_.sysfs_char_dir) / fmt::format("{}:{}", major(st.st_rdev), minor(st.st_rdev)) / "device", ec);
+  if (ec) return loc;
+  if (normalize_bdf(pci.filename().string())) loc.pci_address = pci.filename().string();
+  for (const auto& part : pci)
+    if (part.string().starts_with("pci")) {
+      loc.root_complex = part.string();
+      break;
+    }
+  if (auto iommu = fs::read_symlink(pci / "iommu", ec); !ec) loc.smmu = iommu.filename().string();
+  return loc;
+}
+
+std::vector<std::string> KernelHost::vfio_devices(const KernelHostOptions& options) {
+  std::vector<std::pair<unsigned long, std::string>> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(options.vfio_devices_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (is_vfio_name(n)) found.emplace_back(std::stoul(n.substr(4)), it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& f : found) paths.push_back(std::move(f.second));
+  return paths;
 }
 
 Result<HwInfo> KernelHost::get_hw_info(DeviceId dev) {

@@ -23,6 +23,8 @@ struct KernelHostOptions {
   // Where bind_device() resolves a PCI BDF (<pci_devices>/<BDF>/vfio-dev/vfioN) and a bare "vfioN".
   std::string pci_devices_dir = "/sys/bus/pci/devices";
   std::string vfio_devices_dir = "/dev/vfio/devices";
+  // Where device_location() follows a cdev's device number (<sysfs_char_dir>/MAJOR:MINOR/device).
+  std::string sysfs_char_dir = "/sys/dev/char";
 };
 
 // VFIO_DEVICE_GET_REGION_INFO: where a region (BAR, config space) sits in the device fd.
@@ -55,6 +57,9 @@ class KernelHost final : public Host {
   Result<DeviceId> bind_device_fd(int fd) override;
   Result<void> unbind_device(DeviceId dev) override;
   Result<HwInfo> get_hw_info(DeviceId dev) override;
+  // From sysfs: the cdev's PCI device, the host bridge above it and its "iommu" link (the StreamID is not
+  // in sysfs).
+  DeviceLocation device_location(DeviceId dev) const override;
 
   Result<ObjectId> ioas_alloc() override;
   Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
@@ -89,6 +94,8 @@ class KernelHost final : public Host {
   Result<VfioDeviceInfo> device_info(DeviceId dev);
   Result<VfioRegion> region_info(DeviceId dev, std::uint32_t index);
   const std::string& kernel_release() const { return release_; }
+  // Every VFIO cdev (<vfio_devices_dir>/vfioN), sorted by N; empty when there are none or no such directory.
+  static std::vector<std::string> vfio_devices(const KernelHostOptions& options = {});
 
  private:
   struct Device {

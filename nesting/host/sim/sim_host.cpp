@@ -246,6 +246,15 @@ Result<HwInfo> SimHost::get_hw_info(DeviceId dev) {
   return info;
 }
 
+DeviceLocation SimHost::device_location(DeviceId dev) const {
+  std::lock_guard lock(s_->mu);
+  const auto* d = s_->get<DeviceObj>(dev);
+  if (!d) return {};
+  const auto& spec = s_->spec_of(*d);
+  const auto& rc = s_->hw.root_complexes[spec.root_complex];
+  return DeviceLocation{spec.bdf.to_string(), rc.name, s_->hw.smmus[rc.smmu].name, spec.sid};
+}
+
 Result<HwInfoIoctl> SimHost::get_hw_info_ioctl(DeviceId dev, std::span<std::byte> buffer) {
   constexpr const char* kCall = "IOMMU_GET_HW_INFO";
   std::lock_guard lock(s_->mu);

@@ -78,6 +78,7 @@ class SimHost final : public Host {
   Result<DeviceId> bind_device_fd(int fd) override;
   Result<void> unbind_device(DeviceId dev) override;
   Result<HwInfo> get_hw_info(DeviceId dev) override;
+  DeviceLocation device_location(DeviceId dev) const override;  // from the hardware profile
   Result<ObjectId> ioas_alloc() override;
   Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
                                  std::uint32_t flags) override;

@@ -1,0 +1,110 @@
+// `vsmmu probe`'s assessment, reusable by the daemon: can this host give a VM a nested SMMUv3, for which
+// devices, and if not, exactly why. It reads the physical SMMU's ID registers (GET_HW_INFO), and then proves
+// nesting by doing it through the Host seam - IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE, an abort
+// nested HWPT attached - because the kernel's answer (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules")
+// depends on things the registers do not show: errata, the IORT's CANWBS, the kernel's configuration. Every
+// object it makes is owned by an RAII handle (nesting/host/handles.hpp), so each device is left unbound and
+// the host holds nothing afterwards, whatever failed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nesting/host/host.hpp"
+#include "nesting/id_registers.hpp"
+#include "smmu/registers.hpp"
+
+namespace vsmmu::nesting {
+
+// iommu_hw_info_arm_smmuv3.flags bit 0 (Linux 7.3, IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI): the SMMU
+// has erratum T264-SMMU-3 and every TLBI/CFGI + CMD_SYNC must be issued twice.
+inline constexpr std::uint32_t kHwInfoErrataRepeatTlbiCfgi = 1U << 0;
+
+// The physical SMMU's ID registers, decoded for the properties nesting depends on (IHI 0070 6.3).
+struct SmmuFeatures {
+  bool stage1 = false, stage2 = false;  // IDR0.S1P, S2P: nesting needs both
+  bool coherent = false;                // IDR0.COHACC
+  smmu::Httu httu = smmu::Httu::none;   // IDR0.HTTU: dirty tracking needs access_dirty or more
+  bool ats = false;                     // IDR0.ATS
+  bool s2fwb = false;                   // IDR3.FWB: lets the kernel nest without CANWBS
+  bool ril = false;                     // IDR3.RIL
+  unsigned sid_bits = 0, ssid_bits = 0; // IDR1.SIDSIZE, SSIDSIZE
+  unsigned oas_bits = 0;                // IDR5.OAS
+  bool gran4k = false, gran16k = false, gran64k = false;  // IDR5.GRAN*
+  bool errata_repeat_tlbi_cfgi = false; // hw_info flags bit 0
+  std::uint32_t implementer = 0, product = 0, variant = 0, revision = 0;  // IIDR
+  unsigned arch_major = 0, arch_minor = 0;                                // AIDR: SMMUv3.<minor>
+
+  bool dirty_capable() const { return httu >= smmu::Httu::access_dirty && coherent; }
+  const char* httu_name() const {  // "none", "access", "dirty"
+    return httu == smmu::Httu::none ? "none" : httu == smmu::Httu::access ? "access" : "dirty";
+  }
+  // "stage 1+2, S2FWB, HTTU dirty, RIL, ATS, SIDSIZE 16, SSIDSIZE 20, OAS 48, granules 4K 16K 64K"
+  std::string summary() const;
+};
+
+// Fails (EOPNOTSUPP) when the hw_info is not an ARM SMMUv3's.
+Result<SmmuFeatures> decode_features(const host::HwInfo& hw);
+
+enum class Verdict {
+  possible,      // every step of a nested setup succeeded
+  not_possible,  // the host refused a step for a reason that will not go away by retrying
+  unknown,       // a step failed for a transient reason (ENOMEM, ...): run the probe again
+};
+const char* to_string(Verdict v);  // "possible", "not_possible", "unknown"
+
+// One host call the probe made, and the host's answer.
+struct ProbeStep {
+  std::string name;            // "bind", "GET_HW_INFO", "IOAS", "NEST_PARENT HWPT", ...
+  std::optional<Error> error;  // nullopt: it succeeded
+};
+
+struct DirtyTracking {
+  bool available = false;
+  std::string detail;  // why not, or what makes it work
+};
+
+struct DeviceReport {
+  std::string device;                         // as given: cdev path, BDF, or profile name
+  host::DeviceLocation location;
+  Verdict verdict = Verdict::unknown;
+  std::string reason;                         // empty when possible: the refusal, explained
+  std::string advice;                         // what to do about it, when something can be done
+  std::vector<ProbeStep> steps;               // in order, up to and including the first failure
+  std::optional<host::HwInfo> hw_info;
+  std::optional<SmmuFeatures> features;
+  std::optional<DirtyTracking> dirty;         // IOMMU_HWPT_ALLOC DIRTY_TRACKING (stage 1, HTTU)
+  std::optional<DirtyTracking> nested_dirty;  // NEST_PARENT|DIRTY_TRACKING (stage-2 dirty under nesting)
+
+  // "nic0 (0000:01:00.0, root complex pcie0, SMMU smmu0, StreamID 0x100)": the device and what is known of it.
+  std::string where() const;
+};
+
+// Devices that share a physical SMMU, and what a vSMMU over it would show the guest.
+struct SmmuGroup {
+  std::string name;                   // the host's name for it, or "SMMU n (identical ID registers)"
+  bool named_by_host = false;         // false: grouped by identical ID registers, which two SMMUs may share
+  host::HwInfo hw_info;               // capabilities: ATS_NOT_SUPPORTED if any device has it
+  SmmuFeatures features;
+  std::vector<std::size_t> devices;   // indices into ProbeReport::devices
+  Result<GuestIdRegisters> guest = fail(ENODEV, "vsmmu.probe", "not derived");  // derive_id_registers, default wishes
+};
+
+struct ProbeReport {
+  std::string host;                   // Host::name()
+  std::vector<DeviceReport> devices;
+  std::vector<SmmuGroup> smmus;
+  std::size_t possible() const;       // how many devices can nest
+  bool all_possible() const { return !devices.empty() && possible() == devices.size(); }
+};
+
+// Probes one device: binds it, reads and decodes GET_HW_INFO, builds a nested setup and tries dirty tracking,
+// then tears everything down. Never fails: a refusal is the report's verdict.
+DeviceReport probe_device(host::Host& host, const std::string& device);
+
+// Probes each device and groups them by physical SMMU.
+ProbeReport probe(host::Host& host, const std::vector<std::string>& devices);
+
+}  // namespace vsmmu::nesting

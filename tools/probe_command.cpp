@@ -1,0 +1,272 @@
+// vsmmu probe: can this host give a VM a nested SMMUv3, for which devices, and if not, exactly why. The
+// assessment is nesting/nesting_probe.hpp's; this file picks the host, the devices, and prints.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "nesting/host/kernel/kernel_host.hpp"
+#include "nesting/host/sim/sim_host.hpp"
+#include "nesting/nesting_probe.hpp"
+#include "smmu/format.hpp"
+#include "tools/commands.hpp"
+#include "tools/subcommands.hpp"
+
+namespace vsmmu::tools {
+namespace {
+
+using namespace vsmmu::nesting;
+using nlohmann::json;
+
+constexpr const char* kHelp =
+    "usage: vsmmu probe [--host kernel|sim[:PROFILE]] [--hardware FILE|NAME] [--json] [DEVICE...]\n\n"
+    "Says whether this host can give a VM a nested SMMUv3 (guest stage 1, host stage 2), for which devices,\n"
+    "and if not, exactly why. For each device it binds it, reads and decodes the physical SMMU's ID registers\n"
+    "(IOMMU_GET_HW_INFO), then proves nesting by doing it: IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE,\n"
+    "an abort nested HWPT attached; and asks for dirty tracking, plain (DIRTY_TRACKING, HTTU) and under\n"
+    "nesting (NEST_PARENT|DIRTY_TRACKING). Everything it makes is destroyed and the device left unbound.\n"
+    "Devices are grouped by physical SMMU, with the ID registers a vSMMU there would show a guest.\n\n"
+    "  --host kernel        the real host: /dev/iommu and VFIO cdevs (default)\n"
+    "  --host sim[:PROFILE] the simulated host with kernel profile PROFILE (default \"upstream\"; embedded: {})\n"
+    "  --hardware FILE|NAME the simulated host's hardware profile (default \"default\"; embedded: {})\n"
+    "  --json               machine-readable report on stdout\n"
+    "  DEVICE               kernel: /dev/vfio/devices/vfioN, vfioN or a PCI address (default: every VFIO cdev);\n"
+    "                       sim: a device name or BDF of the hardware profile (default: all of them)\n\n"
+    "exit status:\n"
+    "  0  every device probed can nest\n"
+    "  1  some device cannot (or the probe failed for it): the report says why\n"
+    "  2  nothing to probe: no /dev/iommu, no VFIO device, a bad profile or option\n\n"
+    "example:\n"
+    "  sudo vsmmu probe\n"
+    "  sudo vsmmu probe 0000:01:00.0 --json | jq '.devices[].verdict'\n"
+    "  vsmmu probe --host sim\n"
+    "  vsmmu probe --host sim:nested-dirty --hardware mmu-600-r1p0\n";
+
+void print_help(std::FILE* out) {
+  fmt::print(out, fmt::runtime(kHelp), fmt::join(host::sim::embedded_kernel_profile_names(), ", "),
+             fmt::join(host::sim::embedded_hardware_profile_names(), ", "));
+}
+
+int unusable(const Error& e, std::string_view hint = {}) {
+  fmt::print(stderr, "vsmmu probe: {}{}\n", e.to_string(), hint);
+  return kUnusable;
+}
+
+struct Options {
+  bool sim = false;
+  std::string kernel_profile = "upstream";
+  std::optional<std::string> hardware;
+  bool json = false;
+  std::vector<std::string> devices;
+};
+
+// Parses the arguments; nullopt after printing help (exit 0) or a usage error (exit 2), said in `status`.
+std::optional<Options> parse(std::span<const std::string_view> args, int& status) {
+  Options o;
+  bool host_given = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto a = args[i];
+    if (is_help(a)) {
+      print_help(stdout);
+      status = kOk;
+      return std::nullopt;
+    }
+    if (a == "--json") {
+      o.json = true;
+    } else if ((a == "--host" || a == "--hardware") && i + 1 < args.size()) {
+      const std::string v(args[++i]);
+      if (a == "--hardware") {
+        o.hardware = v;
+      } else if (v == "kernel") {
+        host_given = true;
+      } else if (v == "sim" || v.starts_with("sim:")) {
+        host_given = o.sim = true;
+        if (v.size() > 4) o.kernel_profile = v.substr(4);
+      } else {
+        fmt::print(stderr, "vsmmu probe: --host {}: expected kernel, sim or sim:PROFILE\n", v);
+        status = kUnusable;
+        return std::nullopt;
+      }
+    } else if (!a.starts_with("-")) {
+      o.devices.emplace_back(a);
+    } else {
+      fmt::print(stderr, "vsmmu probe: unexpected argument '{}'{}\n\n", a,
+                 a == "--host" || a == "--hardware" ? " (needs a value)" : "");
+      print_help(stderr);
+      status = kUnusable;
+      return std::nullopt;
+    }
+  }
+  if (o.hardware && !o.sim) {
+    fmt::print(stderr, "vsmmu probe: --hardware describes the simulated host; add --host sim{}\n",
+               host_given ? " instead of --host kernel" : "");
+    status = kUnusable;
+    return std::nullopt;
+  }
+  return o;
+}
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+json error_json(const Error& e) { return {{"errno", e.err}, {"where", e.where}, {"message", e.message}}; }
+
+json features_json(const SmmuFeatures& f) {
+  return {{"stage1", f.stage1},
+          {"stage2", f.stage2},
+          {"coherent", f.coherent},
+          {"httu", f.httu_name()},
+          {"s2fwb", f.s2fwb},
+          {"ril", f.ril},
+          {"ats", f.ats},
+          {"sid_bits", f.sid_bits},
+          {"ssid_bits", f.ssid_bits},
+          {"oas_bits", f.oas_bits},
+          {"granules", {{"4k", f.gran4k}, {"16k", f.gran16k}, {"64k", f.gran64k}}},
+          {"errata_repeat_tlbi_cfgi", f.errata_repeat_tlbi_cfgi},
+          {"iidr", {{"implementer", hex(f.implementer)}, {"product", hex(f.product)}, {"variant", f.variant},
+                    {"revision", f.revision}}},
+          {"arch", fmt::format("{}.{}", f.arch_major + 3, f.arch_minor)}};
+}
+
+json hw_info_json(const host::HwInfo& hw) {
+  json idr = json::array();
+  for (auto v : hw.idr) idr.push_back(hex(v));
+  return {{"type", hw.type},         {"flags", hex(hw.flags)}, {"idr", idr},
+          {"iidr", hex(hw.iidr)},    {"aidr", hex(hw.aidr)},   {"capabilities", hex(hw.capabilities)},
+          {"max_pasid_log2", hw.max_pasid_log2}};
+}
+
+json dirty_json(const std::optional<DirtyTracking>& d) {
+  if (!d) return nullptr;
+  return {{"available", d->available}, {"detail", d->detail}};
+}
+
+json guest_json(const GuestIdRegisters& g) {
+  return {{"idr", {hex(g.idr0.value()), hex(g.idr1.value()), hex(g.idr2.value()), hex(g.idr3.value()),
+                   hex(g.idr4.value()), hex(g.idr5.value())}},
+          {"iidr", hex(g.iidr.value())},
+          {"aidr", hex(g.aidr.value())}};
+}
+
+json report_json(const ProbeReport& r) {
+  json devices = json::array();
+  for (const auto& d : r.devices) {
+    json steps = json::array();
+    for (const auto& s : d.steps)
+      steps.push_back({{"step", s.name}, {"ok", !s.error}, {"error", s.error ? error_json(*s.error) : json(nullptr)}});
+    const auto& l = d.location;
+    devices.push_back({{"device", d.device},
+                       {"location", {{"pci_address", l.pci_address}, {"root_complex", l.root_complex},
+                                     {"smmu", l.smmu}, {"stream_id", l.stream_id ? json(*l.stream_id) : json(nullptr)}}},
+                       {"verdict", to_string(d.verdict)},
+                       {"reason", d.reason},
+                       {"advice", d.advice},
+                       {"steps", steps},
+                       {"hw_info", d.hw_info ? hw_info_json(*d.hw_info) : json(nullptr)},
+                       {"features", d.features ? features_json(*d.features) : json(nullptr)},
+                       {"dirty_tracking", dirty_json(d.dirty)},
+                       {"nested_dirty_tracking", dirty_json(d.nested_dirty)}});
+  }
+  json smmus = json::array();
+  for (const auto& g : r.smmus) {
+    json names = json::array();
+    for (auto i : g.devices) names.push_back(r.devices[i].device);
+    smmus.push_back({{"name", g.name},
+                     {"named_by_host", g.named_by_host},
+                     {"devices", names},
+                     {"features", features_json(g.features)},
+                     {"guest_ipa_bits", VsmmuWishes{}.ipa_bits},
+                     {"guest_id_registers", g.guest ? guest_json(*g.guest) : json(nullptr)},
+                     {"guest_error", g.guest ? json(nullptr) : error_json(g.guest.error())}});
+  }
+  return {{"host", r.host},
+          {"devices", devices},
+          {"smmus", smmus},
+          {"possible", r.possible()},
+          {"all_possible", r.all_possible()}};
+}
+
+void print_text(const ProbeReport& r) {
+  fmt::print("host: {}\n", r.host);
+  for (const auto& d : r.devices) {
+    fmt::print("\n{}\n", d.where());
+    switch (d.verdict) {
+      case Verdict::possible: fmt::print("  nesting: possible\n"); break;
+      case Verdict::not_possible: fmt::print("  nesting: not possible: {}\n", d.reason); break;
+      case Verdict::unknown: fmt::print("  nesting: unknown, the probe failed: {}\n", d.reason); break;
+    }
+    if (!d.advice.empty()) fmt::print("  what to do: {}\n", d.advice);
+    if (d.features) fmt::print("  physical SMMU: {}\n", d.features->summary());
+    std::vector<std::string> done;
+    for (const auto& s : d.steps)
+      if (!s.error) done.push_back(s.name);
+    if (!done.empty()) fmt::print("  done: {}\n", fmt::join(done, ", "));
+    for (const auto& s : d.steps)
+      if (s.error) fmt::print("  refused: {}: {}\n", s.name, s.error->to_string());
+    if (d.dirty) fmt::print("  dirty tracking (DIRTY_TRACKING): {}: {}\n", d.dirty->available ? "yes" : "no", d.dirty->detail);
+    if (d.nested_dirty)
+      fmt::print("  nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): {}: {}\n", d.nested_dirty->available ? "yes" : "no",
+                 d.nested_dirty->detail);
+  }
+  for (const auto& g : r.smmus) {
+    std::vector<std::string> names;
+    for (auto i : g.devices) names.push_back(r.devices[i].device);
+    fmt::print("\n{}: {}\n", g.name, fmt::join(names, ", "));
+    if (!g.guest) {
+      fmt::print("  guest ID registers (default wishes, {}-bit IPA): none: {}\n", VsmmuWishes{}.ipa_bits,
+                 g.guest.error().message);
+      continue;
+    }
+    const auto& v = *g.guest;
+    fmt::print("  guest ID registers (default wishes, {}-bit IPA): IDR0 {:#010x} IDR1 {:#010x} IDR3 {:#010x} IDR5 {:#010x} IIDR {:#010x} "
+               "AIDR {:#010x}\n    {}\n    {}\n    {}\n    {}\n",
+               VsmmuWishes{}.ipa_bits, v.idr0.value(), v.idr1.value(), v.idr3.value(), v.idr5.value(), v.iidr.value(), v.aidr.value(), v.idr0,
+               v.idr1, v.idr3, v.idr5);
+  }
+  fmt::print("\nsummary: {} of {} devices can nest\n", r.possible(), r.devices.size());
+}
+
+}  // namespace
+
+int probe_command(std::span<const std::string_view> args) {
+  int status = kOk;
+  auto o = parse(args, status);
+  if (!o) return status;
+
+  std::unique_ptr<host::Host> h;
+  if (o->sim) {
+    auto kernel = host::sim::resolve_kernel_profile(o->kernel_profile);
+    if (!kernel) return unusable(kernel.error());
+    auto hardware = host::sim::resolve_hardware_profile(o->hardware.value_or("default"));
+    if (!hardware) return unusable(hardware.error());
+    if (o->devices.empty())
+      for (const auto& d : hardware->devices) o->devices.push_back(d.name);
+    auto sim = host::sim::SimHost::create(std::move(*kernel), std::move(*hardware));
+    if (!sim) return unusable(sim.error());
+    h = std::move(*sim);
+  } else {
+    auto kernel = host::KernelHost::open();
+    if (!kernel)
+      return unusable(kernel.error(), "\n(`vsmmu probe --host sim` shows what the probe reports on a simulated host)");
+    if (o->devices.empty()) o->devices = host::KernelHost::vfio_devices();
+    if (o->devices.empty())
+      return unusable(fail(ENOENT, "probe",
+                           "no VFIO device cdev in /dev/vfio/devices: bind the devices to vfio-pci on a kernel with "
+                           "CONFIG_VFIO_DEVICE_CDEV=y, or name them (vsmmu probe 0000:01:00.0)")
+                          .error());
+    h = std::move(*kernel);
+  }
+
+  const auto report = probe(*h, o->devices);
+  if (o->json)
+    fmt::print("{}\n", report_json(report).dump(2));
+  else
+    print_text(report);
+  return report.all_possible() ? kOk : kProblems;
+}
+
+}  // namespace vsmmu::tools
