@@ -71,6 +71,11 @@ class SmmuDriver {
   // Probes and resets the SMMU, allocating the stream table and queues from `alloc` (in `mem`).
   static Result<SmmuDriver> start(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc,
                                   const Options& options = {});
+  // One driver per SMMU: a copy would produce into the same queues from stale state.
+  SmmuDriver(SmmuDriver&&) = default;
+  SmmuDriver& operator=(SmmuDriver&&) = default;
+  SmmuDriver(const SmmuDriver&) = delete;
+  SmmuDriver& operator=(const SmmuDriver&) = delete;
 
   const Features& features() const { return features_; }
   const Options& options() const { return options_; }
