@@ -255,7 +255,7 @@ Result<SmmuFeatures> decode_features(const host::HwInfo& hw) {
   f.gran4k = i5.get(Idr5::GRAN4K);
   f.gran16k = i5.get(Idr5::GRAN16K);
   f.gran64k = i5.get(Idr5::GRAN64K);
-  f.errata_repeat_tlbi_cfgi = hw.flags & kHwInfoErrataRepeatTlbiCfgi;
+  f.errata_repeat_tlbi_cfgi = hw.flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi;
   f.implementer = static_cast<std::uint32_t>(iidr.get(Iidr::Implementer));
   f.product = static_cast<std::uint32_t>(iidr.get(Iidr::ProductID));
   f.variant = static_cast<std::uint32_t>(iidr.get(Iidr::Variant));

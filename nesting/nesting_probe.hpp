@@ -18,10 +18,6 @@
 
 namespace vsmmu::nesting {
 
-// iommu_hw_info_arm_smmuv3.flags bit 0 (Linux 7.3, IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI): the SMMU
-// has erratum T264-SMMU-3 and every TLBI/CFGI + CMD_SYNC must be issued twice.
-inline constexpr std::uint32_t kHwInfoErrataRepeatTlbiCfgi = 1U << 0;
-
 // The physical SMMU's ID registers, decoded for the properties nesting depends on (IHI 0070 6.3).
 struct SmmuFeatures {
   bool stage1 = false, stage2 = false;  // IDR0.S1P, S2P: nesting needs both

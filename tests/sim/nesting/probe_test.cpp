@@ -172,7 +172,7 @@ TEST(NestingProbe, DecodesThePhysicalIdRegisters) {
 TEST(NestingProbe, DecodesTheRepeatTlbiCfgiErratumFlagAndRefusesOtherIommus) {
   host::HwInfo hw;
   hw.type = host::uapi::kHwInfoTypeArmSmmuv3;
-  hw.flags = kHwInfoErrataRepeatTlbiCfgi;
+  hw.flags = host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi;
   auto f = decode_features(hw);
   ASSERT_TRUE(f) << f.error();
   EXPECT_TRUE(f->errata_repeat_tlbi_cfgi);
