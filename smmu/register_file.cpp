@@ -59,10 +59,24 @@ Result<std::uint64_t> RegisterFile::access(std::uint64_t offset, unsigned size, 
   return access_one(off, size, write_value);
 }
 
+// Without PRI (IDR0.PRI = 0) the PRI queue's registers are RES0 (IHI 0070 6.3.30-6.3.34, 6.3.97, 6.3.98).
+static bool is_priq_register(std::uint32_t offset) {
+  switch (offset) {
+    case regs::PRIQ_BASE.offset:
+    case regs::PRIQ_IRQ_CFG0.offset:
+    case regs::PRIQ_IRQ_CFG1.offset:
+    case regs::PRIQ_IRQ_CFG2.offset:
+    case regs::PRIQ_PROD.offset:
+    case regs::PRIQ_CONS.offset: return true;
+    default: return false;
+  }
+}
+
 // One access of 4 bytes, or of 8 bytes to the start of a 64-bit register. Holes are RAZ/WI.
 std::uint64_t RegisterFile::access_one(std::uint32_t offset, unsigned size, const std::uint64_t* write_value) {
   auto info = register_info(offset);
   if (!info) return 0;
+  if (!ids_.idr0.get(Idr0::PRI) && is_priq_register(info->offset)) return 0;
   const unsigned shift = 8 * (offset - info->offset);  // 32 for the upper half of a 64-bit register
   const std::uint64_t lane = size == 8 ? ~0ULL : 0xffffffffULL;
   std::uint64_t current = read_register(info->offset);
@@ -122,6 +136,7 @@ void RegisterFile::write_register(std::uint32_t offset, std::uint64_t v) {
     case regs::CR0.offset: {
       const Cr0 before = cr0_;
       cr0_ = Cr0::of(static_cast<std::uint32_t>(v32 & kCr0Writable));
+      if (!ids_.idr0.get(Idr0::PRI)) cr0_.set(Cr0::PRIQEN, false);  // RES0 without PRI (IHI 0070 6.3.9)
       // CR0ACK follows at once. Enabling the command queue starts consumption of what is already there.
       if (before.value() != cr0_.value()) effects_.control_changed(before, cr0_);
       if (!before.get(Cr0::CMDQEN) && cr0_.get(Cr0::CMDQEN)) effects_.commands_published();
@@ -142,7 +157,10 @@ void RegisterFile::write_register(std::uint32_t offset, std::uint64_t v) {
         effects_.bypass_changed(gbpa_);
       }
       return;
-    case regs::IRQ_CTRL.offset: irq_ctrl_ = IrqCtrl::of(static_cast<std::uint32_t>(v32 & kIrqCtrlWritable)); return;
+    case regs::IRQ_CTRL.offset:
+      irq_ctrl_ = IrqCtrl::of(static_cast<std::uint32_t>(v32 & kIrqCtrlWritable));
+      if (!ids_.idr0.get(Idr0::PRI)) irq_ctrl_.set(IrqCtrl::PRIQ_IRQEN, false);  // RES0 without PRI (6.3.16)
+      return;
     case regs::GERRORN.offset: {
       const bool was_stopped = active_gerror().get(Gerror::CMDQ_ERR);
       gerrorn_ = Gerror::of(v32 & Gerror::kErrorMask);
@@ -272,11 +290,7 @@ bool RegisterFile::record_event(const Event& event) {
   const QueueIndex q = eventq_index();
   const std::uint32_t prod = q.advance(eventq_prod_.get(QueueProd::WR), 0);
   if (eventq_full()) {
-    // Full: the record is lost. Entering the overflow condition toggles PROD.OVFLG so it differs from
-    // CONS.OVACKFLG; while that is unacknowledged, further losses change nothing (IHI 0070 7.4).
-    if (eventq_prod_.get(QueueProd::OVFLG) == eventq_cons_.get(QueueCons::OVACKFLG))
-      eventq_prod_.set(QueueProd::OVFLG, !eventq_prod_.get(QueueProd::OVFLG));
-    ++counters_.events_lost;
+    events_lost(1);
     return false;
   }
   if (!mem_.write_record(queue_base(eventq_base_, q, 5) + q.index(prod) * Event::bytes, event)) {
@@ -290,6 +304,15 @@ bool RegisterFile::record_event(const Event& event) {
     signal(Irq::eventq, eventq_irq_cfg0_, eventq_irq_cfg1_.get(IrqCfg1::DATA),
            Gerror{}.set(Gerror::MSI_EVTQ_ABT_ERR, true));
   return true;
+}
+
+void RegisterFile::events_lost(std::uint64_t count) {
+  if (count == 0) return;
+  // Entering the overflow condition toggles PROD.OVFLG so it differs from CONS.OVACKFLG; while that is
+  // unacknowledged, further losses change nothing (IHI 0070 7.4).
+  if (eventq_prod_.get(QueueProd::OVFLG) == eventq_cons_.get(QueueCons::OVACKFLG))
+    eventq_prod_.set(QueueProd::OVFLG, !eventq_prod_.get(QueueProd::OVFLG));
+  counters_.events_lost += count;
 }
 
 void RegisterFile::raise_gerror(Gerror errors) {
