@@ -35,13 +35,6 @@ std::unique_ptr<sim::SimHost> make(const char* kernel) {
 
 constexpr std::uint32_t kMapRW = uapi::kIoasMapFixedIova | uapi::kIoasMapReadable | uapi::kIoasMapWriteable;
 
-HwptAllocRequest paging(DeviceId dev, ObjectId ioas, std::uint32_t flags) {
-  HwptAllocRequest r;
-  r.flags = flags;
-  r.dev_id = dev;
-  r.pt_id = ioas;
-  return r;
-}
 
 // ---- HWPT_INVALIDATE
 
@@ -50,7 +43,7 @@ void BM_HwptInvalidate(benchmark::State& state) {
   auto host = make("upstream");
   const auto dev = must(host->bind_device("nic0"));
   const auto ioas = must(host->ioas_alloc());
-  const auto parent = must(host->hwpt_alloc(paging(dev, ioas, uapi::kHwptAllocNestParent)));
+  const auto parent = must(host->hwpt_alloc(paging_request(dev, ioas, uapi::kHwptAllocNestParent)));
   const auto viommu = must(host->viommu_alloc(dev, parent, uapi::kViommuTypeArmSmmuv3));
   std::vector<std::byte> data;
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -101,7 +94,8 @@ struct DirtySetup {
     ioas = must(host->ioas_alloc());
     iova = 0x1'0020'0000ULL;
     must(host->ioas_huge_pages(ioas, blocks));
-    hwpt = must(host->hwpt_alloc(paging(dev, ioas, uapi::kHwptAllocNestParent | uapi::kHwptAllocDirtyTracking)));
+    hwpt = must(
+        host->hwpt_alloc(paging_request(dev, ioas, uapi::kHwptAllocNestParent | uapi::kHwptAllocDirtyTracking)));
     map();
   }
   // A fresh mapping: io-pgtable maps writable leaves dirty (DBM with write permission).

@@ -80,6 +80,25 @@ struct HwptAllocRequest {
   std::optional<ObjectId> fault_id;  // sets FAULT_ID_VALID
 };
 
+// A paging HWPT on an IOAS (no driver data): a nest parent with kHwptAllocNestParent.
+inline HwptAllocRequest paging_request(DeviceId dev, ObjectId ioas, std::uint32_t flags) {
+  HwptAllocRequest r;
+  r.flags = flags;
+  r.dev_id = dev;
+  r.pt_id = ioas;
+  return r;
+}
+
+// A nested HWPT on a vIOMMU from a guest's vSTE (IOMMU_HWPT_DATA_ARM_SMMUV3, 16 bytes).
+inline HwptAllocRequest nested_request(DeviceId dev, ObjectId viommu, std::span<const std::byte> vste) {
+  HwptAllocRequest r;
+  r.dev_id = dev;
+  r.pt_id = viommu;
+  r.data_type = uapi::kHwptDataArmSmmuv3;
+  r.data = vste;
+  return r;
+}
+
 // IOMMU_HWPT_INVALIDATE: entry_num entries of entry_len bytes each.
 struct InvalidateRequest {
   ObjectId id = 0;             // the vIOMMU on ARM

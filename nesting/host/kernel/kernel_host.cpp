@@ -17,6 +17,7 @@
 
 #include "nesting/host/kernel/iommufd_abi.hpp"
 #include "smmu/log.hpp"
+#include "smmu/registers.hpp"
 
 namespace vsmmu::host {
 
@@ -309,6 +310,26 @@ std::string open_iommufd(const std::string& path, int err) {
     default:
       return fmt::format("cannot open {}: {}", path, std::strerror(err));
   }
+}
+
+std::string viommu_unsupported(const HwInfo* info) {
+  // arm-smmu-v3-iommufd.c, arm_smmu_get_viommu_size(): FEAT_NESTING (stage 1 and stage 2), then S2FWB on the
+  // SMMU or CANWBS on the master's root complex (IORT memory access flags), else no vIOMMU.
+  if (info == nullptr || info->type != uapi::kHwInfoTypeArmSmmuv3)
+    return "the kernel refuses a vIOMMU and reports no SMMUv3 hardware information for the device: it lacks "
+           "CONFIG_ARM_SMMU_V3_IOMMUFD, or the device is not behind an SMMUv3";
+  const auto idr0 = smmu::Idr0::of(info->idr[0]);
+  const auto idr3 = smmu::Idr3::of(info->idr[3]);
+  if (!idr0.get(smmu::Idr0::S1P) || !idr0.get(smmu::Idr0::S2P))
+    return fmt::format("the SMMU cannot nest: nesting needs stage 1 and stage 2 (IDR0.S1P={:d}, IDR0.S2P={:d})",
+                       idr0.get(smmu::Idr0::S1P), idr0.get(smmu::Idr0::S2P));
+  if (!idr3.get(smmu::Idr3::FWB))
+    return "the SMMU has no S2FWB (IDR3.FWB=0), so Linux allows a guest-owned stage 1 only when the device's PCI "
+           "root complex has CANWBS in the ACPI IORT, and it has not (a device-tree boot never has it): check the "
+           "table with `vsmmu iort check`; to test with CANWBS, `vsmmu iort patch --canwbs IORT.dat -o "
+           "iort.cpio --cpio` builds an initrd table override";
+  return "the SMMU has stage 1, stage 2 and S2FWB, so the kernel refused for another reason: a kernel without "
+         "CONFIG_ARM_SMMU_V3_IOMMUFD, or an SMMU erratum or option that rules out nesting (see the kernel log)";
 }
 
 std::string open_cdev(const std::string& path, int err) {
@@ -619,9 +640,16 @@ Result<void> KernelHost::get_dirty_bitmap(ObjectId hwpt, std::uint64_t iova, std
 
 Result<ObjectId> KernelHost::viommu_alloc(DeviceId dev, ObjectId parent_hwpt, std::uint32_t type) {
   kabi::iommu_viommu_alloc req{.type = type, .dev_id = dev, .hwpt_id = parent_hwpt};
-  if (int err = iommufd_ioctl(kabi::kIommuViommuAlloc, &req))
+  if (int err = iommufd_ioctl(kabi::kIommuViommuAlloc, &req)) {
+    if (err == EOPNOTSUPP && type == uapi::kViommuTypeArmSmmuv3) {
+      // The kernel says only "not supported": the SMMU's IDRs tell which of its rules refused.
+      const auto info = get_hw_info(dev);
+      return fail(err, std::string(kViommuAlloc), "allocating a vIOMMU for device {} on parent HWPT {}: {}", dev,
+                  parent_hwpt, kernel_errors::viommu_unsupported(info ? &*info : nullptr));
+    }
     return ioctl_error({kViommuAlloc}, err, release_, "allocating a vIOMMU of type {} for device {} on parent HWPT {}",
                        type, dev, parent_hwpt);
+  }
   log::debug("host.kernel", "vIOMMU {} for device {} on parent HWPT {}", req.out_viommu_id, dev, parent_hwpt);
   return req.out_viommu_id;
 }

@@ -125,6 +125,10 @@ std::string open_cdev(const std::string& path, int err);
 // IOMMU_HWPT_ALLOC), after what the call was about (`what`, with object ids); release is named for ENOTTY.
 std::string ioctl_failed(std::string_view where, int err, std::string_view what, std::string_view release,
                          std::uint32_t flags = 0, std::uint32_t data_type = 0);
+// Why IOMMU_VIOMMU_ALLOC(ARM_SMMUV3) failed EOPNOTSUPP, read from the SMMU's IDRs (GET_HW_INFO of the same
+// device; nullptr when that failed too): no nesting (IDR0.S1P/S2P), or no S2FWB (IDR3.FWB) and so the root
+// complex needs CANWBS in the IORT, or neither (then the kernel's configuration or an SMMU erratum).
+std::string viommu_unsupported(const HwInfo* info);
 }  // namespace kernel_errors
 
 }  // namespace vsmmu::host

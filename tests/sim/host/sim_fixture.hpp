@@ -180,23 +180,6 @@ struct NestedSetup {
 
 inline constexpr std::uint32_t kMapRW = uapi::kIoasMapFixedIova | uapi::kIoasMapReadable | uapi::kIoasMapWriteable;
 
-inline HwptAllocRequest paging_request(DeviceId dev, ObjectId ioas, std::uint32_t flags) {
-  HwptAllocRequest r;
-  r.flags = flags;
-  r.dev_id = dev;
-  r.pt_id = ioas;
-  return r;
-}
-
-inline HwptAllocRequest nested_request(DeviceId dev, ObjectId viommu, std::span<const std::byte> vste) {
-  HwptAllocRequest r;
-  r.dev_id = dev;
-  r.pt_id = viommu;
-  r.data_type = uapi::kHwptDataArmSmmuv3;
-  r.data = vste;
-  return r;
-}
-
 // The whole setup a VMM does for one device behind a vSMMU: bind, IOAS with the guest RAM memfd at its IPA,
 // nest parent (with `parent_flags` added), vIOMMU, vDEVICE (vSID kVsid), vEVENTQ, nested HWPT from `vste`,
 // attach. Stops (with a test failure) at the first call that fails.

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "nesting/host/kernel/iommufd_abi.hpp"
+#include "smmu/registers.hpp"
 
 namespace vsmmu::host {
 namespace {
@@ -333,6 +334,26 @@ TEST(KernelErrors, ViommuAllocEopnotsuppPointsAtNestingAndCoherency) {
   EXPECT_EQ(m,
             "vIOMMU for device 3: the SMMU lacks nesting, or the device's root complex has no CANWBS and the "
             "SMMU no S2FWB: see `vsmmu probe`");
+}
+
+TEST(KernelErrors, ViommuUnsupportedNamesTheRuleTheIdrsBreak) {
+  // arm_smmu_get_viommu_size(): FEAT_NESTING, then S2FWB or CANWBS. QEMU's emulated SMMUv3 (GET_HW_INFO in the
+  // e2e guest): idr0 0x0d44101b (S1P, S2P), idr3 0x00001414 (FWB=0).
+  HwInfo qemu{.type = uapi::kHwInfoTypeArmSmmuv3, .idr = {0x0d44101b, 0x02730010, 0, 0x00001414, 0, 0x74}};
+  const auto no_fwb = kernel_errors::viommu_unsupported(&qemu);
+  EXPECT_NE(no_fwb.find("no S2FWB (IDR3.FWB=0)"), std::string::npos) << no_fwb;
+  EXPECT_NE(no_fwb.find("CANWBS"), std::string::npos) << no_fwb;
+  EXPECT_NE(no_fwb.find("vsmmu iort patch --canwbs"), std::string::npos) << no_fwb;
+
+  HwInfo s1_only = qemu;
+  s1_only.idr[0] = smmu::Idr0::of(qemu.idr[0]).set(smmu::Idr0::S2P, false).value();
+  EXPECT_NE(kernel_errors::viommu_unsupported(&s1_only).find("IDR0.S1P=1, IDR0.S2P=0"), std::string::npos);
+
+  HwInfo fwb = qemu;
+  fwb.idr[3] = smmu::Idr3::of(qemu.idr[3]).set(smmu::Idr3::FWB, true).value();
+  EXPECT_NE(kernel_errors::viommu_unsupported(&fwb).find("CONFIG_ARM_SMMU_V3_IOMMUFD"), std::string::npos);
+
+  EXPECT_NE(kernel_errors::viommu_unsupported(nullptr).find("no SMMUv3 hardware information"), std::string::npos);
 }
 
 TEST(KernelErrors, HwptAllocEopnotsuppDependsOnTheFlags) {
