@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -28,12 +29,24 @@ std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & 
 // roundup_pow_of_two for the IOVA allocator's alignment guess.
 std::uint64_t pow2_ceil(std::uint64_t v) { return v <= 1 ? 1 : std::bit_ceil(v); }
 
-// Whether every page of [p, p + len) is mapped in this process (msync fails with ENOMEM on a hole): the
-// kernel's pin of user pages fails with EFAULT the same way.
+// Whether every page of [p, p + len) is mapped readable in this process, as the kernel's pin of user pages
+// needs (it fails with EFAULT on a hole or a PROT_NONE page): the VMAs of /proc/self/maps must cover it.
 bool user_range_mapped(const void* p, std::uint64_t len) {
-  const auto start = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
-  const auto end = round_up(reinterpret_cast<std::uintptr_t>(p) + len, kPageSize);
-  return ::msync(reinterpret_cast<void*>(start), end - start, MS_ASYNC) == 0;
+  std::uint64_t want = reinterpret_cast<std::uintptr_t>(p) & ~(kPageSize - 1);
+  const std::uint64_t end = round_up(reinterpret_cast<std::uintptr_t>(p) + len, kPageSize);
+  std::FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (!maps) return false;
+  char line[512];
+  while (want < end && std::fgets(line, sizeof line, maps)) {
+    unsigned long long lo = 0, hi = 0;
+    char perms[5] = {};
+    if (std::sscanf(line, "%llx-%llx %4s", &lo, &hi, perms) != 3) continue;
+    if (hi <= want) continue;
+    if (lo > want || perms[0] != 'r') break;  // a hole, or a page the kernel could not pin
+    want = hi;
+  }
+  std::fclose(maps);
+  return want >= end;
 }
 
 }  // namespace

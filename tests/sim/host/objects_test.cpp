@@ -187,11 +187,13 @@ TEST_F(SimObjects, UserMemoryMustBeMappedWhenADomainPinsIt) {
   auto* p = static_cast<std::byte*>(::mmap(nullptr, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(p, MAP_FAILED);
   ASSERT_TRUE(host->ioas_map(ioas, p, 0x2000, 0x10000, kMapRW));
-  ::munmap(p, 0x2000);
+  // PROT_NONE rather than munmap: the kernel cannot pin it either, and the range cannot be reused meanwhile.
+  ASSERT_EQ(::mprotect(p, 0x2000, PROT_NONE), 0);
   EXPECT_EQ(err_of(host->hwpt_alloc(paging_request(dev, ioas, 0))), EFAULT);
   ASSERT_TRUE(host->ioas_unmap(ioas, 0, ~0ULL));
   ASSERT_TRUE(host->hwpt_alloc(paging_request(dev, ioas, 0)));
   EXPECT_EQ(err_of(host->ioas_map(ioas, p, 0x2000, 0x10000, kMapRW)), EFAULT);
+  ::munmap(p, 0x2000);
 }
 
 // IOMMU_GET_HW_INFO: the ARM SMMUv3 payload is the physical SMMU's raw registers; data_len 0 reports the size,
