@@ -13,7 +13,7 @@
 // - ns_per_cmd: wall time per guest command;
 // - own_ns_per_cmd: (wall time - time inside HWPT_INVALIDATE) per guest command: the vSMMU's own cost (other
 //   host calls, e.g. the attach a CFGI_STE makes, count as own).
-// BM_Plan times invalidation::plan() alone on the same commands.
+// BM_Plan times planning alone on the same commands.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
@@ -195,20 +195,27 @@ void BM_GuestCommandQueueViaDriver(benchmark::State& state) {
   report(state, vm, t, policy_label(state.range(1)));
 }
 
-// invalidation::plan() alone on a scenario's commands, as one run between CONS and PROD.
+// Planning alone on a scenario's commands, as one run between CONS and PROD: invalidation::plan() (fresh
+// buffers each time) or, with reused = 1, one invalidation::Planner kept across runs as the vSMMU keeps it.
 void BM_Plan(benchmark::State& state) {
   const std::vector<Command> cmds = scenario_commands(state.range(0));
   invalidation::PlanOptions options;
   if (policy_of(state.range(1)) == InvalidationPolicy::per_command) options = {.max_batch_entries = 1, .coalesce = false};
   const invalidation::AdvertisedFeatures features;
+  invalidation::Planner planner;
+  const bool reused = state.range(2) != 0;
   for (auto _ : state) {
-    auto plan = invalidation::plan(cmds, features, options);
-    benchmark::DoNotOptimize(plan);
+    if (reused) {
+      benchmark::DoNotOptimize(&planner.plan(cmds, features, options));
+    } else {
+      auto plan = invalidation::plan(cmds, features, options);
+      benchmark::DoNotOptimize(plan);
+    }
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * cmds.size()));
   state.counters["ns_per_cmd"] = benchmark::Counter(static_cast<double>(state.iterations() * cmds.size()),
                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.SetLabel(fmt::format("{} {}", scenario_name(state.range(0)), policy_label(state.range(1))));
+  state.SetLabel(fmt::format("{} {}{}", scenario_name(state.range(0)), policy_label(state.range(1)), reused ? " reused" : ""));
 }
 
 void scenarios_by_policy(benchmark::internal::Benchmark* b) {
@@ -219,7 +226,10 @@ void scenarios_by_policy(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_GuestCommandQueue)->Apply(scenarios_by_policy)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GuestCommandQueueViaDriver)->Apply(scenarios_by_policy)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_Plan)->Apply(scenarios_by_policy)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Plan)
+    ->ArgNames({"scenario", "per_command", "reused"})
+    ->ArgsProduct({{kTlbi1000, kSingle, kMixed}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
