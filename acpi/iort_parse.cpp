@@ -715,7 +715,10 @@ std::string_view node_type_name(std::uint8_t type) {
 
 std::string memory_flags_names(std::uint8_t flags) {
   std::string s;
-  auto add = [&](std::string_view name) { s += (s.empty() ? "" : "|") + std::string(name); };
+  auto add = [&](std::string_view name) {
+    if (!s.empty()) s += '|';
+    s += name;
+  };
   if (flags & MemoryAccess::kCoherency) add("COHERENCY");
   if (flags & MemoryAccess::kAttributes) add("ATTRIBUTES");
   if (flags & MemoryAccess::kCanwbs) add("CANWBS");

@@ -1,5 +1,7 @@
 #include "invalidation/command_rules.hpp"
 
+#include <array>
+
 #include <fmt/format.h>
 
 namespace vsmmu::invalidation {
@@ -10,6 +12,17 @@ using smmu::Opcode;
 namespace {
 
 Verdict illegal(std::string reason) { return {Disposition::illegal, std::move(reason)}; }
+
+// Opcode value -> its description (nullptr: not defined by the architecture). classify() runs for every guest
+// command: one index instead of the two table searches of smmu::opcode_info + smmu::res0_violation.
+const smmu::OpcodeInfo* find_opcode(std::uint8_t value) {
+  static const auto table = [] {
+    std::array<const smmu::OpcodeInfo*, 256> t{};
+    for (const auto& info : smmu::all_opcodes()) t[static_cast<std::uint8_t>(info.opcode)] = &info;
+    return t;
+  }();
+  return table[value];
+}
 
 // Range invalidation fields (NUM, SCALE) and the TTL hint, checked the way the kernel's strict validation does:
 // range fields only when RIL is advertised; TTL and range need a granule (TG != 0) (IHI 0070 4.4.1.1).
@@ -61,9 +74,10 @@ std::string first_problem(Checks&&... checks) {
 }  // namespace
 
 Verdict classify(const Command& cmd, const AdvertisedFeatures& f) {
-  const auto info = smmu::opcode_info(static_cast<std::uint8_t>(cmd.get(Command::Opcode)));
+  const smmu::OpcodeInfo* info = find_opcode(static_cast<std::uint8_t>(cmd.raw(Command::Opcode)));
   if (!info) return illegal(fmt::format("opcode {:#04x} is not defined by the architecture", cmd.raw(Command::Opcode)));
-  if (const auto res0 = smmu::res0_violation(cmd))
+  // smmu::res0_violation, with the description already found
+  if (const smmu::Res0Violation res0{cmd.dw[0] & ~info->dw0_defined, cmd.dw[1] & ~info->dw1_defined})
     return illegal(fmt::format("{} has RES0 bits set (dw0 {:#x}, dw1 {:#x})", info->name, res0.dw0, res0.dw1));
 
   auto verdict = [&](Disposition d, std::string problem) {

@@ -33,7 +33,7 @@ void VirtualSmmu::run_command_queue() {
     cmd_buffer_.resize(pending);
     const auto got = static_cast<std::uint32_t>(regs_->read_commands(cmd_buffer_));
     const std::span<const Command> cmds(cmd_buffer_.data(), got);
-    const invalidation::Plan plan = invalidation::plan(cmds, features_, plan_options_);
+    const invalidation::Plan& plan = planner_.plan(cmds, features_, plan_options_);
     stats_.coalesced += plan.stats.coalesced;
 
     std::uint32_t executed = 0;  // guest commands before this index are done

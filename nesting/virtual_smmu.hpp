@@ -170,6 +170,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::vector<std::unique_ptr<PhysicalSmmu>> smmus_;  // declared before devices_: devices die first
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by vSID
   std::vector<smmu::Command> cmd_buffer_;              // reused by run_command_queue
+  invalidation::Planner planner_;                      // reused by run_command_queue
   VirtualSmmuStats stats_;
   std::array<std::function<void()>, 4> irq_handlers_;
 };

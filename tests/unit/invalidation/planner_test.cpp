@@ -2,6 +2,8 @@
 // guest order kept around STE reinstalls, an illegal command stops the queue there (IHI 0070 4.1.3, 7.1).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "invalidation/planner.hpp"
 #include "command_helpers.hpp"
 
@@ -55,9 +57,9 @@ TEST(Planner, SteReinstallKeepsGuestOrder) {
   std::vector<Command> cmds = {tlbi_asid(1), cfgi_ste(0x10), cfgi_cd(0x10, 0), sync()};
   Plan p = plan(cmds, features());
   ASSERT_EQ(p.steps.size(), 4U);
-  EXPECT_EQ(step<ForwardBatch>(p, 0).guest_index.at(0), 0U);
+  EXPECT_EQ(step<ForwardBatch>(p, 0).guest_index[0], 0U);
   EXPECT_EQ(step<StreamReinstall>(p, 1).sids.first, 0x10U);
-  EXPECT_EQ(step<ForwardBatch>(p, 2).guest_index.at(0), 2U);
+  EXPECT_EQ(step<ForwardBatch>(p, 2).guest_index[0], 2U);
   EXPECT_EQ(step<SyncPoint>(p, 3).guest_index, 3U);
 }
 
@@ -144,6 +146,47 @@ TEST(Planner, PrefetchesAreConsumedWithoutHostWork) {
   EXPECT_EQ(p.stats.commands, 2U);
   ASSERT_EQ(p.steps.size(), 1U);
   EXPECT_EQ(step<SyncPoint>(p, 0).guest_index, 1U);
+}
+
+TEST(Planner, ManyAsidsInOneBatchEachCoverTheirOwnVas) {
+  // More ASIDs, streams and commands than the coalescing sets start with: they grow within the batch.
+  std::vector<Command> cmds;
+  for (std::uint16_t a = 1; a <= 100; ++a) cmds.push_back(tlbi_va(a, 0x1000));
+  for (std::uint32_t sid = 1; sid <= 100; ++sid) cmds.push_back(cfgi_cd(sid, 1));
+  for (std::uint16_t a = 1; a <= 100; a += 2) cmds.push_back(tlbi_asid(a));
+  for (std::uint32_t sid = 2; sid <= 100; sid += 2) cmds.push_back(cfgi_cd_all(sid));
+  cmds.push_back(sync());
+  Plan p = plan(cmds, features());
+  const auto& b = step<ForwardBatch>(p, 0);
+  ASSERT_EQ(b.entries.size(), 200U);  // the even ASIDs' VAs, the odd streams' CDs, 50 ASIDs, 50 CD_ALLs
+  EXPECT_EQ(p.stats.coalesced, 100U);
+  EXPECT_EQ(b.entries[0], cmds[1]);
+  EXPECT_EQ(b.guest_index[50], 100U);
+  EXPECT_EQ(b.guest_index[100], 200U);
+}
+
+TEST(Planner, AReusedPlannerGivesTheSamePlansAsFreshOnes) {
+  std::vector<Command> first, second;
+  for (unsigned i = 0; i < 300; ++i) first.push_back(tlbi_va(1, 0x1000ULL * (i % 200)));
+  first.push_back(sync());
+  second = {tlbi_va(1, 0x1000), cfgi_ste(0x10), tlbi_va(1, 0x1000), tlbi_asid(1), sync()};
+  Planner reused;
+  for (const auto* cmds : {&first, &second, &first}) {
+    const Plan& got = reused.plan(*cmds, features(), {}, 7);
+    const Plan want = plan(*cmds, features(), {}, 7);
+    ASSERT_EQ(got.steps.size(), want.steps.size());
+    EXPECT_EQ(got.stats.forwarded, want.stats.forwarded);
+    EXPECT_EQ(got.stats.coalesced, want.stats.coalesced);
+    for (std::size_t i = 0; i < got.steps.size(); ++i) {
+      ASSERT_EQ(got.steps[i].index(), want.steps[i].index());
+      if (const auto* g = std::get_if<ForwardBatch>(&got.steps[i])) {
+        const auto& w = std::get<ForwardBatch>(want.steps[i]);
+        EXPECT_TRUE(std::ranges::equal(g->entries, w.entries));
+        EXPECT_TRUE(std::ranges::equal(g->guest_index, w.guest_index));
+      }
+    }
+  }
+  EXPECT_EQ(reused.plan(first, features()).stats.coalesced, 100U);
 }
 
 }  // namespace
