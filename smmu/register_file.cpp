@@ -272,11 +272,7 @@ bool RegisterFile::record_event(const Event& event) {
   const QueueIndex q = eventq_index();
   const std::uint32_t prod = q.advance(eventq_prod_.get(QueueProd::WR), 0);
   if (eventq_full()) {
-    // Full: the record is lost. Entering the overflow condition toggles PROD.OVFLG so it differs from
-    // CONS.OVACKFLG; while that is unacknowledged, further losses change nothing (IHI 0070 7.4).
-    if (eventq_prod_.get(QueueProd::OVFLG) == eventq_cons_.get(QueueCons::OVACKFLG))
-      eventq_prod_.set(QueueProd::OVFLG, !eventq_prod_.get(QueueProd::OVFLG));
-    ++counters_.events_lost;
+    events_lost(1);  // full: the record is lost
     return false;
   }
   if (!mem_.write_record(queue_base(eventq_base_, q, 5) + q.index(prod) * Event::bytes, event)) {
@@ -290,6 +286,15 @@ bool RegisterFile::record_event(const Event& event) {
     signal(Irq::eventq, eventq_irq_cfg0_, eventq_irq_cfg1_.get(IrqCfg1::DATA),
            Gerror{}.set(Gerror::MSI_EVTQ_ABT_ERR, true));
   return true;
+}
+
+void RegisterFile::events_lost(std::uint64_t count) {
+  if (count == 0) return;
+  // Entering the overflow condition toggles PROD.OVFLG so it differs from CONS.OVACKFLG; while that is
+  // unacknowledged, further losses change nothing (IHI 0070 7.4).
+  if (eventq_prod_.get(QueueProd::OVFLG) == eventq_cons_.get(QueueCons::OVACKFLG))
+    eventq_prod_.set(QueueProd::OVFLG, !eventq_prod_.get(QueueProd::OVFLG));
+  counters_.events_lost += count;
 }
 
 void RegisterFile::raise_gerror(Gerror errors) {

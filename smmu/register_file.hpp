@@ -100,6 +100,9 @@ class RegisterFile {
   // Writes one record; false when it was lost (queue disabled, full: overflow, or the write aborted).
   bool record_event(const Event& event);
   bool eventq_full() const;
+  // Records lost before reaching the queue (a vSMMU's host queue overflowed): the same overflow condition as
+  // a full queue (IHI 0070 7.4).
+  void events_lost(std::uint64_t count);
   void raise_gerror(Gerror errors);
   Gerror active_gerror() const { return Gerror::active(gerror_, gerrorn_); }
   // Wired interrupts raised since the last call (counts per Irq); the owner calls handlers outside its lock.
