@@ -122,11 +122,10 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
   }
   Device& d = *dev;
   devices_.emplace(spec.vsid, std::move(dev));
-  reinstall(d);
-  if (d.state == StreamState::blocked) {
-    auto problem = d.problem.value_or("no HWPT could be attached");
+  if (auto r = reinstall(d); !r) {
+    // The host could not give the device its configuration (GBPA, or even abort): the VMM learns it now.
     devices_.erase(spec.vsid);
-    return fail(EIO, kWhere, "{}: {}", what, problem);
+    return fail(r.error().err, kWhere, "{}: {}", what, r.error().message);
   }
   log::info(kWhere, "{}: joined {} ({})", what, d.smmu->label, state_name(d.state));
   return {};
@@ -202,11 +201,19 @@ Result<std::unique_ptr<VirtualSmmu::PhysicalSmmu>> VirtualSmmu::new_physical_smm
   return p;
 }
 
+// Physical SMMUs no device sits behind any more (its last device was removed, or a hot-plugged device failed
+// after its vIOMMU was made): their nest parent, vIOMMU, HWPTs and vEVENTQ have no reason to live on.
+void VirtualSmmu::drop_unused_smmus() {
+  std::erase_if(smmus_, [&](const std::unique_ptr<PhysicalSmmu>& p) {
+    return std::ranges::none_of(devices_, [&](const auto& d) { return d.second->smmu == p.get(); });
+  });
+}
+
 // ---- streams -----------------------------------------------------------------------------------------------
 
 void VirtualSmmu::reinstall_streams(const invalidation::SidRange& sids) {
   for (auto it = devices_.lower_bound(sids.first); it != devices_.end() && sids.contains(it->first); ++it)
-    reinstall(*it->second);
+    (void)reinstall(*it->second);  // the device blocks or aborts; why is in its StreamStatus and the log
 }
 
 // Why a vSTE with V = 1 is ILLEGAL on this stage-1-only vSMMU (IHI 0070 5.2 "STE validity"), or nullopt.
@@ -241,14 +248,18 @@ void VirtualSmmu::record_config_event(EventId id, std::uint32_t vsid, std::optio
   regs_->record_event(e);
 }
 
-// Re-reads the device's configuration (its vSTE, or GBPA while SMMUEN = 0) and attaches what it says.
-void VirtualSmmu::reinstall(Device& dev) {
+// Re-reads the device's configuration (its vSTE, or GBPA while SMMUEN = 0) and attaches what it says. Fails
+// only when the host left the device doing something else and the guest was not told (no C_BAD_STE): GBPA
+// could not be followed, or the device had to be detached. A guest register write cannot fail; a VMM call
+// (add_device) does.
+Result<void> VirtualSmmu::reinstall(Device& dev) {
   ++stats_.ste_reinstalls;
   dev.problem.reset();
   if (!regs_->cr0().get(Cr0::SMMUEN)) {
     // GBPA: abort or bypass every stream (IHI 0070 6.3.14); its attributes are the host's business.
-    (void)attach(dev, regs_->gbpa().get(Gbpa::ABORT) ? StreamState::abort : StreamState::bypass, nullptr);
-    return;
+    auto r = attach(dev, regs_->gbpa().get(Gbpa::ABORT) ? StreamState::abort : StreamState::bypass, nullptr);
+    if (!r) dev.problem = r.error().message;
+    return r;
   }
   auto loc = locate_ste(memory_.view(), ids_, regs_->strtab_base(), regs_->strtab_base_cfg(), dev.vsid);
   std::optional<Ste> ste;
@@ -267,34 +278,34 @@ void VirtualSmmu::reinstall(Device& dev) {
       dev.problem = "its StreamID is outside the stream table";
       if (regs_->cr2().get(Cr2::RECINVSID)) record_config_event(EventId::C_BAD_STREAMID, dev.vsid, std::nullopt);
     }
-    (void)attach(dev, StreamState::abort, nullptr);
-    return;
+    return attach(dev, StreamState::abort, nullptr);
   }
   if (!ste->get(Ste::V)) {
     // V = 0: no configuration; the host treats it as abort (kernel-uapi.md: "V=0: treated as abort").
-    (void)attach(dev, StreamState::abort, nullptr);
-    return;
+    return attach(dev, StreamState::abort, nullptr);
   }
   if (auto problem = check_vste(*ste)) {
     ++stats_.bad_stes;
     dev.problem = *problem;
     log::info(kWhere, "{}: C_BAD_STE: {}", device_name(dev), *problem);
     record_config_event(EventId::C_BAD_STE, dev.vsid, std::nullopt);
-    (void)attach(dev, StreamState::abort, nullptr);
-    return;
+    return attach(dev, StreamState::abort, nullptr);
   }
-  switch (ste->get(Ste::Config)) {
-    case StreamConfig::abort: (void)attach(dev, StreamState::abort, nullptr); return;
-    case StreamConfig::bypass: (void)attach(dev, StreamState::bypass, nullptr); return;
-    default: break;
-  }
-  if (auto r = attach(dev, StreamState::translate, &*ste); !r) {
-    // The host refused the vSTE (the kernel's own checks): to the guest, an ILLEGAL STE.
+  const StreamConfig config = ste->get(Ste::Config);
+  if (config == StreamConfig::abort) return attach(dev, StreamState::abort, nullptr);
+  const StreamState want = config == StreamConfig::bypass ? StreamState::bypass : StreamState::translate;
+  if (auto r = attach(dev, want, want == StreamState::translate ? &*ste : nullptr); !r) {
+    // The host refused the vSTE (the kernel's own checks) or could not attach its HWPT: to the guest, an
+    // ILLEGAL STE, never a stream that silently stopped doing what its STE says. attach() left the device
+    // aborting (or detached), except when a nested HWPT could not even be allocated: then it still has its
+    // previous configuration, which its new STE replaced.
     ++stats_.bad_stes;
     dev.problem = r.error().message;
     record_config_event(EventId::C_BAD_STE, dev.vsid, std::nullopt);
-    (void)attach(dev, StreamState::abort, nullptr);
+    if (dev.state == StreamState::translate || dev.state == StreamState::bypass) return attach(dev, StreamState::abort, nullptr);
+    if (dev.state == StreamState::blocked) return std::unexpected(r.error());
   }
+  return {};
 }
 
 // Attaches the device to the HWPT for `state` (for translate: the nested HWPT for *vste, shared by identical
@@ -342,7 +353,12 @@ Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste
   ++stats_.attaches;
   if (auto r = host_.attach(dev.bound.id(), target); !r) {
     log::error(kWhere, "{}: attaching HWPT {} ({}) failed: {}", device_name(dev), target, state_name(state), r.error());
-    if (state != StreamState::abort) return attach(dev, StreamState::abort, nullptr);
+    if (state != StreamState::abort) {
+      // The stream cannot have what its configuration asks: it aborts, and the caller learns why (for a
+      // translating vSTE the guest gets C_BAD_STE rather than a stream that silently stopped translating).
+      (void)attach(dev, StreamState::abort, nullptr);
+      return fail(r.error().err, kWhere, "attaching the {} HWPT failed: {}", state_name(state), r.error().message);
+    }
     dev.attachment = {};  // detach: the device blocks DMA
     dev.hwpt.reset();
     dev.state = StreamState::blocked;

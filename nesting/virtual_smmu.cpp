@@ -42,6 +42,7 @@ Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, co
 Result<void> VirtualSmmu::add_device(DeviceSpec device) {
   std::unique_lock lock(mu_);
   auto r = add_device_locked(std::move(device));
+  if (!r) drop_unused_smmus();  // a vIOMMU made for the device that could not join
   unlock_and_fire(lock);
   return r;
 }
@@ -52,6 +53,7 @@ Result<void> VirtualSmmu::remove_device(std::uint32_t vsid) {
   if (it == devices_.end())
     return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x} to remove", config_.name, vsid);
   devices_.erase(it);  // blocks its DMA, releases its HWPT, vDEVICE and binding
+  drop_unused_smmus();
   return {};
 }
 
@@ -89,9 +91,13 @@ void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
 
 void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
   if (!before.get(Cr0::EVENTQEN) && after.get(Cr0::EVENTQEN)) {
-    if (auto r = enable_event_queues(); !r)
+    if (auto r = enable_event_queues(); !r) {
       log::error("vsmmu", "{}: the guest enabled its event queue but the host refused a vEVENTQ; faults will not "
                  "reach the guest: {}", config_.name, r.error());
+      // Tell the guest its records are being lost, the way an SMMU whose event queue writes abort does
+      // (IHI 0070 7.5 GERROR.EVTQ_ABT_ERR; Linux logs "EVTQ write aborted -- events may have been lost").
+      regs_->raise_gerror(Gerror{}.set(Gerror::EVTQ_ABT_ERR, true));
+    }
   }
   if (before.get(Cr0::EVENTQEN) && !after.get(Cr0::EVENTQEN)) disable_event_queues();
   // SMMUEN switches every stream between GBPA and its STE (IHI 0070 6.3.9).

@@ -105,7 +105,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   void set_irq_handler(smmu::Irq line, std::function<void()> handler);
 
   // ---- the VMM's side
-  // Hot-plug: the device blocks DMA until the guest's STE for it says otherwise.
+  // Hot-plug: the device follows the guest's STE for its vSID (GBPA while SMMUEN = 0) from the start. A failure
+  // leaves the vSMMU holding what it held before; removing a physical SMMU's last device releases its vIOMMU.
   Result<void> add_device(DeviceSpec device);
   Result<void> remove_device(std::uint32_t vsid);
   // The vEVENTQ fds to poll; call process_events() when one is readable.
@@ -137,8 +138,9 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<void> add_device_locked(DeviceSpec spec);
   Result<PhysicalSmmu*> join_physical_smmu(Device& dev, const std::string& what);
   Result<std::unique_ptr<PhysicalSmmu>> new_physical_smmu(Device& dev, const host::HwInfo& hw, const std::string& what);
+  void drop_unused_smmus();
   void reinstall_streams(const invalidation::SidRange& sids);
-  void reinstall(Device& dev);
+  Result<void> reinstall(Device& dev);
   Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
   std::optional<std::string> check_vste(const smmu::Ste& ste) const;
   void record_config_event(smmu::EventId id, std::uint32_t vsid, std::optional<std::uint64_t> fetch_addr);

@@ -290,7 +290,7 @@ bool RegisterFile::record_event(const Event& event) {
   const QueueIndex q = eventq_index();
   const std::uint32_t prod = q.advance(eventq_prod_.get(QueueProd::WR), 0);
   if (eventq_full()) {
-    events_lost(1);
+    events_lost(1);  // full: the record is lost
     return false;
   }
   if (!mem_.write_record(queue_base(eventq_base_, q, 5) + q.index(prod) * Event::bytes, event)) {

@@ -27,7 +27,7 @@ constexpr std::uint64_t kProductMmu600 = 0x483;
 constexpr std::uint64_t kProductMmu700 = 0x487;
 
 // Errata whose workaround the simulated driver knows (docs/sim-host.md).
-const std::vector<std::string> kKnownErrata = {"1209401", "2268618", "2812531"};
+const std::vector<std::string> kKnownErrata = {"1209401", "2268618", "2812531", "T264-SMMU-3"};
 
 // Walks one JSON object, remembering which keys were read, so that any other key is an error that names the
 // file, the key's path and the keys allowed there.
@@ -310,7 +310,8 @@ Result<SmmuSpec> parse_smmu(const json& j, std::string path, std::string_view so
       if (std::find(kKnownErrata.begin(), kKnownErrata.end(), v) == kKnownErrata.end())
         return n.error("errata", fmt::format("{} is not an erratum the simulated driver knows; allowed: \"1209401\" "
                                              "(MMU-600, clears nesting), \"2268618\", \"2812531\" (MMU-700, clear "
-                                             "nesting; 2812531 also forces a sync after every command batch)", e.dump()));
+                                             "nesting; 2812531 also forces a sync after every command batch), \"T264-SMMU-3\" (TLBI/CFGI + "
+                                             "SYNC must be issued twice; reported in IOMMU_GET_HW_INFO's flags)", e.dump()));
       s.errata.push_back(v);
     }
   }

@@ -281,6 +281,8 @@ Result<HwInfoIoctl> SimHost::get_hw_info_ioctl(DeviceId dev, std::span<std::byte
   // register reads (arm_smmu_hw_info).
   std::array<std::byte, 40> info{};
   auto put = [&](std::size_t off, std::uint32_t v) { std::memcpy(info.data() + off, &v, 4); };
+  // flags: the errata a VMM must work around for its guest (arm_smmu_hw_info).
+  put(0, drv.features().repeat_tlbi_cfgi ? uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi : 0U);
   put(8, sm.config.idr0.value());
   put(12, sm.config.idr1.value());
   put(16, sm.config.idr2.value());

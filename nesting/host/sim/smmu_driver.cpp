@@ -68,6 +68,7 @@ SmmuFeatures probe_features(const SmmuSpec& spec) {
       f.nesting_off = "Arm erratum 2268618 (MMU-700 before r1p1) makes the driver clear nesting";
     }
     if (e == "2812531") f.force_sync = true;
+    if (e == "T264-SMMU-3") f.repeat_tlbi_cfgi = true;
   }
   f.errata = std::move(errata);
   return f;

@@ -33,6 +33,7 @@ struct SmmuFeatures {
   bool nesting = false;          // ARM_SMMU_FEAT_NESTING: both stages, no erratum against it
   std::string nesting_off;       // why nesting is off, for messages
   bool force_sync = false;       // ARM_SMMU_OPT_CMDQ_FORCE_SYNC (erratum 2812531)
+  bool repeat_tlbi_cfgi = false; // erratum T264-SMMU-3: IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI
   bool s2fwb = false;            // ARM_SMMU_FEAT_S2FWB (IDR3.FWB)
   bool coherent = false;         // ARM_SMMU_FEAT_COHERENCY (IDR0.COHACC)
   bool ha = false, hd = false;   // ARM_SMMU_FEAT_HA / HD (IDR0.HTTU)

@@ -1,63 +1,15 @@
 // The whole stack on the simulated host: the scripted guest driver brings the VirtualSmmu up as Linux's
 // arm-smmu-v3 does, builds CDs and stage-1 tables in guest RAM, and simulated devices DMA through guest stage 1
 // and host stage 2. Each test states what a guest kernel would see (IHI 0070 sections cited).
-#include <gtest/gtest.h>
+#include "tests/sim/nesting/nesting_fixture.hpp"
 
-#include <cstring>
-
-#include "nesting/guest_harness.hpp"
-#include "nesting/host/sim/sim_host.hpp"
-#include "smmu/driver/commands.hpp"
-
-namespace vsmmu::nesting {
+namespace vsmmu::nesting::test {
 namespace {
 
 using namespace smmu;
 using namespace smmu::driver;
-using host::sim::SimHost;
 
-template <class T>
-T must(Result<T> r) {
-  if (!r) ADD_FAILURE() << r.error();
-  EXPECT_TRUE(r.has_value());
-  return std::move(*r);
-}
-void must(Result<void> r) { ASSERT_TRUE(r.has_value()) << r.error(); }
-
-constexpr std::uint32_t kNic0 = 0x10;
-constexpr std::uint32_t kNic1 = 0x18;
-constexpr std::uint16_t kAsid = 5;
-constexpr std::uint64_t kVa = 0x7f00'0000'0000;
-
-std::vector<std::byte> pattern(std::size_t n, std::uint8_t seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = std::byte(static_cast<std::uint8_t>(seed + i * 7));
-  return v;
-}
-
-class VirtualSmmuSim : public ::testing::Test {
- protected:
-  void SetUp() override { host = must(SimHost::create_default()); }
-  std::unique_ptr<GuestHarness> make(std::vector<DeviceSpec> devices, VirtualSmmuConfig cfg = {}) {
-    GuestHarnessConfig c;
-    c.vsmmu = cfg;
-    c.devices = std::move(devices);
-    auto g = GuestHarness::create(*host, c);
-    if (!g) {
-      ADD_FAILURE() << g.error();
-      return nullptr;
-    }
-    return std::move(*g);
-  }
-  // A page of guest RAM mapped at kVa for `asid`, the device attached to that address space.
-  std::uint64_t map_page(GuestHarness& g, std::uint32_t vsid, std::uint16_t asid, std::uint64_t va = kVa) {
-    const std::uint64_t gpa = must(g.alloc(0x1000));
-    must(g.map(asid, va, gpa, 0x1000));
-    must(g.attach(vsid, asid));
-    return gpa;
-  }
-  std::unique_ptr<SimHost> host;
-};
+class VirtualSmmuSim : public NestingSim {};
 
 // IHI 0070 3.2 + 3.3: a translating vSTE becomes a nested HWPT; the device's DMA goes through the guest's stage 1
 // (VA -> GPA) and the host's stage 2 (GPA -> host memory), landing in the right guest page and nowhere else.
@@ -105,4 +57,4 @@ TEST_F(VirtualSmmuSim, UnmapWithTlbiFaultsWithTheVsidAndWithoutItTheTlbIsStale) 
 }
 
 }  // namespace
-}  // namespace vsmmu::nesting
+}  // namespace vsmmu::nesting::test

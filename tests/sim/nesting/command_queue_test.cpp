@@ -1,0 +1,179 @@
+// The guest's command queue: a command the vSMMU or the host refuses stops the queue on exactly that command
+// (IHI 0070 7.1), everything before it has been executed and nothing after it, until the guest acknowledges;
+// and SMMUs with the repeat-invalidation erratum get every forwarded batch twice.
+#include <fmt/format.h>
+
+#include "nesting/virtual_smmu.hpp"
+#include "tests/sim/nesting/nesting_fixture.hpp"
+
+namespace vsmmu::nesting::test {
+namespace {
+
+using namespace smmu;
+using namespace smmu::driver;
+
+constexpr unsigned kPages = 3;
+
+class CommandQueueSim : public NestingSim {
+ protected:
+  // kPages pages at kVa for `vsid`, each used once by `engine` (so the TLB holds it), then unmapped without
+  // invalidation: each stays reachable through its stale TLB entry until a TLBI removes it (IHI 0070 3.17).
+  void stale_pages(GuestHarness& g, std::uint32_t vsid, std::string_view engine) {
+    const std::uint64_t gpa = must(g.alloc(kPages * kPage));
+    must(g.map(kAsid, kVa, gpa, kPages * kPage));
+    must(g.attach(vsid, kAsid));
+    for (unsigned i = 0; i < kPages; ++i) ASSERT_TRUE(dma(engine, va(i), pattern(16, 1)));
+    must(g.unmap(kAsid, kVa, kPages * kPage, /*invalidate=*/false));
+    for (unsigned i = 0; i < kPages; ++i) ASSERT_TRUE(dma(engine, va(i), pattern(16, 2))) << "page " << i;
+  }
+  static std::uint64_t va(unsigned page) { return kVa + page * kPage; }
+
+  // Pushes `cmds` + CMD_SYNC without waiting; returns CMDQ_CONS.RD before them.
+  static std::uint32_t push_batch(GuestHarness& g, std::vector<Command> cmds) {
+    const auto cons = QueueCons::of(must(g.vsmmu().read32(regs::CMDQ_CONS.offset))).get(QueueCons::RD);
+    cmds.push_back(cmd_sync());
+    must(g.driver().push(cmds));
+    return cons;
+  }
+
+  // The queue stopped on the command `at` with CERROR_ILL and GERROR.CMDQ_ERR (IHI 0070 7.1, 7.5).
+  static void expect_stopped_at(GuestHarness& g, std::uint32_t at, Opcode opcode) {
+    const auto err = must(g.driver().command_error());
+    ASSERT_TRUE(err.has_value()) << "the queue did not stop";
+    EXPECT_EQ(err->cerror, Cerror::ill);
+    EXPECT_EQ(err->index, at);
+    ASSERT_TRUE(err->command.has_value());
+    EXPECT_EQ(err->command->get(Command::Opcode), opcode);
+    EXPECT_TRUE(must(g.driver().active_global_errors()).get(Gerror::CMDQ_ERR));
+  }
+
+  // After the guest acknowledges (replacing the command with CMD_SYNC, as arm_smmu_cmdq_skip_err), the queue runs
+  // to PROD and no error is left.
+  static void acknowledge_and_expect_drained(GuestHarness& g) {
+    must(g.driver().acknowledge_command_error(/*skip=*/true));
+    EXPECT_FALSE(must(g.driver().command_error()).has_value());
+    const auto prod = QueueProd::of(must(g.vsmmu().read32(regs::CMDQ_PROD.offset))).get(QueueProd::WR);
+    const auto cons = QueueCons::of(must(g.vsmmu().read32(regs::CMDQ_CONS.offset))).get(QueueCons::RD);
+    EXPECT_EQ(cons, prod);
+  }
+};
+
+// IHI 0070 4.1.3 + 7.1: a command that is illegal on this SMMU - an opcode naming stage 2 or EL2 state a
+// stage-1-only SMMU (IDR0.S2P = 0, Hyp = 0) does not have, or a RES0 bit set - stops the queue with
+// CMDQ_CONS.RD on it and CMDQ_CONS.ERR = CERROR_ILL. The commands before it completed (the TLBI before it took
+// effect: the page faults), those after it did not run (their page is still reachable through the stale TLB
+// entry) until the guest acknowledges through GERRORN; then the queue resumes.
+struct IllegalCase {
+  const char* name;
+  Command command;
+};
+
+class IllegalCommandSim : public CommandQueueSim, public ::testing::WithParamInterface<IllegalCase> {};
+
+TEST_P(IllegalCommandSim, StopsOnItWithWorkBeforeDoneAndAfterHeld) {
+  auto g = make({{"nic0", -1, kNic0}});
+  ASSERT_TRUE(g);
+  stale_pages(*g, kNic0, "nic0.dma");
+  const auto errors_before = g->vsmmu().stats().command_errors;
+
+  const Command bad = GetParam().command;
+  const std::uint32_t start =
+      push_batch(*g, {cmd_tlbi_nh_va(0, kAsid, va(0)), bad, cmd_tlbi_nh_va(0, kAsid, va(2))});
+  expect_stopped_at(*g, QueueIndex{g->driver().cmdq_log2()}.advance(start, 1), bad.get(Command::Opcode));
+  EXPECT_EQ(g->vsmmu().stats().command_errors, errors_before + 1);
+  EXPECT_FALSE(dma("nic0.dma", va(0), pattern(16, 3))) << "the TLBI before the illegal command took effect";
+  EXPECT_TRUE(dma("nic0.dma", va(2), pattern(16, 3))) << "the TLBI after it must not run before the acknowledgement";
+
+  acknowledge_and_expect_drained(*g);
+  EXPECT_FALSE(dma("nic0.dma", va(2), pattern(16, 4))) << "after GERRORN the rest of the batch ran";
+  EXPECT_TRUE(dma("nic0.dma", va(1), pattern(16, 4))) << "the illegal command itself never ran";
+}
+
+Command res0_set(Command c) {
+  c.dw[1] |= 1;  // TLBI_NH_ASID defines nothing in its second word (IHI 0070 4.4.3)
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OnAStage1OnlyVsmmu, IllegalCommandSim,
+    ::testing::Values(IllegalCase{"TlbiS2Ipa", cmd_tlbi_s2_ipa(0, 0x4000'0000)},
+                      IllegalCase{"TlbiEl2All", cmd_tlbi_el2_all()},
+                      IllegalCase{"Res0BitSet", res0_set(cmd_tlbi_nh_asid(0, kAsid + 1))}),
+    ByName());
+
+// kernel-uapi.md (HWPT_INVALIDATE, the stricter per-opcode validation in flight upstream): a TLBI_NH_VA with a
+// granule (TG) on an SMMU without range invalidation (IDR3.RIL = 0) is EIO. The vSMMU's own checks let it
+// through (TG alone is not a range), so the kernel is the one to refuse it, part-way through one batch. The
+// guest must see that as hardware would show an illegal command: CONS on that exact command, CERROR_ILL, the
+// command before it executed (although the kernel dropped the group it was converted in), the one after it
+// held until the acknowledgement. On today's upstream kernel the same batch simply completes.
+TEST_F(CommandQueueSim, KernelRefusalMidBatchStopsOnThatGuestCommand) {
+  for (const char* kernel : {"upstream", "strict-invalidation"}) {
+    SCOPED_TRACE(kernel);
+    const bool strict = std::string_view(kernel) == "strict-invalidation";
+    host = make_host(kernel);
+    ASSERT_TRUE(host);
+    auto g = make({{"gpu0", -1, kGpu0}}, smmu1_config());
+    ASSERT_TRUE(g);
+    ASSERT_FALSE(g->vsmmu().id_registers().idr3.get(Idr3::RIL)) << "gpu0's SMMU has no RIL";
+    stale_pages(*g, kGpu0, "gpu0.dma");
+
+    Command with_tg = cmd_tlbi_nh_va(0, kAsid, va(1));
+    with_tg.set(Command::TG, 1).set(Command::TTL, 3);  // 4KB granule, level-3 leaf
+    const std::uint32_t start = push_batch(*g, {cmd_tlbi_nh_va(0, kAsid, va(0)), with_tg, cmd_tlbi_nh_va(0, kAsid, va(2))});
+    EXPECT_FALSE(dma("gpu0.dma", va(0), pattern(16, 3))) << "the command before the refused one was executed";
+    if (!strict) {
+      EXPECT_FALSE(must(g->driver().command_error()).has_value());
+      EXPECT_FALSE(dma("gpu0.dma", va(1), pattern(16, 3)));
+      EXPECT_FALSE(dma("gpu0.dma", va(2), pattern(16, 3)));
+      continue;
+    }
+    expect_stopped_at(*g, QueueIndex{g->driver().cmdq_log2()}.advance(start, 1), Opcode::TLBI_NH_VA);
+    EXPECT_EQ(must(g->driver().command_error())->command->dw[1], with_tg.dw[1]);
+    EXPECT_TRUE(dma("gpu0.dma", va(2), pattern(16, 3))) << "the command after the refused one waits";
+
+    acknowledge_and_expect_drained(*g);
+    EXPECT_FALSE(dma("gpu0.dma", va(2), pattern(16, 4)));
+    EXPECT_TRUE(dma("gpu0.dma", va(1), pattern(16, 4))) << "the refused command was skipped, not executed";
+  }
+}
+
+// kernel-uapi.md (hw_info flags): an SMMU with IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI must have every
+// TLBI/CFGI + SYNC issued twice; the vSMMU does it by repeating each HWPT_INVALIDATE. Without the erratum one
+// call carries the batch.
+TEST(RepeatInvalidationErratum, EveryHwptInvalidateIsIssuedTwice) {
+  for (const bool erratum : {false, true}) {
+    SCOPED_TRACE(erratum ? "with the erratum" : "without it");
+    auto host = make_host_with_hardware(fmt::format(R"({{
+      "kind": "hardware", "name": "repeat-tlbi",
+      "smmus": [ {{ "name": "smmu0", "s2fwb": true, "errata": [{}] }} ],
+      "root_complexes": [ {{ "name": "pcie0", "smmu": "smmu0", "canwbs": false }} ],
+      "devices": [ {{ "name": "dev0", "bdf": "00:01.0", "root_complex": "pcie0" }} ],
+      "dma_engines": [ {{ "name": "dev0.dma", "device": "dev0" }} ]
+    }})", erratum ? R"("T264-SMMU-3")" : ""));
+    ASSERT_TRUE(host);
+    {
+      const auto dev = must(host->bind_device("dev0"));
+      EXPECT_EQ((must(host->get_hw_info(dev)).flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi) != 0, erratum);
+      must(host->unbind_device(dev));
+    }
+    GuestHarnessConfig c;
+    c.devices = {{"dev0", -1, kNic0}};
+    auto g = must(GuestHarness::create(*host, c));
+    ASSERT_TRUE(g);
+    const std::uint64_t gpa = must(g->alloc(kPage));
+    must(g->map(kAsid, kVa, gpa, kPage));
+    must(g->attach(kNic0, kAsid));
+    ASSERT_TRUE(must(host->dma_write("dev0.dma", kVa, pattern(16, 1))).ok());
+
+    const auto calls = g->vsmmu().stats().invalidate_calls;
+    const auto smmu_commands = must(host->smmu_counters("smmu0")).commands;
+    must(g->unmap(kAsid, kVa, kPage));  // TLBI_NH_VA + CMD_SYNC
+    EXPECT_EQ(g->vsmmu().stats().invalidate_calls, calls + (erratum ? 2 : 1));
+    EXPECT_EQ(must(host->smmu_counters("smmu0")).commands, smmu_commands + (erratum ? 4 : 2)) << "TLBI + SYNC per call";
+    EXPECT_FALSE(must(host->dma_write("dev0.dma", kVa, pattern(16, 2))).ok());
+  }
+}
+
+}  // namespace
+}  // namespace vsmmu::nesting::test
