@@ -41,14 +41,20 @@ void VirtualSmmu::run_command_queue() {
     for (const auto& step : plan.steps) {
       if (const auto* b = std::get_if<invalidation::ForwardBatch>(&step)) {
         if (auto bad = forward(b->entries, b->guest_index)) {
-          // The host refused guest command *bad. Commands before it that were coalesced away or not issued
-          // by the host: send them again, one by one in order, so everything before *bad is done.
-          const invalidation::Plan again = invalidation::plan(cmds.subspan(executed, *bad - executed), features_,
+          // The host refused guest command bad->guest_index. Commands before it that were coalesced away or not
+          // issued by the host: send them again, uncoalesced and in order, so everything before it is done.
+          const std::uint32_t k = bad->guest_index;
+          const invalidation::Plan again = invalidation::plan(cmds.subspan(executed, k - executed), features_,
                                                               {.max_batch_entries = 0, .coalesce = false}, executed);
           for (const auto& s : again.steps)
             if (const auto* ab = std::get_if<invalidation::ForwardBatch>(&s)) (void)forward(ab->entries, ab->guest_index);
-          executed = *bad;
-          error = Cerror::ill;
+          executed = k;
+          // The kernel refusing the command's contents is CERROR_ILL (the guest's driver skips it); a host that
+          // could not carry it out now (ENOMEM, EFAULT, EINTR ...) is CERROR_ABT, which a driver retries after
+          // acknowledging, as Linux's arm_smmu_cmdq_skip_err does (IHI 0070 7.1).
+          const bool refused = bad->err == EIO || bad->err == EINVAL || bad->err == EOPNOTSUPP ||
+                               bad->err == E2BIG || bad->err == ENOENT;
+          error = refused ? Cerror::ill : Cerror::abt;
           break;
         }
         executed = b->guest_index.back() + 1;
@@ -84,8 +90,8 @@ void VirtualSmmu::run_command_queue() {
   }
 }
 
-// Sends a batch to every vIOMMU it concerns; returns the guest index of the first command a host refused.
-std::optional<std::uint32_t> VirtualSmmu::forward(std::span<const Command> entries,
+// Sends a batch to every vIOMMU it concerns; returns the first guest command a host refused.
+std::optional<VirtualSmmu::HostRefusal> VirtualSmmu::forward(std::span<const Command> entries,
                                                   std::span<const std::uint32_t> guest_index) {
   if (smmus_.size() == 1 && devices_.size() > 0) {
     // The common case: one vIOMMU. Only commands naming an unknown vSID need filtering out.
@@ -118,14 +124,14 @@ std::optional<std::uint32_t> VirtualSmmu::forward(std::span<const Command> entri
       p->guest_index.push_back(guest_index[i]);
     }
   }
-  std::optional<std::uint32_t> first_bad;
+  std::optional<HostRefusal> first_bad;
   for (auto& p : smmus_)
-    if (auto bad = invalidate(*p); bad && (!first_bad || *bad < *first_bad)) first_bad = bad;
+    if (auto bad = invalidate(*p); bad && (!first_bad || bad->guest_index < first_bad->guest_index)) first_bad = bad;
   return first_bad;
 }
 
 // One IOMMU_HWPT_INVALIDATE on the vIOMMU with p.entries (twice on SMMUs with the repeat erratum).
-std::optional<std::uint32_t> VirtualSmmu::invalidate(PhysicalSmmu& p) {
+std::optional<VirtualSmmu::HostRefusal> VirtualSmmu::invalidate(PhysicalSmmu& p) {
   if (p.entries.empty()) return std::nullopt;  // the kernel refuses entry_num = 0
   host::InvalidateRequest req;
   req.id = p.viommu.id();
@@ -143,7 +149,7 @@ std::optional<std::uint32_t> VirtualSmmu::invalidate(PhysicalSmmu& p) {
       const std::uint32_t k = std::min<std::uint32_t>(out.handled, req.entry_num - 1);
       log::info(kWhere, "{}: {} refused guest command {} ({:#018x} {:#018x}): {}", config_.name, p.label, p.guest_index[k],
                 p.entries[k].dw[0], p.entries[k].dw[1], *out.error);
-      return p.guest_index[k];
+      return HostRefusal{p.guest_index[k], out.error->err};
     }
   }
   return std::nullopt;

@@ -241,11 +241,8 @@ std::optional<std::string> VirtualSmmu::check_vste(const Ste& ste) const {
   return std::nullopt;
 }
 
-void VirtualSmmu::record_config_event(EventId id, std::uint32_t vsid, std::optional<std::uint64_t> fetch_addr) {
-  Event e;
-  e.set(Event::ID, id).set(Event::SID, vsid);
-  if (fetch_addr) e.set(Event::FetchAddr, *fetch_addr);
-  regs_->record_event(e);
+void VirtualSmmu::record_bad_ste(std::uint32_t vsid) {
+  regs_->record_event(Event{}.set(Event::ID, EventId::C_BAD_STE).set(Event::SID, vsid));
 }
 
 // Re-reads the device's configuration (its vSTE, or GBPA while SMMUEN = 0) and attaches what it says. Fails
@@ -269,15 +266,14 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
     else loc = std::unexpected(SteLookupFailure{SteLookupFailure::Kind::fetch_abort, loc->address});
   }
   if (!ste) {
-    // What the device's next transaction would raise on hardware; reported now, the stream aborts.
+    // No STE to read: the stream aborts. Hardware would raise C_BAD_STREAMID / F_STE_FETCH on the device's next
+    // transaction, which the host's abort HWPT never reports; recording them here instead would flood a guest
+    // that enables SMMUEN before it makes its level-2 tables (Linux does), so they are only logged.
     const auto& f = loc.error();
-    if (f.kind == SteLookupFailure::Kind::fetch_abort) {
-      dev.problem = fmt::format("its STE could not be fetched at {:#x}: not in guest RAM", f.fetch_address);
-      record_config_event(EventId::F_STE_FETCH, dev.vsid, f.fetch_address);
-    } else {
-      dev.problem = "its StreamID is outside the stream table";
-      if (regs_->cr2().get(Cr2::RECINVSID)) record_config_event(EventId::C_BAD_STREAMID, dev.vsid, std::nullopt);
-    }
+    dev.problem = f.kind == SteLookupFailure::Kind::fetch_abort
+                      ? fmt::format("its STE could not be fetched at {:#x}: not in guest RAM", f.fetch_address)
+                      : std::string("its StreamID is outside the stream table (no level-2 table for it yet?)");
+    log::debug(kWhere, "{}: aborts: {}", device_name(dev), *dev.problem);
     return attach(dev, StreamState::abort, nullptr);
   }
   if (!ste->get(Ste::V)) {
@@ -288,7 +284,7 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
     ++stats_.bad_stes;
     dev.problem = *problem;
     log::info(kWhere, "{}: C_BAD_STE: {}", device_name(dev), *problem);
-    record_config_event(EventId::C_BAD_STE, dev.vsid, std::nullopt);
+    record_bad_ste(dev.vsid);
     return attach(dev, StreamState::abort, nullptr);
   }
   const StreamConfig config = ste->get(Ste::Config);
@@ -301,7 +297,7 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
     // previous configuration, which its new STE replaced.
     ++stats_.bad_stes;
     dev.problem = r.error().message;
-    record_config_event(EventId::C_BAD_STE, dev.vsid, std::nullopt);
+    record_bad_ste(dev.vsid);
     if (dev.state == StreamState::translate || dev.state == StreamState::bypass) return attach(dev, StreamState::abort, nullptr);
     if (dev.state == StreamState::blocked) return std::unexpected(r.error());
   }

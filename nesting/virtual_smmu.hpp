@@ -143,14 +143,18 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<void> reinstall(Device& dev);
   Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
   std::optional<std::string> check_vste(const smmu::Ste& ste) const;
-  void record_config_event(smmu::EventId id, std::uint32_t vsid, std::optional<std::uint64_t> fetch_addr);
+  void record_bad_ste(std::uint32_t vsid);
 
   // command queue (command_execution.cpp); mu_ held
   void run_command_queue();
   // Executes plan steps; returns the guest index of a command the host refused, if one was.
-  std::optional<std::uint32_t> forward(std::span<const smmu::Command> entries,
+  struct HostRefusal {
+    std::uint32_t guest_index = 0;  // the guest command the host refused
+    int err = 0;                    // the host's errno
+  };
+  std::optional<HostRefusal> forward(std::span<const smmu::Command> entries,
                                        std::span<const std::uint32_t> guest_index);
-  std::optional<std::uint32_t> invalidate(PhysicalSmmu& p);
+  std::optional<HostRefusal> invalidate(PhysicalSmmu& p);
 
   // events (event_forwarding.cpp); mu_ held
   Result<void> enable_event_queues();

@@ -138,6 +138,27 @@ TEST_F(CommandQueueSim, KernelRefusalMidBatchStopsOnThatGuestCommand) {
   }
 }
 
+// IHI 0070 7.1: a host that cannot carry out an invalidation now (HWPT_INVALIDATE failing with ENOMEM, not a
+// refusal of its contents) stops the queue with CERROR_ABT, which Linux's arm_smmu_cmdq_skip_err answers by
+// acknowledging without skipping: the command is fetched again and this time executed.
+TEST_F(CommandQueueSim, TransientHostFailureIsAbtAndTheCommandRunsOnRetry) {
+  auto g = make({{"nic0", -1, kNic0}});
+  ASSERT_TRUE(g);
+  stale_pages(*g, kNic0, "nic0.dma");
+  host->set_fail_nth(1);  // the next host call that allocates: this batch's HWPT_INVALIDATE
+  const std::uint32_t start = push_batch(*g, {cmd_tlbi_nh_va(0, kAsid, va(0))});
+  ASSERT_TRUE(host->fail_nth_fired());
+  host->set_fail_nth(0);
+  const auto err = must(g->driver().command_error());
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->cerror, Cerror::abt);
+  EXPECT_EQ(err->index, start);
+  EXPECT_TRUE(dma("nic0.dma", va(0), pattern(16, 3))) << "not executed yet: the stale entry still translates";
+  must(g->driver().acknowledge_command_error(/*skip=*/true));
+  EXPECT_FALSE(must(g->driver().command_error()).has_value());
+  EXPECT_FALSE(dma("nic0.dma", va(0), pattern(16, 4))) << "retried after the acknowledgement, and executed";
+}
+
 // kernel-uapi.md (hw_info flags): an SMMU with IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI must have every
 // TLBI/CFGI + SYNC issued twice; the vSMMU does it by repeating each HWPT_INVALIDATE. Without the erratum one
 // call carries the batch.
