@@ -258,6 +258,14 @@ class Flow {
     r_.check(std::ranges::all_of(ev->records, is_fault), "F_TRANSLATION reached the guest",
              fmt::format("every record F_TRANSLATION, SID = vSID {:#x}, InputAddr in B's page: {}", o_.vsid,
                          events_summary(*ev)));
+    // The vEVENTQ is as deep as the guest's queue: what does not fit is lost, and the guest's queue says so with
+    // EVENTQ_PROD.OVFLG (IHI 0070 7.4).
+    const std::uint64_t capacity = 1ULL << g_->driver().eventq_log2();
+    const std::uint64_t fit = std::min(o_.faults_per_blocked_page, capacity);
+    const bool overflow = o_.faults_per_blocked_page > capacity;
+    r_.check(ev->records.size() == fit && ev->overflow == overflow, "the guest's event queue: records and overflow",
+             fmt::format("{} records, overflow {} (expected {} of {} raised, overflow {}; queue of {})",
+                         ev->records.size(), ev->overflow, fit, o_.faults_per_blocked_page, overflow, capacity));
   }
 
   // 4. IHI 0070 5.2: an STE with Config = stage 2 on an SMMU without stage 2 is ILLEGAL: C_BAD_STE (7.3.4), and

@@ -61,6 +61,9 @@ struct FlowOptions {
   std::function<void()> release;
   // How long to wait for the first fault record on the event fds.
   std::chrono::milliseconds event_wait{3000};
+  // F_TRANSLATION records one blocked 4 KiB transfer raises: QEMU's DMA goes on after a fault in 4-byte pieces,
+  // each translated and recorded on its own (the sim profile's fault_retry_bytes = 4).
+  std::uint64_t faults_per_blocked_page = 1024;
   // GET_HW_INFO must report QEMU's SMMUv3 (kQemuSmmuv3*).
   bool expect_qemu_smmuv3 = true;
 };
