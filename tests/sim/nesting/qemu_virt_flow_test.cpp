@@ -78,6 +78,7 @@ TEST(QemuVirtFlow, TheE2eFlowPassesOnTheSimulatedQemuSmmu) {
   EXPECT_EQ(stats.objects, 0U);
   EXPECT_EQ(stats.ioas_areas, 0U);
   EXPECT_EQ(stats.veventq_fds, 0U);
+  // The flow's lines, as e2e_vsmmu prints them in the guest: on failure, or with VSMMU_FLOW_VERBOSE set.
   if (HasFailure() || std::getenv("VSMMU_FLOW_VERBOSE"))
     for (const auto& l : lines) fmt::print("{}\n", l);
 }
