@@ -759,9 +759,13 @@ Result<VfioDeviceInfo> KernelHost::device_info(DeviceId dev) {
 Result<VfioRegion> KernelHost::region_info(DeviceId dev, std::uint32_t index) {
   auto d = find_device(dev, "VFIO_DEVICE_GET_REGION_INFO");
   if (!d) return std::unexpected(d.error());
+  return region_info_of(d.value()->fd.get(), index, fmt::format("device {} ({})", dev, (*d)->label));
+}
+
+Result<VfioRegion> KernelHost::region_info_of(int device_fd, std::uint32_t index, std::string_view what) const {
   kabi::vfio_region_info req{.index = index};
-  if (int err = xioctl((*d)->fd.get(), kabi::kVfioDeviceGetRegionInfo, &req))
-    return ioctl_error({kRegionInfo}, err, release_, "reading region {} of device {} ({})", index, dev, (*d)->label);
+  if (int err = xioctl(device_fd, kabi::kVfioDeviceGetRegionInfo, &req))
+    return ioctl_error({kRegionInfo}, err, release_, "reading region {} of {}", index, what);
   return VfioRegion{index, req.flags, req.size, req.offset};
 }
 

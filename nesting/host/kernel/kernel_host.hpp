@@ -93,6 +93,9 @@ class KernelHost final : public Host {
   Result<int> device_fd(DeviceId dev) const;
   Result<VfioDeviceInfo> device_info(DeviceId dev);
   Result<VfioRegion> region_info(DeviceId dev, std::uint32_t index);
+  // The same on a cdev fd the caller holds: a dup of one it handed to bind_device_fd (VFIO allows region
+  // access only once the open file is bound). `what` names the device in the error.
+  Result<VfioRegion> region_info_of(int device_fd, std::uint32_t index, std::string_view what) const;
   const std::string& kernel_release() const { return release_; }
   // Every VFIO cdev (<vfio_devices_dir>/vfioN), sorted by N; empty when there are none or no such directory.
   static std::vector<std::string> vfio_devices(const KernelHostOptions& options = {});

@@ -416,6 +416,10 @@ Result<DmaEngineSpec> parse_dma_engine(const json& j, std::string path, std::str
   e.burst_bytes = burst;
   VSMMU_TRY(priv, n.boolean("privileged", false));
   e.privileged = priv;
+  VSMMU_TRY(retry, n.number("fault_retry_bytes", 0, 1ULL << 30, 0));
+  if ((retry & (retry - 1)) != 0)
+    return n.error("fault_retry_bytes", fmt::format("{} is not 0 or a power of two", retry));
+  e.fault_retry_bytes = retry;
   if (auto r = n.no_unknown_keys(); !r) return std::unexpected(r.error());
   return e;
 }

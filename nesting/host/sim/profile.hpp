@@ -84,12 +84,15 @@ struct DeviceSpec {
 };
 
 // A simulated DMA master on a device: splits a transfer into bursts, each translated by the SMMU on its own,
-// and stops at the first burst that faults (the bursts before it have landed).
+// and stops at the first burst that faults (the bursts before it have landed) - unless fault_retry_bytes is
+// set: then, as QEMU's DMA helpers do, it goes on through the rest of the transfer in pieces of that size, each
+// translated (and, if it faults, recorded) on its own, and the pieces that translate land.
 struct DmaEngineSpec {
   std::string name;
   std::size_t device = 0;            // index into HardwareProfile::devices
   std::uint64_t burst_bytes = 4096;  // power of two
   bool privileged = false;           // PnU of its transactions
+  std::uint64_t fault_retry_bytes = 0;  // 0: stop at the first fault; else a power of two (QEMU: 4)
 };
 
 struct HardwareProfile {

@@ -26,8 +26,8 @@
 
 namespace vsmmu::host::sim {
 
-// The outcome of a simulated DMA: the bursts before the first fault landed; the faulting one and the rest
-// did not.
+// The outcome of a simulated DMA: the bytes that landed (the bursts before the first fault; with
+// fault_retry_bytes, every piece that translated) and the first fault.
 struct DmaResult {
   std::uint64_t bytes = 0;
   std::optional<smmu::model::DmaFault> fault;

@@ -373,16 +373,22 @@ Result<DmaResult> SimHost::State::dma(std::string_view engine, std::uint64_t iov
   std::uint64_t done = 0;
   while (done < size) {
     const std::uint64_t a = iova + done;
-    const std::uint64_t chunk = std::min(size - done, spec.burst_bytes - (a & (spec.burst_bytes - 1)));
+    // After a fault, an engine with fault_retry_bytes goes on in pieces of that size.
+    const std::uint64_t unit = res.fault ? spec.fault_retry_bytes : spec.burst_bytes;
+    const std::uint64_t chunk = std::min(size - done, unit - (a & (unit - 1)));
     auto r = write ? model.dma_write(stream, a, write_from.subspan(done, chunk))
                    : model.dma_read(stream, a, read_into.subspan(done, chunk));
-    if (!r) {
-      res.fault = r.error();
-      break;
+    if (r) {
+      res.bytes += chunk;
+      done += chunk;
+      continue;
     }
-    done += chunk;
+    const bool first = !res.fault;
+    if (first) res.fault = r.error();
+    if (!spec.fault_retry_bytes) break;
+    // The faulting burst moved nothing: it is done again in pieces, its fault standing for its first piece's.
+    done += first ? std::min(chunk, spec.fault_retry_bytes - (a & (spec.fault_retry_bytes - 1))) : chunk;
   }
-  res.bytes = done;
   if (!interrupts_deferred) handle_events();
   return res;
 }

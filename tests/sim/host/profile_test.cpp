@@ -114,6 +114,9 @@ TEST(SimProfiles, ErrorsNameFileKeyAndAllowedValues) {
   expect_mentions(hw_error(R"({"kind": "hardware", "name": "t", "smmus": [{"name": "s0"}],
       "root_complexes": [{"name": "rc0", "smmu": "s0"}], "devices": [{"name": "a", "bdf": "00:01.0", "root_complex": "rc0"}],
       "dma_engines": [{"name": "e", "device": "a", "burst_bytes": 3000}]})"), {"dma_engines[0].burst_bytes", "power of two"});
+  expect_mentions(hw_error(R"({"kind": "hardware", "name": "t", "smmus": [{"name": "s0"}],
+      "root_complexes": [{"name": "rc0", "smmu": "s0"}], "devices": [{"name": "a", "bdf": "00:01.0", "root_complex": "rc0"}],
+      "dma_engines": [{"name": "e", "device": "a", "fault_retry_bytes": 3}]})"), {"dma_engines[0].fault_retry_bytes", "power of two"});
   expect_mentions(hw_error(R"({"kind": "kernel", "name": "t"})"), {"kind", "hardware profile is needed"});
   expect_mentions(hw_error("{not json"), {"test.json", "not valid JSON"});
 

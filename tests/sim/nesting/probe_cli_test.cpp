@@ -76,6 +76,26 @@ TEST(ProbeCli, SimTextVerdictsAndProfiles) {
   expect_in(forward.out, "nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): yes");
 }
 
+// The simulated QEMU SMMUv3 says what `vsmmu probe` said in the e2e guest on the real one (tests/e2e: e2e_probe_canwbs,
+// e2e_probe_no_canwbs): edu nests on the CANWBS root complex; without CANWBS IOMMU_VIOMMU_ALLOC is refused for the
+// missing S2FWB and CANWBS; the same features, the same steps, and no guest ID registers for a 48-bit IPA space on
+// a 44-bit OAS.
+TEST(ProbeCli, SimQemuVirtSaysWhatTheRealKernelSaid) {
+  const auto r = vsmmu("probe --host sim --hardware qemu-virt");
+  EXPECT_EQ(r.status, 1) << r.out;
+  expect_in(r.out, "edu (0000:00:01.0, root complex pcie0, SMMU smmuv3, StreamID 0x8)\n  nesting: possible\n");
+  expect_in(r.out, "  physical SMMU: stage 1+2, no S2FWB, no HTTU, RIL, no ATS, SIDSIZE 16, SSIDSIZE 0, OAS 44, "
+                   "granules 4K 16K 64K\n  done: bind, GET_HW_INFO, ARM SMMUv3, IOAS, NEST_PARENT HWPT, attach to "
+                   "NEST_PARENT, vIOMMU, vDEVICE, nested HWPT (abort), attach to nested HWPT\n");
+  expect_in(r.out, "  nesting: not possible: edu-nocanwbs is behind SMMU smmuv3 without S2FWB (IDR3.FWB = 0) and root "
+                   "complex pcie1 without CANWBS");
+  expect_in(r.out, "to test, override the table: `vsmmu iort patch --canwbs`");
+  expect_in(r.out, "  done: bind, GET_HW_INFO, ARM SMMUv3, IOAS, NEST_PARENT HWPT, attach to NEST_PARENT\n  refused: vIOMMU: "
+                   "IOMMU_VIOMMU_ALLOC");
+  expect_in(r.out, "nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): no: the SMMU has no HTTU dirty state");
+  expect_in(r.out, "OAS 44 bits cannot reach the guest's 48-bit physical address space");
+}
+
 TEST(ProbeCli, UsageErrorsExitTwoAndHelpHasAnExample) {
   EXPECT_EQ(vsmmu("probe --hardware minimal").status, 2);  // --hardware without --host sim
   EXPECT_EQ(vsmmu("probe --host xen").status, 2);

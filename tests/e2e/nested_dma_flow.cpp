@@ -1,0 +1,409 @@
+#include "tests/e2e/nested_dma_flow.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "smmu/command.hpp"
+#include "smmu/driver/commands.hpp"
+#include "smmu/event.hpp"
+#include "smmu/format.hpp"
+#include "smmu/registers.hpp"
+#include "smmu/ste.hpp"
+
+namespace vsmmu::e2e {
+
+using namespace smmu;
+using namespace smmu::driver;
+using nesting::GuestHarness;
+
+bool Report::check(bool ok, std::string name, std::string detail) {
+  steps_.push_back({std::move(name), ok, std::move(detail)});
+  if (on_step_) on_step_(steps_.back());
+  return ok;
+}
+
+void Report::note(std::string name, std::string detail) {
+  steps_.push_back({std::move(name), true, std::move(detail), true});
+  if (on_step_) on_step_(steps_.back());
+}
+
+std::size_t Report::failures() const {
+  return static_cast<std::size_t>(std::ranges::count_if(steps_, [](const StepResult& s) { return !s.ok; }));
+}
+
+std::string format_step(const StepResult& s) {
+  return fmt::format("{} {}: {}", s.info ? "INFO" : s.ok ? "PASS" : "FAIL", s.name, s.detail);
+}
+
+namespace {
+
+constexpr std::uint64_t kPage = 4096;
+constexpr std::uint16_t kAsid = 1;
+// Stage-1 VAs below 256 MiB: edu masks its DMA addresses to 28 bits.
+constexpr std::uint64_t kVaA = 0x0020'0000;  // the source page
+constexpr std::uint64_t kVaB = 0x0030'0000;  // the destination page
+constexpr std::uint64_t kVaC = 0x0040'0000;  // the page DMA must not reach behind an invalid vSTE
+
+std::vector<std::byte> pattern(std::uint8_t seed) {
+  std::vector<std::byte> v(kPage);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::byte(static_cast<std::uint8_t>(seed + i * 13 + (i >> 8)));
+  return v;
+}
+
+bool equals(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+bool all_zero(std::span<const std::byte> a) {
+  return std::ranges::all_of(a, [](std::byte b) { return b == std::byte{0}; });
+}
+
+std::string events_summary(const DrainedEvents& ev) {
+  std::string s = fmt::format("{} record(s){}", ev.records.size(), ev.overflow ? ", queue overflowed" : "");
+  if (!ev.records.empty()) s += fmt::format("; first: {}", to_string(ev.records.front()));
+  return s;
+}
+
+// Everything the guest's event queue receives until `first` passes with nothing, or `quiet` passes with nothing
+// more after a record (the kernel delivers a faulting transfer's records over time).
+Result<DrainedEvents> wait_for_events(GuestHarness& g, std::chrono::milliseconds first, std::chrono::milliseconds quiet) {
+  DrainedEvents all;
+  auto wait = first;
+  for (;;) {
+    std::vector<pollfd> fds;
+    for (int fd : g.vsmmu().event_fds()) fds.push_back({fd, POLLIN, 0});
+    const int n = ::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
+    if (n < 0 && errno != EINTR) return fail(errno, "poll", "polling the vEVENTQ fds: {}", std::strerror(errno));
+    auto ev = g.events();
+    if (!ev) return std::unexpected(ev.error());
+    all.overflow |= ev->overflow;
+    all.records.insert(all.records.end(), ev->records.begin(), ev->records.end());
+    if (n <= 0 && ev->records.empty()) return all;
+    wait = quiet;
+  }
+}
+
+Result<std::uint32_t> read32(GuestHarness& g, const RegisterInfo& reg) {
+  auto v = g.vsmmu().mmio_read(reg.offset, 4);
+  if (!v) return std::unexpected(v.error());
+  return static_cast<std::uint32_t>(*v);
+}
+
+class Flow {
+ public:
+  Flow(host::Host& host, CopyDevice& device, const FlowOptions& o, Report& r)
+      : host_(host), dev_(device), o_(o), r_(r) {}
+
+  void run() {
+    if (!hw_info()) return;
+    if (!start()) return;
+    if (dma_through_both_stages()) {
+      unmap_blocks_and_faults();
+      invalid_vste();
+      command_batch();
+      host_refusals();
+    }
+    teardown();
+  }
+
+ private:
+  bool ok(const Result<void>& res, std::string name) {
+    return r_.check(res.has_value(), std::move(name), res ? "done" : res.error().to_string());
+  }
+  template <class T>
+  std::optional<T> must(Result<T> res, std::string name) {
+    if (!res) {
+      r_.check(false, std::move(name), res.error().to_string());
+      return std::nullopt;
+    }
+    return std::move(*res);
+  }
+
+  // 1a. IOMMU_GET_HW_INFO on a bind of our own: the physical SMMU the vSMMU's ID registers come from.
+  bool hw_info() {
+    auto dev = must(host_.bind_device(o_.path), fmt::format("bind {}", o_.path));
+    if (!dev) return false;
+    auto hw = must(host_.get_hw_info(*dev), "IOMMU_GET_HW_INFO");
+    if (auto u = host_.unbind_device(*dev); !u) r_.check(false, "unbind after GET_HW_INFO", u.error().to_string());
+    if (!hw) return false;
+    hw_ = *hw;
+    const bool qemu = hw->idr == kQemuSmmuv3Idr && hw->iidr == kQemuSmmuv3Iidr && hw->aidr == kQemuSmmuv3Aidr;
+    return r_.check(hw->type == host::uapi::kHwInfoTypeArmSmmuv3 && (qemu || !o_.expect_qemu_smmuv3),
+                    "GET_HW_INFO: the physical SMMU",
+                    fmt::format("type {} idr {:#010x} iidr {:#x} aidr {:#x} capabilities {:#x}{}", hw->type,
+                                fmt::join(hw->idr, " "), hw->iidr, hw->aidr, hw->capabilities,
+                                qemu ? " (QEMU's SMMUv3)" : " (expected QEMU's SMMUv3: type 2, kQemuSmmuv3*)"));
+  }
+
+  // 1b. The vSMMU over GET_HW_INFO; the guest driver probes and enables it.
+  bool start() {
+    nesting::GuestHarnessConfig c;
+    c.vsmmu.wishes.ipa_bits = 40;  // guest RAM at 1 GiB; QEMU's SMMU has a 44-bit OAS
+    c.devices = {o_.bind()};
+    c.devices[0].vsid = o_.vsid;
+    c.ram_size = 32ULL << 20;
+    c.table_pool_size = 8ULL << 20;
+    auto g = GuestHarness::create(host_, c);
+    if (!r_.check(g.has_value(), "vSMMU created, guest driver probed and enabled it",
+                  g ? fmt::format("{} host objects", (*g)->vsmmu().host_objects()) : g.error().to_string()))
+      return false;
+    g_ = std::move(*g);
+
+    // What the guest reads from the ID registers (MMIO), against the physical SMMU's.
+    const auto& ids = g_->vsmmu().id_registers();
+    std::array<std::uint32_t, 6> read{};
+    const std::array<RegisterInfo, 6> idr_regs = {regs::IDR0, regs::IDR1, regs::IDR2, regs::IDR3, regs::IDR4, regs::IDR5};
+    for (std::size_t i = 0; i < read.size(); ++i) {
+      auto v = must(read32(*g_, idr_regs[i]), fmt::format("read {}", idr_regs[i].name));
+      if (!v) return false;
+      read[i] = *v;
+    }
+    const auto h0 = Idr0::of(hw_.idr[0]);
+    const auto h1 = Idr1::of(hw_.idr[1]);
+    const auto h3 = Idr3::of(hw_.idr[3]);
+    const auto h5 = Idr5::of(hw_.idr[5]);
+    const auto g0 = Idr0::of(read[0]);
+    const auto g1 = Idr1::of(read[1]);
+    const auto g3 = Idr3::of(read[3]);
+    const auto g5 = Idr5::of(read[5]);
+    const bool same_as_state = read[0] == ids.idr0.value() && read[1] == ids.idr1.value() &&
+                               read[3] == ids.idr3.value() && read[5] == ids.idr5.value();
+    // nesting/id_registers.hpp: stage 1 only; ST_LEVEL, granules, RIL, BBML, IIDR/AIDR from the host; OAS from
+    // the guest's 40-bit IPA space, at most the host's.
+    const bool derived = g0.get(Idr0::S1P) && !g0.get(Idr0::S2P) && g0.get(Idr0::HTTU) == Httu::none &&
+                         g0.get(Idr0::ST_LEVEL) == h0.get(Idr0::ST_LEVEL) &&
+                         g1.get(Idr1::SIDSIZE) <= h1.get(Idr1::SIDSIZE) && g3.get(Idr3::RIL) == h3.get(Idr3::RIL) &&
+                         g3.get(Idr3::BBML) == h3.get(Idr3::BBML) && !g3.get(Idr3::FWB) && g5.oas_bits() == 40 &&
+                         g5.oas_bits() <= h5.oas_bits() && g5.get(Idr5::GRAN4K) == h5.get(Idr5::GRAN4K) &&
+                         ids.iidr.value() == hw_.iidr && ids.aidr.value() == hw_.aidr;
+    r_.check(same_as_state && derived, "guest ID registers derived from GET_HW_INFO",
+             fmt::format("guest IDR0 {:#010x} IDR1 {:#010x} IDR3 {:#010x} IDR5 {:#010x} IIDR {:#x} AIDR {:#x}", read[0],
+                         read[1], read[3], read[5], ids.iidr.value(), ids.aidr.value()));
+
+    auto cr0 = must(read32(*g_, regs::CR0ACK), "read CR0ACK");
+    const auto& drv = g_->driver();
+    r_.check(cr0 && Cr0::of(*cr0).get(Cr0::SMMUEN), "guest driver enabled the vSMMU",
+             fmt::format("CR0ACK {:#x}; {} stream table, {} SID bits, command queue 2^{}, event queue 2^{}",
+                         cr0.value_or(0), drv.strtab_format() == StreamTableFormat::linear ? "linear" : "2-level",
+                         drv.sid_bits(), drv.cmdq_log2(), drv.eventq_log2()));
+    return ok(dev_.prepare(), "device ready (bus mastering, registers)");
+  }
+
+  // 2. Stage 1 VA -> GPA, stage 2 GPA -> host memory: the copy A -> device -> B lands in B's page only.
+  bool dma_through_both_stages() {
+    std::array<std::uint64_t, 5> pages{};  // A's page, a guard, B's page, a guard, C's page
+    for (auto& p : pages) {
+      auto a = must(g_->alloc(kPage), "guest RAM page");
+      if (!a) return false;
+      p = *a;
+    }
+    src_ = pages[0];
+    dst_ = pages[2];
+    third_ = pages[4];
+    guards_ = {pages[1], pages[3]};
+    const auto first = pattern(0x5a);
+    std::ranges::copy(first, g_->bytes(src_, kPage).begin());
+    for (auto [va, gpa] : {std::pair{kVaA, src_}, {kVaB, dst_}, {kVaC, third_}})
+      if (!ok(g_->map(kAsid, va, gpa, kPage), fmt::format("stage-1 map VA {:#x} -> GPA {:#x}", va, gpa))) return false;
+    if (!ok(g_->attach(o_.vsid, kAsid), fmt::format("CD (ASID {}) + STE (S1 translate) for vSID {:#x}", kAsid, o_.vsid)))
+      return false;
+    auto st = g_->vsmmu().stream_status(o_.vsid);
+    r_.check(st && st->state == nesting::StreamState::translate, "vSTE installed as a nested HWPT",
+             st ? (st->problem ? *st->problem : "translating") : st.error().to_string());
+
+    if (!ok(dev_.to_device(kVaA, kPage), "DMA RAM -> device (VA A)")) return false;
+    if (!ok(dev_.from_device(kVaB, kPage), "DMA device -> RAM (VA B)")) return false;
+    const bool landed = equals(g_->bytes(dst_, kPage), first);
+    r_.check(landed, "the pattern landed at B's GPA",
+             fmt::format("VA {:#x} -> GPA {:#x}: {}", kVaB, dst_, landed ? "4096 bytes equal" : "differs"));
+    r_.check(equals(g_->bytes(src_, kPage), first) && all_zero(g_->bytes(guards_[0], kPage)) &&
+                 all_zero(g_->bytes(guards_[1], kPage)) && all_zero(g_->bytes(third_, kPage)),
+             "no other page touched", "A's page unchanged, the guard pages and C's page still zero");
+    return landed;
+  }
+
+  // 3. IHI 0070 4.4.2 TLBI_NH_VA + 4.7 CMD_SYNC: after unmap + invalidation the device cannot reach B; the fault
+  // is F_TRANSLATION (7.3.12) with the vSID, through the vEVENTQ into the guest's event queue.
+  void unmap_blocks_and_faults() {
+    const auto before = g_->vsmmu().stats();
+    if (!ok(g_->unmap(kAsid, kVaB, kPage), "unmap B + TLBI_NH_VA + CMD_SYNC")) return;
+    const auto after = g_->vsmmu().stats();
+    r_.check(after.invalidate_calls == before.invalidate_calls + 1 && after.forwarded > before.forwarded,
+             "the TLBI reached the host in one HWPT_INVALIDATE",
+             fmt::format("{} call(s), {} entr(ies) forwarded", after.invalidate_calls - before.invalidate_calls,
+                         after.forwarded - before.forwarded));
+    // The device's buffer gets a second pattern, so a copy to B that got through would show.
+    const auto second = pattern(0xa5);
+    std::ranges::copy(second, g_->bytes(src_, kPage).begin());
+    if (!ok(dev_.to_device(kVaA, kPage), "DMA RAM -> device (VA A, second pattern)")) return;
+    if (!ok(dev_.from_device(kVaB, kPage), "DMA device -> RAM (VA B, unmapped)")) return;
+    r_.check(equals(g_->bytes(dst_, kPage), pattern(0x5a)), "the DMA to unmapped B was blocked",
+             "B's page still holds the first pattern");
+    auto ev = must(wait_for_events(*g_, o_.event_wait, std::chrono::milliseconds(300)), "guest event queue");
+    if (!ev) return;
+    const auto is_fault = [&](const Event& e) {
+      return e.get(Event::ID) == EventId::F_TRANSLATION && e.get(Event::SID) == o_.vsid &&
+             e.get(Event::InputAddr) >= kVaB && e.get(Event::InputAddr) < kVaB + kPage;
+    };
+    if (ev->records.empty()) {
+      r_.check(false, "F_TRANSLATION reached the guest",
+               "no event record reached the guest's event queue although the DMA was blocked");
+      return;
+    }
+    r_.check(std::ranges::all_of(ev->records, is_fault), "F_TRANSLATION reached the guest",
+             fmt::format("every record F_TRANSLATION, SID = vSID {:#x}, InputAddr in B's page: {}", o_.vsid,
+                         events_summary(*ev)));
+    // The vEVENTQ is as deep as the guest's queue: what does not fit is lost, and the guest's queue says so with
+    // EVENTQ_PROD.OVFLG (IHI 0070 7.4).
+    const std::uint64_t capacity = 1ULL << g_->driver().eventq_log2();
+    const std::uint64_t fit = std::min(o_.faults_per_blocked_page, capacity);
+    const bool overflow = o_.faults_per_blocked_page > capacity;
+    r_.check(ev->records.size() == fit && ev->overflow == overflow, "the guest's event queue: records and overflow",
+             fmt::format("{} records, overflow {} (expected {} of {} raised, overflow {}; queue of {})",
+                         ev->records.size(), ev->overflow, fit, o_.faults_per_blocked_page, overflow, capacity));
+  }
+
+  // 4. IHI 0070 5.2: an STE with Config = stage 2 on an SMMU without stage 2 is ILLEGAL: C_BAD_STE (7.3.4), and
+  // the stream aborts its transactions.
+  void invalid_vste() {
+    const auto bad = Ste{}.set(Ste::V, true).set(Ste::Config, StreamConfig::s2_translate);
+    if (!ok(g_->driver().install_ste(o_.vsid, bad), "install vSTE V=1 Config=S2 + CFGI_STE + CMD_SYNC")) return;
+    auto st = g_->vsmmu().stream_status(o_.vsid);
+    r_.check(st && st->state != nesting::StreamState::translate && st->problem, "the vSMMU refused the vSTE",
+             st ? st->problem.value_or("no problem recorded") : st.error().to_string());
+    auto ev = must(wait_for_events(*g_, std::chrono::milliseconds(200), std::chrono::milliseconds(100)),
+                   "guest event queue");
+    if (ev)
+      r_.check(ev->records.size() == 1 && ev->records[0].get(Event::ID) == EventId::C_BAD_STE &&
+                   ev->records[0].get(Event::SID) == o_.vsid,
+               "the guest read C_BAD_STE with its vSID", events_summary(*ev));
+    // The buffer still holds the second pattern; C is mapped at stage 1, but the stream must not translate.
+    if (!ok(dev_.from_device(kVaC, kPage), "DMA device -> RAM (VA C, behind the invalid vSTE)")) return;
+    r_.check(all_zero(g_->bytes(third_, kPage)), "the device's DMA was blocked", "C's page still zero");
+    auto after = must(wait_for_events(*g_, std::chrono::milliseconds(500), std::chrono::milliseconds(100)),
+                      "guest event queue");
+    if (after)  // Config = abort records no event (IHI 0070 5.2, STE.Config 0b000)
+      r_.check(after->records.empty(), "no event for DMA on the aborting stream", events_summary(*after));
+    ok(g_->attach(o_.vsid, kAsid), "valid vSTE again");
+  }
+
+  // 5. IHI 0070 7.1: a command the SMMU cannot execute stops the queue on it, CMDQ_CONS.ERR = CERROR_ILL, CONS
+  // pointing at it, everything before it done. TLBI_S2_IPA is ILLEGAL without stage 2 (4.4.3).
+  void command_batch() {
+    const auto before = g_->vsmmu().stats();
+    auto prod = must(read32(*g_, regs::CMDQ_PROD), "read CMDQ_PROD");
+    if (!prod) return;
+    const std::array cmds = {cmd_tlbi_nh_va(0, kAsid, kVaA), cmd_tlbi_nh_va(0, kAsid, kVaC),
+                             cmd_tlbi_s2_ipa(0, 0x4000'0000), cmd_tlbi_nh_va(0, kAsid, kVaB)};
+    auto issued = g_->driver().issue(cmds);
+    r_.check(!issued && issued.error().err == EIO, "[TLBI_NH_VA, TLBI_NH_VA, TLBI_S2_IPA, TLBI_NH_VA] + CMD_SYNC stops",
+             issued ? "the queue completed" : issued.error().to_string());
+    auto err = must(g_->driver().command_error(), "command_error()");
+    if (!err) return;
+    const auto mask = (1U << g_->driver().cmdq_log2()) - 1;
+    const std::uint32_t at = *err ? (((*err)->index - QueueProd::of(*prod).get(QueueProd::WR)) & mask) : 0;
+    r_.check(*err && (*err)->cerror == Cerror::ill && at == 2 && (*err)->command &&
+                 (*err)->command->get(Command::Opcode) == Opcode::TLBI_S2_IPA,
+             "CMDQ_CONS.ERR = CERROR_ILL at index 2",
+             *err ? fmt::format("CERROR {} at index {} ({})", static_cast<unsigned>((*err)->cerror), at,
+                                (*err)->command ? to_string(*(*err)->command) : "unreadable")
+                  : "no command error");
+    const auto mid = g_->vsmmu().stats();
+    r_.check(mid.invalidate_calls == before.invalidate_calls + 1 && mid.forwarded == before.forwarded + 2,
+             "the two commands before it went to the host in one HWPT_INVALIDATE",
+             fmt::format("{} call(s), {} entr(ies)", mid.invalidate_calls - before.invalidate_calls,
+                         mid.forwarded - before.forwarded));
+    // As arm_smmu_cmdq_skip_err: replace it by CMD_SYNC, acknowledge GERROR.CMDQ_ERR, and the queue resumes.
+    if (!ok(g_->driver().acknowledge_command_error(true), "acknowledge the error (GERRORN), skip the command")) return;
+    if (!ok(g_->driver().issue(std::span<const Command>{}), "CMD_SYNC after the acknowledgement")) return;
+    const auto after = g_->vsmmu().stats();
+    r_.check(after.forwarded == before.forwarded + 3 && after.command_errors == before.command_errors + 1,
+             "the command after it ran once the queue resumed",
+             fmt::format("{} entr(ies) forwarded in {} call(s), {} command error(s)", after.forwarded - before.forwarded,
+                         after.invalidate_calls - before.invalidate_calls, after.command_errors - before.command_errors));
+  }
+
+  // 5b. Edge cases the planner forwards (fields a stage-1-only SMMU ignores or that do not fit the CD's granule):
+  // a host refusal would reach the guest as CERROR_ILL on the command. The kernel passes vIOMMU invalidation
+  // fields through unchecked (kernel profile "upstream": strict_invalidation_fields = false), so it accepts them
+  // all; a CFGI_CD for a StreamID with no device has nothing to invalidate and is not forwarded (the kernel
+  // would refuse its unknown vSID with EIO).
+  void host_refusals() {
+    struct Probe {
+      std::string name;
+      Command cmd;
+      std::uint64_t forwarded = 1;
+    };
+    const auto nh_va = cmd_tlbi_nh_va(0, kAsid, kVaA);
+    const std::vector<Probe> probes = {
+        {"TLBI_NH_ALL", cmd_tlbi_nh_all()},
+        {"TLBI_NH_ASID 0xffff", cmd_tlbi_nh_asid(0, 0xffff)},
+        {"TLBI_NH_VAA", cmd_tlbi_nh_vaa(0, kVaA)},
+        {"TLBI_NH_VA with VMID 5", cmd_tlbi_nh_va(5, kAsid, kVaA)},
+        {"TLBI_NH_VA range TG=4K SCALE=0 NUM=31", Command(nh_va).set(Command::TG, 1U).set(Command::NUM, 31U)},
+        {"TLBI_NH_VA range TG=64K SCALE=20 NUM=31 TTL=3",
+         Command(nh_va).set(Command::TG, 3U).set(Command::SCALE, 20U).set(Command::NUM, 31U).set(Command::TTL, 3U)},
+        {"TLBI_NH_VA VA bit 63", cmd_tlbi_nh_va(0, kAsid, 0xffff'ffff'ffff'f000)},
+        {"CFGI_CD vSID SSID 0", cmd_cfgi_cd(o_.vsid, 0)},
+        {"CFGI_CD_ALL vSID", cmd_cfgi_cd_all(o_.vsid)},
+        {"CFGI_CD for a vSID without a device", cmd_cfgi_cd(o_.vsid + 1, 0), 0},
+    };
+    for (const auto& p : probes) {
+      const auto before = g_->vsmmu().stats();
+      auto r = g_->driver().issue(p.cmd);
+      const auto after = g_->vsmmu().stats();
+      const auto forwarded = after.forwarded - before.forwarded;
+      r_.check(r && forwarded == p.forwarded, fmt::format("{}: {}", p.name, p.forwarded ? "forwarded, the host accepts it" : "not forwarded"),
+               r ? fmt::format("completed; {} entr(ies) forwarded in {} call(s)", forwarded,
+                               after.invalidate_calls - before.invalidate_calls)
+                 : fmt::format("the guest sees {}", r.error().to_string()));
+      if (!r) {  // skip it, as arm_smmu_cmdq_skip_err, so the next probe runs
+        (void)g_->driver().acknowledge_command_error(true);
+        (void)g_->driver().issue(std::span<const Command>{});
+      }
+    }
+  }
+
+  // 6. Teardown: every host object goes with the vSMMU; the device can serve a second vSMMU after.
+  void teardown() {
+    g_.reset();
+    r_.note("first vSMMU destroyed", "guest RAM, IOAS, HWPTs, vIOMMU, vDEVICE, vEVENTQ released");
+    if (o_.release) o_.release();
+    nesting::GuestHarnessConfig c;
+    c.vsmmu.wishes.ipa_bits = 40;
+    c.devices = {{o_.path, -1, o_.vsid}};
+    c.ram_size = 16ULL << 20;
+    c.table_pool_size = 4ULL << 20;
+    auto g = GuestHarness::create(host_, c);
+    if (!r_.check(g.has_value(), "a second vSMMU binds the device again", g ? "created" : g.error().to_string())) return;
+    auto page = must((*g)->alloc(kPage), "second vSMMU: guest RAM page");
+    if (page && ok((*g)->map(kAsid, kVaA, *page, kPage), "second vSMMU: map") &&
+        ok((*g)->attach(o_.vsid, kAsid), "second vSMMU: attach")) {
+      auto st = (*g)->vsmmu().stream_status(o_.vsid);
+      r_.check(st && st->state == nesting::StreamState::translate, "second vSMMU: the stream translates",
+               st ? "translating" : st.error().to_string());
+    }
+  }
+
+  host::Host& host_;
+  CopyDevice& dev_;
+  const FlowOptions& o_;
+  Report& r_;
+  host::HwInfo hw_;
+  std::unique_ptr<GuestHarness> g_;
+  std::uint64_t src_ = 0, dst_ = 0, third_ = 0;
+  std::array<std::uint64_t, 2> guards_{};
+};
+
+}  // namespace
+
+void run_nested_dma_flow(host::Host& host, CopyDevice& device, const FlowOptions& options, Report& report) {
+  Flow(host, device, options, report).run();
+}
+
+}  // namespace vsmmu::e2e

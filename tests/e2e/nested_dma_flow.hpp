@@ -1,0 +1,98 @@
+// The e2e tier's main flow, shared by the guest program e2e_vsmmu (the real arm-smmu-v3 + iommufd driver on
+// QEMU's SMMUv3 and edu device) and the sim test that runs it on the simulated host's "qemu-virt" profile, so
+// that the simulator is held to what the real kernel does.
+//
+// A GuestHarness (guest RAM as a memfd mapped into the IOAS, a VirtualSmmu, the scripted guest driver) over any
+// Host; a device with a 4 KiB buffer of its own that copies guest memory in and out (QEMU's edu; a simulated
+// DMA engine). Every host-side step goes through the VirtualSmmu, driven by the guest driver:
+//   1. GET_HW_INFO and the guest's ID registers derived from it; the driver probes and enables the vSMMU;
+//   2. stage 1 maps VA A (a pattern) and VA B; the device copies A -> its buffer -> B; B holds the pattern and
+//      no other page changed;
+//   3. unmap B + TLBI_NH_VA + CMD_SYNC: the copy to B is blocked and F_TRANSLATION with the vSID reaches the
+//      guest's event queue;
+//   4. an ILLEGAL vSTE (stage-2 Config on a stage-1-only vSMMU): C_BAD_STE, and the device's DMA is blocked;
+//   5. a command batch with an illegal command at index 2: the commands before it go to the host in one
+//      HWPT_INVALIDATE, CMDQ_CONS.ERR = CERROR_ILL at index 2; then edge-case commands the planner forwards,
+//      which the host accepts (Linux 7.3 checks no invalidation fields);
+//   6. teardown, and a second vSMMU on the same device after it.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nesting/guest_harness.hpp"
+#include "nesting/host/host.hpp"
+#include "smmu/error.hpp"
+
+namespace vsmmu::e2e {
+
+// A DMA master with a buffer of its own, as QEMU's edu device (docs/e2e.md). Addresses are IOVAs (here guest
+// stage-1 VAs). A transfer the SMMU blocks is not an error of the call: edu cannot tell, so the flow checks
+// memory and the guest's event queue.
+class CopyDevice {
+ public:
+  static constexpr std::uint64_t kBufferBytes = 4096;
+  virtual ~CopyDevice() = default;
+  // Called once the vSMMU has bound the device (a VFIO cdev allows region access only then).
+  virtual Result<void> prepare() = 0;
+  virtual Result<void> to_device(std::uint64_t iova, std::uint64_t len) = 0;    // RAM -> buffer
+  virtual Result<void> from_device(std::uint64_t iova, std::uint64_t len) = 0;  // buffer -> RAM
+};
+
+// The physical SMMU the e2e tier runs on: QEMU 11.1's emulated SMMUv3 (-M virt,iommu=smmuv3) as the real
+// kernel's IOMMU_GET_HW_INFO reported it. The sim profile "qemu-virt" must report the same.
+inline constexpr std::array<std::uint32_t, 6> kQemuSmmuv3Idr = {0x0d44101b, 0x02730010, 0, 0x00001414, 0, 0x74};
+inline constexpr std::uint32_t kQemuSmmuv3Iidr = 0;
+inline constexpr std::uint32_t kQemuSmmuv3Aidr = 1;
+
+struct FlowOptions {
+  // The device behind the vSMMU. `bind` is what the vSMMU binds (a cdev fd it takes over, or a path/name);
+  // made anew for each vSMMU. `path` names the device for a bind of its own (GET_HW_INFO, the second vSMMU).
+  std::function<nesting::DeviceSpec()> bind;
+  std::string path;
+  std::uint32_t vsid = 0x10;
+  // After the first vSMMU is gone: drop what the caller holds on the device (its BAR mapping and cdev fd), so
+  // that the kernel unbinds it and a second vSMMU can bind it again.
+  std::function<void()> release;
+  // How long to wait for the first fault record on the event fds.
+  std::chrono::milliseconds event_wait{3000};
+  // F_TRANSLATION records one blocked 4 KiB transfer raises: QEMU's DMA goes on after a fault in 4-byte pieces,
+  // each translated and recorded on its own (the sim profile's fault_retry_bytes = 4).
+  std::uint64_t faults_per_blocked_page = 1024;
+  // GET_HW_INFO must report QEMU's SMMUv3 (kQemuSmmuv3*).
+  bool expect_qemu_smmuv3 = true;
+};
+
+struct StepResult {
+  std::string name;
+  bool ok = false;
+  std::string detail;
+  bool info = false;  // a fact reported, not a check
+};
+
+// The flow's steps as they finish, each also handed to `on_step` at once (the guest prints it).
+class Report {
+ public:
+  explicit Report(std::function<void(const StepResult&)> on_step = {}) : on_step_(std::move(on_step)) {}
+  bool check(bool ok, std::string name, std::string detail);
+  // A fact, not a check (printed as INFO, never failing).
+  void note(std::string name, std::string detail);
+  const std::vector<StepResult>& steps() const { return steps_; }
+  std::size_t failures() const;
+
+ private:
+  std::function<void(const StepResult&)> on_step_;
+  std::vector<StepResult> steps_;
+};
+
+// "PASS name: detail", "FAIL ...", "INFO ...": the lines the e2e program prints.
+std::string format_step(const StepResult& s);
+
+void run_nested_dma_flow(host::Host& host, CopyDevice& device, const FlowOptions& options, Report& report);
+
+}  // namespace vsmmu::e2e
