@@ -74,11 +74,16 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
   dev->vsid = spec.vsid;
   dev->name = spec.path.empty() ? fmt::format("fd {}", spec.fd) : spec.path;
   const std::string what = device_name(*dev);
+  // A vSID wider than SIDSIZE could never be named by the guest's commands (kernel-uapi.md: refuse it yourself).
+  const auto vsid_fits = [&](const GuestIdRegisters& ids) -> Result<void> {
+    if (std::uint64_t{spec.vsid} >> ids.idr1.get(Idr1::SIDSIZE) == 0) return {};
+    return fail(EINVAL, kWhere, "{}: vSID {:#x} does not fit the vSMMU's {} StreamID bits (IDR1.SIDSIZE)", what,
+                spec.vsid, ids.idr1.get(Idr1::SIDSIZE));
+  };
   if (devices_.contains(spec.vsid))
     return fail(EEXIST, kWhere, "{}: vSID {:#x} is already used by {}", what, spec.vsid, devices_[spec.vsid]->name);
-  if (regs_ && std::uint64_t{spec.vsid} >> ids_.idr1.get(Idr1::SIDSIZE) != 0)
-    return fail(EINVAL, kWhere, "{}: vSID {:#x} does not fit the vSMMU's {} StreamID bits (IDR1.SIDSIZE)", what,
-                spec.vsid, ids_.idr1.get(Idr1::SIDSIZE));
+  if (regs_)
+    if (auto r = vsid_fits(ids_); !r) return r;
 
   ++stats_.host_calls;
   auto id = spec.fd >= 0 ? host_.bind_device_fd(spec.fd) : host_.bind_device(spec.path);
@@ -91,9 +96,7 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
   if (!regs_) {
     auto ids = derive_id_registers(*hw, config_.wishes, what);
     if (!ids) return std::unexpected(ids.error());
-    if (std::uint64_t{spec.vsid} >> ids->idr1.get(Idr1::SIDSIZE) != 0)
-      return fail(EINVAL, kWhere, "{}: vSID {:#x} does not fit the vSMMU's {} StreamID bits (IDR1.SIDSIZE)", what,
-                  spec.vsid, ids->idr1.get(Idr1::SIDSIZE));
+    if (auto r = vsid_fits(*ids); !r) return r;
     ids_ = *ids;
   } else {
     // Every physical SMMU behind one vSMMU must give the guest the same registers.
