@@ -69,8 +69,24 @@ void Planner::flush(const PlanOptions& options) {
 }
 
 // Within one batch (no CMD_SYNC or STE reinstall between them) an invalidation is redundant when a LATER one
-// covers it: the later one executes after it and completes at the same CMD_SYNC (IHI 0070 4.4, 4.7).
-// Only later ones count: an earlier wide invalidation does not cover entries re-cached before a later narrow one.
+// covers its whole architectural scope: the later one executes after it and completes at the same CMD_SYNC
+// (IHI 0070 4.4, 4.7), so whatever the earlier one would remove - including entries re-cached in between - the
+// later one removes. Only later ones count: an earlier wide invalidation does not cover entries re-cached
+// before a later narrow one. The rules, each checked against the scope of both commands:
+//  - an identical later command (every field equal: opcode, ASID, address, Leaf, TG, TTL, NUM, SCALE, SID,
+//    SSID ...) has the same scope: any forwardable command;
+//  - a later TLBI_NH_ALL or TLBI_NSNH_ALL removes every stage-1 entry of the VMID, global (nG = 0) ones included
+//    (4.4.2.1): it covers TLBI_NH_VA, TLBI_NH_VAA, TLBI_NH_ASID and TLBI_NH_ALL/NSNH_ALL, not CFGI_* or ATC_INV;
+//  - a later CFGI_CD_ALL(SID) removes every CD cached for that StreamID (4.3.4): it covers CFGI_CD(SID, any
+//    SSID, Leaf 0 or 1).
+// And what is NOT a rule, on purpose:
+//  - TLBI_NH_ASID(ASID) does not cover TLBI_NH_VA(ASID, VA): NH_ASID spares global entries, NH_VA removes the
+//    global entries at VA too (4.4.2.2, 4.4.2.3); dropping the VA form would leave a global translation of
+//    a page the guest unmapped in the TLB;
+//  - different Leaf, TTL, TG or range (NUM, SCALE) forms never cover each other: a Leaf = 1 form spares
+//    non-leaf walk caches and a TTL hint spares other levels (4.4.1), so only exact duplicates merge;
+//  - TLBI_NH_VAA(VA) could cover TLBI_NH_VA(ASID, VA) with equal address fields; not done (Linux guests send
+//    NH_VAA rarely), so the rule stays simple to check.
 void Planner::coalesce() {
   auto& entries = plan_.entries;
   auto& guest_index = plan_.guest_index;
@@ -78,7 +94,6 @@ void Planner::coalesce() {
   const std::size_t n = end - open_;
   if (n < 2) return;
   bool later_all = false;  // TLBI_NH_ALL / TLBI_NSNH_ALL
-  later_asid_.reset();     // TLBI_NH_ASID
   later_cd_all_.reset();   // CFGI_CD_ALL by SID
   later_same_.reset(n);    // every kept command
   // From the last to the first; the kept ones are packed towards the end, in order, then moved to the front.
@@ -89,14 +104,9 @@ void Planner::coalesce() {
     bool redundant = later_same_.contains(c);
     switch (op) {
       case Opcode::TLBI_NH_VA:
-        redundant = redundant || later_all || later_asid_.contains(c.get(Command::ASID));
-        break;
       case Opcode::TLBI_NH_VAA:
-        redundant = redundant || later_all;
-        break;
       case Opcode::TLBI_NH_ASID:
         redundant = redundant || later_all;
-        if (!redundant) later_asid_.insert(c.get(Command::ASID));
         break;
       case Opcode::TLBI_NH_ALL:
       case Opcode::TLBI_NSNH_ALL:

@@ -159,7 +159,6 @@ class Planner {
   Plan plan_;
   std::size_t open_ = 0;  // the open batch: plan_.entries[open_, end)
   detail::ReusableSet<smmu::Command> later_same_;
-  detail::ReusableSet<std::uint32_t> later_asid_;
   detail::ReusableSet<std::uint32_t> later_cd_all_;
 };
 

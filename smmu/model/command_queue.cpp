@@ -5,14 +5,6 @@
 #include "smmu/model/smmu_model.hpp"
 
 namespace vsmmu::smmu::model {
-namespace {
-
-bool is_tlbi_by_address(Opcode op) {
-  return op == Opcode::TLBI_NH_VA || op == Opcode::TLBI_NH_VAA || op == Opcode::TLBI_S2_IPA;
-}
-
-}  // namespace
-
 void SmmuModel::commands_published() {
   while (regs_.cmdq_running() && regs_.cmdq_pending() != 0) {
     Command cmd;
@@ -104,49 +96,9 @@ std::optional<Cerror> SmmuModel::execute(const Command& cmd) {
   return std::nullopt;
 }
 
-// TLB invalidation (IHI 0070 4.4). TLBI_NH_* scope nested entries by VMID; stage-1-only entries have no VMID
-// to match. TLBI_S2_IPA removes stage-2 entries only: a combined stage 1+2 entry needs TLBI_S12_VMALL or a
-// TLBI_NH_* as well (IHI 0070 4.4.3.1).
+// TLB invalidation (IHI 0070 4.4): the entries tlb_invalidation() says the command names.
 void SmmuModel::invalidate_tlb(const Command& cmd) {
-  const Opcode op = cmd.get(Command::Opcode);
-  TlbInvalidation inv;
-  const bool vmid_tags = config_.idr0.get(Idr0::S2P);
-  if (vmid_tags) {
-    std::uint16_t vmid = cmd.get(Command::VMID);
-    if (!config_.idr0.get(Idr0::VMID16)) vmid = static_cast<std::uint8_t>(vmid);
-    inv.vmid = vmid;
-  }
-  std::uint16_t asid = cmd.get(Command::ASID);
-  if (!config_.idr0.get(Idr0::ASID16)) asid = static_cast<std::uint8_t>(asid);
-  switch (op) {
-    case Opcode::TLBI_NH_ALL: inv.s1 = inv.nested = true; break;
-    case Opcode::TLBI_NH_ASID:
-    case Opcode::TLBI_NH_VA:
-      inv.s1 = inv.nested = true;
-      inv.asid = asid;
-      break;
-    case Opcode::TLBI_NH_VAA: inv.s1 = inv.nested = true; break;
-    case Opcode::TLBI_S12_VMALL: inv.s2 = inv.nested = true; break;
-    case Opcode::TLBI_S2_IPA: inv.s2 = true; break;
-    default:  // TLBI_NSNH_ALL: every Non-secure, non-Hyp entry
-      inv = TlbInvalidation{};
-      inv.s1 = inv.s2 = inv.nested = true;
-      break;
-  }
-  if (is_tlbi_by_address(op)) {
-    inv.first = op == Opcode::TLBI_S2_IPA ? cmd.get(Command::IPA) : cmd.get(Command::Address);
-    inv.size = 1;
-    // With IDR3.RIL and TG != 0 the command covers (NUM+1) * 2^SCALE granules of TG from Address, and TTL
-    // (when non-zero) names the level of the leaves. Without RIL these fields are not acted on (IHI 0070 4.4.1).
-    const auto granule = granule_from_tlbi_tg(static_cast<unsigned>(cmd.get(Command::TG)));
-    if (config_.idr3.get(Idr3::RIL) && granule) {
-      inv.granule = granule;
-      inv.size = (cmd.get(Command::NUM) + 1) << (cmd.get(Command::SCALE) + granule_shift(*granule));
-      if (const auto ttl = cmd.get(Command::TTL); ttl != 0) inv.level = static_cast<int>(ttl);
-    }
-  }
-  counters_.tlb_invalidated += tlb_.invalidate(inv);
+  counters_.tlb_invalidated += tlb_.invalidate(tlb_invalidation(cmd, config_.idr0, config_.idr3));
 }
-
 
 }  // namespace vsmmu::smmu::model

@@ -104,4 +104,42 @@ void Tlb::clear() {
   global_entries_ = 0;
 }
 
+TlbInvalidation tlb_invalidation(const Command& cmd, Idr0 idr0, Idr3 idr3) {
+  const Opcode op = cmd.get(Command::Opcode);
+  TlbInvalidation inv;
+  if (idr0.get(Idr0::S2P)) {
+    std::uint16_t vmid = cmd.get(Command::VMID);
+    if (!idr0.get(Idr0::VMID16)) vmid = static_cast<std::uint8_t>(vmid);
+    inv.vmid = vmid;
+  }
+  std::uint16_t asid = cmd.get(Command::ASID);
+  if (!idr0.get(Idr0::ASID16)) asid = static_cast<std::uint8_t>(asid);
+  switch (op) {
+    case Opcode::TLBI_NH_ALL: inv.s1 = inv.nested = true; break;
+    case Opcode::TLBI_NH_ASID:
+    case Opcode::TLBI_NH_VA:
+      inv.s1 = inv.nested = true;
+      inv.asid = asid;
+      break;
+    case Opcode::TLBI_NH_VAA: inv.s1 = inv.nested = true; break;
+    case Opcode::TLBI_S12_VMALL: inv.s2 = inv.nested = true; break;
+    case Opcode::TLBI_S2_IPA: inv.s2 = true; break;
+    default:  // TLBI_NSNH_ALL: every Non-secure, non-Hyp entry
+      inv = TlbInvalidation{};
+      inv.s1 = inv.s2 = inv.nested = true;
+      break;
+  }
+  if (op == Opcode::TLBI_NH_VA || op == Opcode::TLBI_NH_VAA || op == Opcode::TLBI_S2_IPA) {
+    inv.first = op == Opcode::TLBI_S2_IPA ? cmd.get(Command::IPA) : cmd.get(Command::Address);
+    inv.size = 1;
+    const auto granule = granule_from_tlbi_tg(static_cast<unsigned>(cmd.get(Command::TG)));
+    if (idr3.get(Idr3::RIL) && granule) {
+      inv.granule = granule;
+      inv.size = (cmd.get(Command::NUM) + 1) << (cmd.get(Command::SCALE) + granule_shift(*granule));
+      if (const auto ttl = cmd.get(Command::TTL); ttl != 0) inv.level = static_cast<int>(ttl);
+    }
+  }
+  return inv;
+}
+
 }  // namespace vsmmu::smmu::model

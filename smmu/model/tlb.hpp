@@ -8,6 +8,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "smmu/command.hpp"
+#include "smmu/registers.hpp"
 #include "smmu/translation_table.hpp"
 #include "smmu/walker.hpp"
 
@@ -57,6 +59,13 @@ struct TlbInvalidation {
   std::optional<Granule> granule;
   std::optional<int> level;
 };
+
+// The entries a TLB invalidation command names on an SMMU with these ID registers (IHI 0070 4.4): TLBI_NH_*
+// scope nested entries by VMID (when IDR0.S2P gives entries a VMID); TLBI_S2_IPA removes stage-2 entries only
+// (IHI 0070 4.4.3.1); with IDR3.RIL and TG != 0 an address form covers (NUM+1) * 2^SCALE granules of TG from
+// Address with TTL (when non-zero) naming the leaf level, without RIL those fields are not acted on (4.4.1).
+// `cmd` must be a TLBI_* opcode.
+TlbInvalidation tlb_invalidation(const Command& cmd, Idr0 idr0, Idr3 idr3);
 
 class Tlb {
  public:

@@ -196,5 +196,30 @@ TEST(RepeatInvalidationErratum, EveryHwptInvalidateIsIssuedTwice) {
   }
 }
 
+// A guest whose stage-1 mapping is global (nG = 0; Linux writes nG = 1, other guests may not) unmaps it with
+// TLBI_NH_VA and, in the same batch, TLBI_NH_ASID. NH_ASID spares global entries and NH_VA removes them
+// (IHI 0070 4.4.2.2, 4.4.2.3): after the CMD_SYNC the device's next write faults, under either policy; the
+// batched policy may not drop the NH_VA as "covered" by the NH_ASID.
+TEST_F(CommandQueueSim, GlobalMappingUnmappedByVaAndAsidInOneBatchFaultsUnderEveryPolicy) {
+  for (const auto policy : {InvalidationPolicy::batched, InvalidationPolicy::per_command}) {
+    SCOPED_TRACE(policy == InvalidationPolicy::batched ? "batched" : "per_command");
+    host = make_host();
+    ASSERT_TRUE(host);
+    VirtualSmmuConfig cfg;
+    cfg.policy = policy;
+    auto g = make({{"nic0", -1, kNic0}}, cfg);
+    ASSERT_TRUE(g);
+    const std::uint64_t gpa = must(g->alloc(kPage));
+    must(g->map(kAsid, kVa, gpa, kPage, MapAttributes{.global = true}));
+    must(g->attach(kNic0, kAsid));
+    ASSERT_TRUE(lands(*g, "nic0.dma", kVa, gpa, 1)) << "the DMA fills the TLB with the global entry";
+    must(g->unmap(kAsid, kVa, kPage, /*invalidate=*/false));
+    ASSERT_TRUE(lands(*g, "nic0.dma", kVa, gpa, 2)) << "without invalidation the TLB entry still translates";
+    const std::vector<Command> cmds = {cmd_tlbi_nh_va(0, kAsid, kVa), cmd_tlbi_nh_asid(0, kAsid)};
+    must(g->driver().issue(cmds));  // + CMD_SYNC
+    EXPECT_FALSE(dma("nic0.dma", kVa, pattern(16, 3))) << "the device still writes a page the guest unmapped";
+  }
+}
+
 }  // namespace
 }  // namespace vsmmu::nesting::test

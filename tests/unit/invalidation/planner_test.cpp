@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <span>
 
 #include "invalidation/planner.hpp"
 #include "command_helpers.hpp"
@@ -75,14 +76,38 @@ TEST(Planner, IllegalCommandStopsThePlanWithEverythingBeforeItPlanned) {
   EXPECT_EQ(p.steps.size(), 2U);
 }
 
-TEST(Planner, LaterAsidInvalidationCoversEarlierVaOfThatAsidOnly) {
+TEST(Planner, LaterAsidInvalidationNeverCoversAnEarlierVa) {
+  // TLBI_NH_ASID spares global (nG = 0) entries; TLBI_NH_VA removes the global entries at VA as well
+  // (IHI 0070 4.4.2.2, 4.4.2.3). Dropping the VA would leave a global translation of an unmapped page cached.
   std::vector<Command> cmds = {tlbi_va(1, 0x1000), tlbi_va(2, 0x1000), tlbi_va(1, 0x2000), tlbi_asid(1), sync()};
   Plan p = plan(cmds, features());
   const auto& b = step<ForwardBatch>(p, 0);
-  ASSERT_EQ(b.entries.size(), 2U);
-  EXPECT_EQ(b.guest_index[0], 1U);  // ASID 2's VA stays
-  EXPECT_EQ(b.guest_index[1], 3U);
-  EXPECT_EQ(p.stats.coalesced, 2U);
+  ASSERT_EQ(b.entries.size(), 4U);
+  EXPECT_TRUE(std::ranges::equal(b.entries, std::span(cmds).first(4)));
+  EXPECT_EQ(p.stats.coalesced, 0U);
+}
+
+TEST(Planner, LaterAllCoversEarlierAsidAndVaAlike) {
+  // TLBI_NH_ALL removes every stage-1 entry of the VMID, global ones included (IHI 0070 4.4.2.1).
+  std::vector<Command> cmds = {tlbi_va(1, 0x1000), tlbi_asid(1), tlbi_all(), sync()};
+  Plan p = plan(cmds, features());
+  const auto& b = step<ForwardBatch>(p, 0);
+  ASSERT_EQ(b.entries.size(), 1U);
+  EXPECT_EQ(b.guest_index[0], 2U);
+}
+
+TEST(Planner, OnlyExactDuplicatesOfVaFormsMerge) {
+  // Leaf, TTL and range forms name different scopes (IHI 0070 4.4.1): none covers another.
+  const Command leaf = tlbi_va(1, 0x1000);
+  const Command walk = Command(leaf).set(Command::Leaf, false);
+  const Command ttl = Command(leaf).set(Command::TTL, 3);
+  const Command range = Command(leaf).set(Command::NUM, 3);
+  std::vector<Command> cmds = {walk, ttl, range, leaf, leaf, sync()};
+  Plan p = plan(cmds, features());
+  const auto& b = step<ForwardBatch>(p, 0);
+  ASSERT_EQ(b.entries.size(), 4U);
+  EXPECT_EQ(b.guest_index[3], 4U);  // the last of the two identical ones
+  EXPECT_EQ(p.stats.coalesced, 1U);
 }
 
 TEST(Planner, EarlierWideInvalidationDoesNotCoverLaterNarrowOnes) {
@@ -148,21 +173,23 @@ TEST(Planner, PrefetchesAreConsumedWithoutHostWork) {
   EXPECT_EQ(step<SyncPoint>(p, 0).guest_index, 1U);
 }
 
-TEST(Planner, ManyAsidsInOneBatchEachCoverTheirOwnVas) {
+TEST(Planner, ManyStreamsInOneBatchEachCoverTheirOwnCds) {
   // More ASIDs, streams and commands than the coalescing sets start with: they grow within the batch.
   std::vector<Command> cmds;
   for (std::uint16_t a = 1; a <= 100; ++a) cmds.push_back(tlbi_va(a, 0x1000));
   for (std::uint32_t sid = 1; sid <= 100; ++sid) cmds.push_back(cfgi_cd(sid, 1));
   for (std::uint16_t a = 1; a <= 100; a += 2) cmds.push_back(tlbi_asid(a));
   for (std::uint32_t sid = 2; sid <= 100; sid += 2) cmds.push_back(cfgi_cd_all(sid));
+  for (std::uint16_t a = 1; a <= 100; a += 4) cmds.push_back(tlbi_va(a, 0x1000));  // repeats of 25 VAs
   cmds.push_back(sync());
   Plan p = plan(cmds, features());
   const auto& b = step<ForwardBatch>(p, 0);
-  ASSERT_EQ(b.entries.size(), 200U);  // the even ASIDs' VAs, the odd streams' CDs, 50 ASIDs, 50 CD_ALLs
-  EXPECT_EQ(p.stats.coalesced, 100U);
-  EXPECT_EQ(b.entries[0], cmds[1]);
-  EXPECT_EQ(b.guest_index[50], 100U);
-  EXPECT_EQ(b.guest_index[100], 200U);
+  // 75 VAs not repeated later, the odd streams' 50 CDs, 50 ASIDs, 50 CD_ALLs, the 25 repeated VAs
+  ASSERT_EQ(b.entries.size(), 250U);
+  EXPECT_EQ(p.stats.coalesced, 75U);
+  EXPECT_EQ(b.entries[0], cmds[1]);   // VA of ASID 1 is repeated at the end: the first kept is ASID 2's
+  EXPECT_EQ(b.guest_index[75], 100U);  // CD of stream 1
+  EXPECT_EQ(b.guest_index[125], 200U); // the first ASID
 }
 
 TEST(Planner, AReusedPlannerGivesTheSamePlansAsFreshOnes) {
