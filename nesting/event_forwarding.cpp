@@ -64,6 +64,8 @@ std::size_t VirtualSmmu::drain_host_events() {
 Result<std::size_t> VirtualSmmu::process_events() {
   std::unique_lock lock(mu_);
   const std::size_t n = drain_host_events();
+  begin_access();
+  if (work_left_) run_command_queue();  // what earlier accesses left (work fd readable)
   unlock_and_fire(lock);
   return n;
 }
