@@ -59,8 +59,8 @@ class VeventqReader {
   // empty). Never blocks: a read that leaves room for another record in the buffer drained the queue.
   Result<std::size_t> read_available(std::vector<VeventqRecord>& out);
 
-  // Parses one read()'s worth of bytes (whole records only) and appends to out; exposed for the simulated
-  // host and tests. Updates the expected sequence like read_available.
+  // Parses one read's worth of bytes (whole records only) and appends to out; exposed for tests. Updates the
+  // expected sequence like read_available.
   Result<std::size_t> parse(const std::byte* data, std::size_t size, std::vector<VeventqRecord>& out);
 
   // The sequence number the next event should carry, if known.
