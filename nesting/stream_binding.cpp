@@ -192,11 +192,7 @@ Result<std::unique_ptr<VirtualSmmu::PhysicalSmmu>> VirtualSmmu::new_physical_smm
   }
   if (regs_ && regs_->cr0().get(Cr0::EVENTQEN)) {
     // Hot-plug while the guest's event queue runs: this vIOMMU needs its vEVENTQ now.
-    ++stats_.host_calls;
-    auto q = host_.veventq_alloc(p->viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, regs_->eventq_index().entries());
-    if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC: {}", what, q.error());
-    p->veventq = host::QueueObject(host_, q->id, q->fd);
-    p->reader.emplace(p->veventq.fd());
+    if (auto r = open_event_queue(*p, what); !r) return std::unexpected(r.error());
   }
   return p;
 }

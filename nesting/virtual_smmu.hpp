@@ -176,6 +176,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::optional<HostRefusal> invalidate(PhysicalSmmu& p);
 
   // events (event_forwarding.cpp); mu_ held
+  // IOMMU_VEVENTQ_ALLOC on p's vIOMMU with the guest event queue's depth, and its reader; `what` names it.
+  Result<void> open_event_queue(PhysicalSmmu& p, const std::string& what);
   Result<void> enable_event_queues();
   void disable_event_queues();
   std::size_t drain_host_events();
