@@ -16,9 +16,11 @@ struct VirtualSmmuStats;
 
 class VsmmuEndpoint : public smmu::SmmuMmio {
  public:
-  // The fds that become readable when the host has events for the guest.
+  // The fds that become readable when the vSMMU has work: host events for the guest, or command-queue work an
+  // access left for later (VirtualSmmuConfig::commands_per_access).
   virtual std::vector<int> event_fds() const = 0;
-  // Moves every pending host event record into the guest's event queue; returns how many were written.
+  // Moves every pending host event record into the guest's event queue and goes on with command-queue work
+  // left over; returns how many event records were written.
   virtual Result<std::size_t> process_events() = 0;
   virtual VirtualSmmuStats stats() const = 0;
   virtual const GuestIdRegisters& id_registers() const = 0;
