@@ -111,16 +111,36 @@ constexpr std::array<const char*, 4> kEngines{"nic0.dma", "nic1.dma", "gpu0.dma"
 constexpr std::uint32_t kNic0 = 0x10, kNic1 = 0x18, kGpu0 = 0x20;
 constexpr std::array<std::uint32_t, 8> kSids{kNic0, kNic1, kGpu0, kNic0, kNic1, 0x28, 0, 0xff};
 
+// Two alike physical SMMUs without S2FWB (coherent through CANWBS root complexes), with the default profile's
+// device names: nic0/nic1 behind smmuA, gpu0 behind smmuB, nvme0 behind smmuB on a root complex without CANWBS.
+// gpu0 can join a vSMMU made on smmuA (same ID registers), so one vSMMU drives two vIOMMUs.
+constexpr const char* kTwinSmmus = R"({
+  "kind": "hardware", "name": "fuzz-twins",
+  "smmus": [ { "name": "smmuA", "s2fwb": false, "ril": true }, { "name": "smmuB", "s2fwb": false, "ril": true } ],
+  "root_complexes": [ { "name": "pcie0", "smmu": "smmuA", "segment": 0, "canwbs": true },
+                      { "name": "pcie1", "smmu": "smmuB", "segment": 1, "canwbs": true },
+                      { "name": "pcie2", "smmu": "smmuB", "segment": 2, "canwbs": false } ],
+  "devices": [ { "name": "nic0", "bdf": "0000:01:00.0", "root_complex": "pcie0" },
+               { "name": "nic1", "bdf": "0000:02:00.0", "root_complex": "pcie0" },
+               { "name": "gpu0", "bdf": "0001:01:00.0", "root_complex": "pcie1" },
+               { "name": "nvme0", "bdf": "0002:03:00.0", "root_complex": "pcie2" } ],
+  "dma_engines": [ { "name": "nic0.dma", "device": "nic0" }, { "name": "nic1.dma", "device": "nic1" },
+                   { "name": "gpu0.dma", "device": "gpu0" }, { "name": "nvme0.dma", "device": "nvme0" } ]
+})";
+
 struct Profiles {
   host::sim::KernelProfile kernel;
-  host::sim::HardwareProfile hardware;
+  std::array<host::sim::HardwareProfile, 2> hardware;  // the embedded "default", the twins
 };
 const Profiles& profiles() {
   static const Profiles p = [] {
     auto k = host::sim::embedded_kernel_profile("upstream");
     auto h = host::sim::embedded_hardware_profile("default");
-    if (!k || !h) violation(fmt::format("embedded profiles: {}", (!k ? k.error() : h.error()).to_string()));
-    return Profiles{std::move(*k), std::move(*h)};
+    auto t = host::sim::parse_hardware_profile(kTwinSmmus, "guest_fuzz");
+    if (!k) violation(fmt::format("kernel profile: {}", k.error().to_string()));
+    if (!h) violation(fmt::format("default hardware profile: {}", h.error().to_string()));
+    if (!t) violation(fmt::format("twin hardware profile: {}", t.error().to_string()));
+    return Profiles{std::move(*k), {std::move(*h), std::move(*t)}};
   }();
   return p;
 }
@@ -134,6 +154,7 @@ struct Setup {
   unsigned eventq_log2 = 7;
   bool prepared_stes = true;    // the devices' STEs written (not yet invalidated: CFGI_STE makes them live)
   unsigned ssid_bits = 4;       // IDR1.SSIDSIZE the VMM asks for (0: no substreams)
+  bool twins = false;           // the two-alike-SMMUs profile (else the embedded default)
 };
 
 // A host and the VM's RAM (its IOAS on that host) live for the whole process: making them is most of what a
@@ -143,10 +164,11 @@ struct Machine {
   std::unique_ptr<SimHost> host;
   std::unique_ptr<nesting::GuestMemory> memory;
 };
-Machine& machine(std::size_t i) {
-  static std::array<Machine, 2> m;
+Machine& machine(std::size_t side, bool twins) {
+  static std::array<Machine, 4> m;
+  const std::size_t i = side + (twins ? 2 : 0);
   if (!m[i].host) {
-    auto host = SimHost::create(profiles().kernel, profiles().hardware);
+    auto host = SimHost::create(profiles().kernel, profiles().hardware[twins ? 1 : 0]);
     if (!host) violation(fmt::format("SimHost::create: {}", host.error().to_string()));
     m[i].host = std::move(*host);
     const nesting::GuestRamLayout ram{kRamGpa, kRamSize};
@@ -537,11 +559,11 @@ std::optional<std::uint64_t> ste_address(World& w, std::uint32_t sid) {
 class Run {
  public:
   explicit Run(const Setup& s) {
-    worlds_.push_back(make_world(s, machine(0)));
+    worlds_.push_back(make_world(s, machine(0, s.twins)));
     if (kDifferential) {
       Setup other = s;
       other.policy = InvalidationPolicy::per_command;
-      worlds_.push_back(make_world(other, machine(1)));
+      worlds_.push_back(make_world(other, machine(1, s.twins)));
     }
   }
 
@@ -782,6 +804,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   s.eventq_log2 = (b & 8) ? 1 : 7;
   s.prepared_stes = !(b & 16);
   s.ssid_bits = (b & 64) ? 0 : 4;
+  s.twins = b & 128;
   if (!kDifferential && (b & 32)) s.policy = InvalidationPolicy::per_command;
   Run run(s);
   for (std::size_t n = 0; n < kMaxActions && !in.done(); ++n) run.step(in, n);

@@ -15,7 +15,7 @@ NIC0, NIC1, GPU0, SID28 = 0, 1, 2, 5
 # kDevices / kEngines indices
 DEV_NIC0, DEV_NIC1, DEV_GPU0, DEV_NVME0 = range(4)
 # first byte: Setup
-LINEAR, GBPA_ABORT, SMALL_CMDQ, SMALL_EVENTQ, NO_PREPARED_STES, PER_COMMAND, NO_SSIDS = (1, 2, 4, 8, 16, 32, 64)
+LINEAR, GBPA_ABORT, SMALL_CMDQ, SMALL_EVENTQ, NO_PREPARED_STES, PER_COMMAND, NO_SSIDS, TWINS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def u16(v): return struct.pack('<H', v)
@@ -94,6 +94,12 @@ SEEDS = {
     # Commands written, published later; a level-1 descriptor rewritten under a live stream.
     'doorbell_l1': bytes([NO_PREPARED_STES]) + push_commands(cfgi_ste(NIC0), cfgi_ste(NIC1)) + bytes([DOORBELL]) +
                    bytes([WRITE_L1, NIC0, 0]) + commands_and_sync(cfgi_all()) + dma(DEV_NIC0, 0),
+    # Two alike SMMUs: gpu0 joins on the second one (a second vIOMMU); stage 1 on both; a global page unmapped
+    # and invalidated by VA + ASID, which must reach both vIOMMUs; nvme0 (not coherent) is refused.
+    'twins': bytes([TWINS]) + bytes([ADD_DEVICE, DEV_GPU0, GPU0, ADD_DEVICE, DEV_NVME0, SID28]) +
+             commands_and_sync(cfgi_ste(NIC0), cfgi_ste(GPU0)) + dma(DEV_GPU0, 7) + dma(DEV_NIC0, 7) +
+             unmap(False, 7) + commands_and_sync(tlbi_nh_va(0, 7), tlbi_nh_asid(0)) + dma(DEV_GPU0, 7) +
+             dma(DEV_NIC0, 7) + bytes([PROCESS_EVENTS, DRAIN_EVENTS, REMOVE_DEVICE, GPU0]) + dma(DEV_GPU0, 0),
     # Odd MMIO: unaligned offsets, sizes 1/2/3/16, holes, past page 1.
     'mmio_odd': bytes([PER_COMMAND | NO_SSIDS]) + mmio_read(0x21, 10) + mmio_read(0x22, 11) + mmio_read(0x98, 14) +
                 mmio_read(0x1000, 0) + mmio_read(0x20004, 1) + mmio_write(0x9a, 5, 4) + mmio_read(0x90, 1),
