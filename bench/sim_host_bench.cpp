@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/bench_support.hpp"
 #include "nesting/host/handles.hpp"
 #include "nesting/host/sim/sim_host.hpp"
 #include "smmu/command.hpp"
@@ -23,11 +24,7 @@ namespace {
 using namespace vsmmu;
 using namespace vsmmu::host;
 
-template <class T>
-T must(Result<T> r) {
-  if (!r) throw std::runtime_error(r.error().to_string());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using bench::must;
 
 std::unique_ptr<sim::SimHost> make(const char* kernel) {
   return must(sim::SimHost::create(must(sim::embedded_kernel_profile(kernel)), must(sim::embedded_hardware_profile("default"))));

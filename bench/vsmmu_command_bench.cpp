@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/bench_support.hpp"
 #include "invalidation/planner.hpp"
 #include "nesting/guest_harness.hpp"
 #include "nesting/host/sim/sim_host.hpp"
@@ -37,11 +38,7 @@ using namespace vsmmu::smmu;
 using namespace vsmmu::smmu::driver;
 using Clock = std::chrono::steady_clock;
 
-template <class T>
-T must(Result<T> r) {
-  if (!r) throw std::runtime_error(r.error().to_string());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using bench::must;
 
 constexpr std::uint32_t kNic0 = 0x10;
 constexpr std::uint16_t kAsid = 1;

@@ -1,26 +1,22 @@
 // What a vSMMU does with each guest command: forward it to the host (the kernel's HWPT_INVALIDATE accepts it),
-// handle it locally (STE reinstalls, prefetches, CMD_SYNC), or refuse it with CERROR_ILL. Validation mirrors
-// the kernel's strict per-opcode rules so behaviour is the same on old and new kernels
-// (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules").
+// handle it locally (STE reinstalls, prefetches, CMD_SYNC), or refuse it with CERROR_ILL. Legality is
+// smmu::command_problem's, the judge the project's software SMMU uses too; its rules (RES0 fields detected,
+// feature-gated opcodes and fields) are also what the kernel's stricter per-opcode validation checks, so
+// behaviour is the same on old and new kernels (docs/virtual-smmu.md, "Commands").
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "smmu/command.hpp"
+#include "smmu/command_legality.hpp"
 
 namespace vsmmu::invalidation {
 
-// The vSMMU's advertised features that bound what a guest command may contain (IDR0/IDR1/IDR3 it exposes).
-struct AdvertisedFeatures {
-  unsigned sid_bits = 16;   // IDR1.SIDSIZE
-  unsigned ssid_bits = 0;   // IDR1.SSIDSIZE: 0 means no substreams
-  bool asid16 = true;       // IDR0.ASID16
-  bool ril = false;         // IDR3.RIL: range invalidation
-  bool ats = false;         // IDR0.ATS
-  bool pri = false;         // IDR0.PRI
-  bool stall = false;       // IDR0.STALL_MODEL allows stalls
-};
+// The vSMMU's advertised features that bound what a guest command may contain (the IDR0/IDR1/IDR3 it exposes):
+// the one legality judge's own (smmu/command_legality.hpp), so a guest gets from the vSMMU the answer an SMMU
+// with these ID registers gives. A stage-1-only vSMMU: S1P, no S2P, no Hyp.
+using AdvertisedFeatures = smmu::CommandFeatures;
 
 enum class Disposition : std::uint8_t {
   forward,        // goes to the host in an HWPT_INVALIDATE batch

@@ -2,7 +2,11 @@
 // (invalidation::plan), execute the plan in guest order: one HWPT_INVALIDATE per vIOMMU per batch, STE
 // reinstalls, CMD_SYNC completion. An illegal command, or one the host refuses, stops the queue on it with
 // CMDQ_CONS.ERR and GERROR.CMDQ_ERR; every command before it has been executed.
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <variant>
 
 #include "nesting/virtual_smmu.hpp"
@@ -22,23 +26,62 @@ static_assert(sizeof(Command) == Command::bytes, "commands are passed to the hos
 // Commands that name a StreamID go to the vIOMMU that StreamID's device is on; the rest concern every one.
 bool names_stream(Opcode op) { return op == Opcode::CFGI_CD || op == Opcode::CFGI_CD_ALL || op == Opcode::ATC_INV; }
 
+// The kernel refusing a command's contents is CERROR_ILL (the guest's driver skips it); a host that could not
+// carry it out now (ENOMEM, EFAULT, EINTR ...) is CERROR_ABT, which a driver retries after acknowledging, as
+// Linux's arm_smmu_cmdq_skip_err does (IHI 0070 7.1).
+Cerror cerror_for(int err) {
+  const bool refused = err == EIO || err == EINVAL || err == EOPNOTSUPP || err == E2BIG || err == ENOENT;
+  return refused ? Cerror::ill : Cerror::abt;
+}
+
 }  // namespace
 
 void VirtualSmmu::commands_published() { run_command_queue(); }
 
+void VirtualSmmu::begin_access() {
+  commands_budget_ = config_.commands_per_access != 0 ? config_.commands_per_access : UINT32_MAX;
+  host_calls_limit_ = config_.host_calls_per_access != 0 ? stats_.host_calls + config_.host_calls_per_access : UINT64_MAX;
+}
+
+bool VirtualSmmu::host_budget_spent() const { return stats_.host_calls >= host_calls_limit_; }
+
+void VirtualSmmu::set_work_left(bool left) {
+  if (left == work_left_) return;
+  work_left_ = left;
+  if (left) {
+    ++stats_.deferred;
+    const std::uint64_t one = 1;
+    if (::write(work_fd_.get(), &one, sizeof one) != static_cast<ssize_t>(sizeof one))
+      log::error(kWhere, "{}: signalling the work eventfd: {}", config_.name, std::strerror(errno));
+  } else {
+    std::uint64_t count = 0;
+    (void)!::read(work_fd_.get(), &count, sizeof count);  // EAGAIN when already clear: nothing to do
+  }
+}
+
 void VirtualSmmu::run_command_queue() {
+  bool budget_out = false;
   while (regs_->cmdq_running()) {
     const std::uint32_t pending = regs_->cmdq_pending();
-    if (pending == 0) return;
-    cmd_buffer_.resize(pending);
+    if (pending == 0) break;
+    if (commands_budget_ == 0 || host_budget_spent()) {
+      budget_out = true;
+      break;
+    }
+    const std::uint32_t want = std::min(pending, commands_budget_);
+    cmd_buffer_.resize(want);
     const auto got = static_cast<std::uint32_t>(regs_->read_commands(cmd_buffer_));
     const std::span<const Command> cmds(cmd_buffer_.data(), got);
     const invalidation::Plan& plan = planner_.plan(cmds, features_, plan_options_);
-    stats_.coalesced += plan.stats.coalesced;
 
     std::uint32_t executed = 0;  // guest commands before this index are done
     std::optional<Cerror> error;
+    bool stopped = false;        // on the host-call budget, before a step
     for (const auto& step : plan.steps) {
+      if (executed > 0 && host_budget_spent()) {
+        stopped = true;
+        break;
+      }
       if (const auto* b = std::get_if<invalidation::ForwardBatch>(&step)) {
         if (auto bad = forward(b->entries, b->guest_index)) {
           // The host refused guest command bad->guest_index. Commands before it that were coalesced away or not
@@ -49,17 +92,18 @@ void VirtualSmmu::run_command_queue() {
           for (const auto& s : again.steps)
             if (const auto* ab = std::get_if<invalidation::ForwardBatch>(&s)) (void)forward(ab->entries, ab->guest_index);
           executed = k;
-          // The kernel refusing the command's contents is CERROR_ILL (the guest's driver skips it); a host that
-          // could not carry it out now (ENOMEM, EFAULT, EINTR ...) is CERROR_ABT, which a driver retries after
-          // acknowledging, as Linux's arm_smmu_cmdq_skip_err does (IHI 0070 7.1).
-          const bool refused = bad->err == EIO || bad->err == EINVAL || bad->err == EOPNOTSUPP ||
-                               bad->err == E2BIG || bad->err == ENOENT;
-          error = refused ? Cerror::ill : Cerror::abt;
+          error = cerror_for(bad->err);
           break;
         }
         executed = b->guest_index.back() + 1;
       } else if (const auto* r = std::get_if<invalidation::StreamReinstall>(&step)) {
-        reinstall_streams(r->sids);
+        if (auto bad = reinstall_streams(r->sids, r->guest_index)) {
+          // The CFGI_CD_ALL that stands for the CFGI_STE's CD invalidation did not reach the host: the command
+          // is not done (the streams it re-read are: doing that again after the guest's retry changes nothing).
+          executed = r->guest_index;
+          error = cerror_for(bad->err);
+          break;
+        }
         executed = r->guest_index + 1;
       } else if (const auto* s = std::get_if<invalidation::SyncPoint>(&step)) {
         regs_->complete_sync(s->command);
@@ -74,20 +118,26 @@ void VirtualSmmu::run_command_queue() {
         break;
       }
     }
-    if (!error) executed = got;  // trailing local no-ops (PREFETCH_*) are done too
+    if (!error && !stopped) executed = got;  // trailing local no-ops (PREFETCH_*) are done too
     stats_.commands += executed;
+    commands_budget_ -= executed;
     regs_->cmdq_consume(executed);
     if (error) {
       regs_->command_error(*error);
-      return;
+      break;
     }
-    if (got < pending) {
+    if (stopped) {
+      budget_out = true;
+      break;
+    }
+    if (got < want) {
       // The next command could not be read from guest RAM (IHI 0070 7.1 CERROR_ABT).
       log::info(kWhere, "{}: CERROR_ABT: a command queue entry is outside guest RAM", config_.name);
       regs_->command_error(Cerror::abt);
-      return;
+      break;
     }
   }
+  set_work_left(budget_out);
 }
 
 // Sends a batch to every vIOMMU it concerns; returns the first guest command a host refused.

@@ -13,17 +13,22 @@ namespace {
 constexpr const char* kWhere = "vsmmu.events";
 }  // namespace
 
-Result<void> VirtualSmmu::enable_event_queues() {
+Result<void> VirtualSmmu::open_event_queue(PhysicalSmmu& p, const std::string& what) {
   const std::uint32_t depth = regs_->eventq_index().entries();
-  for (auto& p : smmus_) {
-    if (p->veventq) continue;
-    ++stats_.host_calls;
-    auto q = host_.veventq_alloc(p->viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, depth);
-    if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}: {}", config_.name, depth,
-                        p->label, q.error());
-    p->veventq = host::QueueObject(host_, q->id, q->fd);
-    p->reader.emplace(p->veventq.fd());
-  }
+  ++stats_.host_calls;
+  auto q = host_.veventq_alloc(p.viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, depth);
+  if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}: {}", what, depth, p.label,
+                      q.error());
+  p.veventq = host::QueueObject(host_, q->id, q->fd);
+  // Read through the host (Host::read_veventq: the kernel's answers on both backends); the fd is for polling.
+  p.reader.emplace(host_, p.veventq.fd());
+  return {};
+}
+
+Result<void> VirtualSmmu::enable_event_queues() {
+  for (auto& p : smmus_)
+    if (!p->veventq)
+      if (auto r = open_event_queue(*p, config_.name); !r) return r;
   return {};
 }
 
@@ -64,6 +69,8 @@ std::size_t VirtualSmmu::drain_host_events() {
 Result<std::size_t> VirtualSmmu::process_events() {
   std::unique_lock lock(mu_);
   const std::size_t n = drain_host_events();
+  begin_access();
+  if (work_left_) run_command_queue();  // what earlier accesses left (work fd readable)
   unlock_and_fire(lock);
   return n;
 }

@@ -5,6 +5,7 @@
 
 #include "nesting/virtual_smmu.hpp"
 #include "nesting/virtual_smmu_state.hpp"
+#include "smmu/command_legality.hpp"
 #include "smmu/log.hpp"
 #include "smmu/stream_table.hpp"
 
@@ -117,11 +118,7 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
 
   if (!regs_) {
     regs_ = std::make_unique<RegisterFile>(memory_.view(), ids_, static_cast<RegisterEffects&>(*this), config_.gbpa_abort_at_reset);
-    features_.sid_bits = static_cast<unsigned>(ids_.idr1.get(Idr1::SIDSIZE));
-    features_.ssid_bits = static_cast<unsigned>(ids_.idr1.get(Idr1::SSIDSIZE));
-    features_.asid16 = ids_.idr0.get(Idr0::ASID16);
-    features_.ril = ids_.idr3.get(Idr3::RIL);
-    features_.ats = ids_.idr0.get(Idr0::ATS);
+    features_ = command_features(ids_);
   }
   Device& d = *dev;
   devices_.emplace(spec.vsid, std::move(dev));
@@ -195,11 +192,7 @@ Result<std::unique_ptr<VirtualSmmu::PhysicalSmmu>> VirtualSmmu::new_physical_smm
   }
   if (regs_ && regs_->cr0().get(Cr0::EVENTQEN)) {
     // Hot-plug while the guest's event queue runs: this vIOMMU needs its vEVENTQ now.
-    ++stats_.host_calls;
-    auto q = host_.veventq_alloc(p->viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, regs_->eventq_index().entries());
-    if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC: {}", what, q.error());
-    p->veventq = host::QueueObject(host_, q->id, q->fd);
-    p->reader.emplace(p->veventq.fd());
+    if (auto r = open_event_queue(*p, what); !r) return std::unexpected(r.error());
   }
   return p;
 }
@@ -214,9 +207,25 @@ void VirtualSmmu::drop_unused_smmus() {
 
 // ---- streams -----------------------------------------------------------------------------------------------
 
-void VirtualSmmu::reinstall_streams(const invalidation::SidRange& sids) {
-  for (auto it = devices_.lower_bound(sids.first); it != devices_.end() && sids.contains(it->first); ++it)
-    (void)reinstall(*it->second);  // the device blocks or aborts; why is in its StreamStatus and the log
+std::optional<VirtualSmmu::HostRefusal> VirtualSmmu::reinstall_streams(const invalidation::SidRange& sids,
+                                                                       std::uint32_t guest_index) {
+  for (auto& p : smmus_) {
+    p->entries.clear();
+    p->guest_index.clear();
+  }
+  for (auto it = devices_.lower_bound(sids.first); it != devices_.end() && sids.contains(it->first); ++it) {
+    Device& d = *it->second;
+    (void)reinstall(d);  // the device blocks or aborts; why is in its StreamStatus and the log
+    if (!std::exchange(d.cds_stale, false)) continue;
+    // A CFGI_STE invalidates every CD cached through the STE (IHI 0070 4.3.1). The host's STE did not change
+    // (same nested HWPT), so the kernel invalidated nothing: ask for it.
+    d.smmu->entries.push_back(Command{}.set(Command::Opcode, Opcode::CFGI_CD_ALL).set(Command::SID, d.vsid));
+    d.smmu->guest_index.push_back(guest_index);
+  }
+  std::optional<HostRefusal> first_bad;
+  for (auto& p : smmus_)
+    if (auto bad = invalidate(*p); bad && !first_bad) first_bad = bad;
+  return first_bad;
 }
 
 // Why a vSTE with V = 1 is ILLEGAL on this stage-1-only vSMMU (IHI 0070 5.2 "STE validity"), or nullopt.
@@ -269,14 +278,25 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
     else loc = std::unexpected(SteLookupFailure{SteLookupFailure::Kind::fetch_abort, loc->address});
   }
   if (!ste) {
-    // No STE to read: the stream aborts. Hardware would raise C_BAD_STREAMID / F_STE_FETCH on the device's next
-    // transaction, which the host's abort HWPT never reports; recording them here instead would flood a guest
-    // that enables SMMUEN before it makes its level-2 tables (Linux does), so they are only logged.
     const auto& f = loc.error();
-    dev.problem = f.kind == SteLookupFailure::Kind::fetch_abort
-                      ? fmt::format("its STE could not be fetched at {:#x}: not in guest RAM", f.fetch_address)
-                      : std::string("its StreamID is outside the stream table (no level-2 table for it yet?)");
-    log::debug(kWhere, "{}: aborts: {}", device_name(dev), *dev.problem);
+    if (f.kind == SteLookupFailure::Kind::fetch_abort) {
+      // The STE (or the level-1 descriptor locating it) is outside guest RAM: the fetch aborts, F_STE_FETCH
+      // with its address (IHI 0070 7.3.4). Hardware records it when a transaction makes the fetch; the host's
+      // abort HWPT never shows the vSMMU one, so it is recorded when the vSMMU makes the fetch - at the
+      // CFGI_STE* or SMMUEN that asks it to - once per read, as C_BAD_STE is. No guest driver places its
+      // stream table outside RAM, so a well-behaved guest never sees one.
+      dev.problem = fmt::format("its STE could not be fetched at {:#x}: not in guest RAM (F_STE_FETCH)", f.fetch_address);
+      log::info(kWhere, "{}: aborts: {}", device_name(dev), *dev.problem);
+      regs_->record_event(Event{}.set(Event::ID, EventId::F_STE_FETCH).set(Event::SID, dev.vsid)
+                              .set(Event::FetchAddr, f.fetch_address));
+    } else {
+      // The StreamID is outside the stream table, or its level-1 descriptor has no level-2 table yet: the stream
+      // aborts. Hardware would raise C_BAD_STREAMID on the device's next transaction, which the host's abort
+      // HWPT never reports; recording it here instead would flood a guest that enables SMMUEN before it makes
+      // its level-2 tables (Linux does), so it is only logged.
+      dev.problem = std::string("its StreamID is outside the stream table (no level-2 table for it yet?)");
+      log::debug(kWhere, "{}: aborts: {}", device_name(dev), *dev.problem);
+    }
     return attach(dev, StreamState::abort, nullptr);
   }
   if (!ste->get(Ste::V)) {
@@ -312,6 +332,10 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
 // HWPT cannot be attached, the device is detached: it blocks DMA either way.
 Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste) {
   PhysicalSmmu& p = *dev.smmu;
+  if (state != StreamState::translate && state == dev.state) {
+    ++stats_.ste_unchanged;  // already attached to the abort or bypass HWPT
+    return {};
+  }
   std::shared_ptr<NestedHwpt> hwpt;
   host::ObjectId target = 0;
   if (state == StreamState::translate) {
@@ -324,6 +348,13 @@ Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste
       s.dw[1] = words[1];
       s.set(Ste::S1Fmt, CdTableFormat::linear).set(Ste::S1DSS, S1Dss::terminate);
       words = {s.dw[0], s.dw[1]};
+    }
+    if (dev.state == StreamState::translate && dev.hwpt && dev.hwpt->vste == words) {
+      // The same vSTE: attaching its HWPT again would change nothing on the host (the kernel returns early for
+      // a domain replaced by itself), so nothing is attached; its CDs still need invalidating.
+      ++stats_.ste_unchanged;
+      dev.cds_stale = true;
+      return {};
     }
     if (auto it = p.nested.find(words); it != p.nested.end()) hwpt = it->second.lock();
     if (hwpt) {

@@ -52,6 +52,14 @@ struct VirtualSmmuConfig {
   InvalidationPolicy policy = InvalidationPolicy::batched;
   std::uint32_t max_batch_entries = 0;    // 0: no limit but the guest's queue
   bool gbpa_abort_at_reset = false;       // GBPA.ABORT's reset value (IMPLEMENTATION DEFINED)
+  // The work one call into the vSMMU (an MMIO access, process_events()) may do on the guest's command queue:
+  // at most this many guest commands consumed and this many host calls made (0: no bound). An SMMU consumes
+  // its queue asynchronously, CONS advancing over time (IHI 0070 4.1.2, 4.1.4), so one doorbell for a full
+  // queue never holds the vSMMU (and the VMM thread, or vsmmud's strand) for long: what is left is done by
+  // the next accesses (a guest polling CMDQ_CONS drives it) and by process_events(), whose fd in event_fds()
+  // is readable while work is left.
+  std::uint32_t commands_per_access = 1024;
+  std::uint32_t host_calls_per_access = 64;
 };
 
 // A device the VMM puts behind the vSMMU: a VFIO cdev path (or a sim host device name), or an open cdev fd
@@ -70,6 +78,7 @@ struct VirtualSmmuStats {
   std::uint64_t invalidate_calls = 0;     // HWPT_INVALIDATE calls
   std::uint64_t syncs = 0;                // CMD_SYNCs completed
   std::uint64_t ste_reinstalls = 0;       // streams re-read after CFGI_STE*, CFGI_ALL, SMMUEN or GBPA changes
+  std::uint64_t ste_unchanged = 0;        // of those, streams whose configuration had not changed (no attach)
   std::uint64_t hwpt_allocs = 0;          // nested HWPTs allocated for translating vSTEs
   std::uint64_t hwpt_shared = 0;          // translating vSTEs that reused an existing nested HWPT
   std::uint64_t attaches = 0;             // attach / replace calls
@@ -78,6 +87,7 @@ struct VirtualSmmuStats {
   std::uint64_t events = 0;               // records written to the guest's event queue
   std::uint64_t events_lost = 0;          // records lost (host vEVENTQ overflow or guest queue full)
   std::uint64_t host_calls = 0;           // every Host call the vSMMU made
+  std::uint64_t deferred = 0;             // times an access's budget ran out with commands left for later
   std::chrono::nanoseconds host_time{0};  // time spent inside HWPT_INVALIDATE calls
 };
 
@@ -109,9 +119,11 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // leaves the vSMMU holding what it held before; removing a physical SMMU's last device releases its vIOMMU.
   Result<void> add_device(DeviceSpec device);
   Result<void> remove_device(std::uint32_t vsid);
-  // The vEVENTQ fds to poll; call process_events() when one is readable.
+  // The fds to poll: the vEVENTQs, and one readable while command-queue work is left over from an access
+  // (VirtualSmmuConfig::commands_per_access); call process_events() when one is readable.
   std::vector<int> event_fds() const override;
-  // Moves every host event record into the guest's event queue; returns how many were written.
+  // Moves every host event record into the guest's event queue and goes on with command-queue work left
+  // over (within one access's budget); returns how many event records were written.
   Result<std::size_t> process_events() override;
 
   const GuestIdRegisters& id_registers() const override { return ids_; }
@@ -139,24 +151,33 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<PhysicalSmmu*> join_physical_smmu(Device& dev, const std::string& what);
   Result<std::unique_ptr<PhysicalSmmu>> new_physical_smmu(Device& dev, const host::HwInfo& hw, const std::string& what);
   void drop_unused_smmus();
-  void reinstall_streams(const invalidation::SidRange& sids);
+  // Re-reads the streams in `sids`; CFGI_CD_ALL goes to the host for translating streams whose vSTE did not
+  // change (guest_index: the guest command that asked, for a refusal).
+  struct HostRefusal {
+    std::uint32_t guest_index = 0;  // the guest command the host refused
+    int err = 0;                    // the host's errno
+  };
+  std::optional<HostRefusal> reinstall_streams(const invalidation::SidRange& sids, std::uint32_t guest_index = 0);
   Result<void> reinstall(Device& dev);
   Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
   std::optional<std::string> check_vste(const smmu::Ste& ste) const;
   void record_bad_ste(std::uint32_t vsid);
 
   // command queue (command_execution.cpp); mu_ held
+  // Starts one access's budget (VirtualSmmuConfig::commands_per_access, host_calls_per_access).
+  void begin_access();
+  bool host_budget_spent() const;
+  // Consumes commands within the access's budget; leaves work_fd_ readable when some are left.
   void run_command_queue();
+  void set_work_left(bool left);
   // Executes plan steps; returns the guest index of a command the host refused, if one was.
-  struct HostRefusal {
-    std::uint32_t guest_index = 0;  // the guest command the host refused
-    int err = 0;                    // the host's errno
-  };
   std::optional<HostRefusal> forward(std::span<const smmu::Command> entries,
                                        std::span<const std::uint32_t> guest_index);
   std::optional<HostRefusal> invalidate(PhysicalSmmu& p);
 
   // events (event_forwarding.cpp); mu_ held
+  // IOMMU_VEVENTQ_ALLOC on p's vIOMMU with the guest event queue's depth, and its reader; `what` names it.
+  Result<void> open_event_queue(PhysicalSmmu& p, const std::string& what);
   Result<void> enable_event_queues();
   void disable_event_queues();
   std::size_t drain_host_events();
@@ -177,6 +198,10 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by vSID
   std::vector<smmu::Command> cmd_buffer_;              // reused by run_command_queue
   invalidation::Planner planner_;                      // reused by run_command_queue
+  host::UniqueFd work_fd_;                             // eventfd: readable while command work is left
+  bool work_left_ = false;
+  std::uint32_t commands_budget_ = 0;                  // this access's budget: commands still allowed
+  std::uint64_t host_calls_limit_ = 0;                 //   and the host-call count it may not pass
   VirtualSmmuStats stats_;
   std::array<std::function<void()>, 4> irq_handlers_;
 };

@@ -48,6 +48,9 @@ struct VirtualSmmu::Device {
   host::Attachment attachment;           // detached (blocking DMA) when destroyed
   StreamState state = StreamState::blocked;
   std::optional<std::string> problem;
+  // Set when a CFGI_STE* found the translating vSTE unchanged: the host keeps the same nested HWPT (attaching
+  // it again changes nothing), so the CDs the STE locates must be invalidated explicitly (IHI 0070 4.3.1).
+  bool cds_stale = false;
 };
 
 }  // namespace vsmmu::nesting

@@ -20,18 +20,6 @@
 
 namespace vsmmu::smmu {
 
-// The identification registers (IHI 0070 6.3.1-6.3.8).
-struct IdRegisters {
-  Idr0 idr0;
-  Idr1 idr1;
-  Idr2 idr2;
-  Idr3 idr3;
-  Idr4 idr4;
-  Idr5 idr5;
-  Iidr iidr;
-  Aidr aidr;
-};
-
 enum class Irq : std::uint8_t { eventq, gerror, cmd_sync, priq };
 
 // What software's register writes ask the SMMU to do. Called with the owner's lock held, before the write

@@ -369,4 +369,16 @@ struct IrqCfg2 : Reg32<IrqCfg2> {
   static constexpr Field<0, 31, 31, bool> LO{};  // PRIQ only: interrupt only for a PRI message with L set
 };
 
+// The identification registers (IHI 0070 6.3.1-6.3.8).
+struct IdRegisters {
+  Idr0 idr0;
+  Idr1 idr1;
+  Idr2 idr2;
+  Idr3 idr3;
+  Idr4 idr4;
+  Idr5 idr5;
+  Iidr iidr;
+  Aidr aidr;
+};
+
 }  // namespace vsmmu::smmu

@@ -99,13 +99,34 @@ inline HwptAllocRequest nested_request(DeviceId dev, ObjectId viommu, std::span<
   return r;
 }
 
+// Limits the kernel enforces on values the seam carries.
+namespace limits {
+// drivers/iommu/iommufd/eventq.c iommufd_veventq_alloc: veventq_depth 0 or above VEVENTQ_MAX_DEPTH (1 << 19,
+// "fits all existing HWs": an SMMUv3 event queue has at most 2^19 entries, IHI 0070 6.3.2 IDR1.EVENTQS) is
+// EINVAL.
+inline constexpr std::uint32_t kVeventqMaxDepth = 1U << 19;
+// drivers/iommu/iommufd/hw_pagetable.c iommufd_hwpt_invalidate: with entries, entry_num above
+// IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (1 << 19) is EINVAL, as are a NULL data_uptr, entry_len 0 and entry_len
+// above PAGE_SIZE, all before the target is looked up (Linux 7.3).
+inline constexpr std::uint32_t kInvalidateMaxEntries = 1U << 19;
+inline constexpr std::uint32_t kInvalidateMaxEntryLen = 4096;  // PAGE_SIZE with arm64's 4 KiB pages
+// drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c arm_vsmmu_cache_invalidate then copies the entries into
+// one kmalloc of entry_num x 16 bytes, which kmalloc refuses above KMALLOC_MAX_SIZE (4 MiB: 4 KiB pages,
+// MAX_PAGE_ORDER 10): entry_num above this is ENOMEM, after the target checks and before any entry is read.
+inline constexpr std::uint32_t kInvalidateMaxAllocatableEntries = (4U << 20) / 16;
+}  // namespace limits
+
 // IOMMU_HWPT_INVALIDATE: entry_num entries of entry_len bytes each.
 struct InvalidateRequest {
   ObjectId id = 0;             // the vIOMMU on ARM
   std::uint32_t data_type = uapi::kInvalidateDataViommuArmSmmuv3;
   std::uint32_t entry_len = 16;
   std::uint32_t entry_num = 0;
-  std::span<const std::byte> data;  // entry_len * entry_num bytes (may be empty to probe the kernel's checks)
+  // entry_len * entry_num bytes. Empty stands for a NULL data_uptr (to probe the kernel's checks: EINVAL with
+  // entries). A non-empty span shorter than that is refused by both backends before anything else with EFAULT
+  // (invalidate_data_error): the kernel would read past the caller's buffer, and a buffer it cannot read is
+  // EFAULT to it (copy_from_user in iommu_copy_struct_from_full_user_array).
+  std::span<const std::byte> data;
 };
 
 // The kernel writes back how many entries it handled, on success and on failure.
@@ -114,9 +135,13 @@ struct InvalidateOutcome {
   std::optional<Error> error;
 };
 
+// The seam's own check of an invalidation's data, the first one both backends make (see
+// InvalidateRequest::data): a non-empty span shorter than entry_len * entry_num.
+std::optional<Error> invalidate_data_error(const InvalidateRequest& req);
+
 struct VeventqInfo {
   ObjectId id = 0;
-  int fd = -1;                 // pollable; read() yields {u32 flags; u32 sequence;} + payload records
+  int fd = -1;                 // pollable (POLLIN while records are queued); read it with Host::read_veventq
 };
 
 struct FaultQueueInfo {
@@ -170,6 +195,13 @@ class Host {
   virtual Result<VeventqInfo> veventq_alloc(ObjectId viommu, std::uint32_t type, std::uint32_t depth) = 0;
   virtual Result<FaultQueueInfo> fault_queue_alloc() = 0;
   virtual InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) = 0;
+  // read(2) of a vEVENTQ fd (as veventq_alloc returned it) with the kernel's answers
+  // (drivers/iommu/iommufd/eventq.c iommufd_veventq_fops_read): as many whole records as fit in buf, oldest
+  // first, each {u32 flags; u32 sequence;} + the type's payload, or the 8-byte header alone with
+  // IOMMU_VEVENTQ_FLAG_LOST_EVENTS; 0 when the queue is empty (it never blocks and never says EAGAIN: poll the
+  // fd to wait); EINVAL when buf is shorter than a header, or than the first queued record (which stays
+  // queued). Returns the bytes written to buf. An fd that is not open is EBADF.
+  virtual Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) = 0;
 
   virtual Result<void> destroy(ObjectId id) = 0;
 };

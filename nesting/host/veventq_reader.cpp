@@ -1,11 +1,10 @@
 #include "nesting/host/veventq_reader.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "nesting/host/host.hpp"
 #include "smmu/log.hpp"
 
 namespace vsmmu::host {
@@ -22,9 +21,15 @@ std::uint32_t load_u32(const std::byte* p) {
 
 }  // namespace
 
-VeventqReader::VeventqReader(int fd, std::size_t payload_bytes, std::optional<std::uint32_t> first_sequence,
-                             std::size_t buffer_records)
-    : fd_(fd),
+VeventqReader::VeventqReader(Host& host, int fd, std::size_t payload_bytes,
+                             std::optional<std::uint32_t> first_sequence, std::size_t buffer_records)
+    : VeventqReader([&host, fd](std::span<std::byte> buf) { return host.read_veventq(fd, buf); },
+                    fmt::format("fd {}", fd), payload_bytes, first_sequence, buffer_records) {}
+
+VeventqReader::VeventqReader(Source source, std::string label, std::size_t payload_bytes,
+                             std::optional<std::uint32_t> first_sequence, std::size_t buffer_records)
+    : source_(std::move(source)),
+      label_(std::move(label)),
       payload_bytes_(payload_bytes),
       expected_(first_sequence),
       buffer_(std::max<std::size_t>(buffer_records, 1) * (kHeaderBytes + payload_bytes_)) {
@@ -39,10 +44,10 @@ void VeventqReader::note_loss(std::vector<VeventqRecord>& out, std::uint32_t las
   r.lost_count = count;
   if (count) {
     lost_total_ += *count;
-    log::warn("veventq", "fd {}: lost {} event(s) up to sequence {}", fd_, *count, last_lost_sequence);
+    log::warn("veventq", "{}: lost {} event(s) up to sequence {}", label_, *count, last_lost_sequence);
   } else {
     ++lost_unknown_;
-    log::warn("veventq", "fd {}: lost an unknown number of events up to sequence {}", fd_, last_lost_sequence);
+    log::warn("veventq", "{}: lost an unknown number of events up to sequence {}", label_, last_lost_sequence);
   }
   out.push_back(r);
 }
@@ -53,9 +58,9 @@ Result<std::size_t> VeventqReader::parse(const std::byte* data, std::size_t size
   while (off < size) {
     if (size - off < kHeaderBytes) {
       return fail(EIO, "veventq.read",
-                  "fd {}: {} trailing byte(s) are not a whole record header (the kernel "
+                  "{}: {} trailing byte(s) are not a whole record header (the kernel "
                   "only returns whole records)",
-                  fd_, size - off);
+                  label_, size - off);
     }
     const std::uint32_t flags = load_u32(data + off);
     const std::uint32_t seq = load_u32(data + off + 4) & kSequenceMask;
@@ -75,9 +80,9 @@ Result<std::size_t> VeventqReader::parse(const std::byte* data, std::size_t size
     }
     if (size - off < payload_bytes_) {
       return fail(EIO, "veventq.read",
-                  "fd {}: record with sequence {} has {} of its {} payload bytes (the kernel "
+                  "{}: record with sequence {} has {} of its {} payload bytes (the kernel "
                   "only returns whole records)",
-                  fd_, seq, size - off, payload_bytes_);
+                  label_, seq, size - off, payload_bytes_);
     }
     if (expected_ && seq != *expected_) {
       const std::uint32_t gap = (seq - *expected_) & kSequenceMask;
@@ -100,20 +105,15 @@ Result<std::size_t> VeventqReader::read_available(std::vector<VeventqRecord>& ou
   const std::size_t record_bytes = kHeaderBytes + payload_bytes_;
   std::size_t appended = 0;
   for (;;) {
-    const ssize_t n = ::read(fd_, buffer_.data(), buffer_.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return appended;  // empty (non-blocking fd)
-      const int err = errno;
-      return fail(err, "veventq.read", "fd {}: read failed: {}", fd_, std::strerror(err));
-    }
-    if (n == 0) return appended;  // empty: the kernel returns 0 rather than blocking
-    auto parsed = parse(buffer_.data(), static_cast<std::size_t>(n), out);
+    auto n = source_(buffer_);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return appended;  // empty: the kernel returns 0 rather than blocking
+    auto parsed = parse(buffer_.data(), *n, out);
     if (!parsed) return parsed;
     appended += *parsed;
     // The kernel fills the buffer with as many whole records as fit; room for another record means the
-    // queue was drained, and reading again could block a blocking fd.
-    if (buffer_.size() - static_cast<std::size_t>(n) >= record_bytes) return appended;
+    // queue was drained.
+    if (buffer_.size() - *n >= record_bytes) return appended;
   }
 }
 

@@ -4,18 +4,23 @@
 // 0..INT_MAX and then 0 again, whether it was queued or dropped because the queue was full; a full queue
 // ends with one LOST_EVENTS header carrying the sequence of the last dropped event. So the reader can say how
 // many events were lost and where: from a gap in the sequence, or from a LOST_EVENTS header.
-// Shared by both backends: the simulated host's vEVENTQ fd produces the same byte stream.
+// Shared by both backends: it reads through Host::read_veventq, which gives the kernel's answers on both.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "smmu/error.hpp"
 
 namespace vsmmu::host {
+
+class Host;
 
 // One item of the stream, in the order the kernel queued it.
 struct VeventqRecord {
@@ -37,18 +42,25 @@ class VeventqReader {
   static constexpr std::size_t kHeaderBytes = 8;
   static constexpr std::size_t kArmSmmuv3PayloadBytes = 32;
 
-  // fd is borrowed (QueueObject owns it). first_sequence is what a fresh queue starts at (0); pass nullopt
-  // when attaching to a queue whose history is unknown: the first record then sets the baseline.
-  explicit VeventqReader(int fd, std::size_t payload_bytes = kArmSmmuv3PayloadBytes,
-                         std::optional<std::uint32_t> first_sequence = 0, std::size_t buffer_records = 64);
+  // One read of the queue with the kernel's semantics (Host::read_veventq): the bytes of as many whole
+  // records as fit, 0 when empty.
+  using Source = std::function<Result<std::size_t>(std::span<std::byte>)>;
+
+  // Reads the vEVENTQ whose fd veventq_alloc returned (borrowed: QueueObject owns it) through the host.
+  // first_sequence is what a fresh queue starts at (0); pass nullopt when attaching to a queue whose history
+  // is unknown: the first record then sets the baseline.
+  VeventqReader(Host& host, int fd, std::size_t payload_bytes = kArmSmmuv3PayloadBytes,
+                std::optional<std::uint32_t> first_sequence = 0, std::size_t buffer_records = 64);
+  // The same over any source of reads; `label` names it in messages.
+  VeventqReader(Source source, std::string label, std::size_t payload_bytes = kArmSmmuv3PayloadBytes,
+                std::optional<std::uint32_t> first_sequence = 0, std::size_t buffer_records = 64);
 
   // Reads what the queue holds now and appends it to out; returns how many records were appended (0 when
-  // empty: read() returning 0 or EAGAIN). Does not block on an fd that returns 0 when empty, as the kernel's
-  // does; a blocking pipe or socket blocks only if nothing at all is queued.
+  // empty). Never blocks: a read that leaves room for another record in the buffer drained the queue.
   Result<std::size_t> read_available(std::vector<VeventqRecord>& out);
 
-  // Parses one read()'s worth of bytes (whole records only) and appends to out; exposed for the simulated
-  // host and tests. Updates the expected sequence like read_available.
+  // Parses one read's worth of bytes (whole records only) and appends to out; exposed for tests. Updates the
+  // expected sequence like read_available.
   Result<std::size_t> parse(const std::byte* data, std::size_t size, std::vector<VeventqRecord>& out);
 
   // The sequence number the next event should carry, if known.
@@ -60,7 +72,8 @@ class VeventqReader {
  private:
   void note_loss(std::vector<VeventqRecord>& out, std::uint32_t last_lost_sequence, std::optional<std::uint32_t> count);
 
-  int fd_;
+  Source source_;
+  std::string label_;
   std::size_t payload_bytes_;
   std::optional<std::uint32_t> expected_;
   std::vector<std::byte> buffer_;

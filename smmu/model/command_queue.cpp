@@ -1,6 +1,7 @@
 // The command queue (IHI 0070 3.5, chapter 4) and its errors (7.1): the SMMU consumes commands from CONS to
 // PROD; a command it cannot fetch or does not accept stops the queue with CONS on it, CMDQ_CONS.ERR saying
 // why and GERROR.CMDQ_ERR toggled, until software acknowledges through GERRORN.
+#include "smmu/command_legality.hpp"
 #include "smmu/log.hpp"
 #include "smmu/model/smmu_model.hpp"
 
@@ -23,50 +24,12 @@ void SmmuModel::commands_published() {
   }
 }
 
-// Whether this SMMU accepts the opcode with these parameters beyond the RES0 rule (IHI 0070 4.1.1, 4.4:
-// commands for features or Security states the SMMU lacks are CERROR_ILL).
-bool SmmuModel::command_supported(const Command& cmd) const {
-  const auto& i0 = config_.idr0;
-  switch (cmd.get(Command::Opcode)) {
-    case Opcode::TLBI_NH_ALL:
-    case Opcode::TLBI_NH_ASID:
-    case Opcode::TLBI_NH_VA:
-    case Opcode::TLBI_NH_VAA: return i0.get(Idr0::S1P);
-    case Opcode::TLBI_EL2_ALL:
-    case Opcode::TLBI_EL2_ASID:
-    case Opcode::TLBI_EL2_VA:
-    case Opcode::TLBI_EL2_VAA: return i0.get(Idr0::Hyp) && i0.get(Idr0::S1P);
-    case Opcode::TLBI_S12_VMALL:
-    case Opcode::TLBI_S2_IPA: return i0.get(Idr0::S2P);
-    case Opcode::ATC_INV: return i0.get(Idr0::ATS);
-    case Opcode::PRI_RESP: return i0.get(Idr0::PRI);
-    case Opcode::RESUME:
-    case Opcode::STALL_TERM: return i0.get(Idr0::STALL_MODEL) != StallModel::terminate;
-    case Opcode::CMD_SYNC: return cmd.get(Command::CS) != SyncCs::reserved;
-    // No VMS (IDR3.MPAM/PPS are never modelled), no Secure state, no DPT.
-    case Opcode::CFGI_VMS_PIDM:
-    case Opcode::TLBI_EL3_ALL:
-    case Opcode::TLBI_EL3_VA:
-    case Opcode::TLBI_S_EL2_ALL:
-    case Opcode::TLBI_S_EL2_ASID:
-    case Opcode::TLBI_S_EL2_VA:
-    case Opcode::TLBI_S_EL2_VAA:
-    case Opcode::TLBI_S_S12_VMALL:
-    case Opcode::TLBI_S_S2_IPA:
-    case Opcode::TLBI_SNH_ALL:
-    case Opcode::DPTI_ALL:
-    case Opcode::DPTI_PA: return false;
-    default: return true;
-  }
-}
-
 std::optional<Cerror> SmmuModel::execute(const Command& cmd) {
-  const auto info = opcode_info(static_cast<std::uint8_t>(cmd.raw(Command::Opcode)));
-  if (!info) return Cerror::ill;                  // undefined opcode
-  if (res0_violation(cmd)) return Cerror::ill;    // a bit the opcode does not define is set
-  if (!command_supported(cmd)) return Cerror::ill;
-  // The Non-secure queue names no Secure stream (IHI 0070 4.3.1 SSec).
-  if ((info->dw0_defined & Command::SSec.mask) != 0 && cmd.get(Command::SSec)) return Cerror::ill;
+  // One judge for every SMMU of the project (the vSMMU asks the same one).
+  if (const std::string problem = command_problem(cmd, command_features_); !problem.empty()) {
+    log::debug("smmu.model", "CERROR_ILL: {}", problem);
+    return Cerror::ill;
+  }
 
   const std::uint32_t sid = cmd.get(Command::SID);
   switch (cmd.get(Command::Opcode)) {

@@ -67,6 +67,7 @@ Result<std::unique_ptr<SmmuModel>> SmmuModel::create(PhysicalMemory& mem, const 
 SmmuModel::SmmuModel(PhysicalMemory& mem, const ModelConfig& config)
     : mem_(mem),
       config_(config),
+      command_features_(command_features(config.ids())),
       walker_(mem),
       tlb_(config.tlb_entries),
       config_cache_(config.cached_streams, config.cached_contexts),

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "smmu/command.hpp"
+#include "smmu/command_legality.hpp"
 #include "smmu/error.hpp"
 #include "smmu/event.hpp"
 #include "smmu/memory.hpp"
@@ -203,7 +204,6 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
   // ---- command queue (command_queue.cpp); mu_ held.
   void commands_published() override;  // RegisterEffects: consume the command queue
   std::optional<Cerror> execute(const Command& cmd);
-  bool command_supported(const Command& cmd) const;
   void invalidate_tlb(const Command& cmd);
 
   Result<std::uint64_t> mmio(std::uint64_t offset, unsigned size, const std::uint64_t* write_value);
@@ -214,6 +214,7 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
 
   PhysicalMemory& mem_;
   const ModelConfig config_;
+  const CommandFeatures command_features_;  // what config_ lets a command ask for (smmu/command_legality.hpp)
   mutable std::mutex mu_;
   Walker walker_;
   Tlb tlb_;

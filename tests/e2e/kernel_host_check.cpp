@@ -4,7 +4,8 @@
 //   --iort no-canwbs  QEMU's own IORT: IOMMU_VIOMMU_ALLOC fails EOPNOTSUPP, and the error names the missing
 //                     S2FWB and CANWBS;
 //   --iort canwbs     booted with the CANWBS IORT override: the vIOMMU, a vDEVICE, a vEVENTQ and a nested
-//                     HWPT are allocated, and vIOMMU invalidation behaves as the driver does;
+//                     HWPT are allocated, vIOMMU invalidation behaves as the driver does (entry_num bounds
+//                     included), and the vEVENTQ's depth bound and empty/short reads are the kernel's;
 // and in both NEST_PARENT|DIRTY_TRACKING is refused with EOPNOTSUPP and "this kernel has no nested dirty
 // tracking". Prints one line per check ("ok" or "FAILED") and exits 1 if any failed.
 //
@@ -18,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nesting/host/handles.hpp"
 #include "nesting/host/kernel/kernel_host.hpp"
@@ -146,8 +148,19 @@ int run(bool canwbs, const std::string& device) {
   std::optional<HostObject> vdevice;
   if (auto id = must(host.vdevice_alloc(viommu.id(), *dev, kVsid), "IOMMU_VDEVICE_ALLOC(vSID 0x10)"))
     vdevice.emplace(host, *id);
+  // drivers/iommu/iommufd/eventq.c: iommufd_veventq_alloc bounds the depth by VEVENTQ_MAX_DEPTH (1 << 19);
+  // iommufd_veventq_fops_read never blocks: an empty queue reads 0, a buffer shorter than a header is EINVAL.
+  refused(host.veventq_alloc(viommu.id(), uapi::kVeventqTypeArmSmmuv3, limits::kVeventqMaxDepth + 1),
+          "IOMMU_VEVENTQ_ALLOC(depth 2^19 + 1) is EINVAL", EINVAL, {"VEVENTQ_MAX_DEPTH"});
   if (auto q = must(host.veventq_alloc(viommu.id(), uapi::kVeventqTypeArmSmmuv3, 64), "IOMMU_VEVENTQ_ALLOC")) {
     QueueObject queue(host, q->id, q->fd);
+    std::array<std::byte, 64> buf{};
+    auto empty = host.read_veventq(queue.fd(), buf);
+    check(empty && *empty == 0, "read(vEVENTQ) of an empty queue is 0",
+          empty ? fmt::format("{} bytes", *empty) : empty.error().to_string());
+    auto tiny = host.read_veventq(queue.fd(), std::span(buf).first(7));
+    check(!tiny && tiny.error().err == EINVAL, "read(vEVENTQ) with 7 bytes is EINVAL",
+          tiny ? fmt::format("{} bytes [expected EINVAL]", *tiny) : tiny.error().to_string());
   }
   const auto bypass = vste(smmu::StreamConfig::bypass);
   if (auto id =
@@ -168,6 +181,19 @@ int run(bool canwbs, const std::string& device) {
                     "IOMMU_HWPT_INVALIDATE(no entries) is EINVAL on arm-smmu-v3", EINVAL, 0);
   report_invalidate(host.hwpt_invalidate(invalidation(viommu.id(), prefetch, 1)),
                     "IOMMU_HWPT_INVALIDATE(PREFETCH_CONFIG) is EIO", EIO, 0);
+  // hw_pagetable.c caps entry_num at IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (1 << 19): EINVAL before the target is
+  // looked up; arm_vsmmu_cache_invalidate's one kmalloc of entry_num x 16 bytes fails above 4 MiB: ENOMEM.
+  {
+    std::vector<std::byte> many(std::size_t{limits::kInvalidateMaxEntries + 1} * 16);
+    for (std::size_t i = 0; i < many.size(); i += 16) std::memcpy(many.data() + i, nh_all.data(), 16);
+    report_invalidate(host.hwpt_invalidate(invalidation(viommu.id(), many, limits::kInvalidateMaxEntries + 1)),
+                      "IOMMU_HWPT_INVALIDATE(2^19 + 1 entries) is EINVAL", EINVAL, 0);
+    report_invalidate(host.hwpt_invalidate(invalidation(0xffff, many, limits::kInvalidateMaxEntries + 1)),
+                      "IOMMU_HWPT_INVALIDATE(2^19 + 1 entries, no such target) is EINVAL", EINVAL, 0);
+    const std::uint32_t over = limits::kInvalidateMaxAllocatableEntries + 1;
+    report_invalidate(host.hwpt_invalidate(invalidation(viommu.id(), std::span(many).first(std::size_t{over} * 16), over)),
+                      "IOMMU_HWPT_INVALIDATE(2^18 + 1 entries) is ENOMEM", ENOMEM, 0);
+  }
 
   must(host.detach(*dev), "VFIO_DEVICE_DETACH_IOMMUFD_PT");
   if (vdevice) must(vdevice->reset(), "IOMMU_DESTROY(vDEVICE)");

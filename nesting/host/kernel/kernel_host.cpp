@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -147,9 +148,10 @@ std::string specific_meaning(std::string_view where, int err, std::uint32_t flag
     if (err == EOPNOTSUPP)
       return "ARM SMMUv3 invalidates only through the vIOMMU: target the vIOMMU id, not the nested HWPT";
     if (err == EINVAL)
-      return "the target must be a vIOMMU (not the nest parent or an IOAS), entry_num non-zero (arm-smmu-v3 "
-             "rejects an empty array), entry_len 1..4096, data_type IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 and "
-             "data non-NULL";
+      return fmt::format("the target must be a vIOMMU (not the nest parent or an IOAS), entry_num 1..{} "
+                         "(arm-smmu-v3 rejects an empty array), entry_len 1..{}, data_type "
+                         "IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 and data non-NULL",
+                         limits::kInvalidateMaxEntries, limits::kInvalidateMaxEntryLen);
     if (err == EIO)
       return "the driver refused a command: only TLBI_NSNH_ALL, TLBI_NH_ALL/ASID/VA/VAA, ATC_INV, CFGI_CD and "
              "CFGI_CD_ALL are forwarded, and a SID must be a vSID with a vDEVICE; CMD_SYNC, CFGI_STE and "
@@ -157,6 +159,10 @@ std::string specific_meaning(std::string_view where, int err, std::uint32_t flag
     if (err == E2BIG) return "an entry has non-zero bytes past the 16 the driver understands";
     if (err == ENOENT) return "no such vIOMMU";
     if (err == EFAULT) return "the command array is not readable";
+    if (err == ENOMEM)
+      return fmt::format("the driver copies the whole array into one allocation: at most {} entries "
+                         "(arm_vsmmu_cache_invalidate), or the kernel is out of memory",
+                         limits::kInvalidateMaxAllocatableEntries);
   } else if (where == kFaultAlloc) {
     if (err == EOPNOTSUPP) return "flags must be 0";
     if (err == EMFILE) return "this process has no free file descriptor for the queue";
@@ -172,7 +178,7 @@ std::string specific_meaning(std::string_view where, int err, std::uint32_t flag
     if (err == ENOENT) return "no such vIOMMU, or the device is not bound to this iommufd";
   } else if (where == kVeventqAlloc) {
     if (err == EEXIST) return "the vIOMMU already has a vEVENTQ of this type (one per type)";
-    if (err == EINVAL) return "the depth must be non-zero";
+    if (err == EINVAL) return fmt::format("the depth must be 1..{} (VEVENTQ_MAX_DEPTH)", limits::kVeventqMaxDepth);
     if (err == EOPNOTSUPP) return "the type must be IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 (DEFAULT is refused), flags 0";
     if (err == ENOENT) return "no such vIOMMU";
     if (err == EMFILE) return "this process has no free file descriptor for the queue";
@@ -681,15 +687,9 @@ Result<FaultQueueInfo> KernelHost::fault_queue_alloc() {
 
 InvalidateOutcome KernelHost::hwpt_invalidate(const InvalidateRequest& r) {
   InvalidateOutcome out;
-  const std::uint64_t needed = std::uint64_t{r.entry_len} * r.entry_num;
   // An empty span lets a caller probe the kernel's own checks (NULL data); a short one would let the kernel
   // read past the caller's buffer.
-  if (!r.data.empty() && r.data.size() < needed) {
-    out.error = Error{EINVAL, std::string(kInvalidate),
-                      fmt::format("invalidating through {}: {} entries of {} bytes need {} bytes, data has {}", r.id,
-                                  r.entry_num, r.entry_len, needed, r.data.size())};
-    return out;
-  }
+  if ((out.error = invalidate_data_error(r))) return out;
   kabi::iommu_hwpt_invalidate req{.hwpt_id = r.id,
                                   .data_uptr = r.data.empty() ? 0 : uptr(r.data.data()),
                                   .data_type = r.data_type,
@@ -716,6 +716,19 @@ InvalidateOutcome KernelHost::hwpt_invalidate(const InvalidateRequest& r) {
                                           release_)};
   }
   return out;
+}
+
+Result<std::size_t> KernelHost::read_veventq(int fd, std::span<std::byte> buf) {
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    const int err = errno;
+    if (err == EINVAL)
+      return fail(err, "read(vEVENTQ)", "fd {}: a buffer of {} bytes is shorter than the next record (the "
+                  "record stays queued)", fd, buf.size());
+    return fail(err, "read(vEVENTQ)", "fd {}: {}", fd, std::strerror(err));
+  }
 }
 
 Result<void> KernelHost::destroy(ObjectId id) {

@@ -82,6 +82,8 @@ class KernelHost final : public Host {
   Result<VeventqInfo> veventq_alloc(ObjectId viommu, std::uint32_t type, std::uint32_t depth) override;
   Result<FaultQueueInfo> fault_queue_alloc() override;
   InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) override;
+  // read(2) on the fd: the kernel's own rules.
+  Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
 
   Result<void> destroy(ObjectId id) override;
 

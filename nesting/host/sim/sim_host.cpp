@@ -3,7 +3,6 @@
 #include "nesting/host/sim/sim_host.hpp"
 
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,9 +123,6 @@ Result<std::unique_ptr<SimHost>> SimHost::create(KernelProfile kernel, HardwareP
   st.installed.assign(st.hw.devices.size(), smmu::Ste{});
   // Every device starts blocked: an abort STE (the driver's blocking domain before VFIO binds it).
   for (std::size_t i = 0; i < st.hw.devices.size(); ++i) VSMMU_SIM_TRY(st.install(i, st.abort_ste()));
-  st.pump_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (st.pump_wake < 0) return fail(errno, "sim.host", "eventfd for the vEVENTQ pump: {}", std::strerror(errno));
-  st.pump = std::thread([&st] { st.pump_loop(); });
   return std::unique_ptr<SimHost>(new SimHost(std::move(state)));
 }
 
@@ -139,13 +135,6 @@ Result<std::unique_ptr<SimHost>> SimHost::create_default() {
 }
 
 SimHost::~SimHost() {
-  {
-    std::lock_guard lock(s_->mu);
-    s_->stopping = true;
-  }
-  s_->wake_pump();
-  if (s_->pump.joinable()) s_->pump.join();
-  if (s_->pump_wake >= 0) ::close(s_->pump_wake);
   std::lock_guard lock(s_->mu);
   // What the user left behind goes as closing /dev/iommu would take it: attachments, then children before
   // parents, each IOAS's mappings last.

@@ -97,6 +97,8 @@ class SimHost final : public Host {
   Result<VeventqInfo> veventq_alloc(ObjectId viommu, std::uint32_t type, std::uint32_t depth) override;
   Result<FaultQueueInfo> fault_queue_alloc() override;
   InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) override;
+  // The simulated kernel's own queue (veventq.hpp), with iommufd_veventq_fops_read's rules.
+  Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
   Result<void> destroy(ObjectId id) override;
 
   // ---- The simulated host's own controls.
@@ -116,7 +118,8 @@ class SimHost final : public Host {
   Result<smmu::Ste> physical_ste(std::string_view device) const;
 
   // A DMA by one of the profile's DMA engines, through its device's SMMU. Event records it causes are
-  // handled (forwarded to a vEVENTQ or logged) before this returns, unless interrupts are deferred.
+  // handled (forwarded to a vEVENTQ or logged) as the SMMU writes them, burst by burst, as the kernel's
+  // event-queue thread keeps up with a faulting device, unless interrupts are deferred.
   Result<DmaResult> dma_write(std::string_view engine, std::uint64_t iova, std::span<const std::byte> data,
                               std::optional<std::uint32_t> ssid = std::nullopt);
   Result<DmaResult> dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,

@@ -2,7 +2,6 @@
 // (vIOMMU, vDEVICE, vEVENTQ, invalidation, events, DMA). Internal to nesting/host/sim.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -10,7 +9,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <variant>
 #include <vector>
 
@@ -124,11 +122,6 @@ struct SimHost::State {
   std::uint64_t events_unhandled = 0;
   bool interrupts_deferred = false;
 
-  // The vEVENTQ pump: writes backlogged records once the reader makes room (poll for POLLOUT).
-  std::thread pump;
-  int pump_wake = -1;                           // eventfd
-  bool stopping = false;
-
   State(KernelProfile k, HardwareProfile h, std::uint64_t pa_base, std::uint64_t pa_limit)
       : kernel(std::move(k)), hw(std::move(h)), mem(pa_base, pa_limit) {}
 
@@ -177,12 +170,10 @@ struct SimHost::State {
 
   // ---- vIOMMU side (sim_viommu.cpp)
   InvalidateOutcome viommu_invalidate(ObjectId viommu_id, const InvalidateRequest& req);
-  // Drains every SMMU's event queue and hands each record to its vEVENTQ (or logs it).
+  // arm_smmu_evtq_thread: drains every SMMU's event queue and hands each record to its vEVENTQ (or logs it).
   void handle_events();
   Result<DmaResult> dma(std::string_view engine, std::uint64_t iova, std::span<std::byte> read_into,
                         std::span<const std::byte> write_from, bool write, std::optional<std::uint32_t> ssid);
-  void wake_pump();
-  void pump_loop();
 };
 
 // Propagates an error out of a function returning a Result.

@@ -1,9 +1,7 @@
 // The simulated kernel's vIOMMU side: IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, fault
 // queues, IOMMU_HWPT_INVALIDATE (drivers/iommu/iommufd/viommu.c, eventq.c, hw_pagetable.c and
 // arm-smmu-v3-iommufd.c), the event path (arm_smmu_evtq_thread -> arm_vmaster_report_event) and DMA.
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <array>
@@ -109,7 +107,8 @@ Result<VeventqInfo> SimHost::veventq_alloc(ObjectId viommu, std::uint32_t type, 
   std::lock_guard lock(s_->mu);
   if (auto e = s_->inject(kCall)) return std::unexpected(*e);
   if (type == 0) return fail(EOPNOTSUPP, kCall, "type IOMMU_VEVENTQ_TYPE_DEFAULT (0) is reserved; use ARM_SMMUV3 (1)");
-  if (depth == 0) return fail(EINVAL, kCall, "veventq_depth is 0; the queue must hold at least one event");
+  if (depth == 0 || depth > limits::kVeventqMaxDepth)
+    return fail(EINVAL, kCall, "veventq_depth {} is outside 1..{} (VEVENTQ_MAX_DEPTH)", depth, limits::kVeventqMaxDepth);
   if (!s_->get<ViommuObj>(viommu)) return fail(ENOENT, kCall, "viommu_id {} is not a vIOMMU", viommu);
   for (const auto& [id, body] : s_->objects)
     if (auto* q = std::get_if<VeventqObj>(&body); q && q->viommu == viommu && q->type == type)
@@ -123,6 +122,15 @@ Result<VeventqInfo> SimHost::veventq_alloc(ObjectId viommu, std::uint32_t type, 
   const int fd = q.queue->take_user_fd();
   const ObjectId id = s_->insert(std::move(q));
   return VeventqInfo{id, fd};
+}
+
+Result<std::size_t> SimHost::read_veventq(int fd, std::span<std::byte> buf) {
+  constexpr const char* kCall = "read(vEVENTQ)";
+  std::lock_guard lock(s_->mu);
+  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, kCall, "fd {} is not open", fd);
+  for (auto& [id, body] : s_->objects)
+    if (auto* q = std::get_if<VeventqObj>(&body); q && q->queue->is_user_fd(fd)) return q->queue->read(buf, fd);
+  return fail(EINVAL, kCall, "fd {} is not a vEVENTQ fd of this host", fd);
 }
 
 Result<FaultQueueInfo> SimHost::fault_queue_alloc() {
@@ -146,9 +154,13 @@ InvalidateOutcome SimHost::hwpt_invalidate(const InvalidateRequest& req) {
   std::lock_guard lock(s_->mu);
   auto error = [](Result<void> r) { return InvalidateOutcome{0, r.error()}; };
   if (auto e = s_->inject(kCall)) return InvalidateOutcome{0, *e};
-  if (req.entry_num && (!req.data.data() || !req.entry_len))
-    return error(fail(EINVAL, kCall, "{} entries with entry_len {} and data_uptr {}", req.entry_num, req.entry_len,
-                      req.data.data() ? "set" : "NULL"));
+  if (auto e = invalidate_data_error(req)) return InvalidateOutcome{0, *e};
+  // iommufd_hwpt_invalidate, before the target is looked up; an empty span is a NULL data_uptr.
+  if (req.entry_num && (req.data.empty() || !req.entry_len || req.entry_len > limits::kInvalidateMaxEntryLen ||
+                        req.entry_num > limits::kInvalidateMaxEntries))
+    return error(fail(EINVAL, kCall, "{} entries (at most {}) with entry_len {} (1..{}) and data_uptr {}",
+                      req.entry_num, limits::kInvalidateMaxEntries, req.entry_len, limits::kInvalidateMaxEntryLen,
+                      req.data.empty() ? "NULL" : "set"));
   auto it = s_->objects.find(req.id);
   if (it == s_->objects.end()) return error(fail(ENOENT, kCall, "hwpt_id {} names no object", req.id));
   switch (s_->type_of(it->second)) {
@@ -172,17 +184,15 @@ InvalidateOutcome SimHost::State::viommu_invalidate(ObjectId viommu_id, const In
   const std::uint16_t vmid = get<HwptPagingObj>(vi.parent)->domain->vmid();
   auto error = [](Result<void> r, std::uint32_t handled = 0) { return InvalidateOutcome{handled, r.error()}; };
 
+  // arm_vsmmu_cache_invalidate allocates the whole array of 16-byte commands first.
+  if (req.entry_num > limits::kInvalidateMaxAllocatableEntries)
+    return error(fail(ENOMEM, kCall, "{} entries: the driver copies at most {} commands in one allocation",
+                      req.entry_num, limits::kInvalidateMaxAllocatableEntries));
   // iommu_copy_struct_from_full_user_array
   if (req.data_type != uapi::kInvalidateDataViommuArmSmmuv3)
     return error(fail(EINVAL, kCall, "data_type {}: an ARM SMMUv3 vIOMMU takes IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 ({})",
                       req.data_type, uapi::kInvalidateDataViommuArmSmmuv3));
   if (req.entry_num == 0) return error(fail(EINVAL, kCall, "entry_num is 0; pass at least one command"));
-  if (req.entry_len > kPageSize)
-    return error(fail(EINVAL, kCall, "entry_len {} is above {}", req.entry_len, kPageSize));
-  const std::uint64_t total = std::uint64_t{req.entry_len} * req.entry_num;
-  if (req.data.size() < total)
-    return error(fail(EFAULT, kCall, "{} entries of {} bytes need {} bytes; data_uptr covers {}", req.entry_num,
-                      req.entry_len, total, req.data.size()));
   std::vector<Command> cmds(req.entry_num);
   for (std::uint32_t i = 0; i < req.entry_num; ++i) {
     const auto entry = req.data.subspan(std::size_t{i} * req.entry_len, req.entry_len);
@@ -275,7 +285,6 @@ InvalidateOutcome SimHost::State::viommu_invalidate(ObjectId viommu_id, const In
 void SimHost::State::handle_events() {
   using smmu::Event;
   using smmu::EventId;
-  std::vector<VeventQueue*> touched;
   for (std::size_t i = 0; i < smmus.size(); ++i) {
     for (Event ev : smmus[i]->take_events()) {
       const auto id = ev.get(Event::ID);
@@ -310,42 +319,7 @@ void SimHost::State::handle_events() {
       ev.set(Event::SID, static_cast<std::uint32_t>(vsid));
       queue->report(ev.to_bytes());
       ++events_forwarded;
-      if (std::find(touched.begin(), touched.end(), queue) == touched.end()) touched.push_back(queue);
     }
-  }
-  bool backlog = false;
-  for (auto* q : touched) {
-    q->flush();
-    backlog |= q->has_backlog();
-  }
-  if (backlog) wake_pump();
-}
-
-void SimHost::State::wake_pump() {
-  const std::uint64_t one = 1;
-  if (pump_wake >= 0) (void)!::write(pump_wake, &one, sizeof one);
-}
-
-void SimHost::State::pump_loop() {
-  for (;;) {
-    std::vector<pollfd> fds;
-    {
-      std::lock_guard lock(mu);
-      if (stopping) return;
-      fds.push_back({pump_wake, POLLIN, 0});
-      for (const auto& [id, body] : objects)
-        if (auto* q = std::get_if<VeventqObj>(&body); q && q->queue->has_backlog())
-          fds.push_back({q->queue->fd(), POLLOUT, 0});
-    }
-    // A bounded wait: a queue destroyed meanwhile is dropped from the list on the next round.
-    (void)::poll(fds.data(), fds.size(), 200);
-    if (fds[0].revents & POLLIN) {
-      std::uint64_t v = 0;
-      (void)!::read(pump_wake, &v, sizeof v);
-    }
-    std::lock_guard lock(mu);
-    for (auto& [id, body] : objects)
-      if (auto* q = std::get_if<VeventqObj>(&body); q && q->queue->has_backlog()) q->queue->push();
   }
 }
 
@@ -378,6 +352,10 @@ Result<DmaResult> SimHost::State::dma(std::string_view engine, std::uint64_t iov
     const std::uint64_t chunk = std::min(size - done, unit - (a & (unit - 1)));
     auto r = write ? model.dma_write(stream, a, write_from.subspan(done, chunk))
                    : model.dma_read(stream, a, read_into.subspan(done, chunk));
+    // arm_smmu_evtq_thread runs as the SMMU raises its event-queue interrupt and keeps up with a device that
+    // faults piece after piece, so the SMMU's queue (2^8 entries here) overflows only while interrupts are
+    // deferred (a thread that cannot keep up).
+    if (!interrupts_deferred) handle_events();
     if (r) {
       res.bytes += chunk;
       done += chunk;
@@ -389,7 +367,6 @@ Result<DmaResult> SimHost::State::dma(std::string_view engine, std::uint64_t iov
     // The faulting burst moved nothing: it is done again in pieces, its fault standing for its first piece's.
     done += first ? std::min(chunk, spec.fault_retry_bytes - (a & (spec.fault_retry_bytes - 1))) : chunk;
   }
-  if (!interrupts_deferred) handle_events();
   return res;
 }
 

@@ -80,7 +80,7 @@ TEST_F(SimEndToEnd, DmaThroughBothStagesLandsInTheMemfdAndTlbiMakesAnUnmappedPag
   // The fault reached the guest's vEVENTQ as F_TRANSLATION, stage 1, with the vSID and the VA.
   pollfd p{s.veventq.fd(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 1000), 1);
-  VeventqReader reader(s.veventq.fd());
+  VeventqReader reader(*host, s.veventq.fd());
   auto recs = read_events(reader);
   ASSERT_EQ(recs.size(), 1U);
   EXPECT_EQ(recs[0].kind, VeventqRecord::Kind::event);
@@ -103,7 +103,7 @@ TEST_F(SimEndToEnd, UnmappingTheIoasMakesTheDeviceFaultAtStage2AndNothingIsForwa
   auto r = must(host->dma_write("nic0.dma", kVa, data));
   EXPECT_FALSE(r.ok());
   // A stage-2 fault (or the CD fetch through stage 2) is the host's, not the guest's: not forwarded.
-  VeventqReader reader(s.veventq.fd());
+  VeventqReader reader(*host, s.veventq.fd());
   EXPECT_TRUE(read_events(reader).empty());
   EXPECT_GE(host->stats().events_unhandled, 1U);
   EXPECT_EQ(host->stats().pinned_bytes, 0U);

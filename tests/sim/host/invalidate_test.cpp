@@ -69,6 +69,75 @@ TEST_F(SimInvalidate, TargetAndArrayChecks) {
   EXPECT_EQ(err(raw(bytes, 16, 1)), 0);
 }
 
+// The seam's rule, the same on both backends (host.hpp invalidate_data_error): data shorter than entry_len x
+// entry_num is EFAULT before anything else is looked at (the kernel backend never hands the kernel a buffer it
+// would read past; to the kernel an unreadable buffer is EFAULT). An empty span is a NULL data_uptr: EINVAL
+// (iommufd_hwpt_invalidate), whatever pointer the empty span holds.
+TEST_F(SimInvalidate, ShortDataIsEfaultFirstAndEmptyDataIsNull) {
+  const std::array one{op(Opcode::TLBI_NH_ALL)};
+  auto bytes = entries(one);
+  for (ObjectId target : {viommu, nested, ObjectId{999}}) {
+    InvalidateRequest r;
+    r.id = target;
+    r.entry_num = 2;
+    r.data = bytes;
+    auto o = host->hwpt_invalidate(r);
+    EXPECT_EQ(err(o), EFAULT) << "target " << target;
+    EXPECT_EQ(o.handled, 0U);
+  }
+  InvalidateRequest r;
+  r.id = viommu;
+  r.entry_num = 1;
+  r.data = std::span(bytes).first(0);  // empty, but not a null pointer
+  EXPECT_EQ(err(host->hwpt_invalidate(r)), EINVAL);
+}
+
+// Linux 7.3 drivers/iommu/iommufd/hw_pagetable.c iommufd_hwpt_invalidate: with entries, entry_num above
+// IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (1 << 19) or entry_len above PAGE_SIZE is EINVAL before the target is
+// looked up (an unknown target then says EINVAL, not ENOENT). arm_vsmmu_cache_invalidate
+// (arm-smmu-v3-iommufd.c) then copies the whole array into one kmalloc of entry_num x 16 bytes, which fails
+// above KMALLOC_MAX_SIZE (4 MiB on arm64 with 4 KiB pages): ENOMEM for more than 1 << 18 entries, after the
+// target checks and before any entry is read or issued.
+TEST_F(SimInvalidate, EntryNumBoundsAreTheCoresEinvalAndTheDriversEnomem) {
+  auto tlbi_all = [](std::uint32_t n) {
+    std::vector<std::byte> v(std::size_t{n} * 16);
+    for (std::size_t i = 0; i < v.size(); i += 16) v[i] = std::byte{0x10};  // TLBI_NH_ALL
+    return v;
+  };
+  const auto before = counters();
+  const auto core_max = tlbi_all((1U << 19) + 1);
+  InvalidateRequest r;
+  r.entry_num = (1U << 19) + 1;
+  r.data = core_max;
+  for (ObjectId target : {viommu, ObjectId{999}}) {
+    r.id = target;
+    auto o = host->hwpt_invalidate(r);
+    EXPECT_EQ(err(o), EINVAL) << "target " << target;
+    EXPECT_EQ(o.handled, 0U);
+  }
+  std::vector<std::byte> long_entry(4097);
+  long_entry[0] = std::byte{0x10};
+  r.id = 999;
+  r.entry_num = 1;
+  r.entry_len = 4097;
+  r.data = long_entry;
+  EXPECT_EQ(err(host->hwpt_invalidate(r)), EINVAL) << "entry_len above PAGE_SIZE, before the target";
+
+  const auto driver_max = tlbi_all((1U << 18) + 1);
+  r.id = viommu;
+  r.entry_num = (1U << 18) + 1;
+  r.entry_len = 16;
+  r.data = driver_max;
+  auto o = host->hwpt_invalidate(r);
+  EXPECT_EQ(err(o), ENOMEM);
+  EXPECT_EQ(o.handled, 0U);
+  r.data_type = 7;
+  EXPECT_EQ(err(host->hwpt_invalidate(r)), ENOMEM) << "before the data type is looked at";
+  r.id = nested;
+  EXPECT_EQ(err(host->hwpt_invalidate(r)), EOPNOTSUPP) << "after the target";
+  EXPECT_EQ(counters().commands, before.commands) << "nothing was issued";
+}
+
 // Checked on 7.2.12: entry_len 8/15/16/17/32 are accepted when the bytes past 16 are zero (a shorter entry is
 // zero-extended), E2BIG otherwise; entry_len 1 works too (selftest: "entry_len sizeof+1 or 1").
 TEST_F(SimInvalidate, EntryLengths) {
@@ -249,7 +318,7 @@ TEST(SimInvalidateRewrite, VmidAndSidReachThePhysicalSmmu) {
     auto o = invalidate(*host, s.viommu.id(), cmds);
     ASSERT_FALSE(o.error) << *o.error;
     EXPECT_FALSE(must(host->dma_write("nic0.dma", kVa, data)).ok()) << "variant " << variant << ": invalidated";
-    VeventqReader reader(s.veventq.fd());
+    VeventqReader reader(*host, s.veventq.fd());
     auto recs = read_events(reader);
     ASSERT_EQ(recs.size(), 1U) << "variant " << variant;
     smmu::Event ev;

@@ -378,6 +378,20 @@ TEST_F(SimObjects, ViommuAllocMatrix) {
   EXPECT_TRUE(host->viommu_alloc(dev, parent, uapi::kViommuTypeArmSmmuv3));
 }
 
+// drivers/iommu/iommufd/eventq.c iommufd_veventq_alloc: veventq_depth must be 1..VEVENTQ_MAX_DEPTH (1 << 19),
+// else EINVAL, checked before the vIOMMU is looked up. A guest event queue of the architecture's largest size
+// (IHI 0070 6.3.2: EVENTQS at most 19) fits.
+TEST_F(SimObjects, VeventqDepthIsBoundedByTheKernel) {
+  auto b = base();
+  EXPECT_EQ(err_of(host->veventq_alloc(b.viommu, uapi::kVeventqTypeArmSmmuv3, (1U << 19) + 1)), EINVAL);
+  EXPECT_EQ(err_of(host->veventq_alloc(999, uapi::kVeventqTypeArmSmmuv3, (1U << 19) + 1)), EINVAL)
+      << "the depth is checked before the vIOMMU";
+  EXPECT_EQ(err_of(host->veventq_alloc(b.viommu, uapi::kVeventqTypeArmSmmuv3, ~0U)), EINVAL);
+  auto q = host->veventq_alloc(b.viommu, uapi::kVeventqTypeArmSmmuv3, 1U << 19);
+  ASSERT_TRUE(q) << q.error();
+  QueueObject owned(*host, q->id, q->fd);
+}
+
 // vDEVICE: one per device (EEXIST), one per vSID in a vIOMMU (EEXIST), same SMMU (EINVAL); vEVENTQ: one per
 // type (EEXIST), depth 0 EINVAL, type DEFAULT EOPNOTSUPP; a vIOMMU with any of them is busy (EBUSY); a
 // vEVENTQ whose fd is open is busy (EBUSY).

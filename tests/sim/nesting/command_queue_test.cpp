@@ -1,6 +1,8 @@
 // The guest's command queue: a command the vSMMU or the host refuses stops the queue on exactly that command
 // (IHI 0070 7.1), everything before it has been executed and nothing after it, until the guest acknowledges;
 // and SMMUs with the repeat-invalidation erratum get every forwarded batch twice.
+#include <poll.h>
+
 #include <fmt/format.h>
 
 #include "nesting/virtual_smmu.hpp"
@@ -98,7 +100,10 @@ INSTANTIATE_TEST_SUITE_P(
     OnAStage1OnlyVsmmu, IllegalCommandSim,
     ::testing::Values(IllegalCase{"TlbiS2Ipa", cmd_tlbi_s2_ipa(0, 0x4000'0000)},
                       IllegalCase{"TlbiEl2All", cmd_tlbi_el2_all()},
-                      IllegalCase{"Res0BitSet", res0_set(cmd_tlbi_nh_asid(0, kAsid + 1))}),
+                      IllegalCase{"Res0BitSet", res0_set(cmd_tlbi_nh_asid(0, kAsid + 1))},
+                      // IHI 0070 4.7.3: CS = 0b11 is Reserved (the vSMMU once took it for a plain sync)
+                      IllegalCase{"SyncReservedCs", cmd_sync(SyncCs::reserved)},
+                      IllegalCase{"SecureStream", cmd_cfgi_ste(kNic0).set(Command::SSec, true)}),
     ByName());
 
 // kernel-uapi.md (HWPT_INVALIDATE, the stricter per-opcode validation in flight upstream): a TLBI_NH_VA with a
@@ -219,6 +224,52 @@ TEST_F(CommandQueueSim, GlobalMappingUnmappedByVaAndAsidInOneBatchFaultsUnderEve
     must(g->driver().issue(cmds));  // + CMD_SYNC
     EXPECT_FALSE(dma("nic0.dma", kVa, pattern(16, 3))) << "the device still writes a page the guest unmapped";
   }
+}
+
+// IHI 0070 4.1.2, 4.1.4: an SMMU consumes its queue over time, CONS advancing. A guest fills its queue with
+// 4096 CFGI_ALL and a CMD_SYNC and writes CMDQ_PROD once: that write does at most one access's work
+// (VirtualSmmuConfig::commands_per_access, host_calls_per_access) and re-attaches nothing, since no vSTE changed;
+// the vSMMU's work fd is readable; process_events() (the VMM's loop) finishes the rest and the CMD_SYNC
+// completes, after which the fd is quiet again. One guest cannot hold the vSMMU for a whole queue.
+TEST_F(CommandQueueSim, OneDoorbellDoesBoundedWorkAndTheRestFollows) {
+  VirtualSmmuConfig cfg;
+  cfg.commands_per_access = 256;
+  cfg.host_calls_per_access = 8;
+  smmu::driver::Options opts;
+  opts.cmdq_log2 = 13;
+  auto g = make({{"nic0", -1, kNic0}, {"nic1", -1, kNic1}}, cfg, opts);
+  ASSERT_TRUE(g);
+  ASSERT_GE(g->driver().cmdq_log2(), 13U);
+  map_page(*g, kNic0, kAsidA);
+  map_page(*g, kNic1, kAsidB);
+
+  const VirtualSmmuStats before = g->vsmmu().stats();
+  std::vector<Command> cmds(4096, cmd_cfgi_all());
+  cmds.push_back(cmd_sync());
+  must(g->driver().push(cmds));  // one CMDQ_PROD write
+  VirtualSmmuStats after = g->vsmmu().stats();
+  EXPECT_GT(after.commands, before.commands);
+  EXPECT_LE(after.commands - before.commands, 256U);
+  EXPECT_LE(after.host_calls - before.host_calls, 8U + 1U) << "one step may finish past the budget";
+  EXPECT_EQ(after.attaches, before.attaches) << "no vSTE changed: nothing re-attached";
+  const auto readable = [&] {
+    std::vector<pollfd> fds;
+    for (int fd : g->vsmmu().event_fds()) fds.push_back({fd, POLLIN, 0});
+    return ::poll(fds.data(), fds.size(), 0) > 0;
+  };
+  EXPECT_TRUE(readable()) << "work is left: the VMM's poll loop must hear of it";
+
+  int rounds = 0;
+  for (; rounds < 10'000 && g->vsmmu().stats().commands - before.commands < cmds.size(); ++rounds)
+    must(g->vsmmu().process_events());
+  after = g->vsmmu().stats();
+  EXPECT_EQ(after.commands - before.commands, cmds.size());
+  EXPECT_GE(rounds, 4096 / 9) << "each round did a bounded share";
+  EXPECT_EQ(after.syncs, before.syncs + 1);
+  EXPECT_EQ(after.attaches, before.attaches);
+  EXPECT_FALSE(must(g->driver().command_error()).has_value());
+  EXPECT_FALSE(readable()) << "nothing left: the fd is quiet";
+  EXPECT_TRUE(dma("nic0.dma", kVa, pattern(16, 1))) << "the streams still translate";
 }
 
 }  // namespace

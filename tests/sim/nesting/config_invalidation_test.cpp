@@ -110,6 +110,60 @@ TEST_F(ConfigInvalidationSim, TwoLevelStreamTableAndRangeAndAllInvalidation) {
   EXPECT_TRUE(must(g->events()).records.empty());
 }
 
+// IHI 0070 4.3.1: CFGI_STE invalidates the STE and every CD cached through it. The guest re-points nic0's CD at
+// another address space and invalidates with CFGI_STE alone: the new CD applies. The vSTE did not change, so the
+// vSMMU attaches nothing (the kernel would not even touch the physical STE for the same nested HWPT) and sends
+// the host one CFGI_CD_ALL for the vSID instead.
+TEST_F(ConfigInvalidationSim, CfgiSteOfAnUnchangedSteStillInvalidatesItsCds) {
+  auto g = make({{"nic0", -1, kNic0}});
+  ASSERT_TRUE(g);
+  const std::uint64_t gpa_a = map_page(*g, kNic0, kAsidA);
+  const std::uint64_t gpa_b = must(g->alloc(kPage));
+  must(g->map(kAsidB, kVa, gpa_b, kPage));
+  ASSERT_TRUE(lands(*g, "nic0.dma", kVa, gpa_a, 1));
+
+  auto& drv = g->driver();
+  must(drv.write_cd(kNic0, 0, s1_cd(*must(g->address_space(kAsidB)), kAsidB, drv.features())));
+  ASSERT_TRUE(lands(*g, "nic0.dma", kVa, gpa_a, 2)) << "without an invalidation the cached CD still applies";
+
+  const VirtualSmmuStats before = g->vsmmu().stats();
+  must(drv.issue(cmd_cfgi_ste(kNic0)));
+  const VirtualSmmuStats after = g->vsmmu().stats();
+  EXPECT_EQ(after.attaches, before.attaches) << "the same vSTE: nothing to attach";
+  EXPECT_EQ(after.ste_unchanged, before.ste_unchanged + 1);
+  EXPECT_EQ(after.invalidate_calls, before.invalidate_calls + 1) << "one HWPT_INVALIDATE with CFGI_CD_ALL";
+  EXPECT_TRUE(lands(*g, "nic0.dma", kVa, gpa_b, 3)) << "after CFGI_STE + CMD_SYNC the new CD applies";
+}
+
+// IHI 0070 7.3.4 F_STE_FETCH: the guest points the level-1 descriptor of nic0's StreamIDs at a level-2 table
+// outside its RAM and invalidates the STE: fetching the STE aborts, the stream aborts DMA and the guest reads
+// F_STE_FETCH with the vSID and the STE's address (docs/virtual-smmu.md, "Streams").
+TEST_F(ConfigInvalidationSim, SteOutsideGuestRamAbortsTheStreamWithFSteFetch) {
+  constexpr std::uint32_t kSid = 0x310;  // wide enough for the guest driver to make a 2-level stream table
+  auto g = make({{"nic0", -1, kSid}});
+  ASSERT_TRUE(g);
+  const std::uint64_t gpa = map_page(*g, kSid, kAsidA);
+  ASSERT_TRUE(lands(*g, "nic0.dma", kVa, gpa, 1));
+  auto& drv = g->driver();
+  ASSERT_EQ(drv.strtab_format(), StreamTableFormat::two_level);
+  constexpr std::uint64_t kOutside = 1ULL << 36;  // 64 GiB: far above the guest's RAM
+  const std::uint64_t l1 = drv.strtab_base() + (kSid >> SmmuDriver::kStrtabSplit) * StreamTableL1::bytes;
+  ASSERT_TRUE(g->memory().view().write_record(
+      l1, StreamTableL1{}.set(StreamTableL1::Span, SmmuDriver::kStrtabSplit + 1).set(StreamTableL1::L2Ptr, kOutside)));
+  must(drv.issue(cmd_cfgi_ste(kSid, /*leaf=*/false)));
+
+  EXPECT_FALSE(dma("nic0.dma", kVa, pattern(64, 2)));
+  auto ev = must(g->events());
+  ASSERT_EQ(ev.records.size(), 1U);
+  EXPECT_EQ(ev.records[0].get(Event::ID), EventId::F_STE_FETCH);
+  EXPECT_EQ(ev.records[0].get(Event::SID), kSid);
+  const std::uint64_t ste_at = kOutside + (kSid & ((1U << SmmuDriver::kStrtabSplit) - 1)) * Ste::bytes;
+  EXPECT_EQ(ev.records[0].get(Event::FetchAddr), ste_at);
+  const StreamStatus st = must(g->vsmmu().stream_status(kSid));
+  EXPECT_EQ(st.state, StreamState::abort);
+  EXPECT_NE(st.problem.value_or("").find("F_STE_FETCH"), std::string::npos) << st.problem.value_or("");
+}
+
 // Hot-plug into a running vSMMU (SMMUEN = 1): the new device follows the STE the guest has for its vSID - none
 // yet (V = 0: abort) - until the guest configures it; removal blocks its DMA and releases everything it held on
 // the host; plugged in again it follows the guest's STE at once. A vSID already in use or wider than

@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "nesting/host/handles.hpp"
 #include "nesting/host/kernel/iommufd_abi.hpp"
 #include "smmu/registers.hpp"
 
@@ -188,15 +189,50 @@ TEST(KernelHostCalls, InvalidateThatNeverReachedTheKernelHandledNothing) {
   EXPECT_TRUE(Says(*out.error, "through 6"));
 }
 
+// The seam's rule, the same on both backends (host.hpp invalidate_data_error): data shorter than entry_len x
+// entry_num never reaches the kernel, which would read past it; EFAULT, as copy_from_user says for memory the
+// kernel cannot read (iommu_copy_struct_from_full_user_array).
 TEST(KernelHostCalls, InvalidateRefusesDataShorterThanItsEntries) {
   auto host = fake_host();
   ASSERT_TRUE(host);
   std::array<std::byte, 16> one{};
   auto out = host->hwpt_invalidate({.id = 6, .entry_len = 16, .entry_num = 2, .data = one});
   ASSERT_TRUE(out.error);
-  EXPECT_EQ(out.error->err, EINVAL);
+  EXPECT_EQ(out.error->err, EFAULT);
   EXPECT_EQ(out.handled, 0U);
   EXPECT_TRUE(Says(*out.error, "2 entries of 16 bytes need 32 bytes, data has 16"));
+}
+
+// Host::read_veventq on the kernel is read(2) of the vEVENTQ fd: the kernel's own answers (whole records, 0 when
+// empty; drivers/iommu/iommufd/eventq.c iommufd_veventq_fops_read). A pipe stands in for the fd here.
+TEST(KernelHostCalls, ReadVeventqReadsTheFd) {
+  auto host = fake_host();
+  ASSERT_TRUE(host);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  std::array<std::byte, 88> records{};  // two events and a LOST_EVENTS header
+  records[0] = std::byte{0x5a};
+  ASSERT_EQ(::write(w.get(), records.data(), records.size()), 88);
+  w.reset();
+  std::array<std::byte, 4096> buf{};
+  auto n = host->read_veventq(r.get(), buf);
+  ASSERT_TRUE(n) << n.error();
+  EXPECT_EQ(*n, 88U);
+  EXPECT_EQ(buf[0], std::byte{0x5a});
+  n = host->read_veventq(r.get(), buf);
+  ASSERT_TRUE(n) << n.error();
+  EXPECT_EQ(*n, 0U) << "nothing left: 0, as the kernel's empty vEVENTQ reads";
+}
+
+TEST(KernelHostCalls, ReadVeventqErrorsCarryTheErrno) {
+  auto host = fake_host();
+  ASSERT_TRUE(host);
+  std::array<std::byte, 64> buf{};
+  auto n = host->read_veventq(-1, buf);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().err, EBADF);
+  EXPECT_EQ(n.error().where, "read(vEVENTQ)");
 }
 
 TEST(KernelHostCalls, DeviceEntryPointsOnAnUnboundDeviceSayBindFirst) {

@@ -5,7 +5,9 @@
 //    8-byte header alone when flags has IOMMU_VEVENTQ_FLAG_LOST_EVENTS;
 //  - every reported event takes the next sequence number, 0..INT_MAX then 0, queued or dropped;
 //  - a full queue ends with one LOST_EVENTS header carrying the sequence of the last dropped event;
-//  - an empty queue returns 0 bytes (7.2.12) or EAGAIN on a non-blocking fd.
+//  - an empty queue returns 0 bytes.
+// The reader takes its reads from a source (Host::read_veventq in the product); here a source reads the
+// synthetic stream from a socket or pipe, a non-blocking socket's EAGAIN standing for the kernel's 0.
 #include "nesting/host/veventq_reader.hpp"
 
 #include <fcntl.h>
@@ -63,6 +65,21 @@ struct Channel {
   }
 };
 
+// read(2) of fd as the kernel's vEVENTQ answers it: bytes, or 0 when empty; other errors with their errno.
+VeventqReader::Source fd_source(int fd) {
+  return [fd](std::span<std::byte> buf) -> Result<std::size_t> {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EAGAIN) return 0;
+    return fail(errno, "read", "fd {}", fd);
+  };
+}
+
+VeventqReader fd_reader(int fd, std::size_t payload_bytes = VeventqReader::kArmSmmuv3PayloadBytes,
+                        std::optional<std::uint32_t> first_sequence = 0, std::size_t buffer_records = 64) {
+  return VeventqReader(fd_source(fd), fmt::format("fd {}", fd), payload_bytes, first_sequence, buffer_records);
+}
+
 std::vector<VeventqRecord> read_all(VeventqReader& reader) {
   std::vector<VeventqRecord> out;
   auto n = reader.read_available(out);
@@ -93,7 +110,7 @@ TEST(VeventqReader, InOrderEventsArriveWithTheirSequenceAndPayload) {
   s.event(1, 0x200);
   s.event(2, 0x300);
   ch.send(s);
-  VeventqReader reader(ch.reader.get());
+  auto reader = fd_reader(ch.reader.get());
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 3U);
   expect_event(out[0], 0, 0x100);
@@ -110,7 +127,7 @@ TEST(VeventqReader, GapInSequenceIsReportedAsLostBeforeTheNextEvent) {
   s.event(1, 0x20);
   s.event(5, 0x30);  // 2, 3, 4 never arrived
   ch.send(s);
-  VeventqReader reader(ch.reader.get());
+  auto reader = fd_reader(ch.reader.get());
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 4U);
   expect_event(out[0], 0, 0x10);
@@ -129,7 +146,7 @@ TEST(VeventqReader, LostEventsHeaderCountsEveryDroppedSequence) {
   s.lost(9);
   s.event(10, 0xa000);
   ch.send(s);
-  VeventqReader reader(ch.reader.get());
+  auto reader = fd_reader(ch.reader.get());
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 6U);
   expect_event(out[3], 3, 0x4000);
@@ -142,7 +159,7 @@ TEST(VeventqReader, LostEventsHeaderCountsEveryDroppedSequence) {
 TEST(VeventqReader, LostEventsHeaderAloneAtTheFrontCountsFromTheLastRead) {
   // The previous read ended at sequence 7; the queue then overflowed and the reader finds only the header.
   Channel ch;
-  VeventqReader reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, 8);
+  auto reader = fd_reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, 8);
   Stream s;
   s.lost(8);  // exactly one event (8) dropped
   ch.send(s);
@@ -159,7 +176,7 @@ TEST(VeventqReader, SequenceWrapsFromIntMaxToZeroWithoutALoss) {
   s.event(0, 3);
   s.event(1, 4);
   ch.send(s);
-  VeventqReader reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, INT_MAX - 1);
+  auto reader = fd_reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, INT_MAX - 1);
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 4U);
   expect_event(out[1], INT_MAX, 2);
@@ -175,7 +192,7 @@ TEST(VeventqReader, GapAndLostHeaderAcrossTheWrapAreCountedModuloTheSequenceSpac
   s.event(2, 2);  // 0 and 1 lost across the wrap
   s.lost(5);      // 3, 4, 5 dropped
   ch.send(s);
-  VeventqReader reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, INT_MAX);
+  auto reader = fd_reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, INT_MAX);
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 4U);
   expect_lost(out[1], 1, 2U);
@@ -191,7 +208,7 @@ TEST(VeventqReader, WithoutABaselineALostHeaderHasAnUnknownCount) {
   s.event(42, 7);  // follows the header: no further loss
   s.event(44, 8);  // 43 lost: known now that there is a baseline
   ch.send(s);
-  VeventqReader reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, std::nullopt);
+  auto reader = fd_reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, std::nullopt);
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 4U);
   expect_lost(out[0], 41, std::nullopt);
@@ -206,7 +223,7 @@ TEST(VeventqReader, WithoutABaselineTheFirstEventIsNotALoss) {
   Stream s;
   s.event(1000, 1);
   ch.send(s);
-  VeventqReader reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, std::nullopt);
+  auto reader = fd_reader(ch.reader.get(), VeventqReader::kArmSmmuv3PayloadBytes, std::nullopt);
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 1U);
   expect_event(out[0], 1000, 1);
@@ -215,7 +232,7 @@ TEST(VeventqReader, WithoutABaselineTheFirstEventIsNotALoss) {
 
 TEST(VeventqReader, EmptyNonBlockingQueueIsEmptyNotAnError) {
   Channel ch;  // nothing sent: read() fails with EAGAIN
-  VeventqReader reader(ch.reader.get());
+  auto reader = fd_reader(ch.reader.get());
   EXPECT_TRUE(read_all(reader).empty());
 }
 
@@ -225,7 +242,7 @@ TEST(VeventqReader, ZeroByteReadIsEmpty) {
   ASSERT_EQ(::pipe(p), 0);
   UniqueFd r(p[0]);
   ::close(p[1]);
-  VeventqReader reader(r.get());
+  auto reader = fd_reader(r.get());
   EXPECT_TRUE(read_all(reader).empty());
 }
 
@@ -237,7 +254,7 @@ TEST(VeventqReader, MoreRecordsThanTheBufferHoldsAreReadInRounds) {
   Stream s;
   for (std::uint32_t i = 0; i < 10; ++i) s.event(i, i * 16);
   ASSERT_EQ(::write(w.get(), s.bytes().data(), s.bytes().size()), static_cast<ssize_t>(s.bytes().size()));
-  VeventqReader reader(r.get(), VeventqReader::kArmSmmuv3PayloadBytes, 0, 4);
+  auto reader = fd_reader(r.get(), VeventqReader::kArmSmmuv3PayloadBytes, 0, 4);
   auto out = read_all(reader);
   ASSERT_EQ(out.size(), 10U);
   for (std::uint32_t i = 0; i < 10; ++i) expect_event(out[i], i, i * 16);
@@ -251,7 +268,7 @@ TEST(VeventqReader, ATruncatedRecordIsAnErrorNotAnEvent) {
   const std::array<std::uint32_t, 4> partial{0, 1, 0xdead, 0xbeef};  // header + 8 of 32 payload bytes
   s.raw(partial.data(), sizeof partial);
   ch.send(s);
-  VeventqReader reader(ch.reader.get());
+  auto reader = fd_reader(ch.reader.get());
   std::vector<VeventqRecord> out;
   auto n = reader.read_available(out);
   ASSERT_FALSE(n);
@@ -260,7 +277,7 @@ TEST(VeventqReader, ATruncatedRecordIsAnErrorNotAnEvent) {
 }
 
 TEST(VeventqReader, ReadErrorsCarryTheErrno) {
-  VeventqReader reader(-1);
+  auto reader = fd_reader(-1);
   std::vector<VeventqRecord> out;
   auto n = reader.read_available(out);
   ASSERT_FALSE(n);

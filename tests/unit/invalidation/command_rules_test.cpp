@@ -124,5 +124,26 @@ TEST(CommandRules, CfgiRangeNamesAnAlignedPowerOfTwo) {
   EXPECT_EQ(stes_named(cfgi_ste(7)).count, 1U);
 }
 
+TEST(CommandRules, SyncWithReservedCompletionSignalIsIllegal) {
+  // IHI 0070 4.7.3: CS = 0b11 is Reserved; the project's SMMU model says CERROR_ILL, so does the vSMMU.
+  EXPECT_EQ(of(sync().set(Command::CS, smmu::SyncCs::reserved)), Disposition::illegal);
+  EXPECT_EQ(of(sync().set(Command::CS, smmu::SyncCs::irq)), Disposition::sync);
+}
+
+TEST(CommandRules, SecureStreamFromTheNonSecureQueueIsIllegal) {
+  // IHI 0070 4.1.6: SSec = 1 on the Non-secure command queue is ILLEGAL.
+  EXPECT_EQ(of(cfgi_ste(1).set(Command::SSec, true)), Disposition::illegal);
+  EXPECT_EQ(of(cfgi_cd(0x10, 1).set(Command::SSec, true)), Disposition::illegal);
+}
+
+TEST(CommandRules, TheVsmmuJudgesWithTheSmmusOwnRules) {
+  // One judge (smmu/command_legality): the reason a guest's command is refused is the SMMU rule's.
+  for (const Command& c : {sync().set(Command::CS, smmu::SyncCs::reserved), cmd(Opcode::TLBI_S2_IPA),
+                           tlbi_asid(1).set(Command::NUM, 1)}) {
+    const Verdict v = classify(c, features());
+    EXPECT_EQ(v.reason, smmu::command_problem(c, features()));
+  }
+}
+
 }  // namespace
 }  // namespace vsmmu::invalidation
