@@ -18,6 +18,7 @@
 // injection is left out there: the policies make different numbers of host calls by design.
 // A violation prints what differs and aborts, so libFuzzer keeps the input.
 #include <fcntl.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -729,8 +730,13 @@ class Run {
     if (trace()) {
       std::string line = fmt::format("action {}: op {}:", n, static_cast<unsigned>(op));
       for (const auto& s : seen) line += " [" + s + "]";
+      for (auto& w : worlds_) {
+        const auto st = w->vsmmu().stats();
+        line += fmt::format(" (commands {} host calls {} deferred {})", st.commands, st.host_calls, st.deferred);
+      }
       std::fprintf(stderr, "%s\n", line.c_str());
     }
+    if (kDifferential) drain(n);
     for (std::size_t i = 0; i < worlds_.size(); ++i) check_world(*worlds_[i], i ? "per_command" : "batched", n);
     if (kDifferential) {
       if (seen.size() == 2) same(seen[0], seen[1], fmt::format("the answer to action {}", static_cast<unsigned>(op)), n);
@@ -787,6 +793,27 @@ class Run {
     const std::uint32_t next = q.idx.advance(q.prod, w.unpublished);
     w.unpublished = 0;
     return describe(w.vsmmu().mmio_write(regs::CMDQ_PROD.offset, next, 4));
+  }
+
+  // Whether one of the vSMMU's fds is readable: a vEVENTQ with records, or its work fd (command-queue work an
+  // access left for later, VirtualSmmuConfig::commands_per_access).
+  static bool readable(World& w) {
+    std::vector<pollfd> fds;
+    for (int fd : w.vsmmu().event_fds()) fds.push_back({fd, POLLIN, 0});
+    return ::poll(fds.data(), fds.size(), 0) > 0;
+  }
+  // The VMM's poll loop on both sides until neither has anything left, so the two are compared once their
+  // command queues are drained (one access does a bounded amount of work; per_command makes more host calls
+  // for the same commands and so may finish later). It must finish: 256 commands at one host call each are
+  // 4 accesses' worth of host_calls_per_access.
+  void drain(std::size_t step) {
+    for (unsigned round = 0; round < 64; ++round) {
+      bool any = false;
+      for (auto& w : worlds_) any |= readable(*w);
+      if (!any) return;
+      for (auto& w : worlds_) (void)w->vsmmu().process_events();
+    }
+    violation(fmt::format("action {}: work or events still left after 64 rounds of process_events()", step));
   }
 
   std::vector<std::unique_ptr<World>> worlds_;

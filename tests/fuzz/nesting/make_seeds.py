@@ -100,6 +100,14 @@ SEEDS = {
              commands_and_sync(cfgi_ste(NIC0), cfgi_ste(GPU0)) + dma(DEV_GPU0, 7) + dma(DEV_NIC0, 7) +
              unmap(False, 7) + commands_and_sync(tlbi_nh_va(0, 7), tlbi_nh_asid(0)) + dma(DEV_GPU0, 7) +
              dma(DEV_NIC0, 7) + bytes([PROCESS_EVENTS, DRAIN_EVENTS, REMOVE_DEVICE, GPU0]) + dma(DEV_GPU0, 0),
+    # 25 x (3 TLBIs + CMD_SYNC) behind one doorbell: per_command makes a host call per TLBI, more than one
+    # access may make (VirtualSmmuConfig::host_calls_per_access), so CMDQ_CONS advances on later accesses and
+    # process_events().
+    'long_queue': bytes([0]) + ATTACH_NIC0 +
+                  b''.join(push_commands(*(tlbi_nh_va(i % 2, (3 * j + i) % 8) for i in range(3)), bytes([0]))
+                           for j in range(25)) +
+                  commands_and_sync(cfgi_ste(NIC0)) + mmio_read(CMDQ_CONS) + bytes([PROCESS_EVENTS]) +
+                  mmio_read(CMDQ_CONS) + dma(DEV_NIC0, 0),
     # Odd MMIO: unaligned offsets, sizes 1/2/3/16, holes, past page 1.
     'mmio_odd': bytes([PER_COMMAND | NO_SSIDS]) + mmio_read(0x21, 10) + mmio_read(0x22, 11) + mmio_read(0x98, 14) +
                 mmio_read(0x1000, 0) + mmio_read(0x20004, 1) + mmio_write(0x9a, 5, 4) + mmio_read(0x90, 1),
