@@ -21,7 +21,10 @@ VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config)
     plan_options_.max_batch_entries = 1;
     plan_options_.coalesce = false;
   } else {
-    plan_options_.max_batch_entries = config.max_batch_entries;
+    // Never more entries in one HWPT_INVALIDATE than the kernel can allocate at once (its ENOMEM would read as
+    // a transient failure, CERROR_ABT, and a retrying guest would never get past it).
+    const std::uint32_t cap = host::limits::kInvalidateMaxAllocatableEntries;
+    plan_options_.max_batch_entries = config.max_batch_entries == 0 ? cap : std::min(config.max_batch_entries, cap);
   }
 }
 

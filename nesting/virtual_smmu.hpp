@@ -50,7 +50,7 @@ struct VirtualSmmuConfig {
   std::string name = "vsmmu0";
   VsmmuWishes wishes;
   InvalidationPolicy policy = InvalidationPolicy::batched;
-  std::uint32_t max_batch_entries = 0;    // 0: no limit but the guest's queue
+  std::uint32_t max_batch_entries = 0;    // 0: no limit but the kernel's one allocation (host::limits, 2^18)
   bool gbpa_abort_at_reset = false;       // GBPA.ABORT's reset value (IMPLEMENTATION DEFINED)
   // The work one call into the vSMMU (an MMIO access, process_events()) may do on the guest's command queue:
   // at most this many guest commands consumed and this many host calls made (0: no bound). An SMMU consumes
