@@ -395,6 +395,15 @@ void compare(World& a, World& b, std::size_t step) {
 
 // ---- the guest's actions
 
+// An MMIO access is refused exactly when it is not 4 or 8 bytes, not naturally aligned, or not inside pages 0
+// and 1 (smmu/mmio.hpp; holes are RAZ/WI, IHI 0070 6.2): a refusal the VMM turns into an abort for the guest.
+void check_mmio_answer(std::uint64_t offset, unsigned size, bool accepted, const char* what, std::size_t step) {
+  const bool valid = (size == 4 || size == 8) && offset % size == 0 && offset <= kRegisterSpace - size;
+  if (accepted != valid)
+    violation(fmt::format("action {}: {} of {} bytes at {:#x} was {}", step, what, size, offset,
+                          accepted ? "accepted" : "refused"));
+}
+
 enum class Op : std::uint8_t {
   mmio_write, mmio_read, ram_bytes, write_ste, write_cd, write_l1, push_commands, doorbell, commands_and_sync,
   dma, process_events, add_device, remove_device, fail_nth, page_table, drain_events, ack_gerror, count
@@ -582,14 +591,20 @@ class Run {
         const auto value = in.u64();
         each([&](World& w) {
           if (off == regs::CMDQ_PROD.offset) w.unpublished = 0;
-          return describe(w.vsmmu().mmio_write(off, value, size));
+          auto r = w.vsmmu().mmio_write(off, value, size);
+          check_mmio_answer(off, size, r.has_value(), "an MMIO write", n);
+          return describe(r);
         });
         break;
       }
       case Op::mmio_read: {
         const auto off = pick_offset(in);
         const auto size = pick_size(in);
-        each([&](World& w) { return describe(w.vsmmu().mmio_read(off, size)); });
+        each([&](World& w) {
+          auto r = w.vsmmu().mmio_read(off, size);
+          check_mmio_answer(off, size, r.has_value(), "an MMIO read", n);
+          return describe(r);
+        });
         break;
       }
       case Op::ram_bytes: {
