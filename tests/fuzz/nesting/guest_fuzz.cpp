@@ -5,17 +5,20 @@
 // sim's SMMU, process_events(), hot-plug of the profile's devices, stage-1 page-table changes and host failure
 // injection (SimHost::set_fail_nth). After every action it checks what must hold for any guest (DESIGN.md,
 // "Trust"):
+// - an MMIO access is refused exactly when it is not 4 or 8 bytes, misaligned or outside pages 0 and 1;
 // - the host objects the sim holds are exactly the vSMMU's (VirtualSmmu::host_objects()) and its guest RAM's IOAS;
 // - every device's physical STE (SimHost::physical_ste) does what VirtualSmmu::stream_status says: Config =
 //   abort for blocked/abort (and for a device the vSMMU does not hold), stage 2 only for bypass, nested for
 //   translate (IHI 0070 5.2, STE.Config);
-// - after teardown the sim holds no object, no mapping, no translating STE, and every vEVENTQ fd the vSMMU
-//   handed out is closed.
+// - after teardown the sim holds nothing but that IOAS and its mapping (no device, domain, translating STE,
+//   queue), and every fd the vSMMU handed out in event_fds() (vEVENTQs, its work fd) is closed.
 // Built with VSMMU_GUEST_FUZZ_DIFFERENTIAL (guest_diff_fuzz), the same actions run on two VirtualSmmus over two
-// independent sim hosts, InvalidationPolicy::batched and ::per_command, and everything the guest can observe
-// must be identical after each action: MMIO results (every register is read back), the event queue's memory,
-// DMA results and read data, interrupts, stream_status, and at the end the whole of guest RAM. Host failure
-// injection is left out there: the policies make different numbers of host calls by design.
+// independent sim hosts, InvalidationPolicy::batched and ::per_command; after each action both run the VMM's
+// poll loop until their command queues are drained, and then everything the guest can observe must be
+// identical: each action's answer (MMIO values and errors, DMA results, read data and where writes landed,
+// drained event records), the registers the SMMU moves (all of them at the end), the event queue's memory,
+// interrupts, stream_status, and at the end the whole of guest RAM. Host failure injection is left out there:
+// the policies make different numbers of host calls by design.
 // A violation prints what differs and aborts, so libFuzzer keeps the input.
 #include <fcntl.h>
 #include <poll.h>
