@@ -291,18 +291,23 @@ void check_world(World& w, const char* side, std::size_t step) {
     if (std::find(w.fds_seen.begin(), w.fds_seen.end(), fd) == w.fds_seen.end()) w.fds_seen.push_back(fd);
 }
 
-// Destroys the VM; the sim host must then hold nothing but the RAM's IOAS and its one mapping, and every
-// vEVENTQ fd the vSMMU handed out must be closed.
-void teardown(World& w, const char* side) {
-  w.guest.reset();
-  const auto st = w.host->stats();
-  if (st.objects != 1 || st.devices_bound || st.ioas_areas != 1 || st.domains || st.translating_stes || st.veventq_fds)
-    violation(fmt::format("{} teardown: the sim host still holds {} objects (1: the RAM's IOAS), {} devices bound, {} "
-                          "IOAS areas (1: the RAM), {} domains, {} translating STEs, {} queue fds",
-                          side, st.objects, st.devices_bound, st.ioas_areas, st.domains, st.translating_stes,
-                          st.veventq_fds));
-  for (int fd : w.fds_seen)
-    if (::fcntl(fd, F_GETFD) != -1) violation(fmt::format("{} teardown: vEVENTQ fd {} is still open", side, fd));
+// Destroys the VMs (all of them first: in differential mode a number one vSMMU closed may have been reused by
+// the other's fd); each sim host must then hold nothing but the RAM's IOAS and its one mapping, and every fd a
+// vSMMU handed out in event_fds() must be closed.
+void teardown(std::span<const std::unique_ptr<World>> worlds) {
+  for (const auto& w : worlds) w->guest.reset();
+  for (std::size_t i = 0; i < worlds.size(); ++i) {
+    const char* side = i ? "per_command" : "batched";
+    const World& w = *worlds[i];
+    const auto st = w.host->stats();
+    if (st.objects != 1 || st.devices_bound || st.ioas_areas != 1 || st.domains || st.translating_stes || st.veventq_fds)
+      violation(fmt::format("{} teardown: the sim host still holds {} objects (1: the RAM's IOAS), {} devices bound, "
+                            "{} IOAS areas (1: the RAM), {} domains, {} translating STEs, {} queue fds",
+                            side, st.objects, st.devices_bound, st.ioas_areas, st.domains, st.translating_stes,
+                            st.veventq_fds));
+    for (int fd : w.fds_seen)
+      if (::fcntl(fd, F_GETFD) != -1) violation(fmt::format("{} teardown: fd {} of the vSMMU is still open", side, fd));
+  }
 }
 
 // ---- what the guest observes, compared between the two policies
@@ -773,7 +778,7 @@ class Run {
         violation(fmt::format("guest RAM differs at the end, in the page at {:#x}", kRamGpa + page));
       }
     }
-    for (std::size_t i = 0; i < worlds_.size(); ++i) teardown(*worlds_[i], i ? "per_command" : "batched");
+    teardown(worlds_);
   }
 
  private:
