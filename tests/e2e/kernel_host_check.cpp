@@ -192,7 +192,7 @@ int run(bool canwbs, const std::string& device) {
                       "IOMMU_HWPT_INVALIDATE(2^19 + 1 entries, no such target) is EINVAL", EINVAL, 0);
     const std::uint32_t over = limits::kInvalidateMaxAllocatableEntries + 1;
     report_invalidate(host.hwpt_invalidate(invalidation(viommu.id(), std::span(many).first(std::size_t{over} * 16), over)),
-                      "IOMMU_HWPT_INVALIDATE(2^18 + 1 entries) is ENOMEM", ENOMEM, 0);
+                      "IOMMU_HWPT_INVALIDATE(2^18 + 1 entries) is ENOMEM, entry_num back as given", ENOMEM, over);
   }
 
   must(host.detach(*dev), "VFIO_DEVICE_DETACH_IOMMUFD_PT");

@@ -184,10 +184,13 @@ InvalidateOutcome SimHost::State::viommu_invalidate(ObjectId viommu_id, const In
   const std::uint16_t vmid = get<HwptPagingObj>(vi.parent)->domain->vmid();
   auto error = [](Result<void> r, std::uint32_t handled = 0) { return InvalidateOutcome{handled, r.error()}; };
 
-  // arm_vsmmu_cache_invalidate allocates the whole array of 16-byte commands first.
+  // arm_vsmmu_cache_invalidate allocates the whole array of 16-byte commands first; when that fails it returns
+  // before touching the array's entry_num, which iommufd_hwpt_invalidate (drivers/iommu/iommufd/hw_pagetable.c)
+  // writes back: the caller reads its own entry_num as "handled" (seen on Linux 7.3 under QEMU, e2e_kernel_host).
   if (req.entry_num > limits::kInvalidateMaxAllocatableEntries)
     return error(fail(ENOMEM, kCall, "{} entries: the driver copies at most {} commands in one allocation",
-                      req.entry_num, limits::kInvalidateMaxAllocatableEntries));
+                      req.entry_num, limits::kInvalidateMaxAllocatableEntries),
+                 req.entry_num);
   // iommu_copy_struct_from_full_user_array
   if (req.data_type != uapi::kInvalidateDataViommuArmSmmuv3)
     return error(fail(EINVAL, kCall, "data_type {}: an ARM SMMUv3 vIOMMU takes IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 ({})",
