@@ -120,7 +120,8 @@ std::string command_problem(const Command& cmd, const CommandFeatures& f) {
     case Opcode::TLBI_EL2_VAA: problem = el2(); break;
     case Opcode::TLBI_S12_VMALL:
     case Opcode::TLBI_S2_IPA: problem = stage2(); break;
-    // CFGI_CD and CFGI_CD_ALL raise CERROR_ILL when stage 1 is not implemented (IHI 0070 4.3.3, 4.3.4).
+    // CDs exist only with stage 1: on an SMMU without IDR0.S1P, CFGI_CD and CFGI_CD_ALL are illegal (IHI 0070
+    // 4.3.3, 4.3.4; tested in CommandRules.CdInvalidationsNeedStageOne).
     case Opcode::CFGI_CD: problem = first_problem(stage1, sid, ssid); break;
     case Opcode::CFGI_CD_ALL: problem = first_problem(stage1, sid); break;
     case Opcode::CFGI_STE: problem = sid(); break;

@@ -145,5 +145,16 @@ TEST(CommandRules, TheVsmmuJudgesWithTheSmmusOwnRules) {
   }
 }
 
+TEST(CommandRules, CdInvalidationsNeedStageOne) {
+  // IHI 0070 4.3.3, 4.3.4: CFGI_CD and CFGI_CD_ALL raise CERROR_ILL when stage 1 is not implemented.
+  AdvertisedFeatures f = features();
+  EXPECT_EQ(of(cfgi_cd(0x10, 1), f), Disposition::forward);
+  EXPECT_EQ(of(cfgi_cd_all(0x10), f), Disposition::forward);
+  f.s1p = false;
+  EXPECT_EQ(of(cfgi_cd(0x10, 1), f), Disposition::illegal);
+  EXPECT_EQ(of(cfgi_cd_all(0x10), f), Disposition::illegal);
+  EXPECT_EQ(of(cfgi_ste(0x10), f), Disposition::reinstall_ste) << "STEs exist without stage 1";
+}
+
 }  // namespace
 }  // namespace vsmmu::invalidation
