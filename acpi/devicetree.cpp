@@ -1,5 +1,7 @@
 #include "acpi/devicetree.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 #include <array>
 
@@ -75,7 +77,7 @@ class Writer {
     return {};
   }
   Result<std::vector<std::uint8_t>> finish() {
-    if (auto r = check(fdt_pack(fdt()), "packing the tree"); !r) return std::unexpected(r.error());
+    VSMMU_TRY(check(fdt_pack(fdt()), "packing the tree"));
     buf_.resize(header_total_size(buf_));
     return std::move(buf_);
   }
@@ -164,7 +166,7 @@ Result<void> check_spec(const VsmmuSpec& spec) {
 }  // namespace
 
 Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, const VsmmuSpec& spec) {
-  if (auto ok = check_spec(spec); !ok) return std::unexpected(ok.error());
+  VSMMU_TRY(check_spec(spec));
   Writer w;
   const bool fresh = base.empty();
   // libfdt's writers trust the tree they are given; check it whole before touching it.
@@ -177,29 +179,28 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
 
   int address_cells = 2, size_cells = 2;
   if (fresh) {
-    if (auto r = w.check(fdt_setprop_u32(fdt, 0, "#address-cells", 2), "#address-cells"); !r) return std::unexpected(r.error());
-    if (auto r = w.check(fdt_setprop_u32(fdt, 0, "#size-cells", 2), "#size-cells"); !r) return std::unexpected(r.error());
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, 0, "#address-cells", 2), "#address-cells"));
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, 0, "#size-cells", 2), "#size-cells"));
   } else {
-    if (auto r = check_interrupt_parent(fdt); !r) return std::unexpected(r.error());
+    VSMMU_TRY(check_interrupt_parent(fdt));
     address_cells = fdt_address_cells(fdt, 0);
     size_cells = fdt_size_cells(fdt, 0);
   }
-  auto host = find_or_make_host(fdt, fresh, spec.pcie_path);
-  if (!host) return std::unexpected(host.error());
+  VSMMU_TRY_ASSIGN(auto host, find_or_make_host(fdt, fresh, spec.pcie_path));
   // Adding the SMMU node moves the nodes after it; the host is found again by its path.
-  const std::string host_path = path_of(fdt, *host);
+  const std::string host_path = path_of(fdt, host);
 
   const std::string name = fmt::format("smmuv3@{:x}", spec.base);
   if (fdt_subnode_offset(fdt, 0, name.c_str()) >= 0)
     return fail(EEXIST, "dt.gen", "the tree already has /{}; an SMMU at {:#x} exists", name, spec.base);
   std::uint32_t phandle = 0;
-  if (auto r = w.check(fdt_generate_phandle(fdt, &phandle), "allocating a phandle"); !r) return std::unexpected(r.error());
+  VSMMU_TRY(w.check(fdt_generate_phandle(fdt, &phandle), "allocating a phandle"));
   const int smmu = fdt_add_subnode(fdt, 0, name.c_str());
-  if (auto r = w.check(smmu, "adding the SMMU node"); !r) return std::unexpected(r.error());
+  VSMMU_TRY(w.check(smmu, "adding the SMMU node"));
 
   std::vector<std::uint8_t> reg;
-  if (auto r = push_cells(reg, spec.base, address_cells, "base address"); !r) return std::unexpected(r.error());
-  if (auto r = push_cells(reg, spec.size, size_cells, "register frame size"); !r) return std::unexpected(r.error());
+  VSMMU_TRY(push_cells(reg, spec.base, address_cells, "base address"));
+  VSMMU_TRY(push_cells(reg, spec.size, size_cells, "register frame size"));
   std::vector<std::uint8_t> irqs;
   std::vector<std::uint8_t> names;
   for (const auto& irq : spec.irqs) {
@@ -232,7 +233,7 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
       push_be32(map, m.length);
     }
     const int node = fdt_path_offset(fdt, host_path.c_str());
-    if (auto r = w.check(node, "finding the PCIe host again"); !r) return std::unexpected(r.error());
+    VSMMU_TRY(w.check(node, "finding the PCIe host again"));
     if (auto r = w.check(fdt_setprop(fdt, node, "iommu-map", map.data(), static_cast<int>(map.size())), "iommu-map"); !r)
       return std::unexpected(r.error());
   }
@@ -349,7 +350,7 @@ Result<Report> inspect(std::span<const std::uint8_t> blob) {
   // libfdt reads the header's fields in place; an owned copy keeps them aligned whatever the caller's
   // buffer.
   std::vector<std::uint8_t> copy(blob.begin(), blob.end());
-  if (auto ok = check_blob(copy, "dt.inspect"); !ok) return std::unexpected(ok.error());
+  VSMMU_TRY(check_blob(copy, "dt.inspect"));
   return Inspector(copy.data()).run();
 }
 

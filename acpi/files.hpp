@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::acpi {
 

@@ -15,7 +15,7 @@
 #include <variant>
 #include <vector>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::acpi::iort {
 

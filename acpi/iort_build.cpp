@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "acpi/bytes.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::acpi::iort {
 
@@ -276,7 +277,7 @@ IdMapping mapping(std::uint64_t input, std::uint64_t count, std::uint64_t output
 }  // namespace
 
 Result<std::vector<std::uint8_t>> build_guest(const GuestIort& spec) {
-  if (auto ok = check_spec(spec); !ok) return std::unexpected(ok.error());
+  VSMMU_TRY(check_spec(spec));
   Builder b(spec.identity);
   std::uint32_t identifier = 0;
   const bool has_its = !spec.its_ids.empty();

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "acpi/iort.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::acpi::iort {
 

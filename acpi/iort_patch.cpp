@@ -5,29 +5,29 @@
 #include <fmt/format.h>
 
 #include "acpi/bytes.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::acpi::iort {
 
 using namespace layout;
 
 Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<std::size_t> rc_index) {
-  auto report = parse(table);
-  if (!report) return std::unexpected(report.error());
-  const auto& problems = report->problems;
+  VSMMU_TRY_ASSIGN(auto report, parse(table));
+  const auto& problems = report.problems;
   auto first_error = std::find_if(problems.begin(), problems.end(),
                                   [](const Problem& p) { return p.severity == Severity::error; });
   if (first_error != problems.end())
     return fail(EINVAL, "iort.patch",
                 "the table has {} errors, the first at offset {:#x}: {}. A patched copy would carry them into the "
                 "kernel; fix the table first (`vsmmu iort check` lists them all)",
-                report->count(Severity::error), first_error->offset, first_error->message);
+                report.count(Severity::error), first_error->offset, first_error->message);
 
-  const auto rcs = report->table.of_type(NodeType::root_complex);
+  const auto rcs = report.table.of_type(NodeType::root_complex);
   if (rcs.empty()) return fail(ENOENT, "iort.patch", "the table has no PCI root complex node to set CANWBS on");
   if (rc_index && *rc_index >= rcs.size())
     return fail(ERANGE, "iort.patch", "there is no root complex {}: the table has {} (0-{})", *rc_index, rcs.size(),
                 rcs.size() - 1);
-  const auto& header = report->table.header;
+  const auto& header = report.table.header;
   if (header.oem_revision == 0xffffffffU)
     return fail(EOVERFLOW, "iort.patch",
                 "the OEM revision is already 0xffffffff; Linux replaces a table only by one with a higher OEM "

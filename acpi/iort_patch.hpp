@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "acpi/iort.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::acpi::iort {
 

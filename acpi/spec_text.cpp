@@ -1,5 +1,7 @@
 #include "acpi/spec_text.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <iterator>
@@ -40,10 +42,9 @@ Result<std::vector<Item>> items(std::string_view spec, std::initializer_list<std
 
 Result<std::uint32_t> u32(const Item& item) {
   if (!item.value) return fail(EINVAL, "spec", "'{}' needs a value ({}=NUMBER)", item.key, item.key);
-  auto n = number(*item.value, item.key);
-  if (!n) return std::unexpected(n.error());
-  if (*n > 0xffffffffULL) return fail(ERANGE, "spec", "{}={} does not fit 32 bits", item.key, *item.value);
-  return static_cast<std::uint32_t>(*n);
+  VSMMU_TRY_ASSIGN(auto n, number(*item.value, item.key));
+  if (n > 0xffffffffULL) return fail(ERANGE, "spec", "{}={} does not fit 32 bits", item.key, *item.value);
+  return static_cast<std::uint32_t>(n);
 }
 
 Result<void> flag(const Item& item) {
@@ -70,31 +71,28 @@ Result<std::uint64_t> number(std::string_view text, std::string_view what) {
 }
 
 Result<iort::GuestSmmu> guest_smmu(std::string_view spec) {
-  auto list = items(spec, {"base", "event", "pri", "gerr", "sync", "noncoherent", "msi-devid"});
-  if (!list) return std::unexpected(list.error());
+  VSMMU_TRY_ASSIGN(auto list, items(spec, {"base", "event", "pri", "gerr", "sync", "noncoherent", "msi-devid"}));
   iort::GuestSmmu s;
   bool has_base = false;
-  for (const auto& it : *list) {
+  for (const auto& it : list) {
     if (it.key == "noncoherent") {
-      if (auto r = flag(it); !r) return std::unexpected(r.error());
+      VSMMU_TRY(flag(it));
       s.coherent = false;
       continue;
     }
     if (it.key == "base") {
       if (!it.value) return fail(EINVAL, "spec", "'base' needs a value (base=ADDRESS)");
-      auto n = number(*it.value, "base");
-      if (!n) return std::unexpected(n.error());
-      s.base = *n;
+      VSMMU_TRY_ASSIGN(auto n, number(*it.value, "base"));
+      s.base = n;
       has_base = true;
       continue;
     }
-    auto n = u32(it);
-    if (!n) return std::unexpected(n.error());
-    if (it.key == "event") s.event_gsiv = *n;
-    else if (it.key == "pri") s.pri_gsiv = *n;
-    else if (it.key == "gerr") s.gerr_gsiv = *n;
-    else if (it.key == "sync") s.sync_gsiv = *n;
-    else s.msi_device_id = *n;
+    VSMMU_TRY_ASSIGN(auto n, u32(it));
+    if (it.key == "event") s.event_gsiv = n;
+    else if (it.key == "pri") s.pri_gsiv = n;
+    else if (it.key == "gerr") s.gerr_gsiv = n;
+    else if (it.key == "sync") s.sync_gsiv = n;
+    else s.msi_device_id = n;
   }
   if (!has_base) return fail(EINVAL, "spec", "an SMMU spec needs base=ADDRESS: '{}'", spec);
   return s;
@@ -107,13 +105,12 @@ Result<GuestMap> map_of(const std::vector<Item>& list, std::string_view spec) {
   GuestMap g;
   bool rid = false, count = false, vsid = false;
   for (const auto& it : list) {
-    auto n = u32(it);
-    if (!n) return std::unexpected(n.error());
-    if (it.key == "rid") g.map.rid_base = *n, rid = true;
-    else if (it.key == "count") g.map.count = *n, count = true;
-    else if (it.key == "vsid") g.map.vsid_base = *n, vsid = true;
-    else if (it.key == "smmu") g.map.smmu = *n;
-    else g.segment = *n;
+    VSMMU_TRY_ASSIGN(auto n, u32(it));
+    if (it.key == "rid") g.map.rid_base = n, rid = true;
+    else if (it.key == "count") g.map.count = n, count = true;
+    else if (it.key == "vsid") g.map.vsid_base = n, vsid = true;
+    else if (it.key == "smmu") g.map.smmu = n;
+    else g.segment = n;
   }
   if (!rid || !count) return fail(EINVAL, "spec", "a RID map needs rid=RID and count=N: '{}'", spec);
   if (!vsid) g.map.vsid_base = g.map.rid_base;
@@ -123,30 +120,26 @@ Result<GuestMap> map_of(const std::vector<Item>& list, std::string_view spec) {
 }  // namespace
 
 Result<GuestMap> guest_map(std::string_view spec) {
-  auto list = items(spec, {"rid", "count", "vsid", "smmu", "segment"});
-  if (!list) return std::unexpected(list.error());
-  return map_of(*list, spec);
+  VSMMU_TRY_ASSIGN(auto list, items(spec, {"rid", "count", "vsid", "smmu", "segment"}));
+  return map_of(list, spec);
 }
 
 Result<dt::VsmmuSpec> dt_smmu(std::string_view spec) {
-  auto list = items(spec, {"base", "size", "eventq", "priq", "cmdq-sync", "gerror", "combined", "noncoherent"});
-  if (!list) return std::unexpected(list.error());
+  VSMMU_TRY_ASSIGN(auto list, items(spec, {"base", "size", "eventq", "priq", "cmdq-sync", "gerror", "combined", "noncoherent"}));
   dt::VsmmuSpec s;
   bool has_base = false;
-  for (const auto& it : *list) {
+  for (const auto& it : list) {
     if (it.key == "noncoherent") {
-      if (auto r = flag(it); !r) return std::unexpected(r.error());
+      VSMMU_TRY(flag(it));
       s.dma_coherent = false;
     } else if (it.key == "base" || it.key == "size") {
       if (!it.value) return fail(EINVAL, "spec", "'{}' needs a value", it.key);
-      auto n = number(*it.value, it.key);
-      if (!n) return std::unexpected(n.error());
-      (it.key == "base" ? s.base : s.size) = *n;
+      VSMMU_TRY_ASSIGN(auto n, number(*it.value, it.key));
+      (it.key == "base" ? s.base : s.size) = n;
       has_base = has_base || it.key == "base";
     } else {
-      auto n = u32(it);
-      if (!n) return std::unexpected(n.error());
-      s.irqs.push_back(dt::Irq{std::string(it.key), *n});
+      VSMMU_TRY_ASSIGN(auto n, u32(it));
+      s.irqs.push_back(dt::Irq{std::string(it.key), n});
     }
   }
   if (!has_base) return fail(EINVAL, "spec", "an SMMU spec needs base=ADDRESS: '{}'", spec);
@@ -158,11 +151,9 @@ Result<dt::VsmmuSpec> dt_smmu(std::string_view spec) {
 }
 
 Result<dt::IommuMap> dt_map(std::string_view spec) {
-  auto list = items(spec, {"rid", "count", "vsid"});
-  if (!list) return std::unexpected(list.error());
-  auto g = map_of(*list, spec);
-  if (!g) return std::unexpected(g.error());
-  return dt::IommuMap{g->map.rid_base, g->map.vsid_base, g->map.count};
+  VSMMU_TRY_ASSIGN(auto list, items(spec, {"rid", "count", "vsid"}));
+  VSMMU_TRY_ASSIGN(auto g, map_of(list, spec));
+  return dt::IommuMap{g.map.rid_base, g.map.vsid_base, g.map.count};
 }
 
 }  // namespace vsmmu::acpi::text

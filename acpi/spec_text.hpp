@@ -7,7 +7,7 @@
 
 #include "acpi/devicetree.hpp"
 #include "acpi/iort_build.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::acpi::text {
 

@@ -5,7 +5,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::bench {
 

@@ -8,13 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "smmu/model/dma.hpp"
-#include "smmu/model/testbed.hpp"
+#include "testing/dma.hpp"
+#include "testing/testbed.hpp"
 
 namespace {
 
 using namespace vsmmu::smmu;
 using namespace vsmmu::smmu::model;
+using namespace vsmmu::testkit;
 
 constexpr std::uint32_t kSid = 0x10;
 constexpr std::uint16_t kVmid = 1;

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "bench/bench_support.hpp"
-#include "nesting/host/handles.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "host/handles.hpp"
+#include "host/sim/sim_host.hpp"
 #include "smmu/command.hpp"
 #include "smmu/ste.hpp"
 

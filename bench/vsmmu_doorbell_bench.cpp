@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "bench/bench_support.hpp"
-#include "nesting/guest_harness.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "testing/guest_harness.hpp"
+#include "host/sim/sim_host.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/registers.hpp"
 
@@ -28,6 +28,7 @@ using namespace vsmmu;
 using namespace vsmmu::nesting;
 using namespace vsmmu::smmu;
 using namespace vsmmu::smmu::driver;
+using namespace vsmmu::testkit;
 using Clock = std::chrono::steady_clock;
 
 using bench::must;

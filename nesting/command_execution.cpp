@@ -11,7 +11,7 @@
 
 #include "nesting/virtual_smmu.hpp"
 #include "nesting/virtual_smmu_state.hpp"
-#include "smmu/log.hpp"
+#include "base/log.hpp"
 
 namespace vsmmu::nesting {
 

@@ -1,9 +1,10 @@
 // Events: a vEVENTQ per vIOMMU while the guest's event queue is enabled (depth = the guest queue's size);
 // its records (already carrying the vSID) go into the guest's event queue; losses on the host side become the
 // guest queue's overflow (IHI 0070 7.4), as do records that find the guest queue full.
+#include "base/try.hpp"
 #include "nesting/virtual_smmu.hpp"
 #include "nesting/virtual_smmu_state.hpp"
-#include "smmu/log.hpp"
+#include "base/log.hpp"
 
 namespace vsmmu::nesting {
 
@@ -17,8 +18,7 @@ Result<void> VirtualSmmu::open_event_queue(PhysicalSmmu& p, const std::string& w
   const std::uint32_t depth = regs_->eventq_index().entries();
   ++stats_.host_calls;
   auto q = host_.veventq_alloc(p.viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, depth);
-  if (!q) return fail(q.error().err, kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}: {}", what, depth, p.label,
-                      q.error());
+  if (!q) return fail(q.error(), kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}", what, depth, p.label);
   p.veventq = host::QueueObject(host_, q->id, q->fd);
   // Read through the host (Host::read_veventq: the kernel's answers on both backends); the fd is for polling.
   p.reader.emplace(host_, p.veventq.fd());
@@ -28,7 +28,7 @@ Result<void> VirtualSmmu::open_event_queue(PhysicalSmmu& p, const std::string& w
 Result<void> VirtualSmmu::enable_event_queues() {
   for (auto& p : smmus_)
     if (!p->veventq)
-      if (auto r = open_event_queue(*p, config_.name); !r) return r;
+      VSMMU_TRY(open_event_queue(*p, config_.name));
   return {};
 }
 

@@ -6,7 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "smmu/log.hpp"
+#include "base/log.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::nesting {
 namespace {
@@ -42,15 +43,15 @@ Result<void> GuestMemory::add(const GuestRamRegion& r) {
     return fail(EINVAL, kWhere, "guest RAM region [{:#x}, +{:#x}) must be page aligned, non-empty, with a host mapping",
                 r.gpa, r.size);
   if (auto v = view_.add_borrowed(r.gpa, std::span(r.host, r.size)); !v)
-    return fail(v.error().err, kWhere, "guest RAM region [{:#x}, +{:#x}): {}", r.gpa, r.size, v.error().message);
+    return fail(v.error(), kWhere, "guest RAM region [{:#x}, +{:#x})", r.gpa, r.size);
   constexpr std::uint32_t flags =
       host::uapi::kIoasMapFixedIova | host::uapi::kIoasMapReadable | host::uapi::kIoasMapWriteable;
   auto m = r.fd >= 0 ? host_->ioas_map_file(ioas_.id(), r.fd, r.fd_offset, r.size, r.gpa, flags)
                      : host_->ioas_map(ioas_.id(), r.host, r.size, r.gpa, flags);
   if (!m) {
     (void)view_.remove(r.gpa);
-    return fail(m.error().err, kWhere, "mapping guest RAM [{:#x}, +{:#x}) into IOAS {} as stage 2: {}", r.gpa, r.size,
-                ioas_.id(), m.error());
+    return fail(m.error(), kWhere, "mapping guest RAM [{:#x}, +{:#x}) into IOAS {} as stage 2", r.gpa, r.size,
+                ioas_.id());
   }
   regions_.push_back(r);
   return {};
@@ -59,10 +60,10 @@ Result<void> GuestMemory::add(const GuestRamRegion& r) {
 Result<std::unique_ptr<GuestMemory>> GuestMemory::map(host::Host& host, std::span<const GuestRamRegion> regions) {
   std::unique_ptr<GuestMemory> g(new GuestMemory(host));
   auto ioas = host.ioas_alloc();
-  if (!ioas) return fail(ioas.error().err, kWhere, "allocating the IOAS for guest RAM: {}", ioas.error());
+  if (!ioas) return fail(ioas.error(), kWhere, "allocating the IOAS for guest RAM");
   g->ioas_ = host::HostObject(host, *ioas);
   for (const auto& r : regions)
-    if (auto a = g->add(r); !a) return std::unexpected(a.error());
+    VSMMU_TRY(g->add(r));
   return g;
 }
 
@@ -79,9 +80,8 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::allocate(host::Host& host, std
     regions.push_back({l.gpa, l.size, fd.get(), 0, static_cast<std::byte*>(addr)});
     owned->mappings.push_back({std::move(fd), addr, l.size});
   }
-  auto g = map(host, regions);
-  if (!g) return std::unexpected(g.error());
-  (*g)->owned_ = std::move(owned);
+  VSMMU_TRY_ASSIGN(auto g, map(host, regions));
+  (g)->owned_ = std::move(owned);
   return g;
 }
 

@@ -10,7 +10,7 @@
 #include <span>
 #include <vector>
 
-#include "nesting/host/handles.hpp"
+#include "host/handles.hpp"
 #include "smmu/memory.hpp"
 
 namespace vsmmu::nesting {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "nesting/host/host.hpp"
+#include "host/host.hpp"
 #include "smmu/register_file.hpp"
 #include "smmu/registers.hpp"
 

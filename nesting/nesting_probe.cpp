@@ -6,7 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "nesting/host/handles.hpp"
+#include "base/try.hpp"
+#include "host/handles.hpp"
 #include "smmu/ste.hpp"
 
 namespace vsmmu::nesting {
@@ -115,9 +116,8 @@ Result<void> try_paging(host::Host& host, host::DeviceId dev, host::ObjectId ioa
   req.flags = flags;
   req.dev_id = dev;
   req.pt_id = ioas;
-  auto hwpt = host.hwpt_alloc(req);
-  if (!hwpt) return std::unexpected(hwpt.error());
-  HostObject owned(host, *hwpt);
+  VSMMU_TRY_ASSIGN(auto hwpt, host.hwpt_alloc(req));
+  HostObject owned(host, hwpt);
   return owned.reset();
 }
 

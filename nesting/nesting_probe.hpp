@@ -3,7 +3,7 @@
 // nesting by doing it through the Host seam - IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE, an abort
 // nested HWPT attached - because the kernel's answer (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules")
 // depends on things the registers do not show: errata, the IORT's CANWBS, the kernel's configuration. Every
-// object it makes is owned by an RAII handle (nesting/host/handles.hpp), so each device is left unbound and
+// object it makes is owned by an RAII handle (host/handles.hpp), so each device is left unbound and
 // the host holds nothing afterwards, whatever failed.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "nesting/host/host.hpp"
+#include "host/host.hpp"
 #include "nesting/id_registers.hpp"
 #include "smmu/registers.hpp"
 

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/try.hpp"
 #include "nesting/virtual_smmu.hpp"
 #include "nesting/virtual_smmu_state.hpp"
 #include "smmu/command_legality.hpp"
-#include "smmu/log.hpp"
+#include "base/log.hpp"
 #include "smmu/stream_table.hpp"
 
 namespace vsmmu::nesting {
@@ -84,36 +85,33 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
   if (devices_.contains(spec.vsid))
     return fail(EEXIST, kWhere, "{}: vSID {:#x} is already used by {}", what, spec.vsid, devices_[spec.vsid]->name);
   if (regs_)
-    if (auto r = vsid_fits(ids_); !r) return r;
+    VSMMU_TRY(vsid_fits(ids_));
 
   ++stats_.host_calls;
   auto id = spec.fd >= 0 ? host_.bind_device_fd(spec.fd) : host_.bind_device(spec.path);
-  if (!id) return fail(id.error().err, kWhere, "{}: binding to iommufd: {}", what, id.error());
+  if (!id) return fail(id.error(), kWhere, "{}: binding to iommufd", what);
   dev->bound = host::BoundDevice(host_, *id);
 
   ++stats_.host_calls;
   auto hw = host_.get_hw_info(*id);
-  if (!hw) return fail(hw.error().err, kWhere, "{}: IOMMU_GET_HW_INFO: {}", what, hw.error());
+  if (!hw) return fail(hw.error(), kWhere, "{}: IOMMU_GET_HW_INFO", what);
   if (!regs_) {
-    auto ids = derive_id_registers(*hw, config_.wishes, what);
-    if (!ids) return std::unexpected(ids.error());
-    if (auto r = vsid_fits(*ids); !r) return r;
-    ids_ = *ids;
+    VSMMU_TRY_ASSIGN(auto ids, derive_id_registers(*hw, config_.wishes, what));
+    VSMMU_TRY(vsid_fits(ids));
+    ids_ = ids;
   } else {
     // Every physical SMMU behind one vSMMU must give the guest the same registers.
-    auto ids = derive_id_registers(*hw, pinned(config_.wishes, ids_), what);
-    if (!ids) return std::unexpected(ids.error());
-    if (auto diff = first_difference(ids_, *ids))
+    VSMMU_TRY_ASSIGN(auto ids, derive_id_registers(*hw, pinned(config_.wishes, ids_), what));
+    if (auto diff = first_difference(ids_, ids))
       return fail(EINVAL, kWhere, "{}: its physical SMMU differs from the one the guest already sees: {}; put it "
                   "behind another vSMMU", what, *diff);
   }
 
-  auto smmu = join_physical_smmu(*dev, what);
-  if (!smmu) return std::unexpected(smmu.error());
-  dev->smmu = *smmu;
+  VSMMU_TRY_ASSIGN(auto smmu, join_physical_smmu(*dev, what));
+  dev->smmu = smmu;
   ++stats_.host_calls;
   auto vdev = host_.vdevice_alloc(dev->smmu->viommu.id(), *id, spec.vsid);
-  if (!vdev) return fail(vdev.error().err, kWhere, "{}: IOMMU_VDEVICE_ALLOC: {}", what, vdev.error());
+  if (!vdev) return fail(vdev.error(), kWhere, "{}: IOMMU_VDEVICE_ALLOC", what);
   dev->vdevice = host::HostObject(host_, *vdev);
 
   if (!regs_) {
@@ -125,7 +123,7 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
   if (auto r = reinstall(d); !r) {
     // The host could not give the device its configuration (GBPA, or even abort): the VMM learns it now.
     devices_.erase(spec.vsid);
-    return fail(r.error().err, kWhere, "{}: {}", what, r.error().message);
+    return fail(r.error(), kWhere, "{}", what);
   }
   log::info(kWhere, "{}: joined {} ({})", what, d.smmu->label, state_name(d.state));
   return {};
@@ -143,14 +141,13 @@ Result<VirtualSmmu::PhysicalSmmu*> VirtualSmmu::join_physical_smmu(Device& dev, 
       return p.get();
     }
     if (probe.error().err == EINVAL) continue;  // the nest parent belongs to another physical SMMU
-    return fail(probe.error().err, kWhere, "{}: cannot nest: {}", what, probe.error());
+    return fail(probe.error(), kWhere, "{}: cannot nest", what);
   }
   ++stats_.host_calls;
   auto hw = host_.get_hw_info(dev.bound.id());
-  if (!hw) return fail(hw.error().err, kWhere, "{}: IOMMU_GET_HW_INFO: {}", what, hw.error());
-  auto p = new_physical_smmu(dev, *hw, what);
-  if (!p) return std::unexpected(p.error());
-  smmus_.push_back(std::move(*p));
+  if (!hw) return fail(hw.error(), kWhere, "{}: IOMMU_GET_HW_INFO", what);
+  VSMMU_TRY_ASSIGN(auto p, new_physical_smmu(dev, *hw, what));
+  smmus_.push_back(std::move(p));
   return smmus_.back().get();
 }
 
@@ -167,12 +164,12 @@ Result<std::unique_ptr<VirtualSmmu::PhysicalSmmu>> VirtualSmmu::new_physical_smm
   parent.pt_id = memory_.ioas();
   ++stats_.host_calls;
   auto parent_id = host_.hwpt_alloc(parent);
-  if (!parent_id) return fail(parent_id.error().err, kWhere, "{}: the stage-2 (NEST_PARENT) HWPT: {}", what, parent_id.error());
+  if (!parent_id) return fail(parent_id.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
   p->parent = host::HostObject(host_, *parent_id);
 
   ++stats_.host_calls;
   auto viommu = host_.viommu_alloc(dev.bound.id(), p->parent.id(), host::uapi::kViommuTypeArmSmmuv3);
-  if (!viommu) return fail(viommu.error().err, kWhere, "{}: cannot nest: {}", what, viommu.error());
+  if (!viommu) return fail(viommu.error(), kWhere, "{}: cannot nest", what);
   p->viommu = host::HostObject(host_, *viommu);
 
   for (auto [config, slot] : {std::pair{StreamConfig::abort, &p->abort_hwpt}, std::pair{StreamConfig::bypass, &p->bypass_hwpt}}) {
@@ -186,13 +183,12 @@ Result<std::unique_ptr<VirtualSmmu::PhysicalSmmu>> VirtualSmmu::new_physical_smm
     ++stats_.host_calls;
     auto id = host_.hwpt_alloc(req);
     if (!id)
-      return fail(id.error().err, kWhere, "{}: the {} HWPT: {}", what, config == StreamConfig::abort ? "abort" : "bypass",
-                  id.error());
+      return fail(id.error(), kWhere, "{}: the {} HWPT", what, config == StreamConfig::abort ? "abort" : "bypass");
     *slot = host::HostObject(host_, *id);
   }
   if (regs_ && regs_->cr0().get(Cr0::EVENTQEN)) {
     // Hot-plug while the guest's event queue runs: this vIOMMU needs its vEVENTQ now.
-    if (auto r = open_event_queue(*p, what); !r) return std::unexpected(r.error());
+    VSMMU_TRY(open_event_queue(*p, what));
   }
   return p;
 }
@@ -367,7 +363,7 @@ Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste
       req.data = vste_bytes(words);
       ++stats_.host_calls;
       auto id = host_.hwpt_alloc(req);
-      if (!id) return fail(id.error().err, kWhere, "the host refused the vSTE {:#018x} {:#018x}: {}", words[0], words[1], id.error());
+      if (!id) return fail(id.error(), kWhere, "the host refused the vSTE {:#018x} {:#018x}", words[0], words[1]);
       ++stats_.hwpt_allocs;
       hwpt = std::make_shared<NestedHwpt>();
       hwpt->hwpt = host::HostObject(host_, *id);
@@ -387,7 +383,7 @@ Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste
       // The stream cannot have what its configuration asks: it aborts, and the caller learns why (for a
       // translating vSTE the guest gets C_BAD_STE rather than a stream that silently stopped translating).
       (void)attach(dev, StreamState::abort, nullptr);
-      return fail(r.error().err, kWhere, "attaching the {} HWPT failed: {}", state_name(state), r.error().message);
+      return fail(r.error(), kWhere, "attaching the {} HWPT failed", state_name(state));
     }
     dev.attachment = {};  // detach: the device blocks DMA
     dev.hwpt.reset();

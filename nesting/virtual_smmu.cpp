@@ -8,8 +8,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/try.hpp"
 #include "nesting/virtual_smmu_state.hpp"
-#include "smmu/log.hpp"
+#include "base/log.hpp"
 
 namespace vsmmu::nesting {
 
@@ -44,7 +45,7 @@ Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, co
     return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
   std::lock_guard lock(v->mu_);
   for (auto& d : devices)
-    if (auto r = v->add_device_locked(std::move(d)); !r) return std::unexpected(r.error());
+    VSMMU_TRY(v->add_device_locked(std::move(d)));
   return v;
 }
 

@@ -30,7 +30,7 @@
 
 #include "invalidation/planner.hpp"
 #include "nesting/guest_memory.hpp"
-#include "nesting/host/handles.hpp"
+#include "host/handles.hpp"
 #include "nesting/id_registers.hpp"
 #include "nesting/vsmmu_endpoint.hpp"
 #include "smmu/event.hpp"

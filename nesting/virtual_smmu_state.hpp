@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "nesting/host/handles.hpp"
-#include "nesting/host/veventq_reader.hpp"
+#include "host/handles.hpp"
+#include "host/veventq_reader.hpp"
 #include "nesting/virtual_smmu.hpp"
 
 namespace vsmmu::nesting {

@@ -1,5 +1,7 @@
 #include "smmu/memory.hpp"
 
+#include "base/try.hpp"
+
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -10,7 +12,7 @@ namespace vsmmu::smmu {
 
 std::expected<std::uint64_t, BusFault> PhysicalMemory::read64(std::uint64_t pa) const {
   std::array<std::byte, 8> b{};
-  if (auto r = read(pa, b); !r) return std::unexpected(r.error());
+  VSMMU_TRY(read(pa, b));
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint64_t>(b[i]);
   return v;
@@ -18,7 +20,7 @@ std::expected<std::uint64_t, BusFault> PhysicalMemory::read64(std::uint64_t pa) 
 
 std::expected<std::uint32_t, BusFault> PhysicalMemory::read32(std::uint64_t pa) const {
   std::array<std::byte, 4> b{};
-  if (auto r = read(pa, b); !r) return std::unexpected(r.error());
+  VSMMU_TRY(read(pa, b));
   std::uint32_t v = 0;
   for (int i = 3; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint32_t>(b[i]);
   return v;

@@ -11,7 +11,8 @@
 #include <span>
 #include <string>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::smmu {
 
@@ -41,7 +42,7 @@ class PhysicalMemory {
   template <class R>
   std::expected<R, BusFault> read_record(std::uint64_t pa) const {
     std::array<std::byte, R::bytes> buf{};
-    if (auto r = read(pa, buf); !r) return std::unexpected(r.error());
+    VSMMU_TRY(read(pa, buf));
     return R::from_bytes(std::span<const std::byte, R::bytes>(buf));
   }
   template <class R>

@@ -5,7 +5,8 @@
 
 #include <cstdint>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::smmu {
 
@@ -20,9 +21,8 @@ class SmmuMmio {
   virtual Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) = 0;
 
   Result<std::uint32_t> read32(std::uint64_t offset) {
-    auto r = mmio_read(offset, 4);
-    if (!r) return std::unexpected(r.error());
-    return static_cast<std::uint32_t>(*r);
+    VSMMU_TRY_ASSIGN(auto r, mmio_read(offset, 4));
+    return static_cast<std::uint32_t>(r);
   }
   Result<std::uint64_t> read64(std::uint64_t offset) { return mmio_read(offset, 8); }
   Result<void> write32(std::uint64_t offset, std::uint32_t value) { return mmio_write(offset, value, 4); }

@@ -13,7 +13,7 @@
 #include <span>
 
 #include "smmu/command.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/event.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/registers.hpp"

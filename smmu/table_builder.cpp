@@ -2,6 +2,8 @@
 // blocks where size and alignment allow, concatenated stage-2 roots, block splitting on partial unmap.
 #include "smmu/table_builder.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -75,9 +77,8 @@ Result<void> TableBuilder::init() {
                 input_bits_, granule_size(granule_) / 1024);
   // The root is aligned to its size, and to 64 bytes at least (the 52-bit TTB rule, IHI 0070 5.4 TTB0).
   const std::uint64_t bytes = std::max<std::uint64_t>(entries(static_cast<int>(start_level_)) * 8, 64);
-  auto root = alloc_.allocate(bytes, bytes);
-  if (!root) return std::unexpected(root.error());
-  root_ = *root;
+  VSMMU_TRY_ASSIGN(auto root, alloc_.allocate(bytes, bytes));
+  root_ = root;
   scratch_.assign(static_cast<std::size_t>(1ULL << bits_per_level(granule_)), 0);
   initialized_ = true;
   return {};
@@ -117,7 +118,7 @@ Result<void> TableBuilder::write_entries(std::uint64_t pa, std::span<const std::
 }
 
 Result<void> TableBuilder::map(std::uint64_t ia, std::uint64_t oa, std::uint64_t size, const MapAttributes& attrs) {
-  if (auto r = init(); !r) return r;
+  VSMMU_TRY(init());
   const std::uint64_t g = granule_size(granule_);
   const unsigned oa_bits = lpa() ? 52 : 48;
   if (size == 0 || ((ia | oa | size) & (g - 1)) != 0)
@@ -152,7 +153,7 @@ Result<void> TableBuilder::map_level(std::uint64_t table, int level, std::uint64
                       pa + i * 8);
         run[i] = leaf_descriptor(level, oa + (i << shift), attrs);
       }
-      if (auto r = write_entries(pa, run); !r) return r;
+      VSMMU_TRY(write_entries(pa, run));
       ia += run.size() << shift;
       oa += run.size() << shift;
       continue;
@@ -163,9 +164,8 @@ Result<void> TableBuilder::map_level(std::uint64_t table, int level, std::uint64
     if (!d) return fail(EFAULT, kWhere, "no memory behind the table at {:#x}", pa);
     std::uint64_t next = 0;
     if (!Descriptor::Valid.extract(*d)) {
-      auto t = new_table();
-      if (!t) return std::unexpected(t.error());
-      next = *t;
+      VSMMU_TRY_ASSIGN(auto t, new_table());
+      next = t;
       Descriptor td;
       td.set(Descriptor::Valid, true).set(Descriptor::Table, true);
       if (auto w = mem_.write64(pa, Descriptor::with_address(td.dw[0], next, lpa())); !w)
@@ -175,7 +175,7 @@ Result<void> TableBuilder::map_level(std::uint64_t table, int level, std::uint64
     } else {
       return fail(EEXIST, kWhere, "{:#x} is already mapped by a level {} block", ia, level);
     }
-    if (auto r = map_level(next, level + 1, ia, chunk_end, oa, attrs); !r) return r;
+    VSMMU_TRY(map_level(next, level + 1, ia, chunk_end, oa, attrs));
     oa += chunk_end - ia;
     ia = chunk_end;
   }
@@ -195,8 +195,7 @@ Result<void> TableBuilder::unmap(std::uint64_t ia, std::uint64_t size) {
 Result<std::uint64_t> TableBuilder::split(std::uint64_t entry_pa, std::uint64_t block, int level) {
   // The next level maps the same output with the same attributes: blocks, or pages at level 3 (every
   // granule allows a block one level below a block).
-  auto t = new_table();
-  if (!t) return std::unexpected(t.error());
+  VSMMU_TRY_ASSIGN(auto t, new_table());
   const int child = level + 1;
   const unsigned child_shift = level_shift(granule_, child);
   const std::uint64_t base = Descriptor::output_address(block, level_shift(granule_, level), lpa());
@@ -204,12 +203,12 @@ Result<std::uint64_t> TableBuilder::split(std::uint64_t entry_pa, std::uint64_t 
   attrs = Descriptor::Table.insert(attrs, child == kFinalLevel);
   for (std::size_t i = 0; i < scratch_.size(); ++i)
     scratch_[i] = Descriptor::with_address(attrs, base + (std::uint64_t{i} << child_shift), lpa());
-  if (auto w = write_entries(*t, scratch_); !w) return std::unexpected(w.error());
+  VSMMU_TRY(write_entries(t, scratch_));
   Descriptor td;
   td.set(Descriptor::Valid, true).set(Descriptor::Table, true);
-  if (auto w = mem_.write64(entry_pa, Descriptor::with_address(td.dw[0], *t, lpa())); !w)
+  if (auto w = mem_.write64(entry_pa, Descriptor::with_address(td.dw[0], t, lpa())); !w)
     return fail(EFAULT, kWhere, "no memory behind the table at {:#x}", entry_pa);
-  return *t;
+  return t;
 }
 
 Result<void> TableBuilder::unmap_level(std::uint64_t table, int level, std::uint64_t ia, std::uint64_t end) {
@@ -223,7 +222,7 @@ Result<void> TableBuilder::unmap_level(std::uint64_t table, int level, std::uint
       const std::uint64_t n = std::min({(end - ia) >> shift, entries(level) - idx, std::uint64_t{scratch_.size()}});
       std::span<std::uint64_t> run(scratch_.data(), static_cast<std::size_t>(n));
       std::fill(run.begin(), run.end(), 0);
-      if (auto r = write_entries(pa, run); !r) return r;
+      VSMMU_TRY(write_entries(pa, run));
       ia += n << shift;
       continue;
     }
@@ -235,11 +234,10 @@ Result<void> TableBuilder::unmap_level(std::uint64_t table, int level, std::uint
       if (level < kFinalLevel && Descriptor::Table.extract(*d)) {
         next = Descriptor::output_address(*d, granule_shift(granule_), lpa());
       } else {
-        auto t = split(pa, *d, level);
-        if (!t) return std::unexpected(t.error());
-        next = *t;
+        VSMMU_TRY_ASSIGN(auto t, split(pa, *d, level));
+        next = t;
       }
-      if (auto r = unmap_level(next, level + 1, ia, chunk_end); !r) return r;
+      VSMMU_TRY(unmap_level(next, level + 1, ia, chunk_end));
     }
     ia = chunk_end;
   }
@@ -261,10 +259,9 @@ Result<TableBuilder::Leaf> TableBuilder::leaf(std::uint64_t ia) const {
 }
 
 Result<void> TableBuilder::write_leaf(std::uint64_t ia, std::uint64_t descriptor) {
-  auto l = leaf(ia);
-  if (!l) return std::unexpected(l.error());
-  if (auto w = mem_.write64(l->descriptor_address, descriptor); !w)
-    return fail(EFAULT, kWhere, "no memory behind the table at {:#x}", l->descriptor_address);
+  VSMMU_TRY_ASSIGN(auto l, leaf(ia));
+  if (auto w = mem_.write64(l.descriptor_address, descriptor); !w)
+    return fail(EFAULT, kWhere, "no memory behind the table at {:#x}", l.descriptor_address);
   return {};
 }
 

@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/translation_table.hpp"
 

@@ -5,6 +5,8 @@
 // stage-2 memory types and FWB.
 #include "smmu/walker.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 #include <optional>
 
@@ -113,9 +115,8 @@ std::expected<Stage1Params, ConfigError> stage1_params(const Cd& cd, const WalkC
   const unsigned ia_bits = 64 - t0sz;
   p.start_level = static_cast<unsigned>(s1_start_level(p.granule, ia_bits));
 
-  auto ttb = table_base(cd.get(Cd::TTB0), p.ips_bits, p.granule, ia_bits, static_cast<int>(p.start_level), "TTB0");
-  if (!ttb) return std::unexpected(ttb.error());
-  p.ttb = *ttb;
+  VSMMU_TRY_ASSIGN(auto ttb, table_base(cd.get(Cd::TTB0), p.ips_bits, p.granule, ia_bits, static_cast<int>(p.start_level), "TTB0"));
+  p.ttb = ttb;
   return p;
 }
 
@@ -168,9 +169,8 @@ std::expected<Stage2Params, ConfigError> stage2_params(const Ste& ste, const Wal
                                                 "tables, or nothing left to resolve)"});
   p.start_level = static_cast<unsigned>(*start);
 
-  auto ttb = table_base(ste.get(Ste::S2TTB), p.ps_bits, p.granule, ia_bits, *start, "S2TTB");
-  if (!ttb) return std::unexpected(ttb.error());
-  p.ttb = *ttb;
+  VSMMU_TRY_ASSIGN(auto ttb, table_base(ste.get(Ste::S2TTB), p.ps_bits, p.granule, ia_bits, *start, "S2TTB"));
+  p.ttb = ttb;
   return p;
 }
 
@@ -326,10 +326,9 @@ std::expected<Walker::LeafRef, WalkFault> Walker::walk_levels(const Regime& r, s
 std::expected<Translation, WalkFault> Walker::translate(const Regime& r, std::uint64_t ia, AccessType access,
                                                         const Stage2Params* tables_s2) {
   for (unsigned attempt = 1;; ++attempt) {
-    auto leaf = walk_levels(r, ia, tables_s2);
-    if (!leaf) return std::unexpected(leaf.error());
-    const std::uint64_t d = leaf->descriptor;
-    const int level = leaf->level;
+    VSMMU_TRY_ASSIGN(auto leaf, walk_levels(r, ia, tables_s2));
+    const std::uint64_t d = leaf.descriptor;
+    const int level = leaf.level;
     const unsigned shift = level_shift(r.granule, level);
 
     // Leaf checks in the Arm ARM's order: output address size, access flag, then permission.
@@ -339,7 +338,7 @@ std::expected<Translation, WalkFault> Walker::translate(const Regime& r, std::ui
     // AFFD treats AF as 1 unless HA is set, which makes it IGNORED (IHI 0070 5.4 AFFD, 5.2 S2AFFD).
     if (!af && !r.ha && !r.affd) return std::unexpected(make_fault(FaultType::access, r.stage2, level));
     const StagePerms sp = r.stage2 ? s2_permissions(d, *r.s2, access.privileged)
-                                   : s1_permissions(*leaf, *r.s1, access.privileged);
+                                   : s1_permissions(leaf, *r.s1, access.privileged);
     // No hardware update for an access that faults on permission: setting AF then is CONSTRAINED
     // UNPREDICTABLE (AArch64.SettingAccessFlagPermitted) and dirty state is never set.
     if (!permitted(sp.perm, access)) return std::unexpected(make_fault(FaultType::permission, r.stage2, level));
@@ -350,14 +349,14 @@ std::expected<Translation, WalkFault> Walker::translate(const Regime& r, std::ui
     if (dirtying) {
       updated = r.stage2 ? Descriptor::S2AP_W.insert(updated, true) : Descriptor::AP2.insert(updated, false);
     }
-    std::uint64_t desc_pa = leaf->pa;
+    std::uint64_t desc_pa = leaf.pa;
     if (updated != d) {
       if (tables_s2) {
         // The update is a write to the stage-1 descriptor through stage 2: it needs stage-2 write
         // permission (and may itself dirty the stage-2 page) (AArch64.S1Translate, TTW update access).
         AccessType update_access;
         update_access.write = true;
-        auto t = stage2(*tables_s2, leaf->ia_of_descriptor, update_access);
+        auto t = stage2(*tables_s2, leaf.ia_of_descriptor, update_access);
         if (!t) {
           WalkFault f = t.error();
           f.on_table_walk = true;
@@ -419,16 +418,15 @@ std::expected<Translation, WalkFault> Walker::nested(const Stage1Params& s1, con
                                                      AccessType access) {
   auto first = stage1(s1, va, access, &s2);
   if (!first) return first;
-  auto second = stage2(s2, first->output, access);
-  if (!second) return std::unexpected(second.error());
+  VSMMU_TRY_ASSIGN(auto second, stage2(s2, first->output, access));
   Translation t = *first;
   t.ipa = first->output;
-  t.output = second->output;
-  t.size_log2 = std::min(first->size_log2, second->size_log2);
-  t.perm.read = first->perm.read && second->perm.read;
-  t.perm.write = first->perm.write && second->perm.write;
-  t.perm.execute = first->perm.execute && second->perm.execute;
-  t.write_needs_dirty = first->write_needs_dirty || second->write_needs_dirty;
+  t.output = second.output;
+  t.size_log2 = std::min(first->size_log2, second.size_log2);
+  t.perm.read = first->perm.read && second.perm.read;
+  t.perm.write = first->perm.write && second.perm.write;
+  t.perm.execute = first->perm.execute && second.perm.execute;
+  t.write_needs_dirty = first->write_needs_dirty || second.write_needs_dirty;
   return t;
 }
 

@@ -12,9 +12,10 @@
 
 #include <fmt/format.h>
 
-#include "nesting/guest_harness.hpp"
-#include "nesting/host/sim/profile.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "base/try.hpp"
+#include "testing/guest_harness.hpp"
+#include "host/sim/profile.hpp"
+#include "host/sim/sim_host.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/format.hpp"
 #include "tools/commands.hpp"
@@ -25,6 +26,8 @@ namespace {
 using namespace vsmmu::smmu;
 using namespace vsmmu::nesting;
 using host::sim::SimHost;
+using testkit::GuestHarness;
+using testkit::GuestHarnessConfig;
 
 constexpr const char* kWhere = "vsmmu demo";
 struct DemoDevice {
@@ -50,21 +53,17 @@ struct Demo {
 
 Result<void> create_vm(Demo& d, const std::string& kernel, const std::string& hardware) {
   step("host: the simulated host (kernel profile \"" + kernel + "\", hardware profile \"" + hardware + "\")");
-  auto kp = host::sim::resolve_kernel_profile(kernel);
-  if (!kp) return std::unexpected(kp.error());
-  auto hp = host::sim::resolve_hardware_profile(hardware);
-  if (!hp) return std::unexpected(hp.error());
-  auto h = SimHost::create(*kp, *hp);
-  if (!h) return std::unexpected(h.error());
-  d.host = std::move(*h);
+  VSMMU_TRY_ASSIGN(auto kp, host::sim::resolve_kernel_profile(kernel));
+  VSMMU_TRY_ASSIGN(auto hp, host::sim::resolve_hardware_profile(hardware));
+  VSMMU_TRY_ASSIGN(auto h, SimHost::create(kp, hp));
+  d.host = std::move(h);
 
   step("VMM: guest RAM (a memfd) mapped into the IOAS as stage 2; a vSMMU for nic0 and nic1");
   GuestHarnessConfig c;
   c.vsmmu.name = "vsmmu0";
   for (const auto& dev : kDevices) c.devices.push_back({dev.name, -1, dev.vsid});
-  auto g = GuestHarness::create(*d.host, c);
-  if (!g) return std::unexpected(g.error());
-  d.guest = std::move(*g);
+  VSMMU_TRY_ASSIGN(auto g, GuestHarness::create(*d.host, c));
+  d.guest = std::move(g);
   const auto& ids = d.guest->vsmmu().id_registers();
   fmt::print("guest RAM: [{:#x}, +{:#x}) in IOAS {}\n", c.ram_gpa, c.ram_size, d.guest->memory().ioas());
   fmt::print("the guest's ID registers, from GET_HW_INFO and the VMM's wishes (stage 1 only):\n{}\n{}\n{}\n{}\n",
@@ -83,16 +82,15 @@ Result<void> probe_and_map(Demo& d) {
   step("guest: stage-1 tables and a CD per device, STE + CFGI_CD + CFGI_STE + CMD_SYNC");
   for (std::size_t i = 0; i < std::size(kDevices); ++i) {
     const auto& dev = kDevices[i];
-    auto buf = d.guest->alloc(kBuffer);
-    if (!buf) return std::unexpected(buf.error());
-    d.buffers[i] = *buf;
-    if (auto r = d.guest->map(dev.asid, kVa, *buf, kBuffer); !r) return r;
-    if (auto r = d.guest->attach(dev.vsid, dev.asid); !r) return r;
+    VSMMU_TRY_ASSIGN(auto buf, d.guest->alloc(kBuffer));
+    d.buffers[i] = buf;
+    VSMMU_TRY(d.guest->map(dev.asid, kVa, buf, kBuffer));
+    VSMMU_TRY(d.guest->attach(dev.vsid, dev.asid));
     auto status = d.guest->vsmmu().stream_status(dev.vsid);
     if (!status || status->state != StreamState::translate)
       return fail(EIO, kWhere, "{}'s stream is not translating after its STE was installed", dev.name);
     fmt::print("{}: ASID {}, VA {:#x} -> GPA {:#x} (2 pages); the host attached a nested HWPT\n", dev.name, dev.asid,
-               kVa, *buf);
+               kVa, buf);
   }
   return {};
 }
@@ -102,9 +100,8 @@ Result<void> dma(Demo& d) {
   for (std::size_t i = 0; i < std::size(kDevices); ++i) {
     const auto& dev = kDevices[i];
     const std::string text = text_for(dev);
-    auto r = d.host->dma_write(dev.dma_engine, kVa + 0x100, std::as_bytes(std::span(text)));
-    if (!r) return std::unexpected(r.error());
-    if (!r->ok()) return fail(EIO, kWhere, "{}'s DMA write faulted", dev.name);
+    VSMMU_TRY_ASSIGN(auto r, d.host->dma_write(dev.dma_engine, kVa + 0x100, std::as_bytes(std::span(text))));
+    if (!r.ok()) return fail(EIO, kWhere, "{}'s DMA write faulted", dev.name);
     auto landed = d.guest->bytes(d.buffers[i] + 0x100, text.size());
     if (std::memcmp(landed.data(), text.data(), text.size()) != 0)
       return fail(EIO, kWhere, "{}'s bytes did not land at GPA {:#x}", dev.name, d.buffers[i] + 0x100);
@@ -123,7 +120,7 @@ Result<void> unmap_and_fault(Demo& d) {
   std::uint64_t stale = 0x5354414c45;
   if (auto r = d.host->dma_write(dev.dma_engine, page, std::as_bytes(std::span(&stale, 1))); !r || !r->ok())
     return fail(EIO, kWhere, "the first DMA to the second page failed");
-  if (auto r = d.guest->unmap(dev.asid, page, 0x1000, /*invalidate=*/false); !r) return r;
+  VSMMU_TRY(d.guest->unmap(dev.asid, page, 0x1000, /*invalidate=*/false));
   stale = ~stale;
   auto r = d.host->dma_write(dev.dma_engine, page, std::as_bytes(std::span(&stale, 1)));
   if (!r || !r->ok()) return fail(EIO, kWhere, "the DMA after the unmap should have hit the stale TLB entry");
@@ -131,7 +128,7 @@ Result<void> unmap_and_fault(Demo& d) {
 
   step("guest: TLBI_NH_VA + CMD_SYNC through its command queue");
   const auto before = d.guest->vsmmu().stats();
-  if (auto i = d.guest->driver().issue(driver::cmd_tlbi_nh_va(0, dev.asid, page)); !i) return i;
+  VSMMU_TRY(d.guest->driver().issue(driver::cmd_tlbi_nh_va(0, dev.asid, page)));
   const auto after = d.guest->vsmmu().stats();
   fmt::print("{} HWPT_INVALIDATE call(s) carried {} command(s); CMD_SYNC completed by the vSMMU\n",
              after.invalidate_calls - before.invalidate_calls, after.forwarded - before.forwarded);
@@ -144,12 +141,11 @@ Result<void> unmap_and_fault(Demo& d) {
   std::uint64_t kept = 0;
   std::memcpy(&kept, d.guest->bytes(d.buffers[0] + 0x1000, 8).data(), 8);
   if (kept != stale) return fail(EIO, kWhere, "the faulting DMA changed guest memory");
-  auto ev = d.guest->events();
-  if (!ev) return std::unexpected(ev.error());
-  if (ev->records.size() != 1 || ev->records[0].get(Event::ID) != EventId::F_TRANSLATION ||
-      ev->records[0].get(Event::SID) != dev.vsid)
-    return fail(EIO, kWhere, "expected one F_TRANSLATION for vSID {:#x}, read {} record(s)", dev.vsid, ev->records.size());
-  fmt::print("nothing moved; the guest's event: {}\nevent-queue interrupts: {}\n", ev->records[0], d.eventq_irqs);
+  VSMMU_TRY_ASSIGN(auto ev, d.guest->events());
+  if (ev.records.size() != 1 || ev.records[0].get(Event::ID) != EventId::F_TRANSLATION ||
+      ev.records[0].get(Event::SID) != dev.vsid)
+    return fail(EIO, kWhere, "expected one F_TRANSLATION for vSID {:#x}, read {} record(s)", dev.vsid, ev.records.size());
+  fmt::print("nothing moved; the guest's event: {}\nevent-queue interrupts: {}\n", ev.records[0], d.eventq_irqs);
   return {};
 }
 

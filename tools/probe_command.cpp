@@ -9,8 +9,8 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "nesting/host/kernel/kernel_host.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "host/kernel/kernel_host.hpp"
+#include "host/sim/sim_host.hpp"
 #include "nesting/nesting_probe.hpp"
 #include "smmu/format.hpp"
 #include "tools/commands.hpp"

@@ -1,5 +1,7 @@
 #include "smmu/driver/cd_table.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 
 namespace vsmmu::smmu::driver {
@@ -23,9 +25,8 @@ Result<CdTable> CdTable::create(PhysicalMemory& mem, TablePageAllocator& alloc, 
   const std::uint64_t bytes = format == CdTableFormat::linear
                                   ? Cd::bytes << ssid_bits
                                   : CdTableL1::bytes << (ssid_bits > t.split() ? ssid_bits - t.split() : 0);
-  auto base = alloc.allocate(bytes, std::max<std::uint64_t>(64, bytes));
-  if (!base) return std::unexpected(base.error());
-  t.ref_.base = *base;
+  VSMMU_TRY_ASSIGN(auto base, alloc.allocate(bytes, std::max<std::uint64_t>(64, bytes)));
+  t.ref_.base = base;
   return t;
 }
 
@@ -39,9 +40,8 @@ Result<std::uint64_t> CdTable::cd_address(std::uint32_t ssid, bool allocate) {
   if (!l1->get(CdTableL1::V)) {
     if (!allocate) return fail(ENOENT, kWhere, "SSID {:#x} has no level-2 CD table", ssid);
     const std::uint64_t bytes = Cd::bytes << split();
-    auto l2 = alloc_->allocate(bytes, bytes);
-    if (!l2) return std::unexpected(l2.error());
-    l1->set(CdTableL1::V, true).set(CdTableL1::L2Ptr, *l2);
+    VSMMU_TRY_ASSIGN(auto l2, alloc_->allocate(bytes, bytes));
+    l1->set(CdTableL1::V, true).set(CdTableL1::L2Ptr, l2);
     if (!mem_->write_record(l1_at, *l1)) return fail(EFAULT, kWhere, "cannot write the level-1 CD descriptor at {:#x}", l1_at);
   }
   return l1->get(CdTableL1::L2Ptr) + (ssid & ((1U << split()) - 1)) * Cd::bytes;
@@ -55,10 +55,9 @@ Result<std::uint64_t> CdTable::write(std::uint32_t ssid, const Cd& cd) {
 }
 
 Result<Cd> CdTable::read(std::uint32_t ssid) {
-  auto at = cd_address(ssid);
-  if (!at) return std::unexpected(at.error());
-  auto cd = mem_->read_record<Cd>(*at);
-  if (!cd) return fail(EFAULT, kWhere, "cannot read the CD for SSID {:#x} at {:#x}", ssid, *at);
+  VSMMU_TRY_ASSIGN(auto at, cd_address(ssid));
+  auto cd = mem_->read_record<Cd>(at);
+  if (!cd) return fail(EFAULT, kWhere, "cannot read the CD for SSID {:#x} at {:#x}", ssid, at);
   return *cd;
 }
 

@@ -8,7 +8,7 @@
 
 #include "smmu/cd.hpp"
 #include "smmu/driver/records.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/table_builder.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/mmio.hpp"
 #include "smmu/registers.hpp"
 #include "smmu/translation_table.hpp"

@@ -4,7 +4,8 @@
 #include <bit>
 #include <thread>
 
-#include "smmu/log.hpp"
+#include "base/log.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::smmu::driver {
 namespace {
@@ -39,7 +40,7 @@ std::string describe(const CommandError& e) {
 Result<SmmuDriver> SmmuDriver::start(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc,
                                      const Options& options) {
   SmmuDriver d(mmio, mem, alloc, options);
-  if (auto r = d.reset(); !r) return std::unexpected(r.error());
+  VSMMU_TRY(d.reset());
   return d;
 }
 
@@ -51,22 +52,19 @@ Result<void> SmmuDriver::allocate_structures() {
                                                : Ste::bytes << sid_bits_;
   const std::uint64_t cmdq_bytes = Command::bytes << cmdq_log2_;
   const std::uint64_t eventq_bytes = Event::bytes << eventq_log2_;
-  auto strtab = alloc_->allocate(strtab_bytes, strtab_bytes);
-  if (!strtab) return std::unexpected(strtab.error());
-  auto cmdq = alloc_->allocate(cmdq_bytes, std::max<std::uint64_t>(32, cmdq_bytes));
-  if (!cmdq) return std::unexpected(cmdq.error());
-  auto eventq = alloc_->allocate(eventq_bytes, std::max<std::uint64_t>(32, eventq_bytes));
-  if (!eventq) return std::unexpected(eventq.error());
-  strtab_ = *strtab;
-  cmdq_ = *cmdq;
-  eventq_ = *eventq;
+  VSMMU_TRY_ASSIGN(auto strtab, alloc_->allocate(strtab_bytes, strtab_bytes));
+  VSMMU_TRY_ASSIGN(auto cmdq, alloc_->allocate(cmdq_bytes, std::max<std::uint64_t>(32, cmdq_bytes)));
+  VSMMU_TRY_ASSIGN(auto eventq, alloc_->allocate(eventq_bytes, std::max<std::uint64_t>(32, eventq_bytes)));
+  strtab_ = strtab;
+  cmdq_ = cmdq;
+  eventq_ = eventq;
   return {};
 }
 
 // arm_smmu_device_hw_probe + arm_smmu_device_reset.
 Result<void> SmmuDriver::reset() {
   auto features = probe_features(*mmio_, options_.need_stage1);
-  if (!features) return fail(features.error().err, kWhere, "{}: {}", options_.name, features.error().message);
+  if (!features) return fail(features.error(), kWhere, "{}", options_.name);
   features_ = *features;
   sid_bits_ = std::min(options_.sid_bits, features_.sid_bits());
   // A level-2 table resolves SPLIT bits: with no more StreamIDs than that, Linux keeps the table linear.
@@ -77,17 +75,16 @@ Result<void> SmmuDriver::reset() {
   if (cmdq_log2_ == 0)
     return fail(ENXIO, kWhere, "{}: a one-entry command queue (IDR1.CMDQS = 0 or asked for) cannot hold a command "
                 "and its CMD_SYNC", options_.name);
-  if (auto r = allocate_structures(); !r) return r;
+  VSMMU_TRY(allocate_structures());
 
   // Disable first; an SMMU left translating aborts incoming traffic meanwhile, as Linux does.
-  auto cr0 = read_reg(regs::CR0);
-  if (!cr0) return std::unexpected(cr0.error());
-  if (Cr0::of(*cr0).get(Cr0::SMMUEN)) {
-    log::warn(kWhere, "{}: already enabled (CR0 = {:#x}); resetting", options_.name, *cr0);
-    if (auto r = update_gbpa(true); !r) return r;
+  VSMMU_TRY_ASSIGN(auto cr0, read_reg(regs::CR0));
+  if (Cr0::of(cr0).get(Cr0::SMMUEN)) {
+    log::warn(kWhere, "{}: already enabled (CR0 = {:#x}); resetting", options_.name, cr0);
+    VSMMU_TRY(update_gbpa(true));
   }
   Cr0 enables;
-  if (auto r = write_cr0(enables); !r) return r;
+  VSMMU_TRY(write_cr0(enables));
 
   // Tables and queues write-back cacheable, inner shareable; private TLB maintenance (no broadcast TLBIs).
   const Cr1 cr1 = Cr1{}
@@ -112,7 +109,7 @@ Result<void> SmmuDriver::reset() {
       {regs::CMDQ_CONS, 0},
   });
   if (!written) return written;
-  if (auto r = write_cr0(enables.set(Cr0::CMDQEN, true)); !r) return r;
+  VSMMU_TRY(write_cr0(enables.set(Cr0::CMDQEN, true)));
 
   // Nothing cached from before may survive into translation. Linux sends TLBI_NSNH_ALL whatever the stages;
   // without stage 2, TLBI_NH_ALL removes the same entries and names only the stage that exists, and EL2
@@ -120,7 +117,7 @@ Result<void> SmmuDriver::reset() {
   std::vector<Command> flush{cmd_cfgi_all()};
   if (features_.hyp() && features_.stage1()) flush.push_back(cmd_tlbi_el2_all());
   flush.push_back(features_.stage2() ? cmd_tlbi_nsnh_all() : cmd_tlbi_nh_all());
-  if (auto r = issue(flush); !r) return r;
+  VSMMU_TRY(issue(flush));
 
   const auto eventq = write_regs({
       {regs::EVENTQ_BASE, queue_base(eventq_, eventq_log2_)},
@@ -128,35 +125,35 @@ Result<void> SmmuDriver::reset() {
       {regs::EVENTQ_CONS, 0},
   });
   if (!eventq) return eventq;
-  if (auto r = write_cr0(enables.set(Cr0::EVENTQEN, true)); !r) return r;
+  VSMMU_TRY(write_cr0(enables.set(Cr0::EVENTQEN, true)));
 
   // arm_smmu_setup_irqs: interrupts off, MSI addresses cleared (wired interrupts), then the ones wanted.
-  if (auto r = write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, 0); !r) return r;
-  if (auto r = write_regs({{regs::GERROR_IRQ_CFG0, 0}, {regs::EVENTQ_IRQ_CFG0, 0}}); !r) return r;
+  VSMMU_TRY(write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, 0));
+  VSMMU_TRY(write_regs({{regs::GERROR_IRQ_CFG0, 0}, {regs::EVENTQ_IRQ_CFG0, 0}}));
   const IrqCtrl irq = IrqCtrl{}.set(IrqCtrl::GERROR_IRQEN, options_.irqs).set(IrqCtrl::EVENTQ_IRQEN, options_.irqs);
-  if (auto r = write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, irq.value()); !r) return r;
+  VSMMU_TRY(write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, irq.value()));
 
   if (options_.gbpa_abort)
-    if (auto r = update_gbpa(*options_.gbpa_abort); !r) return r;
+    VSMMU_TRY(update_gbpa(*options_.gbpa_abort));
   return write_cr0(enables.set(Cr0::SMMUEN, true));
 }
 
 Result<std::uint32_t> SmmuDriver::read_reg(const RegisterInfo& reg) {
   auto v = mmio_->read32(reg.offset);
-  if (!v) return fail(v.error().err, kWhere, "{}: reading {}: {}", options_.name, reg.name, v.error().message);
+  if (!v) return fail(v.error(), kWhere, "{}: reading {}", options_.name, reg.name);
   return v;
 }
 
 Result<void> SmmuDriver::write_regs(std::initializer_list<std::pair<RegisterInfo, std::uint64_t>> writes) {
   for (const auto& [reg, v] : writes)
-    if (auto r = write_reg(reg, v); !r) return r;
+    VSMMU_TRY(write_reg(reg, v));
   return {};
 }
 
 Result<void> SmmuDriver::write_reg(const RegisterInfo& reg, std::uint64_t value) {
   auto r = reg.width == 64 ? mmio_->write64(reg.offset, value)
                            : mmio_->write32(reg.offset, static_cast<std::uint32_t>(value));
-  if (!r) return fail(r.error().err, kWhere, "{}: writing {:#x} to {}: {}", options_.name, value, reg.name, r.error().message);
+  if (!r) return fail(r.error(), kWhere, "{}: writing {:#x} to {}", options_.name, value, reg.name);
   return r;
 }
 
@@ -175,7 +172,7 @@ Result<std::uint32_t> SmmuDriver::poll(const RegisterInfo& reg, Done done, Expec
 
 // arm_smmu_write_reg_sync: the register, then wait for its ACK register to equal it.
 Result<void> SmmuDriver::write_acked(const RegisterInfo& reg, const RegisterInfo& ack_reg, std::uint32_t value) {
-  if (auto r = write_reg(reg, value); !r) return r;
+  VSMMU_TRY(write_reg(reg, value));
   auto ack = poll(ack_reg, [&](std::uint32_t v) { return v == value; },
                   [&] { return fmt::format("{:#x} ({} as written)", value, reg.name); });
   if (!ack) return std::unexpected(ack.error());
@@ -188,10 +185,9 @@ Result<void> SmmuDriver::write_cr0(Cr0 cr0) { return write_acked(regs::CR0, regs
 Result<void> SmmuDriver::update_gbpa(bool abort) {
   const auto idle = [](std::uint32_t v) { return !Gbpa::of(v).get(Gbpa::Update); };
   const auto expected = [] { return std::string("Update = 0"); };
-  auto gbpa = poll(regs::GBPA, idle, expected);
-  if (!gbpa) return std::unexpected(gbpa.error());
-  if (auto r = write_reg(regs::GBPA, Gbpa::of(*gbpa).set(Gbpa::ABORT, abort).set(Gbpa::Update, true).value()); !r) return r;
-  if (auto r = poll(regs::GBPA, idle, expected); !r) return std::unexpected(r.error());
+  VSMMU_TRY_ASSIGN(auto gbpa, poll(regs::GBPA, idle, expected));
+  VSMMU_TRY(write_reg(regs::GBPA, Gbpa::of(gbpa).set(Gbpa::ABORT, abort).set(Gbpa::Update, true).value()));
+  VSMMU_TRY(poll(regs::GBPA, idle, expected));
   return {};
 }
 
@@ -214,9 +210,8 @@ Result<std::uint64_t> SmmuDriver::write_ste(std::uint32_t sid, const Ste& ste) {
   if (!addr && addr.error().err == ENOENT) {
     // A level-2 table of 2^SPLIT STEs, published by its level-1 descriptor (Span = SPLIT + 1).
     const std::uint64_t bytes = Ste::bytes << kStrtabSplit;
-    auto l2 = alloc_->allocate(bytes, bytes);
-    if (!l2) return std::unexpected(l2.error());
-    const StreamTableL1 l1 = StreamTableL1{}.set(StreamTableL1::Span, kStrtabSplit + 1).set(StreamTableL1::L2Ptr, *l2);
+    VSMMU_TRY_ASSIGN(auto l2, alloc_->allocate(bytes, bytes));
+    const StreamTableL1 l1 = StreamTableL1{}.set(StreamTableL1::Span, kStrtabSplit + 1).set(StreamTableL1::L2Ptr, l2);
     const std::uint64_t l1_at = strtab_ + (sid >> kStrtabSplit) * StreamTableL1::bytes;
     if (!mem_->write_record(l1_at, l1))
       return fail(EFAULT, kWhere, "{}: cannot write the level-1 STE descriptor at {:#x}", options_.name, l1_at);
@@ -228,7 +223,7 @@ Result<std::uint64_t> SmmuDriver::write_ste(std::uint32_t sid, const Ste& ste) {
 }
 
 Result<void> SmmuDriver::install_ste(std::uint32_t sid, const Ste& ste) {
-  if (auto r = write_ste(sid, ste); !r) return std::unexpected(r.error());
+  VSMMU_TRY(write_ste(sid, ste));
   return issue(cmd_cfgi_ste(sid));
 }
 
@@ -236,9 +231,8 @@ Result<CdTableRef> SmmuDriver::create_cd_table(std::uint32_t sid, unsigned ssid_
   if (ssid_bits > features_.ssid_bits())
     return fail(ERANGE, kWhere, "{}: {} SSID bits asked for; IDR1.SSIDSIZE is {}", options_.name, ssid_bits,
                 features_.ssid_bits());
-  auto t = CdTable::create(*mem_, *alloc_, ssid_bits, features_.two_level_cd(), fmt);
-  if (!t) return std::unexpected(t.error());
-  return cd_tables_.insert_or_assign(sid, std::move(*t)).first->second.ref();
+  VSMMU_TRY_ASSIGN(auto t, CdTable::create(*mem_, *alloc_, ssid_bits, features_.two_level_cd(), fmt));
+  return cd_tables_.insert_or_assign(sid, std::move(t)).first->second.ref();
 }
 
 CdTable* SmmuDriver::cd_table(std::uint32_t sid) {
@@ -257,9 +251,9 @@ Result<void> SmmuDriver::attach_stage1(std::uint32_t sid, std::uint32_t ssid, st
                                        S1Dss dss) {
   if (!features_.stage1()) return fail(EOPNOTSUPP, kWhere, "{}: no stage 1 (IDR0.S1P = 0)", options_.name);
   if (!cd_table(sid))
-    if (auto r = create_cd_table(sid, static_cast<unsigned>(std::bit_width(ssid))); !r) return std::unexpected(r.error());
-  if (auto r = write_cd(sid, ssid, s1_cd(s1, asid, features_)); !r) return std::unexpected(r.error());
-  if (auto r = write_ste(sid, cdtable_ste(cd_table(sid)->ref(), features_, dss)); !r) return std::unexpected(r.error());
+    VSMMU_TRY(create_cd_table(sid, static_cast<unsigned>(std::bit_width(ssid))));
+  VSMMU_TRY(write_cd(sid, ssid, s1_cd(s1, asid, features_)));
+  VSMMU_TRY(write_ste(sid, cdtable_ste(cd_table(sid)->ref(), features_, dss)));
   return issue(std::array{cmd_cfgi_cd(sid, ssid), cmd_cfgi_ste(sid)});
 }
 
@@ -278,10 +272,9 @@ Result<void> SmmuDriver::push(std::span<const Command> cmds, const Command* tail
   const auto put = [&](const Command& cmd) -> Result<void> {
     if (q.full(p, c)) {
       // Publish what is written and wait for the SMMU to make room (arm_smmu_cmdq_poll_until_not_full).
-      if (auto r = write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value()); !r) return r;
-      auto room = wait_for_cons(p, q.entries() - 1, "room in the command queue");
-      if (!room) return std::unexpected(room.error());
-      c = *room;
+      VSMMU_TRY(write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value()));
+      VSMMU_TRY_ASSIGN(auto room, wait_for_cons(p, q.entries() - 1, "room in the command queue"));
+      c = room;
     }
     if (!mem_->write_record(cmdq_ + q.index(p) * Command::bytes, cmd))
       return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, cmdq_ + q.index(p) * Command::bytes);
@@ -289,10 +282,10 @@ Result<void> SmmuDriver::push(std::span<const Command> cmds, const Command* tail
     return {};
   };
   for (const auto& cmd : cmds)
-    if (auto r = put(cmd); !r) return r;
+    VSMMU_TRY(put(cmd));
   if (tail) {
     *tail_index = p;
-    if (auto r = put(*tail); !r) return r;
+    VSMMU_TRY(put(*tail));
   }
   return write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value());
 }
@@ -301,9 +294,9 @@ Result<void> SmmuDriver::issue(std::span<const Command> cmds) {
   const QueueIndex q{cmdq_log2_};
   const Command sync = cmd_sync();
   std::uint32_t at = 0;
-  if (auto r = push(cmds, &sync, &at); !r) return r;
+  VSMMU_TRY(push(cmds, &sync, &at));
   // Done once CONS is past the CMD_SYNC: nothing pushed after it is left unconsumed.
-  if (auto r = wait_for_cons(q.advance(at), 0, "the CMD_SYNC"); !r) return std::unexpected(r.error());
+  VSMMU_TRY(wait_for_cons(q.advance(at), 0, "the CMD_SYNC"));
   return {};
 }
 
@@ -316,17 +309,16 @@ Result<std::uint32_t> SmmuDriver::wait_for_cons(std::uint32_t prod, std::uint32_
     if (!cons) return cons;
     const std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
     if (q.count(prod, c) <= pending) return c;
-    auto err = command_error();
-    if (!err) return std::unexpected(err.error());
-    if (*err) {
+    VSMMU_TRY_ASSIGN(auto err, command_error());
+    if (err) {
       if (!options_.skip_command_errors)
-        return fail(EIO, kWhere, "{}: the command queue stopped waiting for {}: {}", options_.name, what, describe(**err));
+        return fail(EIO, kWhere, "{}: the command queue stopped waiting for {}: {}", options_.name, what, describe(*err));
       // A fetch abort is retried, so it can repeat: give up after one skip per queue entry.
       if (++skipped_here > q.entries())
-        return fail(EIO, kWhere, "{}: the command queue keeps stopping: {}", options_.name, describe(**err));
-      log::error(kWhere, "{}: skipping the command in error: {}", options_.name, describe(**err));
+        return fail(EIO, kWhere, "{}: the command queue keeps stopping: {}", options_.name, describe(*err));
+      log::error(kWhere, "{}: skipping the command in error: {}", options_.name, describe(*err));
       ++skipped_;
-      if (auto r = acknowledge_command_error(true); !r) return std::unexpected(r.error());
+      VSMMU_TRY(acknowledge_command_error(true));
       deadline = Clock::now() + options_.poll_timeout;
       continue;
     }
@@ -354,10 +346,9 @@ Result<std::optional<CommandError>> SmmuDriver::command_error() {
 
 // arm_smmu_cmdq_skip_err, then the GERRORN write of arm_smmu_gerror_handler for CMDQ_ERR alone.
 Result<void> SmmuDriver::acknowledge_command_error(bool skip) {
-  auto cons = read_reg(regs::CMDQ_CONS);
-  if (!cons) return std::unexpected(cons.error());
-  if (skip && QueueCons::of(*cons).get(QueueCons::ERR) == Cerror::ill) {
-    const std::uint64_t at = cmdq_ + QueueIndex{cmdq_log2_}.index(QueueCons::of(*cons).get(QueueCons::RD)) * Command::bytes;
+  VSMMU_TRY_ASSIGN(auto cons, read_reg(regs::CMDQ_CONS));
+  if (skip && QueueCons::of(cons).get(QueueCons::ERR) == Cerror::ill) {
+    const std::uint64_t at = cmdq_ + QueueIndex{cmdq_log2_}.index(QueueCons::of(cons).get(QueueCons::RD)) * Command::bytes;
     if (!mem_->write_record(at, cmd_sync()))
       return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, at);
   }
@@ -401,7 +392,7 @@ Result<DrainedEvents> SmmuDriver::drain_events() {
   }
   if (out.overflow) log::warn(kWhere, "{}: event queue overflow: records were lost", options_.name);
   const QueueCons next = QueueCons{}.set(QueueCons::RD, c).set(QueueCons::OVACKFLG, p.get(QueueProd::OVFLG));
-  if (auto r = write_reg(regs::EVENTQ_CONS, next.value()); !r) return std::unexpected(r.error());
+  VSMMU_TRY(write_reg(regs::EVENTQ_CONS, next.value()));
   return out;
 }
 

@@ -25,7 +25,7 @@
 #include "smmu/driver/commands.hpp"
 #include "smmu/driver/features.hpp"
 #include "smmu/driver/records.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/event.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/mmio.hpp"

@@ -2,7 +2,7 @@
 // PROD; a command it cannot fetch or does not accept stops the queue with CONS on it, CMDQ_CONS.ERR saying
 // why and GERROR.CMDQ_ERR toggled, until software acknowledges through GERRORN.
 #include "smmu/command_legality.hpp"
-#include "smmu/log.hpp"
+#include "base/log.hpp"
 #include "smmu/model/smmu_model.hpp"
 
 namespace vsmmu::smmu::model {

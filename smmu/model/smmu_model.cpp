@@ -1,6 +1,8 @@
 // SmmuModel: construction, the register file and its side effects (IHI 0070 6.3), and the DMA entry points.
 #include "smmu/model/smmu_model.hpp"
 
+#include "base/try.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -91,7 +93,7 @@ Result<std::uint64_t> SmmuModel::mmio_read(std::uint64_t offset, unsigned size) 
 }
 
 Result<void> SmmuModel::mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) {
-  if (auto r = mmio(offset, size, &value); !r) return std::unexpected(r.error());
+  VSMMU_TRY(mmio(offset, size, &value));
   return {};
 }
 

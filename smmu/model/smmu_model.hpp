@@ -27,7 +27,7 @@
 
 #include "smmu/command.hpp"
 #include "smmu/command_legality.hpp"
-#include "smmu/error.hpp"
+#include "base/error.hpp"
 #include "smmu/event.hpp"
 #include "smmu/memory.hpp"
 #include "smmu/mmio.hpp"

@@ -3,7 +3,8 @@
 // In nested configurations every CD-table address is an IPA translated by stage 2 (3.4.3).
 #include <algorithm>
 
-#include "smmu/log.hpp"
+#include "base/log.hpp"
+#include "base/try.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/stream_table.hpp"
 
@@ -30,11 +31,10 @@ Event SmmuModel::event_for(EventId id, const Txn& t) const {
 }
 
 std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t) {
-  auto stream = stream_entry(t);
-  if (!stream) return std::unexpected(stream.error());
+  VSMMU_TRY_ASSIGN(auto stream, stream_entry(t));
   Route r;
-  r.stream = *stream;
-  const auto config = (*stream)->config;
+  r.stream = stream;
+  const auto config = (stream)->config;
   const auto bad_substream = [&] {
     return std::unexpected(Fault{DmaOutcome::aborted, event_for(EventId::C_BAD_SUBSTREAMID, t)});
   };
@@ -47,7 +47,7 @@ std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t)
     return r;
   }
   r.stage2 = has_stage2(config);
-  const auto& ste = (*stream)->ste;
+  const auto& ste = (stream)->ste;
   const std::uint64_t cdmax = ste.get(Ste::S1CDMax);
   std::uint32_t cd_index = 0;
   if (cdmax == 0) {
@@ -67,9 +67,8 @@ std::expected<SmmuModel::Route, SmmuModel::Fault> SmmuModel::route(const Txn& t)
     if (ssid >> cdmax != 0 || (ste.get(Ste::S1DSS) == S1Dss::substream0 && ssid == 0)) return bad_substream();
     cd_index = ssid;
   }
-  auto ctx = context_entry(t, **stream, cd_index);
-  if (!ctx) return std::unexpected(ctx.error());
-  r.context = *ctx;
+  VSMMU_TRY_ASSIGN(auto ctx, context_entry(t, *stream, cd_index));
+  r.context = ctx;
   return r;
 }
 
@@ -78,20 +77,18 @@ std::expected<const StreamEntry*, SmmuModel::Fault> SmmuModel::stream_entry(cons
     ++counters_.config_hits;
     return cached;
   }
-  auto addr = ste_address(t);
-  if (!addr) return std::unexpected(addr.error());
+  VSMMU_TRY_ASSIGN(auto addr, ste_address(t));
   ++counters_.ste_fetches;
-  auto ste = mem_.read_record<Ste>(*addr);
+  auto ste = mem_.read_record<Ste>(addr);
   if (!ste) {
     Event e = event_for(EventId::F_STE_FETCH, t);
-    e.set(Event::FetchAddr, *addr);
+    e.set(Event::FetchAddr, addr);
     return std::unexpected(Fault{DmaOutcome::aborted, e});
   }
-  auto entry = decode_ste(t, *ste);
-  if (!entry) return std::unexpected(entry.error());
-  config_cache_.insert_stream(t.stream.sid, *entry);
+  VSMMU_TRY_ASSIGN(auto entry, decode_ste(t, *ste));
+  config_cache_.insert_stream(t.stream.sid, entry);
   if (const auto* kept = config_cache_.stream(t.stream.sid)) return kept;
-  uncached_stream_ = *entry;
+  uncached_stream_ = entry;
   return &uncached_stream_;
 }
 
@@ -161,20 +158,18 @@ std::expected<const ContextEntry*, SmmuModel::Fault> SmmuModel::context_entry(co
     ++counters_.config_hits;
     return cached;
   }
-  auto addr = cd_address(t, s, ssid);
-  if (!addr) return std::unexpected(addr.error());
+  VSMMU_TRY_ASSIGN(auto addr, cd_address(t, s, ssid));
   ++counters_.cd_fetches;
-  auto cd = mem_.read_record<Cd>(*addr);
+  auto cd = mem_.read_record<Cd>(addr);
   if (!cd) {
     Event e = event_for(EventId::F_CD_FETCH, t);
-    e.set(Event::FetchAddr, *addr);
+    e.set(Event::FetchAddr, addr);
     return std::unexpected(Fault{DmaOutcome::aborted, e});
   }
-  auto entry = decode_cd(t, *cd);
-  if (!entry) return std::unexpected(entry.error());
-  config_cache_.insert_context(t.stream.sid, ssid, *entry);
+  VSMMU_TRY_ASSIGN(auto entry, decode_cd(t, *cd));
+  config_cache_.insert_context(t.stream.sid, ssid, entry);
   if (const auto* kept = config_cache_.context(t.stream.sid, ssid)) return kept;
-  uncached_context_ = *entry;
+  uncached_context_ = entry;
   return &uncached_context_;
 }
 
@@ -188,13 +183,12 @@ std::expected<std::uint64_t, SmmuModel::Fault> SmmuModel::cd_address(const Txn& 
 
   // 2-level: a level-2 table holds 4KB or 64KB of CDs, indexed by the low SubstreamID bits.
   const unsigned split = fmt == CdTableFormat::two_level_4k ? 6 : 10;
-  auto l1_pa = fetch_address(t, s, ptr + (ssid >> split) * CdTableL1::bytes, EventClass::CD);
-  if (!l1_pa) return std::unexpected(l1_pa.error());
+  VSMMU_TRY_ASSIGN(auto l1_pa, fetch_address(t, s, ptr + (ssid >> split) * CdTableL1::bytes, EventClass::CD));
   ++counters_.cd_fetches;
-  auto l1 = mem_.read_record<CdTableL1>(*l1_pa);
+  auto l1 = mem_.read_record<CdTableL1>(l1_pa);
   if (!l1) {
     Event e = event_for(EventId::F_CD_FETCH, t);
-    e.set(Event::FetchAddr, *l1_pa);
+    e.set(Event::FetchAddr, l1_pa);
     return std::unexpected(Fault{DmaOutcome::aborted, e});
   }
   // An invalid level-1 descriptor makes the SubstreamID unusable (IHI 0070 5.3 V).

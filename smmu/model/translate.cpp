@@ -1,5 +1,6 @@
 // Translating a transaction (IHI 0070 3.2 "SMMU operation"): GBPA while disabled, the STE/CD route, the
 // TLB, and table walks; faults become events as 7.3 describes them.
+#include "base/try.hpp"
 #include "smmu/model/smmu_model.hpp"
 
 namespace vsmmu::smmu::model {
@@ -66,9 +67,8 @@ std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::translate_one(const T
     if (regs_.gbpa().get(Gbpa::ABORT)) return std::unexpected(Fault{DmaOutcome::aborted, std::nullopt, false});
     return DmaTranslation{t.iova, ~t.iova + 1 == 0 ? ~0ULL : ~t.iova + 1, false};
   }
-  auto r = route(t);
-  if (!r) return std::unexpected(r.error());
-  return walk(t, *r);
+  VSMMU_TRY_ASSIGN(auto r, route(t));
+  return walk(t, r);
 }
 
 std::expected<DmaTranslation, SmmuModel::Fault> SmmuModel::walk(const Txn& t, const Route& route) {

@@ -1,4 +1,4 @@
-// e2e_kernel_host: the project's kernel host (nesting/host/kernel) against the real arm-smmu-v3 + iommufd
+// e2e_kernel_host: the project's kernel host (host/kernel) against the real arm-smmu-v3 + iommufd
 // driver, in the e2e guest on QEMU's edu device behind QEMU's SMMUv3 (stage 1 + stage 2, no S2FWB, no HTTU).
 // It checks what the driver refuses and that the project's errors explain it:
 //   --iort no-canwbs  QEMU's own IORT: IOMMU_VIOMMU_ALLOC fails EOPNOTSUPP, and the error names the missing
@@ -21,8 +21,8 @@
 #include <string_view>
 #include <vector>
 
-#include "nesting/host/handles.hpp"
-#include "nesting/host/kernel/kernel_host.hpp"
+#include "host/handles.hpp"
+#include "host/kernel/kernel_host.hpp"
 #include "smmu/command.hpp"
 #include "smmu/registers.hpp"
 #include "smmu/ste.hpp"

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/try.hpp"
 #include "smmu/command.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/event.hpp"
@@ -20,7 +21,7 @@ namespace vsmmu::e2e {
 
 using namespace smmu;
 using namespace smmu::driver;
-using nesting::GuestHarness;
+using testkit::GuestHarness;
 
 bool Report::check(bool ok, std::string name, std::string detail) {
   steps_.push_back({std::move(name), ok, std::move(detail)});
@@ -79,19 +80,17 @@ Result<DrainedEvents> wait_for_events(GuestHarness& g, std::chrono::milliseconds
     for (int fd : g.vsmmu().event_fds()) fds.push_back({fd, POLLIN, 0});
     const int n = ::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
     if (n < 0 && errno != EINTR) return fail(errno, "poll", "polling the vEVENTQ fds: {}", std::strerror(errno));
-    auto ev = g.events();
-    if (!ev) return std::unexpected(ev.error());
-    all.overflow |= ev->overflow;
-    all.records.insert(all.records.end(), ev->records.begin(), ev->records.end());
-    if (n <= 0 && ev->records.empty()) return all;
+    VSMMU_TRY_ASSIGN(auto ev, g.events());
+    all.overflow |= ev.overflow;
+    all.records.insert(all.records.end(), ev.records.begin(), ev.records.end());
+    if (n <= 0 && ev.records.empty()) return all;
     wait = quiet;
   }
 }
 
 Result<std::uint32_t> read32(GuestHarness& g, const RegisterInfo& reg) {
-  auto v = g.vsmmu().mmio_read(reg.offset, 4);
-  if (!v) return std::unexpected(v.error());
-  return static_cast<std::uint32_t>(*v);
+  VSMMU_TRY_ASSIGN(auto v, g.vsmmu().mmio_read(reg.offset, 4));
+  return static_cast<std::uint32_t>(v);
 }
 
 class Flow {
@@ -142,7 +141,7 @@ class Flow {
 
   // 1b. The vSMMU over GET_HW_INFO; the guest driver probes and enables it.
   bool start() {
-    nesting::GuestHarnessConfig c;
+    testkit::GuestHarnessConfig c;
     c.vsmmu.wishes.ipa_bits = 40;  // guest RAM at 1 GiB; QEMU's SMMU has a 44-bit OAS
     c.devices = {o_.bind()};
     c.devices[0].vsid = o_.vsid;
@@ -374,7 +373,7 @@ class Flow {
     g_.reset();
     r_.note("first vSMMU destroyed", "guest RAM, IOAS, HWPTs, vIOMMU, vDEVICE, vEVENTQ released");
     if (o_.release) o_.release();
-    nesting::GuestHarnessConfig c;
+    testkit::GuestHarnessConfig c;
     c.vsmmu.wishes.ipa_bits = 40;
     c.devices = {{o_.path, -1, o_.vsid}};
     c.ram_size = 16ULL << 20;

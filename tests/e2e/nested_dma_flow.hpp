@@ -25,9 +25,9 @@
 #include <string_view>
 #include <vector>
 
-#include "nesting/guest_harness.hpp"
-#include "nesting/host/host.hpp"
-#include "smmu/error.hpp"
+#include "testing/guest_harness.hpp"
+#include "host/host.hpp"
+#include "base/error.hpp"
 
 namespace vsmmu::e2e {
 

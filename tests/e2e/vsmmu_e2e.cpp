@@ -20,8 +20,8 @@
 
 #include <fmt/format.h>
 
-#include "nesting/host/handles.hpp"
-#include "nesting/host/kernel/kernel_host.hpp"
+#include "host/handles.hpp"
+#include "host/kernel/kernel_host.hpp"
 #include "tests/e2e/nested_dma_flow.hpp"
 
 namespace {

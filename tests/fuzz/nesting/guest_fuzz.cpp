@@ -41,9 +41,9 @@
 
 #include <fmt/format.h>
 
-#include "nesting/guest_harness.hpp"
+#include "testing/guest_harness.hpp"
 #include "nesting/guest_memory.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "host/sim/sim_host.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/driver/records.hpp"
 #include "smmu/registers.hpp"
@@ -53,7 +53,7 @@ namespace {
 
 using namespace vsmmu;
 using namespace vsmmu::smmu;
-using nesting::GuestHarness;
+using testkit::GuestHarness;
 using nesting::InvalidationPolicy;
 using nesting::StreamState;
 using host::sim::SimHost;
@@ -203,7 +203,7 @@ struct World {
 std::unique_ptr<World> make_world(const Setup& s, Machine& m) {
   auto w = std::make_unique<World>();
   w->host = m.host.get();
-  nesting::GuestHarnessConfig c;
+  testkit::GuestHarnessConfig c;
   c.vsmmu.policy = s.policy;
   c.vsmmu.gbpa_abort_at_reset = s.gbpa_abort;
   c.vsmmu.wishes.ssid_bits = s.ssid_bits;

@@ -2,6 +2,7 @@
 // no cache maintenance, so a vIOMMU needs the device to be coherent for any attribute (CANWBS on its root
 // complex in the host IORT) or stage 2 to force write-back (IDR3.FWB). Refused with neither, accepted with
 // either; the refusal names the device, its root complex and what is missing.
+#include "base/try.hpp"
 #include "tests/sim/host/sim_fixture.hpp"
 
 namespace vsmmu::host::sim::test {
@@ -21,12 +22,10 @@ std::unique_ptr<SimHost> host_with(bool s2fwb, bool canwbs) {
 }
 
 Result<ObjectId> viommu_for(SimHost& host, const char* device) {
-  auto dev = host.bind_device(device);
-  if (!dev) return std::unexpected(dev.error());
+  VSMMU_TRY_ASSIGN(auto dev, host.bind_device(device));
   const auto ioas = must(host.ioas_alloc());
-  auto parent = host.hwpt_alloc(paging_request(*dev, ioas, uapi::kHwptAllocNestParent));
-  if (!parent) return std::unexpected(parent.error());
-  return host.viommu_alloc(*dev, *parent, uapi::kViommuTypeArmSmmuv3);
+  VSMMU_TRY_ASSIGN(auto parent, host.hwpt_alloc(paging_request(dev, ioas, uapi::kHwptAllocNestParent)));
+  return host.viommu_alloc(dev, parent, uapi::kViommuTypeArmSmmuv3);
 }
 
 TEST(SimCoherency, RefusedWithNeitherAcceptedWithEither) {

@@ -1,7 +1,8 @@
 // Fault injection along a full setup, as the iommufd selftests' fail_nth does: the n-th host call fails
-// (ENOMEM, before any side effect) for every n, the RAII handles (nesting/host/handles.hpp) unwind what the
+// (ENOMEM, before any side effect) for every n, the RAII handles (host/handles.hpp) unwind what the
 // earlier calls made, and afterwards the simulated kernel holds no object, no mapping, no stage-2 table and
 // no translating STE, and the device's DMA is blocked.
+#include "base/try.hpp"
 #include "tests/sim/host/sim_fixture.hpp"
 
 namespace vsmmu::host::sim::test {
@@ -11,31 +12,24 @@ constexpr std::uint64_t kVa = 0x9000'0000;
 
 // The setup a VMM does, stopping at the first failure; the handles in `s` own what was made.
 Result<void> try_setup(SimHost& host, GuestRam& ram, std::span<const std::byte> vste, NestedSetup& s) {
-  auto dev = host.bind_device("nic0");
-  if (!dev) return std::unexpected(dev.error());
-  s.dev = BoundDevice(host, *dev);
-  auto ioas = host.ioas_alloc();
-  if (!ioas) return std::unexpected(ioas.error());
-  s.ioas = HostObject(host, *ioas);
-  if (auto r = host.ioas_map_file(*ioas, ram.fd.get(), 0, ram.size, GuestRam::kBase, kMapRW); !r)
+  VSMMU_TRY_ASSIGN(auto dev, host.bind_device("nic0"));
+  s.dev = BoundDevice(host, dev);
+  VSMMU_TRY_ASSIGN(auto ioas, host.ioas_alloc());
+  s.ioas = HostObject(host, ioas);
+  if (auto r = host.ioas_map_file(ioas, ram.fd.get(), 0, ram.size, GuestRam::kBase, kMapRW); !r)
     return std::unexpected(r.error());
-  auto parent = host.hwpt_alloc(paging_request(*dev, *ioas, uapi::kHwptAllocNestParent));
-  if (!parent) return std::unexpected(parent.error());
-  s.parent = HostObject(host, *parent);
-  auto viommu = host.viommu_alloc(*dev, *parent, uapi::kViommuTypeArmSmmuv3);
-  if (!viommu) return std::unexpected(viommu.error());
-  s.viommu = HostObject(host, *viommu);
-  auto vdev = host.vdevice_alloc(*viommu, *dev, NestedSetup::kVsid);
-  if (!vdev) return std::unexpected(vdev.error());
-  s.vdevice = HostObject(host, *vdev);
-  auto q = host.veventq_alloc(*viommu, uapi::kVeventqTypeArmSmmuv3, 8);
-  if (!q) return std::unexpected(q.error());
-  s.veventq = QueueObject(host, q->id, q->fd);
-  auto nested = host.hwpt_alloc(nested_request(*dev, *viommu, vste));
-  if (!nested) return std::unexpected(nested.error());
-  s.nested = HostObject(host, *nested);
-  if (auto r = host.attach(*dev, *nested); !r) return r;
-  s.attachment = Attachment(host, *dev);
+  VSMMU_TRY_ASSIGN(auto parent, host.hwpt_alloc(paging_request(dev, ioas, uapi::kHwptAllocNestParent)));
+  s.parent = HostObject(host, parent);
+  VSMMU_TRY_ASSIGN(auto viommu, host.viommu_alloc(dev, parent, uapi::kViommuTypeArmSmmuv3));
+  s.viommu = HostObject(host, viommu);
+  VSMMU_TRY_ASSIGN(auto vdev, host.vdevice_alloc(viommu, dev, NestedSetup::kVsid));
+  s.vdevice = HostObject(host, vdev);
+  VSMMU_TRY_ASSIGN(auto q, host.veventq_alloc(viommu, uapi::kVeventqTypeArmSmmuv3, 8));
+  s.veventq = QueueObject(host, q.id, q.fd);
+  VSMMU_TRY_ASSIGN(auto nested, host.hwpt_alloc(nested_request(dev, viommu, vste)));
+  s.nested = HostObject(host, nested);
+  VSMMU_TRY(host.attach(dev, nested));
+  s.attachment = Attachment(host, dev);
   return {};
 }
 

@@ -33,7 +33,7 @@ void expect_mentions(const std::string& msg, std::initializer_list<const char*> 
 }
 
 TEST(SimProfiles, EmbeddedProfilesAreTheShippedFiles) {
-  const fs::path dir = fs::path(VSMMU_SOURCE_DIR) / "nesting/host/sim/profiles";
+  const fs::path dir = fs::path(VSMMU_SOURCE_DIR) / "host/sim/profiles";
   std::size_t files = 0;
   for (const auto& kind : {"kernel", "hardware"}) {
     for (const auto& entry : fs::directory_iterator(dir / kind)) {
@@ -69,7 +69,7 @@ TEST(SimProfiles, EmbeddedProfilesAreTheShippedFiles) {
 
 TEST(SimProfiles, ResolveByNameOrPath) {
   EXPECT_EQ(must(resolve_kernel_profile("nested-dirty")).name, "nested-dirty");
-  const auto path = std::string(VSMMU_SOURCE_DIR) + "/nesting/host/sim/profiles/hardware/minimal.json";
+  const auto path = std::string(VSMMU_SOURCE_DIR) + "/host/sim/profiles/hardware/minimal.json";
   EXPECT_EQ(must(resolve_hardware_profile(path)).name, "minimal");
   auto missing = resolve_hardware_profile("/nonexistent/hw.json");
   ASSERT_FALSE(missing);

@@ -16,10 +16,10 @@
 
 #include <gtest/gtest.h>
 
-#include "nesting/host/handles.hpp"
-#include "nesting/host/sim/host_memory.hpp"
-#include "nesting/host/sim/sim_host.hpp"
-#include "nesting/host/veventq_reader.hpp"
+#include "host/handles.hpp"
+#include "host/sim/host_memory.hpp"
+#include "host/sim/sim_host.hpp"
+#include "host/veventq_reader.hpp"
 #include "smmu/cd.hpp"
 #include "smmu/command.hpp"
 #include "smmu/event.hpp"

@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "nesting/guest_harness.hpp"
-#include "nesting/host/sim/sim_host.hpp"
+#include "testing/guest_harness.hpp"
+#include "host/sim/sim_host.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/event.hpp"
 #include "smmu/registers.hpp"
@@ -23,6 +23,8 @@
 namespace vsmmu::nesting::test {
 
 using host::sim::SimHost;
+using testkit::GuestHarness;
+using testkit::GuestHarnessConfig;
 
 template <class T>
 T must(Result<T> r) {

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <string>
 
-#include "nesting/host/sim/sim_host.hpp"
+#include "host/sim/sim_host.hpp"
 #include "nesting/nesting_probe.hpp"
 
 namespace vsmmu::nesting {

@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "nesting/host/sim/sim_host.hpp"
+#include "base/try.hpp"
+#include "host/sim/sim_host.hpp"
 #include "tests/e2e/nested_dma_flow.hpp"
 
 namespace vsmmu::e2e {
@@ -25,13 +26,11 @@ class SimEdu final : public CopyDevice {
   SimEdu(SimHost& host, std::string engine) : host_(host), engine_(std::move(engine)) {}
   Result<void> prepare() override { return {}; }
   Result<void> to_device(std::uint64_t iova, std::uint64_t len) override {
-    auto r = host_.dma_read(engine_, iova, std::span(buffer_).first(len));
-    if (!r) return std::unexpected(r.error());
+    VSMMU_TRY(host_.dma_read(engine_, iova, std::span(buffer_).first(len)));
     return {};
   }
   Result<void> from_device(std::uint64_t iova, std::uint64_t len) override {
-    auto r = host_.dma_write(engine_, iova, std::span(buffer_).first(len));
-    if (!r) return std::unexpected(r.error());
+    VSMMU_TRY(host_.dma_write(engine_, iova, std::span(buffer_).first(len)));
     return {};
   }
 
@@ -90,10 +89,10 @@ TEST(QemuVirtFlow, TheE2eFlowPassesOnTheSimulatedQemuSmmu) {
 TEST(QemuVirtFlow, EduGoesOnAfterAFaultInFourBytePiecesAsQemuDoes) {
   auto host = qemu_virt();
   ASSERT_TRUE(host);
-  nesting::GuestHarnessConfig c;
+  testkit::GuestHarnessConfig c;
   c.vsmmu.wishes.ipa_bits = 40;
   c.devices = {{"edu", -1, 0x10}};
-  auto g = nesting::GuestHarness::create(*host, c);
+  auto g = testkit::GuestHarness::create(*host, c);
   ASSERT_TRUE(g) << g.error();
   auto page = (*g)->alloc(0x2000);
   ASSERT_TRUE(page);

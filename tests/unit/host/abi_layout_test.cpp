@@ -1,4 +1,4 @@
-// The project's iommufd / VFIO ABI definitions (nesting/host/kernel/iommufd_abi.hpp) against what can be checked
+// The project's iommufd / VFIO ABI definitions (host/kernel/iommufd_abi.hpp) against what can be checked
 // without a 7.x kernel header: the ioctl encoding against the C library's own _IO/_IOR/_IOW macros
 // (asm-generic/ioctl.h of this machine's linux-libc-dev), the ioctl table, and the request structs' defaults.
 // Every size and offset is also pinned by static_asserts in the header itself, and compared with a real
@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "nesting/host/kernel/iommufd_abi.hpp"
+#include "host/kernel/iommufd_abi.hpp"
 
 namespace vsmmu::host::kabi {
 namespace {

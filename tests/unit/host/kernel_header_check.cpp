@@ -8,8 +8,8 @@
 
 #include <cstddef>
 
-#include "nesting/host/host.hpp"
-#include "nesting/host/kernel/iommufd_abi.hpp"
+#include "host/host.hpp"
+#include "host/kernel/iommufd_abi.hpp"
 
 namespace kabi = vsmmu::host::kabi;
 namespace uapi = vsmmu::host::uapi;

@@ -3,7 +3,8 @@
 // binding), the ioctl's name as `where`, and the objects involved.
 // Fakes: an iommufd path that does not exist or is /dev/null (a character device that answers every ioctl with
 // ENOTTY, as a kernel without that ioctl does), and a sysfs / cdev directory built in a temporary folder.
-#include "nesting/host/kernel/kernel_host.hpp"
+#include "base/try.hpp"
+#include "host/kernel/kernel_host.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,8 +17,8 @@
 #include <string>
 #include <utility>
 
-#include "nesting/host/handles.hpp"
-#include "nesting/host/kernel/iommufd_abi.hpp"
+#include "host/handles.hpp"
+#include "host/kernel/iommufd_abi.hpp"
 #include "smmu/registers.hpp"
 
 namespace vsmmu::host {
@@ -244,12 +245,12 @@ TEST(KernelHostCalls, DeviceEntryPointsOnAnUnboundDeviceSayBindFirst) {
       {"unbind", [&] { return host->unbind_device(9); }},
       {"VFIO_DEVICE_GET_INFO",
        [&]() -> Result<void> {
-         if (auto r = host->device_info(9); !r) return std::unexpected(r.error());
+         VSMMU_TRY(host->device_info(9));
          return {};
        }},
       {"VFIO_DEVICE_GET_REGION_INFO",
        [&]() -> Result<void> {
-         if (auto r = host->region_info(9, 0); !r) return std::unexpected(r.error());
+         VSMMU_TRY(host->region_info(9, 0));
          return {};
        }},
   };

@@ -8,7 +8,7 @@
 //  - an empty queue returns 0 bytes.
 // The reader takes its reads from a source (Host::read_veventq in the product); here a source reads the
 // synthetic stream from a socket or pipe, a non-blocking socket's EAGAIN standing for the kernel's 0.
-#include "nesting/host/veventq_reader.hpp"
+#include "host/veventq_reader.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@
 #include <cstring>
 #include <vector>
 
-#include "nesting/host/handles.hpp"
+#include "host/handles.hpp"
 
 namespace vsmmu::host {
 namespace {

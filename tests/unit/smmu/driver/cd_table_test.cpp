@@ -1,6 +1,6 @@
 // CD tables and stage-1 streams as Linux builds them (arm_smmu_alloc_cd_tables, arm_smmu_make_s1_cd,
 // arm_smmu_make_cdtable_ste; IHI 0070 3.4.3, 5.2, 5.3, 5.4), translated by the model.
-#include "smmu/model/dma.hpp"
+#include "testing/dma.hpp"
 #include "tests/unit/smmu/driver/driver_fixture.hpp"
 
 namespace vsmmu::smmu::driver::test {
@@ -35,9 +35,9 @@ TEST_F(CdTableTest, TwoLevelTableForManySubstreams) {
   EXPECT_EQ(driver->cd_table(5)->cd_address(0x1000 + 7).value(), l1.get(CdTableL1::L2Ptr) + 7 * Cd::bytes);
   EXPECT_EQ(driver->cd_table(5)->cd_address(0x2000).error().err, ENOENT);  // another level-2 table
 
-  ASSERT_TRUE(model::DmaMaster(*smmu, 5, 0x1234).write64(kIova + 8, 0xabc));
+  ASSERT_TRUE(testkit::DmaMaster(*smmu, 5, 0x1234).write64(kIova + 8, 0xabc));
   EXPECT_EQ(mem.read64(kData + 8).value(), 0xabcU);
-  EXPECT_FALSE(model::DmaMaster(*smmu, 5, 0x2000).write64(kIova + 8, 1));  // no CD there
+  EXPECT_FALSE(testkit::DmaMaster(*smmu, 5, 0x2000).write64(kIova + 8, 1));  // no CD there
 }
 
 // S1Fmt 0b01: level-2 tables of 64 CDs (4KB), on request.
@@ -48,7 +48,7 @@ TEST_F(CdTableTest, TwoLevelTableWith4KLeafTables) {
   ASSERT_TRUE(driver->attach_stage1(6, 0x45, kAsid, s1));
   const auto l1 = mem.read_record<CdTableL1>(ref->base + (0x45 >> CdTable::kSplit4K) * CdTableL1::bytes).value();
   EXPECT_EQ(driver->cd_table(6)->cd_address(0x45).value(), l1.get(CdTableL1::L2Ptr) + 0x05 * Cd::bytes);
-  ASSERT_TRUE(model::DmaMaster(*smmu, 6, 0x45).write64(kIova, 0x45));
+  ASSERT_TRUE(testkit::DmaMaster(*smmu, 6, 0x45).write64(kIova, 0x45));
   EXPECT_EQ(mem.read64(kData).value(), 0x45U);
 }
 
@@ -96,7 +96,7 @@ TEST_F(CdTableTest, Stage1StreamAsLinuxWritesIt) {
   const auto ops = spy->opcodes();
   ASSERT_GE(ops.size(), 3U);
   EXPECT_EQ(std::vector(ops.end() - 3, ops.end()), (std::vector{Opcode::CFGI_CD, Opcode::CFGI_STE, Opcode::CMD_SYNC}));
-  ASSERT_TRUE(model::DmaMaster(*smmu, 7).write64(kIova, 7));
+  ASSERT_TRUE(testkit::DmaMaster(*smmu, 7).write64(kIova, 7));
   EXPECT_EQ(mem.read64(kData).value(), 7U);
 }
 

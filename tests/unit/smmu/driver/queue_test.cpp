@@ -1,6 +1,6 @@
 // The command queue, its errors and the event queue as the driver handles them (IHI 0070 3.5, 7.1, 7.4, 7.5;
 // Linux's arm_smmu_cmdq_issue_cmdlist, arm_smmu_cmdq_skip_err, arm_smmu_gerror_handler, arm_smmu_evtq_thread).
-#include "smmu/model/dma.hpp"
+#include "testing/dma.hpp"
 #include "tests/unit/smmu/driver/driver_fixture.hpp"
 
 namespace vsmmu::smmu::driver::test {
@@ -74,7 +74,7 @@ TEST_F(DriverTest, GlobalErrorsAreReadAndAcknowledged) {
 TEST_F(DriverTest, EventQueueOverflowIsReportedAndAcknowledged) {
   start(model::ModelConfig::reference(), Options{.eventq_log2 = 2});  // 4 records
   // SIDs beyond the 8-bit table: C_BAD_STREAMID, recorded with CR2.RECINVSID.
-  for (std::uint32_t i = 0; i < 6; ++i) EXPECT_FALSE(model::DmaMaster(*smmu, 0x100 + i).write64(0x1000, 1));
+  for (std::uint32_t i = 0; i < 6; ++i) EXPECT_FALSE(testkit::DmaMaster(*smmu, 0x100 + i).write64(0x1000, 1));
   auto first = driver->drain_events();
   ASSERT_TRUE(first) << first.error();
   EXPECT_TRUE(first->overflow);
@@ -83,7 +83,7 @@ TEST_F(DriverTest, EventQueueOverflowIsReportedAndAcknowledged) {
   EXPECT_EQ(QueueCons::of(reg(regs::EVENTQ_CONS)).get(QueueCons::OVACKFLG),
             QueueProd::of(reg(regs::EVENTQ_PROD)).get(QueueProd::OVFLG));
   // Acknowledged: the next records arrive and no overflow is reported.
-  EXPECT_FALSE(model::DmaMaster(*smmu, 0x200).write64(0x1000, 1));
+  EXPECT_FALSE(testkit::DmaMaster(*smmu, 0x200).write64(0x1000, 1));
   auto second = driver->drain_events();
   ASSERT_TRUE(second);
   EXPECT_FALSE(second->overflow);
@@ -92,7 +92,7 @@ TEST_F(DriverTest, EventQueueOverflowIsReportedAndAcknowledged) {
 
 TEST_F(DriverTest, NoOverflowWithoutLostRecords) {
   start(model::ModelConfig::reference(), Options{.eventq_log2 = 2});
-  for (std::uint32_t i = 0; i < 4; ++i) EXPECT_FALSE(model::DmaMaster(*smmu, 0x100 + i).write64(0x1000, 1));
+  for (std::uint32_t i = 0; i < 4; ++i) EXPECT_FALSE(testkit::DmaMaster(*smmu, 0x100 + i).write64(0x1000, 1));
   auto got = driver->drain_events();
   ASSERT_TRUE(got);
   EXPECT_FALSE(got->overflow);
@@ -103,10 +103,10 @@ TEST_F(DriverTest, NoOverflowWithoutLostRecords) {
 TEST_F(DriverTest, AbortAndBypassStes) {
   start();
   ASSERT_TRUE(driver->install_bypass(3));
-  ASSERT_TRUE(model::DmaMaster(*smmu, 3).write64(kData + 8, 0xfeed));
+  ASSERT_TRUE(testkit::DmaMaster(*smmu, 3).write64(kData + 8, 0xfeed));
   EXPECT_EQ(mem.read64(kData + 8).value(), 0xfeedU);
   ASSERT_TRUE(driver->install_abort(3));
-  EXPECT_FALSE(model::DmaMaster(*smmu, 3).write64(kData + 8, 1));
+  EXPECT_FALSE(testkit::DmaMaster(*smmu, 3).write64(kData + 8, 1));
   EXPECT_EQ(mem.read64(kData + 8).value(), 0xfeedU);
 }
 

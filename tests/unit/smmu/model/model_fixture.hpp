@@ -13,13 +13,21 @@
 #include "smmu/cd.hpp"
 #include "smmu/driver/smmu_driver.hpp"
 #include "smmu/memory.hpp"
-#include "smmu/model/dma.hpp"
+#include "testing/dma.hpp"
 #include "smmu/model/smmu_model.hpp"
-#include "smmu/model/testbed.hpp"
+#include "testing/testbed.hpp"
 #include "smmu/ste.hpp"
 #include "smmu/table_builder.hpp"
 
 namespace vsmmu::smmu::model::test {
+
+using testkit::DmaMaster;
+using testkit::DriverOptions;
+using testkit::Testbed;
+using testkit::TestbedLayout;
+using testkit::stage1_cd;
+using testkit::stage1_ste;
+using testkit::stage2_ste;
 
 using namespace ::vsmmu::smmu::driver;  // the command builders
 

@@ -1,0 +1,153 @@
+// The simulated host (docs/sim-host.md): a Host that plays the Linux kernel's iommufd and its arm-smmu-v3
+// driver over software SMMUv3s (smmu/model) in a simulated host-physical memory.
+// - The iommufd object rules: ids (lowest free from 1, devices included), references (EBUSY on destroying
+//   what is in use), and the errnos the kernel returns where it returns them (reference/kernel-uapi.md).
+// - The arm-smmu-v3 rules: vSTE masks and Config/EATS checks, V=0 as abort, VIOMMU_ALLOC needing nesting
+//   and S2FWB or a CANWBS root complex, invalidation opcodes with vSID -> pSID and VMID rewritten and issued
+//   in groups of 63 + CMD_SYNC, events forwarded to the vEVENTQ with the vSID.
+// - Real memory: an IOAS maps the VMM's memory (a memfd range, or user memory) into stage-2 tables whose
+//   output addresses are that memory placed in the simulated physical address space, so a simulated
+//   device's DMA lands where the VMM sees it.
+// What may differ from a kernel is kept by the profiles (KernelProfile, HardwareProfile) or listed in
+// docs/sim-host.md. Every member is thread-safe: a simulated device may DMA from another thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "host/host.hpp"
+#include "host/sim/profile.hpp"
+#include "smmu/model/smmu_model.hpp"
+#include "smmu/ste.hpp"
+
+namespace vsmmu::host::sim {
+
+// The outcome of a simulated DMA: the bytes that landed (the bursts before the first fault; with
+// fault_retry_bytes, every piece that translated) and the first fault.
+struct DmaResult {
+  std::uint64_t bytes = 0;
+  std::optional<smmu::model::DmaFault> fault;
+  bool ok() const { return !fault; }
+};
+
+// What the simulated host holds now; a full teardown brings every count back to zero.
+struct SimStats {
+  std::size_t objects = 0;                // live iommufd objects, bound devices included
+  std::size_t devices_bound = 0;
+  std::size_t ioas_areas = 0;             // IOAS mappings
+  std::uint64_t pinned_bytes = 0;         // memory the IOAS mappings hold (placed in host-physical memory)
+  std::size_t domains = 0;                // paging domains (stage-2 tables)
+  std::uint64_t domain_mapped_bytes = 0;  // bytes mapped in those tables
+  std::size_t translating_stes = 0;       // devices whose physical STE lets DMA through (not abort)
+  std::size_t veventq_fds = 0;            // vEVENTQ and fault-queue fds handed out and not yet destroyed
+  std::uint64_t events_forwarded = 0;     // event records delivered to a vEVENTQ (queued or lost there)
+  std::uint64_t events_unhandled = 0;     // event records the driver only logged (no vEVENTQ for them)
+  std::size_t host_regions = 0;           // regions placed in host-physical memory (drivers' RAM included)
+};
+
+// Per-SMMU counters: what the simulated driver sent and what the model did.
+struct SmmuCounters {
+  std::uint64_t commands = 0;             // commands written to the command queue, CMD_SYNCs included
+  std::uint64_t syncs = 0;
+  std::uint64_t command_errors = 0;       // commands the SMMU stopped on (logged and skipped)
+  smmu::model::Counters model;
+};
+
+// IOMMU_GET_HW_INFO with a user buffer of data_len bytes, as the ioctl takes it.
+struct HwInfoIoctl {
+  std::uint32_t data_len = 0;             // out: the size of the kernel's structure (40 for ARM SMMUv3)
+  std::uint32_t type = 0;
+  std::uint8_t max_pasid_log2 = 0;
+  std::uint64_t capabilities = 0;
+};
+
+class SimHost final : public Host {
+ public:
+  static Result<std::unique_ptr<SimHost>> create(KernelProfile kernel, HardwareProfile hardware);
+  // The embedded default: kernel "upstream", hardware "default".
+  static Result<std::unique_ptr<SimHost>> create_default();
+  ~SimHost() override;
+
+  // ---- Host
+  std::string name() const override;
+  Result<DeviceId> bind_device(const std::string& path_or_name) override;
+  Result<DeviceId> bind_device_fd(int fd) override;
+  Result<void> unbind_device(DeviceId dev) override;
+  Result<HwInfo> get_hw_info(DeviceId dev) override;
+  DeviceLocation device_location(DeviceId dev) const override;  // from the hardware profile
+  Result<ObjectId> ioas_alloc() override;
+  Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
+                                 std::uint32_t flags) override;
+  Result<std::uint64_t> ioas_map_file(ObjectId ioas, int fd, std::uint64_t start, std::uint64_t length,
+                                      std::uint64_t iova, std::uint32_t flags) override;
+  Result<std::uint64_t> ioas_unmap(ObjectId ioas, std::uint64_t iova, std::uint64_t length) override;
+  Result<std::vector<IovaRange>> ioas_iova_ranges(ObjectId ioas) override;
+  Result<ObjectId> hwpt_alloc(const HwptAllocRequest& req) override;
+  Result<void> attach(DeviceId dev, ObjectId pt_id) override;
+  Result<void> detach(DeviceId dev) override;
+  Result<void> set_dirty_tracking(ObjectId hwpt, bool enable) override;
+  Result<void> get_dirty_bitmap(ObjectId hwpt, std::uint64_t iova, std::uint64_t length, std::uint64_t page_size,
+                                std::byte* bitmap, std::uint32_t flags) override;
+  Result<ObjectId> viommu_alloc(DeviceId dev, ObjectId parent_hwpt, std::uint32_t type) override;
+  Result<ObjectId> vdevice_alloc(ObjectId viommu, DeviceId dev, std::uint64_t virt_id) override;
+  Result<VeventqInfo> veventq_alloc(ObjectId viommu, std::uint32_t type, std::uint32_t depth) override;
+  Result<FaultQueueInfo> fault_queue_alloc() override;
+  InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) override;
+  // The simulated kernel's own queue (veventq.hpp), with iommufd_veventq_fops_read's rules.
+  Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
+  Result<void> destroy(ObjectId id) override;
+
+  // ---- The simulated host's own controls.
+
+  // Fault injection, like the kernel's fail_nth: the n-th call from now (1-based) of those that allocate in
+  // the kernel (bind, GET_HW_INFO, IOAS alloc/map/map_file, HWPT alloc, attach, GET_DIRTY_BITMAP,
+  // vIOMMU/vDEVICE/vEVENTQ/fault-queue alloc, HWPT_INVALIDATE) fails with ENOMEM before any side effect.
+  // 0 turns injection off. Teardown calls (unmap, detach, destroy, unbind) never fail this way: they do not
+  // allocate in the kernel either.
+  void set_fail_nth(unsigned n);
+  // Whether the injected failure has happened since set_fail_nth.
+  bool fail_nth_fired() const;
+
+  SimStats stats() const;
+  Result<SmmuCounters> smmu_counters(std::string_view smmu) const;
+  // The STE the simulated driver installed for a device of the profile (by name or BDF).
+  Result<smmu::Ste> physical_ste(std::string_view device) const;
+
+  // A DMA by one of the profile's DMA engines, through its device's SMMU. Event records it causes are
+  // handled (forwarded to a vEVENTQ or logged) as the SMMU writes them, burst by burst, as the kernel's
+  // event-queue thread keeps up with a faulting device, unless interrupts are deferred.
+  Result<DmaResult> dma_write(std::string_view engine, std::uint64_t iova, std::span<const std::byte> data,
+                              std::optional<std::uint32_t> ssid = std::nullopt);
+  Result<DmaResult> dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,
+                             std::optional<std::uint32_t> ssid = std::nullopt);
+
+  // Interrupt latency: while deferred, the event-queue interrupt is not serviced after each DMA but when
+  // run_interrupts() is called, so one handler run sees every event since (as an IRQ thread that runs late).
+  void set_interrupts_deferred(bool deferred);
+  void run_interrupts();
+
+  // IOMMU_OPTION(IOMMU_OPTION_HUGE_PAGES) on an IOAS: with `set`, turns large IOMMU pages on or off (off is
+  // refused with EINVAL once paging HWPTs hold mappings of it); returns the setting. On (the default), stage-2
+  // tables use 2 MiB and 1 GiB blocks wherever IOVA and memory alignment allow, as the kernel does for
+  // physically contiguous memory (hugetlbfs, THP); off, every leaf is a 4 KiB page.
+  Result<bool> ioas_huge_pages(ObjectId ioas, std::optional<bool> set);
+
+  // IOMMU_GET_HW_INFO with a buffer of buffer.size() bytes: copies what fits of the 40-byte
+  // iommu_hw_info_arm_smmuv3, zero-fills the rest of a larger buffer, reports the kernel's size.
+  Result<HwInfoIoctl> get_hw_info_ioctl(DeviceId dev, std::span<std::byte> buffer);
+
+  const KernelProfile& kernel_profile() const;
+  const HardwareProfile& hardware_profile() const;
+
+  struct State;  // the kernel's state, in sim_host.cpp
+
+ private:
+  explicit SimHost(std::unique_ptr<State> state);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace vsmmu::host::sim

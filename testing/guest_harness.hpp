@@ -1,0 +1,72 @@
+// A VM in a box, for the demo, the benchmarks, the sim tests and the e2e program: guest RAM mapped into the
+// host's IOAS, a VirtualSmmu over it, and the scripted guest driver (smmu/driver) bringing the vSMMU up the way
+// Linux's arm-smmu-v3 does and then building what a guest builds: CD tables, stage-1 page tables, STEs, and the
+// invalidations an unmap needs. It talks to the vSMMU only through SmmuMmio and guest RAM, as a guest does, so
+// the VirtualSmmu could as well sit behind a daemon.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "nesting/guest_memory.hpp"
+#include "nesting/virtual_smmu.hpp"
+#include "smmu/driver/smmu_driver.hpp"
+#include "smmu/table_builder.hpp"
+
+namespace vsmmu::testkit {
+
+struct GuestHarnessConfig {
+  nesting::VirtualSmmuConfig vsmmu;
+  std::vector<nesting::DeviceSpec> devices;
+  std::uint64_t ram_gpa = 0x4000'0000;          // the guest RAM this harness allocates (create)
+  std::uint64_t ram_size = 64ULL << 20;
+  std::uint64_t table_pool_size = 16ULL << 20;  // at the start of its RAM: stream table, queues, CDs, page tables
+  smmu::driver::Options driver;                  // sid_bits follows the vSMMU's SIDSIZE unless set lower
+};
+
+class GuestHarness {
+ public:
+  // Allocates guest RAM (memfd, mapped into a new IOAS), creates the vSMMU and starts the driver.
+  static Result<std::unique_ptr<GuestHarness>> create(host::Host& host, const GuestHarnessConfig& config);
+  // The same inside RAM that already exists (a second vSMMU of the same VM): uses [gpa, gpa+size) of it.
+  static Result<std::unique_ptr<GuestHarness>> create_in(nesting::GuestMemory& memory, std::uint64_t gpa, std::uint64_t size,
+                                                         const GuestHarnessConfig& config);
+
+  nesting::GuestMemory& memory() { return *memory_; }
+  nesting::VirtualSmmu& vsmmu() { return *vsmmu_; }
+  smmu::driver::SmmuDriver& driver() { return *driver_; }
+
+  // The stage-1 page tables of an address space (ASID), made on first use (4KB granule, 48-bit VA).
+  Result<smmu::TableBuilder*> address_space(std::uint16_t asid);
+  // Points the device's stream (and substream) at the address space: CD, STE, CFGI_CD + CFGI_STE + CMD_SYNC.
+  Result<void> attach(std::uint32_t vsid, std::uint16_t asid, std::uint32_t ssid = 0);
+  // Page-aligned guest memory for data buffers (after the table pool), zero-filled.
+  Result<std::uint64_t> alloc(std::uint64_t size);
+  Result<void> map(std::uint16_t asid, std::uint64_t va, std::uint64_t gpa, std::uint64_t size,
+                   const smmu::MapAttributes& attrs = {});
+  // Clears the PTEs; with `invalidate`, then TLBI_NH_VA per page (ranges with RIL) + CMD_SYNC, as Linux's
+  // io-pgtable + arm_smmu_tlb_inv_range do.
+  Result<void> unmap(std::uint16_t asid, std::uint64_t va, std::uint64_t size, bool invalidate = true);
+  // The guest's view of its RAM.
+  std::span<std::byte> bytes(std::uint64_t gpa, std::uint64_t size);
+  // Moves host events into the guest queue (the VMM's job), then reads them as the guest's event handler does.
+  Result<smmu::driver::DrainedEvents> events();
+
+ private:
+  GuestHarness() = default;
+  Result<void> start(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
+
+  std::unique_ptr<nesting::GuestMemory> owned_memory_;
+  nesting::GuestMemory* memory_ = nullptr;
+  std::unique_ptr<nesting::VirtualSmmu> vsmmu_;
+  std::optional<smmu::TablePageAllocator> pool_;
+  std::optional<smmu::driver::SmmuDriver> driver_;
+  std::map<std::uint16_t, std::unique_ptr<smmu::TableBuilder>> spaces_;
+  std::uint64_t data_next_ = 0, data_end_ = 0;
+};
+
+}  // namespace vsmmu::testkit
