@@ -1,5 +1,7 @@
 #include "invalidation/command_rules.hpp"
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 namespace vsmmu::invalidation {
@@ -47,6 +49,22 @@ SidRange stes_named(const Command& cmd) {
   const std::uint64_t count = 1ULL << (range + 1);
   if (count > 0xffffffffULL) return {0, 1ULL << 32};
   return {static_cast<std::uint32_t>(sid & ~(count - 1)), count};
+}
+
+std::optional<std::uint32_t> stream_named(const Command& cmd) {
+  switch (cmd.get(Command::Opcode)) {
+    case Opcode::CFGI_CD:
+    case Opcode::CFGI_CD_ALL:
+    case Opcode::ATC_INV:
+      return static_cast<std::uint32_t>(cmd.get(Command::SID));
+    default:
+      return std::nullopt;
+  }
+}
+
+smmu::Cerror cerror_for_host_errno(int err) {
+  const bool refused = err == EIO || err == EINVAL || err == EOPNOTSUPP || err == E2BIG || err == ENOENT;
+  return refused ? smmu::Cerror::ill : smmu::Cerror::abt;
 }
 
 }  // namespace vsmmu::invalidation

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "smmu/command.hpp"
 #include "smmu/command_legality.hpp"
+#include "smmu/registers.hpp"
 
 namespace vsmmu::invalidation {
 
@@ -42,5 +44,16 @@ struct SidRange {
   bool contains(std::uint32_t sid) const { return sid >= first && sid - first < count; }
 };
 SidRange stes_named(const smmu::Command& cmd);
+
+// The StreamID a forwarded command concerns when it names one (CFGI_CD, CFGI_CD_ALL, ATC_INV: only the vIOMMU
+// of that StreamID's device has anything cached for it); nullopt for the rest (TLBIs), which concern every
+// vIOMMU.
+std::optional<std::uint32_t> stream_named(const smmu::Command& cmd);
+
+// The command-queue error for a command the host refused with errno `err` (IHI 0070 7.1): the kernel refusing
+// its contents (EIO, EINVAL, EOPNOTSUPP, E2BIG, ENOENT) is CERROR_ILL, which the guest's driver skips; a host
+// that could not carry it out now (ENOMEM, EFAULT, EINTR ...) is CERROR_ABT, which a driver retries after
+// acknowledging it, as Linux's arm_smmu_cmdq_skip_err does (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c).
+smmu::Cerror cerror_for_host_errno(int err);
 
 }  // namespace vsmmu::invalidation

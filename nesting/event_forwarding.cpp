@@ -14,52 +14,36 @@ namespace {
 constexpr const char* kWhere = "vsmmu.events";
 }  // namespace
 
-Result<void> VirtualSmmu::open_event_queue(PhysicalSmmu& p, const std::string& what) {
-  const std::uint32_t depth = regs_->eventq_index().entries();
-  ++stats_.host_calls;
-  auto q = host_.veventq_alloc(p.viommu.id(), host::uapi::kVeventqTypeArmSmmuv3, depth);
-  if (!q) return fail(q.error(), kWhere, "{}: IOMMU_VEVENTQ_ALLOC of depth {} on {}", what, depth, p.label);
-  p.veventq = host::QueueObject(host_, q->id, q->fd);
-  // Read through the host (Host::read_veventq: the kernel's answers on both backends); the fd is for polling.
-  p.reader.emplace(host_, p.veventq.fd());
-  return {};
-}
-
 Result<void> VirtualSmmu::enable_event_queues() {
-  for (auto& p : smmus_)
-    if (!p->veventq)
-      VSMMU_TRY(open_event_queue(*p, config_.name));
+  for (auto& v : viommus_) VSMMU_TRY(v->enable_events(regs_.eventq_index().entries(), config_.name));
   return {};
 }
 
 void VirtualSmmu::disable_event_queues() {
-  for (auto& p : smmus_) {
-    p->reader.reset();
-    p->veventq = {};
-  }
+  for (auto& v : viommus_) v->disable_events();
 }
 
 std::size_t VirtualSmmu::drain_host_events() {
   std::size_t written = 0;
   std::vector<host::VeventqRecord> records;
-  for (auto& p : smmus_) {
-    if (!p->reader) continue;
+  for (auto& v : viommus_) {
+    if (!v->events_enabled()) continue;
     for (;;) {
       records.clear();
-      auto n = p->reader->read_available(records);
+      auto n = v->read_events(records);
       if (!n) {
-        log::error(kWhere, "{}: reading the vEVENTQ of {}: {}", config_.name, p->label, n.error());
+        log::error(kWhere, "{}: reading the vEVENTQ of {}: {}", config_.name, v->label(), n.error());
         break;
       }
       if (*n == 0) break;
       for (const auto& r : records) {
         if (r.kind == host::VeventqRecord::Kind::lost) {
-          regs_->events_lost(r.lost_count.value_or(1));
+          regs_.events_lost(r.lost_count.value_or(1));
           continue;
         }
         Event e;
         for (std::size_t w = 0; w < r.evt.size(); ++w) e.dw[w] = r.evt[w];
-        if (regs_->record_event(e)) ++written;
+        if (regs_.record_event(e)) ++written;
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
 
 #include "base/try.hpp"
 #include "nesting/virtual_smmu_state.hpp"
@@ -16,8 +17,14 @@ namespace vsmmu::nesting {
 
 using namespace smmu;
 
-VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config)
-    : memory_(memory), host_(memory.host()), config_(config), work_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids)
+    : memory_(memory),
+      host_(memory.host()),
+      config_(config),
+      ids_(ids),
+      features_(command_features(ids)),
+      regs_(memory.view(), ids, static_cast<RegisterEffects&>(*this), config.gbpa_abort_at_reset),
+      work_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (config.policy == InvalidationPolicy::per_command) {
     plan_options_.max_batch_entries = 1;
     plan_options_.coalesce = false;
@@ -31,28 +38,34 @@ VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config)
 
 VirtualSmmu::~VirtualSmmu() {
   std::lock_guard lock(mu_);
-  devices_.clear();  // detach (blocking DMA), then vDEVICEs, then unbind: before the vIOMMUs go
-  smmus_.clear();
+  devices_.clear();  // detach (blocking DMA), then nested HWPTs and vDEVICEs, then unbind: before the vIOMMUs go
+  viommus_.clear();
 }
 
+// The first device's physical SMMU decides what the guest sees: it is bound and asked before the vSMMU is
+// built, so a constructed VirtualSmmu has its ID registers and register file from the start.
 Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, const VirtualSmmuConfig& config,
                                                          std::vector<DeviceSpec> devices) {
   if (devices.empty())
     return fail(EINVAL, "vsmmu", "{}: a vSMMU needs at least one device: its physical SMMU decides what the guest sees",
                 config.name);
-  std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, config));
+  std::uint64_t host_calls = 0;
+  VSMMU_TRY_ASSIGN(auto first, bind(memory.host(), config.name, std::move(devices.front()), host_calls));
+  VSMMU_TRY_ASSIGN(const auto ids, derive_id_registers(first.hw, config.wishes, first.what));
+  std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, config, ids));
+  v->stats_.host_calls = host_calls;
   if (!v->work_fd_)
     return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
   std::lock_guard lock(v->mu_);
-  for (auto& d : devices)
-    VSMMU_TRY(v->add_device_locked(std::move(d)));
+  VSMMU_TRY(v->add_bound_device_locked(std::move(first)));
+  for (auto& d : std::span(devices).subspan(1)) VSMMU_TRY(v->add_device_locked(std::move(d)));
   return v;
 }
 
 Result<void> VirtualSmmu::add_device(DeviceSpec device) {
   std::unique_lock lock(mu_);
   auto r = add_device_locked(std::move(device));
-  if (!r) drop_unused_smmus();  // a vIOMMU made for the device that could not join
+  if (!r) drop_unused_viommus();  // a vIOMMU made for the device that could not join
   unlock_and_fire(lock);
   return r;
 }
@@ -63,7 +76,7 @@ Result<void> VirtualSmmu::remove_device(std::uint32_t vsid) {
   if (it == devices_.end())
     return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x} to remove", config_.name, vsid);
   devices_.erase(it);  // blocks its DMA, releases its HWPT, vDEVICE and binding
-  drop_unused_smmus();
+  drop_unused_viommus();
   return {};
 }
 
@@ -75,7 +88,7 @@ Result<std::uint64_t> VirtualSmmu::mmio_read(std::uint64_t offset, unsigned size
   std::unique_lock lock(mu_);
   begin_access();
   if (work_left_) run_command_queue();
-  auto r = regs_->access(offset, size, nullptr);
+  auto r = regs_.access(offset, size, nullptr);
   unlock_and_fire(lock);
   return r;
 }
@@ -84,7 +97,7 @@ Result<void> VirtualSmmu::mmio_write(std::uint64_t offset, std::uint64_t value, 
   std::unique_lock lock(mu_);
   begin_access();
   if (work_left_) run_command_queue();
-  auto r = regs_->access(offset, size, &value);
+  auto r = regs_.access(offset, size, &value);
   unlock_and_fire(lock);
   if (!r) return std::unexpected(r.error());
   return {};
@@ -96,7 +109,7 @@ void VirtualSmmu::set_irq_handler(Irq line, std::function<void()> handler) {
 }
 
 void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
-  auto pending = regs_ ? regs_->take_pending_irqs() : std::array<unsigned, 4>{};
+  auto pending = regs_.take_pending_irqs();
   if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; })) return;
   auto handlers = irq_handlers_;
   lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
@@ -112,7 +125,7 @@ void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
                  "reach the guest: {}", config_.name, r.error());
       // Tell the guest its records are being lost, the way an SMMU whose event queue writes abort does
       // (IHI 0070 7.5 GERROR.EVTQ_ABT_ERR; Linux logs "EVTQ write aborted -- events may have been lost").
-      regs_->raise_gerror(Gerror{}.set(Gerror::EVTQ_ABT_ERR, true));
+      regs_.raise_gerror(Gerror{}.set(Gerror::EVTQ_ABT_ERR, true));
     }
   }
   if (before.get(Cr0::EVENTQEN) && !after.get(Cr0::EVENTQEN)) disable_event_queues();
@@ -122,7 +135,7 @@ void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
 }
 
 void VirtualSmmu::bypass_changed(Gbpa) {
-  if (!regs_->cr0().get(Cr0::SMMUEN)) (void)reinstall_streams(invalidation::SidRange{0, 1ULL << 32});
+  if (!regs_.cr0().get(Cr0::SMMUEN)) (void)reinstall_streams(invalidation::SidRange{0, 1ULL << 32});
 }
 
 void VirtualSmmu::events_consumed() {
@@ -135,12 +148,20 @@ void VirtualSmmu::events_consumed() {
 VirtualSmmuStats VirtualSmmu::stats() const {
   std::lock_guard lock(mu_);
   VirtualSmmuStats s = stats_;
-  if (regs_) {
-    s.syncs = regs_->counters().syncs;
-    s.command_errors = regs_->counters().command_errors;
-    s.events = regs_->counters().events;
-    s.events_lost = regs_->counters().events_lost;
-  }
+  ViommuStats hosts = retired_;
+  for (const auto& v : viommus_) hosts += v->stats();
+  s.host_calls += hosts.host_calls;
+  s.hwpt_allocs = hosts.hwpt_allocs;
+  s.hwpt_shared = hosts.hwpt_shared;
+  s.attaches = hosts.attaches;
+  s.ste_unchanged = hosts.ste_unchanged;
+  s.invalidate_calls = hosts.invalidate_calls;
+  s.forwarded = hosts.forwarded;
+  s.host_time = hosts.host_time;
+  s.syncs = regs_.counters().syncs;
+  s.command_errors = regs_.counters().command_errors;
+  s.events = regs_.counters().events;
+  s.events_lost = regs_.counters().events_lost;
   return s;
 }
 
@@ -148,32 +169,25 @@ Result<StreamStatus> VirtualSmmu::stream_status(std::uint32_t vsid) const {
   std::lock_guard lock(mu_);
   auto it = devices_.find(vsid);
   if (it == devices_.end()) return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x}", config_.name, vsid);
-  return StreamStatus{it->second->state, it->second->problem};
+  return StreamStatus{it->second->stream.state, it->second->problem};
 }
 
 std::size_t VirtualSmmu::host_objects() const {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
-  for (const auto& p : smmus_) {
-    n += static_cast<std::size_t>(static_cast<bool>(p->parent)) + static_cast<bool>(p->viommu) +
-         static_cast<bool>(p->abort_hwpt) + static_cast<bool>(p->bypass_hwpt) + static_cast<bool>(p->veventq);
-    n += static_cast<std::size_t>(std::ranges::count_if(p->nested, [](const auto& e) { return !e.second.expired(); }));
-  }
-  for (const auto& [vsid, d] : devices_) n += static_cast<std::size_t>(static_cast<bool>(d->bound)) + static_cast<bool>(d->vdevice);
+  for (const auto& v : viommus_) n += v->host_objects();
+  for (const auto& [vsid, d] : devices_)
+    n += static_cast<std::size_t>(static_cast<bool>(d->bound)) + static_cast<bool>(d->stream.vdevice);
   return n;
 }
 
 std::vector<int> VirtualSmmu::event_fds() const {
   std::lock_guard lock(mu_);
   std::vector<int> fds;
-  for (const auto& p : smmus_)
-    if (p->veventq) fds.push_back(p->veventq.fd());
+  for (const auto& v : viommus_)
+    if (v->events_enabled()) fds.push_back(v->event_fd());
   fds.push_back(work_fd_.get());
   return fds;
-}
-
-std::string VirtualSmmu::device_name(const Device& d) const {
-  return fmt::format("{} device {} (vSID {:#x})", config_.name, d.name, d.vsid);
 }
 
 }  // namespace vsmmu::nesting

@@ -1,15 +1,14 @@
-// VirtualSmmu: the SMMUv3 a guest sees (IHI 0070), stage 1 only, whose work the host's physical SMMU does
-// through iommufd nesting. The guest programs it through its registers (SmmuMmio) and its structures in guest
-// RAM; the vSMMU turns them into host state:
-// - registers and queues: smmu::RegisterFile over the guest's RAM (every guest pointer bounds-checked by it);
-// - streams: one vIOMMU per physical SMMU its devices sit behind, a vDEVICE per device keyed by its vSID, a
-//   nested HWPT per translating vSTE (identical vSTEs share one), abort/bypass HWPTs for GBPA and for abort/
-//   bypass vSTEs; CFGI_STE / CFGI_STE_RANGE / CFGI_ALL and SMMUEN re-read the guest's stream table and attach
-//   (an atomic replace on the host);
-// - commands: invalidation::plan() batches everything between two CMD_SYNCs into one HWPT_INVALIDATE per
-//   vIOMMU, errors stop the queue as hardware does (CMDQ_CONS.ERR, GERROR.CMDQ_ERR);
-// - events: a vEVENTQ per vIOMMU while the guest's event queue is enabled; records land in the guest's queue
-//   with the vSID, losses become the guest queue's overflow.
+// VirtualSmmu: the SMMUv3 a guest sees (IHI 0070), stage 1 only, whose work the host's physical SMMUs do
+// through iommufd nesting. It is the guest-facing facade: the registers and queues (smmu::RegisterFile over the
+// guest's RAM, every guest pointer bounds-checked by it), the lock, the interrupts; the host objects are its
+// Viommus' (nesting/viommu.hpp), one per physical SMMU its devices sit behind. The guest programs it through
+// SmmuMmio and its structures in guest RAM, and the vSMMU turns them into host state:
+// - streams (stream_binding.cpp): a vDEVICE per device keyed by its vSID; each vSTE (GBPA while SMMUEN = 0)
+//   read, checked and installed on the device's Viommu; CFGI_STE / CFGI_STE_RANGE / CFGI_ALL and SMMUEN re-read;
+// - commands (command_execution.cpp): invalidation::Planner batches everything between two CMD_SYNCs into one
+//   HWPT_INVALIDATE per vIOMMU; errors stop the queue as hardware does (CMDQ_CONS.ERR, GERROR.CMDQ_ERR);
+// - events (event_forwarding.cpp): a vEVENTQ per vIOMMU while the guest's event queue is enabled; records land
+//   in the guest's queue with the vSID, losses become the guest queue's overflow.
 // The coherency rule holds by construction: a device joins only if the host accepted a vIOMMU for it, which
 // the kernel grants only with S2FWB or a CANWBS root complex.
 //
@@ -32,6 +31,7 @@
 #include "nesting/guest_memory.hpp"
 #include "host/handles.hpp"
 #include "nesting/id_registers.hpp"
+#include "nesting/viommu.hpp"
 #include "nesting/vsmmu_endpoint.hpp"
 #include "smmu/event.hpp"
 #include "smmu/mmio.hpp"
@@ -55,7 +55,7 @@ struct VirtualSmmuConfig {
   // The work one call into the vSMMU (an MMIO access, process_events()) may do on the guest's command queue:
   // at most this many guest commands consumed and this many host calls made (0: no bound). An SMMU consumes
   // its queue asynchronously, CONS advancing over time (IHI 0070 4.1.2, 4.1.4), so one doorbell for a full
-  // queue never holds the vSMMU (and the VMM thread, or vsmmud's strand) for long: what is left is done by
+  // queue never holds the vSMMU (and the VMM thread calling it) for long: what is left is done by
   // the next accesses (a guest polling CMDQ_CONS drives it) and by process_events(), whose fd in event_fds()
   // is readable while work is left.
   std::uint32_t commands_per_access = 1024;
@@ -92,7 +92,6 @@ struct VirtualSmmuStats {
 };
 
 // What the vSMMU did with one device's stream, for tests and tools.
-enum class StreamState : std::uint8_t { blocked, abort, bypass, translate };
 struct StreamStatus {
   StreamState state = StreamState::blocked;
   std::optional<std::string> problem;  // why the current vSTE was refused (C_BAD_STE), if it was
@@ -134,11 +133,9 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::size_t host_objects() const;
 
  private:
-  struct PhysicalSmmu;  // per vIOMMU: nest parent, vIOMMU, abort/bypass HWPTs, vEVENTQ, shared nested HWPTs
-  struct Device;        // per device: bound device, vDEVICE, current attachment
-  struct NestedHwpt;
+  struct Device;  // per device: its binding, its Viommu and stream there, what the guest was told
 
-  VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config);
+  VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids);
 
   // RegisterEffects (mu_ held)
   void commands_published() override;
@@ -147,16 +144,17 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   void events_consumed() override;
 
   // devices and streams (stream_binding.cpp); mu_ held
+  // A device bound to iommufd, with its physical SMMU's hw_info, not yet part of the vSMMU.
+  struct BoundCandidate;
+  static Result<BoundCandidate> bind(host::Host& host, const std::string& vsmmu_name, DeviceSpec spec,
+                                     std::uint64_t& host_calls);
   Result<void> add_device_locked(DeviceSpec spec);
-  Result<PhysicalSmmu*> join_physical_smmu(Device& dev, const std::string& what);
-  Result<std::unique_ptr<PhysicalSmmu>> new_physical_smmu(Device& dev, const host::HwInfo& hw, const std::string& what);
-  void drop_unused_smmus();
+  Result<void> add_bound_device_locked(BoundCandidate candidate);
+  Result<void> vsid_fits(std::uint32_t vsid, const std::string& what) const;
+  Result<Viommu*> join_viommu(Device& dev, const host::HwInfo& hw, const std::string& what);
+  void drop_unused_viommus();
   // Re-reads the streams in `sids`; CFGI_CD_ALL goes to the host for translating streams whose vSTE did not
   // change (guest_index: the guest command that asked, for a refusal).
-  struct HostRefusal {
-    std::uint32_t guest_index = 0;  // the guest command the host refused
-    int err = 0;                    // the host's errno
-  };
   std::optional<HostRefusal> reinstall_streams(const invalidation::SidRange& sids, std::uint32_t guest_index = 0);
   Result<void> reinstall(Device& dev);
   Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
@@ -166,18 +164,16 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // command queue (command_execution.cpp); mu_ held
   // Starts one access's budget (VirtualSmmuConfig::commands_per_access, host_calls_per_access).
   void begin_access();
+  std::uint64_t host_calls() const;  // every Host call so far, the Viommus' included
   bool host_budget_spent() const;
   // Consumes commands within the access's budget; leaves work_fd_ readable when some are left.
   void run_command_queue();
   void set_work_left(bool left);
-  // Executes plan steps; returns the guest index of a command the host refused, if one was.
+  // Sends a batch to every vIOMMU it concerns; returns the first guest command a host refused.
   std::optional<HostRefusal> forward(std::span<const smmu::Command> entries,
-                                       std::span<const std::uint32_t> guest_index);
-  std::optional<HostRefusal> invalidate(PhysicalSmmu& p);
+                                     std::span<const std::uint32_t> guest_index);
 
   // events (event_forwarding.cpp); mu_ held
-  // IOMMU_VEVENTQ_ALLOC on p's vIOMMU with the guest event queue's depth, and its reader; `what` names it.
-  Result<void> open_event_queue(PhysicalSmmu& p, const std::string& what);
   Result<void> enable_event_queues();
   void disable_event_queues();
   std::size_t drain_host_events();
@@ -188,21 +184,22 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   GuestMemory& memory_;
   host::Host& host_;
   const VirtualSmmuConfig config_;
-  GuestIdRegisters ids_;
-  invalidation::AdvertisedFeatures features_;
+  const GuestIdRegisters ids_;
+  const invalidation::AdvertisedFeatures features_;
   invalidation::PlanOptions plan_options_;
 
   mutable std::mutex mu_;
-  std::unique_ptr<smmu::RegisterFile> regs_;
-  std::vector<std::unique_ptr<PhysicalSmmu>> smmus_;  // declared before devices_: devices die first
+  smmu::RegisterFile regs_;
+  std::vector<std::unique_ptr<Viommu>> viommus_;              // declared before devices_: devices die first
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by vSID
-  std::vector<smmu::Command> cmd_buffer_;              // reused by run_command_queue
-  invalidation::Planner planner_;                      // reused by run_command_queue
-  host::UniqueFd work_fd_;                             // eventfd: readable while command work is left
+  std::vector<smmu::Command> cmd_buffer_;                     // reused by run_command_queue
+  invalidation::Planner planner_;                             // reused by run_command_queue
+  host::UniqueFd work_fd_;                                    // eventfd: readable while command work is left
   bool work_left_ = false;
-  std::uint32_t commands_budget_ = 0;                  // this access's budget: commands still allowed
-  std::uint64_t host_calls_limit_ = 0;                 //   and the host-call count it may not pass
-  VirtualSmmuStats stats_;
+  std::uint32_t commands_budget_ = 0;                         // this access's budget: commands still allowed
+  std::uint64_t host_calls_limit_ = 0;                        //   and the host-call count it may not pass
+  VirtualSmmuStats stats_;                                    // the vSMMU's own; stats() adds the Viommus'
+  ViommuStats retired_;                                       // of Viommus released since
   std::array<std::function<void()>, 4> irq_handlers_;
 };
 

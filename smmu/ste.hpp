@@ -68,6 +68,14 @@ struct Ste : Record<Ste, 8> {
   static constexpr AddrField<3, 51, 4> S2TTB{};
 };
 
+// What a VMM may hand the host as a nested stream's vSTE (IOMMU_HWPT_DATA_ARM_SMMUV3): the words and bits the
+// kernel lets userspace set (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c arm_smmu_validate_vste,
+// STRTAB_STE_0_NESTING_ALLOWED / STRTAB_STE_1_NESTING_ALLOWED); any other bit is EIO. Words 2-7 must be zero.
+inline constexpr std::uint64_t kNestingAllowedWord0 =
+    mask_of<0>(Ste::V, Ste::Config, Ste::S1Fmt, Ste::S1ContextPtr, Ste::S1CDMax);
+inline constexpr std::uint64_t kNestingAllowedWord1 =
+    mask_of<1>(Ste::S1DSS, Ste::S1CIR, Ste::S1COR, Ste::S1CSH, Ste::S1STALLD, Ste::EATS);
+
 // Level-1 stream table descriptor (8 bytes): Span[4:0], L2Ptr[51:6]. Span 0 means invalid; otherwise the
 // level-2 table holds 2^(Span-1) STEs (IHI 0070 5.1, Span values above SPLIT+1 are reserved).
 struct StreamTableL1 : Record<StreamTableL1, 1> {

@@ -156,5 +156,22 @@ TEST(CommandRules, CdInvalidationsNeedStageOne) {
   EXPECT_EQ(of(cfgi_ste(0x10), f), Disposition::reinstall_ste) << "STEs exist without stage 1";
 }
 
+// CFGI_CD, CFGI_CD_ALL and ATC_INV name a StreamID (IHI 0070 4.3.3, 4.3.4, 4.5.1): only that device's vIOMMU
+// gets them. TLBIs name an ASID or VA of every stream: every vIOMMU gets them.
+TEST(CommandRules, OnlyCdAndAtcInvalidationsNameAStream) {
+  EXPECT_EQ(stream_named(cfgi_cd(0x10, 1)), std::optional<std::uint32_t>(0x10));
+  EXPECT_EQ(stream_named(cfgi_cd_all(0x11)), std::optional<std::uint32_t>(0x11));
+  EXPECT_EQ(stream_named(cmd(Opcode::ATC_INV).set(Command::SID, 0x12)), std::optional<std::uint32_t>(0x12));
+  for (const Command& c : {tlbi_va(1, 0x1000), tlbi_asid(1), tlbi_all(), tlbi_vaa(0x1000), sync()})
+    EXPECT_EQ(stream_named(c), std::nullopt) << smmu::opcode_name(c.get(Command::Opcode));
+}
+
+// A command whose contents the host refuses is CERROR_ILL (the guest skips it); one the host could not carry
+// out now is CERROR_ABT (the guest retries it) - IHI 0070 7.1, Linux's arm_smmu_cmdq_skip_err.
+TEST(CommandRules, AHostRefusalIsIllegalAndAHostFailureAnAbort) {
+  for (int err : {EIO, EINVAL, EOPNOTSUPP, E2BIG, ENOENT}) EXPECT_EQ(cerror_for_host_errno(err), smmu::Cerror::ill) << err;
+  for (int err : {ENOMEM, EFAULT, EINTR, EBUSY}) EXPECT_EQ(cerror_for_host_errno(err), smmu::Cerror::abt) << err;
+}
+
 }  // namespace
 }  // namespace vsmmu::invalidation
