@@ -312,14 +312,15 @@ Result<SmmuSpec> parse_smmu(const json& j, std::string path, std::string_view so
   VSMMU_TRY(n.no_unknown_keys());
 
   // What the simulated host needs of the hardware it runs on.
-  if (!s.config.idr0.get(Idr0::S2P))
+  const smmu::IdFeatures id = s.features();
+  if (!id.s2p)
     return n.error("stage2", "is false; the simulated host implements every paging domain at stage 2, so each SMMU "
                              "needs stage 2 (S2P)");
-  if (!s.config.idr5.get(Idr5::GRAN4K))
+  if (!id.gran4k)
     return n.error("granules", "lacks \"4K\"; the simulated host's page size is 4KB, so each SMMU needs the 4KB granule");
-  if (s.oas_bits() < 40)
-    return n.error("oas_bits", fmt::format("is {}; the simulated host's physical memory map needs at least 40", s.oas_bits()));
-  if (s.config.idr0.get(Idr0::TTF) != smmu::Ttf::aarch64 || s.config.idr0.get(Idr0::TTENDIAN) != smmu::TtEndian::little)
+  if (id.oas_bits() < 40)
+    return n.error("oas_bits", fmt::format("is {}; the simulated host's physical memory map needs at least 40", id.oas_bits()));
+  if (id.ttf != smmu::Ttf::aarch64 || id.ttendian != smmu::TtEndian::little)
     return n.error("idr", "IDR0 must say AArch64 tables (TTF = 2) and little-endian (TTENDIAN = 2): the model walks nothing else");
   return s;
 }
@@ -367,10 +368,7 @@ Result<DeviceSpec> parse_device(const json& j, std::string path, std::string_vie
                                       bdf.segment, root.name, root.segment));
   d.bdf = bdf;
   const auto& smmu = hw.smmus[root.smmu];
-  // The stream table the simulated driver builds covers at most 2^24 StreamIDs (a 2-level table with a
-  // 2^16-entry level 1, as Linux caps it), or 2^16 with a linear table.
-  const bool two_level = smmu.config.idr0.get(smmu::Idr0::ST_LEVEL) == smmu::StLevel::two_level;
-  const unsigned usable_bits = std::min(smmu.sid_bits(), two_level ? 24U : 16U);
+  const unsigned usable_bits = smmu.usable_sid_bits();
   VSMMU_TRY_ASSIGN(auto sid, n.number("sid", 0, (1ULL << usable_bits) - 1, bdf.rid()));
   d.sid = static_cast<std::uint32_t>(sid);
   if (!n.has("sid") && bdf.rid() >= (1ULL << usable_bits))
@@ -435,12 +433,9 @@ bool looks_like_path(std::string_view s) {
 
 }  // namespace
 
-Httu SmmuSpec::httu() const {
-  switch (config.idr0.get(smmu::Idr0::HTTU)) {
-    case smmu::Httu::none: return Httu::none;
-    case smmu::Httu::access: return Httu::access;
-    default: return Httu::dirty;
-  }
+unsigned SmmuSpec::usable_sid_bits() const {
+  const smmu::IdFeatures id = features();
+  return std::min(id.sidsize, id.two_level_stream_table() ? 24U : 16U);
 }
 
 std::string Bdf::to_string() const { return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", segment, bus, device, function); }

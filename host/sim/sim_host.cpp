@@ -112,7 +112,7 @@ Result<std::unique_ptr<SimHost>> SimHost::create(KernelProfile kernel, HardwareP
   // The simulated physical address space: from 256 MiB to the smallest OAS of the SMMUs (TableBuilder writes
   // output addresses below 2^48 with the 4KB granule).
   unsigned oas = 48;
-  for (const auto& s : hardware.smmus) oas = std::min(oas, s.oas_bits());
+  for (const auto& s : hardware.smmus) oas = std::min(oas, s.features().oas_bits());
   auto state = std::make_unique<State>(std::move(kernel), std::move(hardware), 256ULL << 20, 1ULL << oas);
   State& st = *state;
   for (const auto& spec : st.hw.smmus) {

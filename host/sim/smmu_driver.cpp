@@ -5,7 +5,7 @@
 #include "base/try.hpp"
 #include "smmu/format.hpp"
 #include "base/log.hpp"
-#include "smmu/registers.hpp"
+#include "smmu/id_features.hpp"
 
 namespace vsmmu::host::sim {
 
@@ -27,32 +27,31 @@ constexpr std::uint64_t kDriverRamBytes = 32ULL << 20;
 bool has(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
 SmmuFeatures probe_features(const SmmuSpec& spec) {
-  using smmu::Idr0;
-  using smmu::Idr3;
+  // arm_smmu_device_hw_probe: the ARM_SMMU_FEAT_* flags and sizes from the decoded ID registers.
+  const smmu::IdFeatures id = spec.features();
   SmmuFeatures f;
-  f.trans_s1 = spec.config.idr0.get(Idr0::S1P);
-  f.trans_s2 = spec.config.idr0.get(Idr0::S2P);
-  f.coherent = spec.config.idr0.get(Idr0::COHACC);
-  const auto httu = spec.config.idr0.get(Idr0::HTTU);
-  f.ha = httu != smmu::Httu::none;
-  f.hd = httu == smmu::Httu::access_dirty || httu == smmu::Httu::access_dirty_table;
-  f.s2fwb = spec.config.idr3.get(Idr3::FWB);
-  f.range_inv = spec.config.idr3.get(Idr3::RIL);
-  f.ats = spec.config.idr0.get(Idr0::ATS);
-  f.vmid_bits = spec.config.idr0.get(Idr0::VMID16) ? 16 : 8;
-  f.asid_bits = spec.config.idr0.get(Idr0::ASID16) ? 16 : 8;
-  f.ssid_bits = spec.ssid_bits();
-  f.oas_bits = spec.oas_bits();
+  f.trans_s1 = id.s1p;
+  f.trans_s2 = id.s2p;
+  f.coherent = id.cohacc;
+  f.ha = id.httu_access();
+  f.hd = id.httu_dirty();
+  f.s2fwb = id.fwb;
+  f.range_inv = id.ril;
+  f.ats = id.ats;
+  f.vmid_bits = id.vmid_bits();
+  f.asid_bits = id.asid_bits();
+  f.ssid_bits = id.ssidsize;
+  f.oas_bits = id.oas_bits();
   f.ias_bits = f.oas_bits;
   f.nesting = f.trans_s1 && f.trans_s2;
   if (!f.nesting) f.nesting_off = f.trans_s1 ? "IDR0.S2P is 0 (no stage 2)" : "IDR0.S1P is 0 (no stage 1)";
 
   // arm_smmu_device_iidr_probe: the errata the IIDR implies, and those the profile lists.
   std::vector<std::string> errata = spec.errata;
-  if (spec.config.iidr.get(smmu::Iidr::Implementer) == kImplementerArm) {
-    const auto product = spec.config.iidr.get(smmu::Iidr::ProductID);
-    const auto variant = spec.config.iidr.get(smmu::Iidr::Variant);
-    const auto revision = spec.config.iidr.get(smmu::Iidr::Revision);
+  if (id.implementer == kImplementerArm) {
+    const auto product = id.product_id;
+    const auto variant = id.variant;
+    const auto revision = id.revision;
     if (product == kProductMmu600 && variant < 2 && !has(errata, "1209401")) errata.push_back("1209401");
     if (product == kProductMmu700) {
       if (!has(errata, "2812531")) errata.push_back("2812531");
@@ -107,8 +106,7 @@ Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, Host
   smmu::driver::Options options;
   options.name = fmt::format("SMMU \"{}\"", spec.name);
   // A linear table of at most 2^16 STEs (4MB); a 2-level one of at most 2^16 level-1 descriptors.
-  const bool two_level = spec.config.idr0.get(smmu::Idr0::ST_LEVEL) == smmu::StLevel::two_level;
-  options.sid_bits = std::min(spec.sid_bits(), two_level ? 24U : 16U);
+  options.sid_bits = spec.usable_sid_bits();
   options.eventq_log2 = 8;
   options.skip_command_errors = true;  // arm_smmu_cmdq_skip_err: logged and replaced by CMD_SYNC
   auto drv = smmu::driver::SmmuDriver::start(*d->model_, mem.memory(), *d->ram_alloc_, options);
