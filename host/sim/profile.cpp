@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -153,34 +152,6 @@ Result<void> check_kind(Node& n, std::string_view want) {
     return n.error("kind", fmt::format("\"{}\" is not allowed; allowed: \"kernel\", \"hardware\"", kind));
   }
   return {};
-}
-
-// [segment:]bus:device.function, hexadecimal as lspci prints it. `has_segment` says whether the text gave one.
-Result<Bdf> parse_bdf(Node& n, std::string_view key, const std::string& text, bool& has_segment) {
-  Bdf b;
-  unsigned seg = 0, bus = 0, dev = 0, fn = 0;
-  char c1 = 0, c2 = 0, c3 = 0;
-  int used = 0;
-  std::string rest = text;
-  bool ok = false;
-  if (std::sscanf(rest.c_str(), "%4x%c%2x%c%2x%c%1x%n", &seg, &c1, &bus, &c2, &dev, &c3, &fn, &used) == 7 &&
-      c1 == ':' && c2 == ':' && c3 == '.' && static_cast<std::size_t>(used) == rest.size()) {
-    ok = true;
-    has_segment = true;
-  } else if (std::sscanf(rest.c_str(), "%2x%c%2x%c%1x%n", &bus, &c1, &dev, &c2, &fn, &used) == 5 && c1 == ':' &&
-             c2 == '.' && static_cast<std::size_t>(used) == rest.size()) {
-    seg = 0;
-    ok = true;
-    has_segment = false;
-  }
-  if (!ok || dev > 31 || fn > 7)
-    return n.error(key, fmt::format("\"{}\" is not a PCI address; allowed: \"SSSS:BB:DD.F\" or \"BB:DD.F\" "
-                                    "(hexadecimal, device <= 1f, function <= 7)", text));
-  b.segment = static_cast<std::uint16_t>(seg);
-  b.bus = static_cast<std::uint8_t>(bus);
-  b.device = static_cast<std::uint8_t>(dev);
-  b.function = static_cast<std::uint8_t>(fn);
-  return b;
 }
 
 template <class Spec>
@@ -357,12 +328,13 @@ Result<DeviceSpec> parse_device(const json& j, std::string path, std::string_vie
   VSMMU_TRY(check_unique_name(n, hw.devices, name));
   d.name = name;
   VSMMU_TRY_ASSIGN(auto bdf_text, n.string("bdf"));
-  bool has_segment = false;
-  VSMMU_TRY_ASSIGN(auto bdf, parse_bdf(n, "bdf", bdf_text, has_segment));
+  auto parsed = parse_bdf(bdf_text);
+  if (!parsed) return n.error("bdf", parsed.error().message);
+  Bdf bdf = parsed->bdf;
   VSMMU_TRY_ASSIGN(auto rc, find_named(n, "root_complex", hw.root_complexes, "root complex"));
   d.root_complex = rc;
   const auto& root = hw.root_complexes[rc];
-  if (!has_segment) bdf.segment = root.segment;  // "BB:DD.F" is in its root complex's segment
+  if (!parsed->has_segment) bdf.segment = root.segment;  // "BB:DD.F" is in its root complex's segment
   if (bdf.segment != root.segment)
     return n.error("bdf", fmt::format("\"{}\" is in segment {:04x}, but root complex \"{}\" is segment {:04x}", bdf_text,
                                       bdf.segment, root.name, root.segment));
@@ -437,8 +409,6 @@ unsigned SmmuSpec::usable_sid_bits() const {
   const smmu::IdFeatures id = features();
   return std::min(id.sidsize, id.two_level_stream_table() ? 24U : 16U);
 }
-
-std::string Bdf::to_string() const { return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", segment, bus, device, function); }
 
 std::optional<std::size_t> HardwareProfile::find_device(std::string_view name_or_bdf) const {
   for (std::size_t i = 0; i < devices.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "host/bdf.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/id_features.hpp"
 #include "smmu/registers.hpp"
@@ -59,15 +60,6 @@ struct RootComplexSpec {
   std::uint16_t segment = 0;   // PCI segment number
   bool canwbs = false;         // IORT memory access flags: CANWBS (coherent, write-back cacheable, shareable)
   bool ats = false;            // IORT ATS attribute: the root complex supports ATS
-};
-
-struct Bdf {
-  std::uint16_t segment = 0;
-  std::uint8_t bus = 0;
-  std::uint8_t device = 0;     // 0..31
-  std::uint8_t function = 0;   // 0..7
-  std::uint16_t rid() const { return static_cast<std::uint16_t>(bus << 8 | device << 3 | function); }
-  std::string to_string() const;
 };
 
 struct DeviceSpec {
