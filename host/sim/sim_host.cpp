@@ -116,7 +116,7 @@ Result<std::unique_ptr<SimHost>> SimHost::create(KernelProfile kernel, HardwareP
   auto state = std::make_unique<State>(std::move(kernel), std::move(hardware), 256ULL << 20, 1ULL << oas);
   State& st = *state;
   for (const auto& spec : st.hw.smmus) {
-    VSMMU_TRY_ASSIGN(auto d, SmmuDriver::probe(spec, st.mem));
+    VSMMU_TRY_ASSIGN(auto d, ArmSmmuDevice::probe(spec, st.mem));
     st.smmus.push_back(std::move(d));
   }
   st.bound.assign(st.hw.devices.size(), std::nullopt);

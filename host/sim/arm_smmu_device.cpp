@@ -1,4 +1,4 @@
-#include "host/sim/smmu_driver.hpp"
+#include "host/sim/arm_smmu_device.hpp"
 
 #include <algorithm>
 
@@ -84,8 +84,8 @@ std::uint64_t vste_allowed_mask(unsigned word) {
   return 0;
 }
 
-Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, HostMemory& mem) {
-  std::unique_ptr<SmmuDriver> d(new SmmuDriver(spec, mem));
+Result<std::unique_ptr<ArmSmmuDevice>> ArmSmmuDevice::probe(const SmmuSpec& spec, HostMemory& mem) {
+  std::unique_ptr<ArmSmmuDevice> d(new ArmSmmuDevice(spec, mem));
   d->features_ = probe_features(spec);
 
   auto model = smmu::model::SmmuModel::create(mem.memory(), spec.config);
@@ -118,19 +118,19 @@ Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, Host
   return d;
 }
 
-SmmuDriver::~SmmuDriver() {
+ArmSmmuDevice::~ArmSmmuDevice() {
   driver_.reset();
   model_.reset();
   if (ram_) mem_.remove(ram_pa_);
 }
 
-Result<void> SmmuDriver::install_ste(std::uint32_t sid, const smmu::Ste& ste) {
+Result<void> ArmSmmuDevice::install_ste(std::uint32_t sid, const smmu::Ste& ste) {
   VSMMU_TRY(driver_->write_ste(sid, ste));
   const std::array cmd{smmu::driver::cmd_cfgi_ste(sid)};
   return issue_cmdlist(cmd, true);
 }
 
-Result<void> SmmuDriver::issue_cmdlist(std::span<const smmu::Command> cmds, bool sync) {
+Result<void> ArmSmmuDevice::issue_cmdlist(std::span<const smmu::Command> cmds, bool sync) {
   if (cmds.empty() && !sync) return {};
   commands_ += cmds.size() + (sync ? 1 : 0);
   for (const auto& c : cmds) syncs_ += c.get(smmu::Command::Opcode) == smmu::Opcode::CMD_SYNC ? 1 : 0;
@@ -142,7 +142,7 @@ Result<void> SmmuDriver::issue_cmdlist(std::span<const smmu::Command> cmds, bool
   return r;
 }
 
-Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
+Result<void> ArmSmmuDevice::issue_batched(std::span<const smmu::Command> cmds) {
   const std::size_t batch = features_.force_sync ? kBatchEntries - 1 : kBatchEntries;
   std::size_t at = 0;
   do {
@@ -154,12 +154,12 @@ Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
   return {};
 }
 
-Result<void> SmmuDriver::tlb_inv_vmid(std::uint16_t vmid) {
+Result<void> ArmSmmuDevice::tlb_inv_vmid(std::uint16_t vmid) {
   const std::array cmd{smmu::driver::cmd_tlbi_s12_vmall(vmid)};
   return issue_cmdlist(cmd, true);
 }
 
-Result<void> SmmuDriver::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova, std::uint64_t size, bool nest_parent) {
+Result<void> ArmSmmuDevice::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova, std::uint64_t size, bool nest_parent) {
   using smmu::Command;
   if (size == 0) return {};
   std::vector<Command> cmds;
@@ -180,7 +180,7 @@ Result<void> SmmuDriver::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova
   return {};
 }
 
-Result<std::uint16_t> SmmuDriver::alloc_vmid() {
+Result<std::uint16_t> ArmSmmuDevice::alloc_vmid() {
   // ida_alloc_range(&smmu->vmid_map, 1, (1 << vmid_bits) - 1): VMID 0 is left for bypass and abort.
   const std::uint32_t limit = 1U << features_.vmid_bits;
   for (std::uint32_t v = 1; v < limit; ++v)
@@ -191,9 +191,9 @@ Result<std::uint16_t> SmmuDriver::alloc_vmid() {
   return fail(ENOSPC, kWhere, "SMMU \"{}\": all {} VMIDs are in use; destroy a paging HWPT first", spec_.name, limit - 1);
 }
 
-void SmmuDriver::free_vmid(std::uint16_t vmid) { vmids_.erase(vmid); }
+void ArmSmmuDevice::free_vmid(std::uint16_t vmid) { vmids_.erase(vmid); }
 
-std::vector<smmu::Event> SmmuDriver::take_events() {
+std::vector<smmu::Event> ArmSmmuDevice::take_events() {
   if (!eventq_irq_->exchange(false)) return {};
   auto events = driver_->drain_events();
   if (!events) {
