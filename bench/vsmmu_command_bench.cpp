@@ -5,7 +5,7 @@
 // them (invalidation::plan), send HWPT_INVALIDATEs to the host, reinstall STEs, complete the CMD_SYNCs.
 // The guest publishes after each CMD_SYNC (it waits for that sync before it writes more, as Linux does).
 // Writing the commands into guest RAM is the guest's cost and is done outside the timed part; the *ViaDriver
-// benchmark includes it (SmmuDriver::push: register reads, the writes, CMDQ_PROD).
+// benchmark includes it (smmu::driver::SmmuDriver::push: register reads, the writes, CMDQ_PROD).
 //
 // Each scenario runs under both invalidation policies: batched (one HWPT_INVALIDATE per CMD_SYNC) and
 // per_command (one per guest command, QEMU's accelerated SMMUv3: the baseline). Counters:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "smmu/registers.hpp"
 
 namespace vsmmu::host {
 
@@ -54,6 +55,9 @@ struct HwInfo {
   std::uint32_t aidr = 0;
   std::uint8_t max_pasid_log2 = 0;
   std::uint64_t capabilities = 0;      // out_capabilities
+
+  // idr, iidr and aidr as the SMMU's ID registers (IDR2 and IDR4 too, as reported), for smmu::IdFeatures.
+  smmu::IdRegisters id_registers() const;
 };
 
 // Where a bound device sits, as far as the host knows (the simulated host: its profile; the kernel: sysfs).

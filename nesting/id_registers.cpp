@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "smmu/id_features.hpp"
+
 namespace vsmmu::nesting {
 
 using namespace smmu;
@@ -56,42 +58,39 @@ bool endian_supported(TtEndian host, TtEndian guest) {
 Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const VsmmuWishes& w, const std::string& what) {
   if (hw.type != host::uapi::kHwInfoTypeArmSmmuv3)
     return fail(EOPNOTSUPP, "vsmmu.id", "{}: the host IOMMU is not an ARM SMMUv3 (hw_info type {})", what, hw.type);
-  const auto h0 = Idr0::of(hw.idr[0]);
-  const auto h1 = Idr1::of(hw.idr[1]);
-  const auto h3 = Idr3::of(hw.idr[3]);
-  const auto h5 = Idr5::of(hw.idr[5]);
-  if (!h0.get(Idr0::S1P) || !h0.get(Idr0::S2P))
+  const IdRegisters host_ids = hw.id_registers();
+  const IdFeatures h = IdFeatures::of(host_ids);
+  if (!h.s1p || !h.s2p)
     return fail(EOPNOTSUPP, "vsmmu.id", "{}: the physical SMMU lacks stage {} translation (IDR0 {:#x}); nesting needs both",
-                what, h0.get(Idr0::S1P) ? 2 : 1, hw.idr[0]);
-  if (h0.get(Idr0::TTF) != Ttf::aarch64 && h0.get(Idr0::TTF) != Ttf::aarch32_aarch64)
+                what, h.s1p ? 2 : 1, hw.idr[0]);
+  if (!h.aarch64_tables())
     return fail(EOPNOTSUPP, "vsmmu.id", "{}: the physical SMMU cannot walk AArch64 tables (IDR0.TTF {})", what,
-                static_cast<unsigned>(h0.get(Idr0::TTF)));
+                static_cast<unsigned>(h.ttf));
 
   Refusals r;
   GuestIdRegisters g;
 
   // IDR0: stage 1 only, AArch64 tables, coherent walks; no HTTU/BTM for nesting (kernel-uapi.md).
-  const bool ats = at_most(r, "ATS", w.ats, h0.get(Idr0::ATS) && !(hw.capabilities & host::uapi::kCapPciAtsNotSupported),
-                           false);
-  const StLevel st_level = equal_to(r, "ST_LEVEL", w.st_level, h0.get(Idr0::ST_LEVEL));
-  TtEndian endian = w.tt_endian.value_or(h0.get(Idr0::TTENDIAN) == TtEndian::mixed ? TtEndian::little : h0.get(Idr0::TTENDIAN));
-  if (!endian_supported(h0.get(Idr0::TTENDIAN), endian))
+  const bool ats = at_most(r, "ATS", w.ats, h.ats && !(hw.capabilities & host::uapi::kCapPciAtsNotSupported), false);
+  const StLevel st_level = equal_to(r, "ST_LEVEL", w.st_level, h.st_level);
+  TtEndian endian = w.tt_endian.value_or(h.ttendian == TtEndian::mixed ? TtEndian::little : h.ttendian);
+  if (!endian_supported(h.ttendian, endian))
     r.add("TTENDIAN {} asked, the physical SMMU walks {} tables", static_cast<unsigned>(endian),
-          static_cast<unsigned>(h0.get(Idr0::TTENDIAN)));
+          static_cast<unsigned>(h.ttendian));
   g.idr0.set(Idr0::S1P, true)
       .set(Idr0::TTF, Ttf::aarch64)
       .set(Idr0::COHACC, true)
       .set(Idr0::ATS, ats)
-      .set(Idr0::ASID16, h0.get(Idr0::ASID16))
-      .set(Idr0::CD2L, h0.get(Idr0::CD2L))
+      .set(Idr0::ASID16, h.asid16)
+      .set(Idr0::CD2L, h.cd2l)
       .set(Idr0::TTENDIAN, endian)
       .set(Idr0::STALL_MODEL, StallModel::terminate)  // no stall forwarding yet: the guest must not rely on it
-      .set(Idr0::TERM_MODEL, h0.get(Idr0::TERM_MODEL))
+      .set(Idr0::TERM_MODEL, h.term_model)
       .set(Idr0::ST_LEVEL, st_level);
 
   // IDR1: stream and substream widths, queue sizes.
-  const unsigned sid_bits = at_most<unsigned>(r, "SIDSIZE", w.sid_bits, static_cast<unsigned>(h1.get(Idr1::SIDSIZE)), kAutoSidBits);
-  const unsigned ssid_bits = at_most<unsigned>(r, "SSIDSIZE", w.ssid_bits, static_cast<unsigned>(h1.get(Idr1::SSIDSIZE)), 0);
+  const unsigned sid_bits = at_most<unsigned>(r, "SIDSIZE", w.sid_bits, h.sidsize, kAutoSidBits);
+  const unsigned ssid_bits = at_most<unsigned>(r, "SSIDSIZE", w.ssid_bits, h.ssidsize, 0);
   if (ssid_bits > 0 && !g.idr0.get(Idr0::CD2L) && ssid_bits > 10)
     r.add("SSIDSIZE {} asked without 2-level CD tables (IDR0.CD2L=0): a linear CD table that large is not usable", ssid_bits);
   g.idr1.set(Idr1::SIDSIZE, sid_bits)
@@ -100,10 +99,10 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
       .set(Idr1::EVENTQS, std::min(w.eventq_log2, kMaxQueueLog2));
 
   // IDR3: range invalidation and break-before-make level pass through; no FWB (no guest stage 2).
-  g.idr3.set(Idr3::RIL, at_most(r, "RIL", w.ril, h3.get(Idr3::RIL), true)).set(Idr3::BBML, h3.get(Idr3::BBML));
+  g.idr3.set(Idr3::RIL, at_most(r, "RIL", w.ril, h.ril, true)).set(Idr3::BBML, h.bbml);
 
   // IDR5: output size from the guest's IPA size, granules equal to the host's, VAX passes through.
-  const unsigned host_oas = address_bits(h5.get(Idr5::OAS));
+  const unsigned host_oas = h.oas_bits();
   unsigned auto_oas = 52;
   for (unsigned bits : {32U, 36U, 40U, 42U, 44U, 48U, 52U})
     if (bits >= w.ipa_bits) {
@@ -116,14 +115,14 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   if (oas < w.ipa_bits)
     r.add("OAS {} bits cannot reach the guest's {}-bit physical address space", oas, w.ipa_bits);
   g.idr5.set(Idr5::OAS, oas_enc.value_or(Oas::bits48))
-      .set(Idr5::GRAN4K, equal_to(r, "GRAN4K", w.gran4k, h5.get(Idr5::GRAN4K)))
-      .set(Idr5::GRAN16K, equal_to(r, "GRAN16K", w.gran16k, h5.get(Idr5::GRAN16K)))
-      .set(Idr5::GRAN64K, equal_to(r, "GRAN64K", w.gran64k, h5.get(Idr5::GRAN64K)))
-      .set(Idr5::VAX, h5.get(Idr5::VAX));
+      .set(Idr5::GRAN4K, equal_to(r, "GRAN4K", w.gran4k, h.gran4k))
+      .set(Idr5::GRAN16K, equal_to(r, "GRAN16K", w.gran16k, h.gran16k))
+      .set(Idr5::GRAN64K, equal_to(r, "GRAN64K", w.gran64k, h.gran64k))
+      .set(Idr5::VAX, h.vax);
 
   // IIDR/AIDR: the physical SMMU's, so the guest applies the same errata workarounds.
-  g.iidr = Iidr::of(hw.iidr);
-  g.aidr = Aidr::of(hw.aidr);
+  g.iidr = host_ids.iidr;
+  g.aidr = host_ids.aidr;
 
   if (!r.empty())
     return fail(EINVAL, "vsmmu.id", "{}: the physical SMMU cannot provide what the VMM asked: {}", what, r.joined());

@@ -47,7 +47,7 @@ std::array<std::byte, 16> abort_vste() {
 }
 
 bool arm_product(const SmmuFeatures& f, std::uint32_t product) {
-  return f.implementer == kImplementerArm && f.product == product;
+  return f.id.implementer == kImplementerArm && f.id.product_id == product;
 }
 
 // Why the kernel refused a step, from what the ID registers and the location tell (kernel-uapi.md, "arm-smmu-v3
@@ -58,22 +58,22 @@ void explain(DeviceReport& r, const std::string& step, const Error& e) {
   const std::string rc =
       r.location.root_complex.empty() ? "its root complex" : fmt::format("root complex {}", r.location.root_complex);
   if (step == "NEST_PARENT HWPT" && e.err == EOPNOTSUPP && f) {
-    if (!f->stage1 || !f->stage2) {
+    if (!f->id.s1p || !f->id.s2p) {
       r.reason = fmt::format("{} is behind {}, which has no stage {} translation (IDR0.S{}P = 0); nesting needs "
-                             "both stages", r.device, smmu, f->stage1 ? 2 : 1, f->stage1 ? 2 : 1);
+                             "both stages", r.device, smmu, f->id.s1p ? 2 : 1, f->id.s1p ? 2 : 1);
     } else {
       const char* erratum = arm_product(*f, kProductMmu600)   ? "MMU-600 before r2p0: erratum 1209401"
                             : arm_product(*f, kProductMmu700) ? "MMU-700 before r1p1: erratum 2268618"
                                                               : "an erratum the driver applies";
       r.reason = fmt::format("{} is behind {}, which has both stages but the kernel turned nesting off for it ({}; "
                              "IIDR product {:#x} r{}p{})",
-                             r.device, smmu, erratum, f->product, f->variant, f->revision);
+                             r.device, smmu, erratum, f->id.product_id, f->id.variant, f->id.revision);
     }
     r.advice = "use a device behind another SMMU";
     return;
   }
   if (step == "vIOMMU" && e.err == EOPNOTSUPP && f) {
-    if (!f->s2fwb) {
+    if (!f->id.fwb) {
       r.reason = fmt::format("{} is behind {} without S2FWB (IDR3.FWB = 0) and {} without CANWBS (IORT memory "
                              "access flags): the kernel needs one of them so that a guest's stage 1 cannot make DMA "
                              "non-coherent",
@@ -132,7 +132,7 @@ DirtyTracking probe_dirty(host::Host& host, host::DeviceId dev, host::ObjectId i
                                    : "accepted, although GET_HW_INFO capabilities do not announce it"};
   if (transient(res.error().err)) return {false, could_not_tell(res.error())};
   if (res.error().err == EOPNOTSUPP && r.features && !r.features->dirty_capable())
-    return {false, r.features->httu < Httu::access_dirty ? "the SMMU has no HTTU dirty state (IDR0.HTTU < 2)"
+    return {false, !r.features->id.httu_dirty() ? "the SMMU has no HTTU dirty state (IDR0.HTTU < 2)"
                                                           : "the SMMU's table walks are not coherent (IDR0.COHACC = 0)"};
   return {false, res.error().to_string()};
 }
@@ -216,17 +216,17 @@ std::string DeviceReport::where() const {
 
 std::string SmmuFeatures::summary() const {
   std::vector<std::string> s;
-  s.push_back(stage1 && stage2 ? "stage 1+2" : stage1 ? "stage 1 only" : stage2 ? "stage 2 only" : "no stages");
-  s.push_back(s2fwb ? "S2FWB" : "no S2FWB");
-  s.push_back(httu == Httu::none ? std::string("no HTTU") : fmt::format("HTTU {}", httu_name()));
-  if (!coherent) s.push_back("no COHACC");
-  s.push_back(ril ? "RIL" : "no RIL");
-  s.push_back(ats ? "ATS" : "no ATS");
-  s.push_back(fmt::format("SIDSIZE {}, SSIDSIZE {}, OAS {}", sid_bits, ssid_bits, oas_bits));
+  s.push_back(id.s1p && id.s2p ? "stage 1+2" : id.s1p ? "stage 1 only" : id.s2p ? "stage 2 only" : "no stages");
+  s.push_back(id.fwb ? "S2FWB" : "no S2FWB");
+  s.push_back(id.httu == Httu::none ? std::string("no HTTU") : fmt::format("HTTU {}", httu_name()));
+  if (!id.cohacc) s.push_back("no COHACC");
+  s.push_back(id.ril ? "RIL" : "no RIL");
+  s.push_back(id.ats ? "ATS" : "no ATS");
+  s.push_back(fmt::format("SIDSIZE {}, SSIDSIZE {}, OAS {}", id.sidsize, id.ssidsize, id.oas_bits()));
   std::vector<const char*> g;
-  if (gran4k) g.push_back("4K");
-  if (gran16k) g.push_back("16K");
-  if (gran64k) g.push_back("64K");
+  if (id.gran4k) g.push_back("4K");
+  if (id.gran16k) g.push_back("16K");
+  if (id.gran64k) g.push_back("64K");
   s.push_back(fmt::format("granules {}", fmt::join(g, " ")));
   if (errata_repeat_tlbi_cfgi) s.push_back("erratum: TLBI/CFGI + CMD_SYNC issued twice");
   return fmt::format("{}", fmt::join(s, ", "));
@@ -235,33 +235,9 @@ std::string SmmuFeatures::summary() const {
 Result<SmmuFeatures> decode_features(const host::HwInfo& hw) {
   if (hw.type != host::uapi::kHwInfoTypeArmSmmuv3)
     return fail(EOPNOTSUPP, kWhere, "the device's IOMMU is not an ARM SMMUv3 (GET_HW_INFO type {})", hw.type);
-  const auto i0 = Idr0::of(hw.idr[0]);
-  const auto i1 = Idr1::of(hw.idr[1]);
-  const auto i3 = Idr3::of(hw.idr[3]);
-  const auto i5 = Idr5::of(hw.idr[5]);
-  const auto iidr = Iidr::of(hw.iidr);
-  const auto aidr = Aidr::of(hw.aidr);
   SmmuFeatures f;
-  f.stage1 = i0.get(Idr0::S1P);
-  f.stage2 = i0.get(Idr0::S2P);
-  f.coherent = i0.get(Idr0::COHACC);
-  f.httu = i0.get(Idr0::HTTU);
-  f.ats = i0.get(Idr0::ATS);
-  f.s2fwb = i3.get(Idr3::FWB);
-  f.ril = i3.get(Idr3::RIL);
-  f.sid_bits = static_cast<unsigned>(i1.get(Idr1::SIDSIZE));
-  f.ssid_bits = static_cast<unsigned>(i1.get(Idr1::SSIDSIZE));
-  f.oas_bits = i5.oas_bits();
-  f.gran4k = i5.get(Idr5::GRAN4K);
-  f.gran16k = i5.get(Idr5::GRAN16K);
-  f.gran64k = i5.get(Idr5::GRAN64K);
+  f.id = IdFeatures::of(hw.id_registers());
   f.errata_repeat_tlbi_cfgi = hw.flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi;
-  f.implementer = static_cast<std::uint32_t>(iidr.get(Iidr::Implementer));
-  f.product = static_cast<std::uint32_t>(iidr.get(Iidr::ProductID));
-  f.variant = static_cast<std::uint32_t>(iidr.get(Iidr::Variant));
-  f.revision = static_cast<std::uint32_t>(iidr.get(Iidr::Revision));
-  f.arch_major = static_cast<unsigned>(aidr.get(Aidr::ArchMajorRev));
-  f.arch_minor = static_cast<unsigned>(aidr.get(Aidr::ArchMinorRev));
   return f;
 }
 

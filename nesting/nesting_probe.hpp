@@ -14,28 +14,20 @@
 
 #include "host/host.hpp"
 #include "nesting/id_registers.hpp"
-#include "smmu/registers.hpp"
+#include "smmu/id_features.hpp"
 
 namespace vsmmu::nesting {
 
-// The physical SMMU's ID registers, decoded for the properties nesting depends on (IHI 0070 6.3).
+// What GET_HW_INFO says of the physical SMMU, for the properties nesting depends on: its ID registers decoded
+// (IHI 0070 6.3; nesting needs IDR0.S1P and S2P, IDR3.FWB lets the kernel nest without CANWBS, dirty tracking
+// needs IDR0.HTTU >= access_dirty and COHACC) and the errata flags the kernel reports with them.
 struct SmmuFeatures {
-  bool stage1 = false, stage2 = false;  // IDR0.S1P, S2P: nesting needs both
-  bool coherent = false;                // IDR0.COHACC
-  smmu::Httu httu = smmu::Httu::none;   // IDR0.HTTU: dirty tracking needs access_dirty or more
-  bool ats = false;                     // IDR0.ATS
-  bool s2fwb = false;                   // IDR3.FWB: lets the kernel nest without CANWBS
-  bool ril = false;                     // IDR3.RIL
-  unsigned sid_bits = 0, ssid_bits = 0; // IDR1.SIDSIZE, SSIDSIZE
-  unsigned oas_bits = 0;                // IDR5.OAS
-  bool gran4k = false, gran16k = false, gran64k = false;  // IDR5.GRAN*
+  smmu::IdFeatures id;
   bool errata_repeat_tlbi_cfgi = false; // hw_info flags bit 0
-  std::uint32_t implementer = 0, product = 0, variant = 0, revision = 0;  // IIDR
-  unsigned arch_major = 0, arch_minor = 0;                                // AIDR: SMMUv3.<minor>
 
-  bool dirty_capable() const { return httu >= smmu::Httu::access_dirty && coherent; }
+  bool dirty_capable() const { return id.httu_dirty() && id.cohacc; }
   const char* httu_name() const {  // "none", "access", "dirty"
-    return httu == smmu::Httu::none ? "none" : httu == smmu::Httu::access ? "access" : "dirty";
+    return id.httu == smmu::Httu::none ? "none" : id.httu == smmu::Httu::access ? "access" : "dirty";
   }
   // "stage 1+2, S2FWB, HTTU dirty, RIL, ATS, SIDSIZE 16, SSIDSIZE 20, OAS 48, granules 4K 16K 64K"
   std::string summary() const;

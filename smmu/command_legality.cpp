@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "smmu/id_features.hpp"
+
 namespace vsmmu::smmu {
 
 namespace {
@@ -76,17 +78,18 @@ std::string first_problem(Checks&&... checks) {
 }  // namespace
 
 CommandFeatures command_features(const IdRegisters& ids) {
+  const IdFeatures id = IdFeatures::of(ids);
   CommandFeatures f;
-  f.sid_bits = static_cast<unsigned>(ids.idr1.get(Idr1::SIDSIZE));
-  f.ssid_bits = static_cast<unsigned>(ids.idr1.get(Idr1::SSIDSIZE));
-  f.asid16 = ids.idr0.get(Idr0::ASID16);
-  f.ril = ids.idr3.get(Idr3::RIL);
-  f.ats = ids.idr0.get(Idr0::ATS);
-  f.pri = ids.idr0.get(Idr0::PRI);
-  f.stall = ids.idr0.get(Idr0::STALL_MODEL) != StallModel::terminate;
-  f.s1p = ids.idr0.get(Idr0::S1P);
-  f.s2p = ids.idr0.get(Idr0::S2P);
-  f.hyp = ids.idr0.get(Idr0::Hyp);
+  f.sid_bits = id.sidsize;
+  f.ssid_bits = id.ssidsize;
+  f.asid16 = id.asid16;
+  f.ril = id.ril;
+  f.ats = id.ats;
+  f.pri = id.pri;
+  f.stall = id.stall_model != StallModel::terminate;
+  f.s1p = id.s1p;
+  f.s2p = id.s2p;
+  f.hyp = id.hyp;
   return f;
 }
 

@@ -115,21 +115,22 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 json error_json(const Error& e) { return {{"errno", e.err}, {"where", e.where}, {"message", e.message}}; }
 
 json features_json(const SmmuFeatures& f) {
-  return {{"stage1", f.stage1},
-          {"stage2", f.stage2},
-          {"coherent", f.coherent},
+  const auto& id = f.id;
+  return {{"stage1", id.s1p},
+          {"stage2", id.s2p},
+          {"coherent", id.cohacc},
           {"httu", f.httu_name()},
-          {"s2fwb", f.s2fwb},
-          {"ril", f.ril},
-          {"ats", f.ats},
-          {"sid_bits", f.sid_bits},
-          {"ssid_bits", f.ssid_bits},
-          {"oas_bits", f.oas_bits},
-          {"granules", {{"4k", f.gran4k}, {"16k", f.gran16k}, {"64k", f.gran64k}}},
+          {"s2fwb", id.fwb},
+          {"ril", id.ril},
+          {"ats", id.ats},
+          {"sid_bits", id.sidsize},
+          {"ssid_bits", id.ssidsize},
+          {"oas_bits", id.oas_bits()},
+          {"granules", {{"4k", id.gran4k}, {"16k", id.gran16k}, {"64k", id.gran64k}}},
           {"errata_repeat_tlbi_cfgi", f.errata_repeat_tlbi_cfgi},
-          {"iidr", {{"implementer", hex(f.implementer)}, {"product", hex(f.product)}, {"variant", f.variant},
-                    {"revision", f.revision}}},
-          {"arch", fmt::format("{}.{}", f.arch_major + 3, f.arch_minor)}};
+          {"iidr", {{"implementer", hex(id.implementer)}, {"product", hex(id.product_id)}, {"variant", id.variant},
+                    {"revision", id.revision}}},
+          {"arch", fmt::format("{}.{}", id.arch_major_rev + 3, id.arch_minor_rev)}};
 }
 
 json hw_info_json(const host::HwInfo& hw) {

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "host/kernel/iommufd_abi.hpp"
-#include "smmu/registers.hpp"
+#include "smmu/id_features.hpp"
 
 namespace vsmmu::host {
 
@@ -231,12 +231,11 @@ std::string viommu_unsupported(const HwInfo* info) {
   if (info == nullptr || info->type != uapi::kHwInfoTypeArmSmmuv3)
     return "the kernel refuses a vIOMMU and reports no SMMUv3 hardware information for the device: it lacks "
            "CONFIG_ARM_SMMU_V3_IOMMUFD, or the device is not behind an SMMUv3";
-  const auto idr0 = smmu::Idr0::of(info->idr[0]);
-  const auto idr3 = smmu::Idr3::of(info->idr[3]);
-  if (!idr0.get(smmu::Idr0::S1P) || !idr0.get(smmu::Idr0::S2P))
+  const auto ids = smmu::IdFeatures::of(info->id_registers());
+  if (!ids.s1p || !ids.s2p)
     return fmt::format("the SMMU cannot nest: nesting needs stage 1 and stage 2 (IDR0.S1P={:d}, IDR0.S2P={:d})",
-                       idr0.get(smmu::Idr0::S1P), idr0.get(smmu::Idr0::S2P));
-  if (!idr3.get(smmu::Idr3::FWB))
+                       ids.s1p, ids.s2p);
+  if (!ids.fwb)
     return "the SMMU has no S2FWB (IDR3.FWB=0), so Linux allows a guest-owned stage 1 only when the device's PCI "
            "root complex has CANWBS in the ACPI IORT, and it has not (a device-tree boot never has it): check the "
            "table with `vsmmu iort check`; to test with CANWBS, `vsmmu iort patch --canwbs IORT.dat -o "

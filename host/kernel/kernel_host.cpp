@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +16,7 @@
 #include <utility>
 
 #include "base/try.hpp"
+#include "host/bdf.hpp"
 #include "host/kernel/iommufd_abi.hpp"
 #include "host/kernel/kernel_errors.hpp"
 #include "base/log.hpp"
@@ -52,28 +52,6 @@ std::unexpected<Error> ioctl_error(const Call& c, int err, std::string_view rele
   return fail(err, std::string(c.where), "{}",
               kernel_errors::ioctl_failed(c.where, err, fmt::format(f, std::forward<Args>(args)...), release, c.flags,
                                           c.data_type));
-}
-
-bool is_hex(std::string_view s) {
-  return !s.empty() &&
-         std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-}
-
-// "0000:01:00.0" or "01:00.0" (domain 0), lower-cased and with the domain; nullopt if not a PCI address.
-std::optional<std::string> normalize_bdf(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (std::count(s.begin(), s.end(), ':') == 1) s = "0000:" + s;
-  const auto c1 = s.find(':');
-  const auto c2 = s.find(':', c1 + 1);
-  const auto dot = s.find('.', c2 == std::string::npos ? 0 : c2);
-  if (c1 == std::string::npos || c2 == std::string::npos || dot == std::string::npos) return std::nullopt;
-  const std::string_view v(s);
-  const auto domain = v.substr(0, c1), bus = v.substr(c1 + 1, c2 - c1 - 1), dev = v.substr(c2 + 1, dot - c2 - 1),
-             fn = v.substr(dot + 1);
-  if (domain.size() < 4 || !is_hex(domain) || bus.size() != 2 || !is_hex(bus) || dev.size() != 2 || !is_hex(dev) ||
-      fn.size() != 1 || fn[0] < '0' || fn[0] > '7')
-    return std::nullopt;
-  return s;
 }
 
 bool is_vfio_name(std::string_view s) {
@@ -120,16 +98,17 @@ Result<const KernelHost::Device*> KernelHost::find_device(DeviceId dev, const ch
 Result<std::string> KernelHost::resolve_device_path(const std::string& path_or_name) const {
   if (path_or_name.starts_with('/')) return path_or_name;
   if (is_vfio_name(path_or_name)) return (fs::path(options_.vfio_devices_dir) / path_or_name).string();
-  auto bdf = normalize_bdf(path_or_name);
-  if (!bdf)
+  const auto parsed = parse_bdf(path_or_name);
+  if (!parsed)
     return fail(EINVAL, "bind",
                 "'{}' is neither a VFIO cdev path (/dev/vfio/devices/vfioN), a cdev name (vfioN) "
                 "nor a PCI address (0000:01:00.0)",
                 path_or_name);
-  const fs::path dev_dir = fs::path(options_.pci_devices_dir) / *bdf;
+  const std::string bdf = parsed->bdf.to_string();  // sysfs's name: lower-case, with the domain (0 if not given)
+  const fs::path dev_dir = fs::path(options_.pci_devices_dir) / bdf;
   std::error_code ec;
   if (!fs::exists(dev_dir, ec))
-    return fail(ENOENT, "bind", "no PCI device {} ({} does not exist)", *bdf, dev_dir.string());
+    return fail(ENOENT, "bind", "no PCI device {} ({} does not exist)", bdf, dev_dir.string());
   const fs::path vfio_dev = dev_dir / "vfio-dev";
   if (fs::is_directory(vfio_dev, ec)) {
     for (fs::directory_iterator it(vfio_dev, ec), end; !ec && it != end; it.increment(ec)) {
@@ -144,7 +123,7 @@ Result<std::string> KernelHost::resolve_device_path(const std::string& path_or_n
               "PCI device {} has no VFIO cdev ({} has no vfioN; the device is bound to {}): bind it "
               "to vfio-pci (echo vfio-pci > {}/driver_override; echo {} > /sys/bus/pci/drivers_probe) on a kernel "
               "with CONFIG_VFIO_DEVICE_CDEV=y",
-              *bdf, vfio_dev.string(), driver, dev_dir.string(), *bdf);
+              bdf, vfio_dev.string(), driver, dev_dir.string(), bdf);
 }
 
 Result<DeviceId> KernelHost::bind_device(const std::string& path_or_name) {
@@ -195,7 +174,7 @@ DeviceLocation KernelHost::device_location(DeviceId dev) const {
   const fs::path pci = fs::canonical(
       fs::path(options_.sysfs_char_dir) / fmt::format("{}:{}", major(st.st_rdev), minor(st.st_rdev)) / "device", ec);
   if (ec) return loc;
-  if (normalize_bdf(pci.filename().string())) loc.pci_address = pci.filename().string();
+  if (parse_bdf(pci.filename().string())) loc.pci_address = pci.filename().string();
   for (const auto& part : pci)
     if (part.string().starts_with("pci")) {
       loc.root_complex = part.string();

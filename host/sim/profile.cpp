@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -155,34 +154,6 @@ Result<void> check_kind(Node& n, std::string_view want) {
   return {};
 }
 
-// [segment:]bus:device.function, hexadecimal as lspci prints it. `has_segment` says whether the text gave one.
-Result<Bdf> parse_bdf(Node& n, std::string_view key, const std::string& text, bool& has_segment) {
-  Bdf b;
-  unsigned seg = 0, bus = 0, dev = 0, fn = 0;
-  char c1 = 0, c2 = 0, c3 = 0;
-  int used = 0;
-  std::string rest = text;
-  bool ok = false;
-  if (std::sscanf(rest.c_str(), "%4x%c%2x%c%2x%c%1x%n", &seg, &c1, &bus, &c2, &dev, &c3, &fn, &used) == 7 &&
-      c1 == ':' && c2 == ':' && c3 == '.' && static_cast<std::size_t>(used) == rest.size()) {
-    ok = true;
-    has_segment = true;
-  } else if (std::sscanf(rest.c_str(), "%2x%c%2x%c%1x%n", &bus, &c1, &dev, &c2, &fn, &used) == 5 && c1 == ':' &&
-             c2 == '.' && static_cast<std::size_t>(used) == rest.size()) {
-    seg = 0;
-    ok = true;
-    has_segment = false;
-  }
-  if (!ok || dev > 31 || fn > 7)
-    return n.error(key, fmt::format("\"{}\" is not a PCI address; allowed: \"SSSS:BB:DD.F\" or \"BB:DD.F\" "
-                                    "(hexadecimal, device <= 1f, function <= 7)", text));
-  b.segment = static_cast<std::uint16_t>(seg);
-  b.bus = static_cast<std::uint8_t>(bus);
-  b.device = static_cast<std::uint8_t>(dev);
-  b.function = static_cast<std::uint8_t>(fn);
-  return b;
-}
-
 template <class Spec>
 Result<std::size_t> find_named(Node& n, std::string_view key, const std::vector<Spec>& specs, std::string_view what) {
   VSMMU_TRY_ASSIGN(auto name, n.string(key));
@@ -312,14 +283,15 @@ Result<SmmuSpec> parse_smmu(const json& j, std::string path, std::string_view so
   VSMMU_TRY(n.no_unknown_keys());
 
   // What the simulated host needs of the hardware it runs on.
-  if (!s.config.idr0.get(Idr0::S2P))
+  const smmu::IdFeatures id = s.features();
+  if (!id.s2p)
     return n.error("stage2", "is false; the simulated host implements every paging domain at stage 2, so each SMMU "
                              "needs stage 2 (S2P)");
-  if (!s.config.idr5.get(Idr5::GRAN4K))
+  if (!id.gran4k)
     return n.error("granules", "lacks \"4K\"; the simulated host's page size is 4KB, so each SMMU needs the 4KB granule");
-  if (s.oas_bits() < 40)
-    return n.error("oas_bits", fmt::format("is {}; the simulated host's physical memory map needs at least 40", s.oas_bits()));
-  if (s.config.idr0.get(Idr0::TTF) != smmu::Ttf::aarch64 || s.config.idr0.get(Idr0::TTENDIAN) != smmu::TtEndian::little)
+  if (id.oas_bits() < 40)
+    return n.error("oas_bits", fmt::format("is {}; the simulated host's physical memory map needs at least 40", id.oas_bits()));
+  if (id.ttf != smmu::Ttf::aarch64 || id.ttendian != smmu::TtEndian::little)
     return n.error("idr", "IDR0 must say AArch64 tables (TTF = 2) and little-endian (TTENDIAN = 2): the model walks nothing else");
   return s;
 }
@@ -356,21 +328,19 @@ Result<DeviceSpec> parse_device(const json& j, std::string path, std::string_vie
   VSMMU_TRY(check_unique_name(n, hw.devices, name));
   d.name = name;
   VSMMU_TRY_ASSIGN(auto bdf_text, n.string("bdf"));
-  bool has_segment = false;
-  VSMMU_TRY_ASSIGN(auto bdf, parse_bdf(n, "bdf", bdf_text, has_segment));
+  auto parsed = parse_bdf(bdf_text);
+  if (!parsed) return n.error("bdf", parsed.error().message);
+  Bdf bdf = parsed->bdf;
   VSMMU_TRY_ASSIGN(auto rc, find_named(n, "root_complex", hw.root_complexes, "root complex"));
   d.root_complex = rc;
   const auto& root = hw.root_complexes[rc];
-  if (!has_segment) bdf.segment = root.segment;  // "BB:DD.F" is in its root complex's segment
+  if (!parsed->has_segment) bdf.segment = root.segment;  // "BB:DD.F" is in its root complex's segment
   if (bdf.segment != root.segment)
     return n.error("bdf", fmt::format("\"{}\" is in segment {:04x}, but root complex \"{}\" is segment {:04x}", bdf_text,
                                       bdf.segment, root.name, root.segment));
   d.bdf = bdf;
   const auto& smmu = hw.smmus[root.smmu];
-  // The stream table the simulated driver builds covers at most 2^24 StreamIDs (a 2-level table with a
-  // 2^16-entry level 1, as Linux caps it), or 2^16 with a linear table.
-  const bool two_level = smmu.config.idr0.get(smmu::Idr0::ST_LEVEL) == smmu::StLevel::two_level;
-  const unsigned usable_bits = std::min(smmu.sid_bits(), two_level ? 24U : 16U);
+  const unsigned usable_bits = smmu.usable_sid_bits();
   VSMMU_TRY_ASSIGN(auto sid, n.number("sid", 0, (1ULL << usable_bits) - 1, bdf.rid()));
   d.sid = static_cast<std::uint32_t>(sid);
   if (!n.has("sid") && bdf.rid() >= (1ULL << usable_bits))
@@ -435,15 +405,10 @@ bool looks_like_path(std::string_view s) {
 
 }  // namespace
 
-Httu SmmuSpec::httu() const {
-  switch (config.idr0.get(smmu::Idr0::HTTU)) {
-    case smmu::Httu::none: return Httu::none;
-    case smmu::Httu::access: return Httu::access;
-    default: return Httu::dirty;
-  }
+unsigned SmmuSpec::usable_sid_bits() const {
+  const smmu::IdFeatures id = features();
+  return std::min(id.sidsize, id.two_level_stream_table() ? 24U : 16U);
 }
-
-std::string Bdf::to_string() const { return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", segment, bus, device, function); }
 
 std::optional<std::size_t> HardwareProfile::find_device(std::string_view name_or_bdf) const {
   for (std::size_t i = 0; i < devices.size(); ++i) {

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "host/bdf.hpp"
 #include "smmu/model/smmu_model.hpp"
+#include "smmu/id_features.hpp"
 #include "smmu/registers.hpp"
 
 namespace vsmmu::host::sim {
@@ -37,8 +39,6 @@ struct KernelProfile {
   bool ats_not_supported_capability = true;
 };
 
-enum class Httu : std::uint8_t { none, access, dirty };
-
 // One physical SMMUv3: its ID registers as the hardware reports them, after the profile's named settings
 // were applied to the base values.
 struct SmmuSpec {
@@ -48,11 +48,10 @@ struct SmmuSpec {
   // arm_smmu_device_iidr_probe); see docs/sim-host.md for the ones the simulated driver knows.
   std::vector<std::string> errata;
 
-  unsigned sid_bits() const { return static_cast<unsigned>(config.idr1.get(smmu::Idr1::SIDSIZE)); }
-  unsigned ssid_bits() const { return static_cast<unsigned>(config.idr1.get(smmu::Idr1::SSIDSIZE)); }
-  unsigned oas_bits() const { return config.idr5.oas_bits(); }
-  bool s2fwb() const { return config.idr3.get(smmu::Idr3::FWB); }
-  Httu httu() const;
+  smmu::IdFeatures features() const { return smmu::IdFeatures::of(config.ids()); }
+  // The StreamID bits the simulated driver's stream table covers: IDR1.SIDSIZE, capped at 2^24 StreamIDs for
+  // a 2-level table (a 2^16-entry level 1, as Linux caps it) and 2^16 for a linear one.
+  unsigned usable_sid_bits() const;
 };
 
 struct RootComplexSpec {
@@ -61,15 +60,6 @@ struct RootComplexSpec {
   std::uint16_t segment = 0;   // PCI segment number
   bool canwbs = false;         // IORT memory access flags: CANWBS (coherent, write-back cacheable, shareable)
   bool ats = false;            // IORT ATS attribute: the root complex supports ATS
-};
-
-struct Bdf {
-  std::uint16_t segment = 0;
-  std::uint8_t bus = 0;
-  std::uint8_t device = 0;     // 0..31
-  std::uint8_t function = 0;   // 0..7
-  std::uint16_t rid() const { return static_cast<std::uint16_t>(bus << 8 | device << 3 | function); }
-  std::string to_string() const;
 };
 
 struct DeviceSpec {

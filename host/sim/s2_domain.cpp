@@ -19,7 +19,7 @@ constexpr std::uint64_t kPoolBytes = 1ULL << 30;
 
 }  // namespace
 
-Result<std::unique_ptr<S2Domain>> S2Domain::create(SmmuDriver& smmu, Options options) {
+Result<std::unique_ptr<S2Domain>> S2Domain::create(ArmSmmuDevice& smmu, Options options) {
   std::unique_ptr<S2Domain> d(new S2Domain(smmu, options));
   VSMMU_TRY_ASSIGN(auto vmid, smmu.alloc_vmid());
   d->vmid_ = vmid;

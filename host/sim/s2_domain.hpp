@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "host/sim/host_memory.hpp"
-#include "host/sim/smmu_driver.hpp"
+#include "host/sim/arm_smmu_device.hpp"
 #include "smmu/ste.hpp"
 #include "smmu/table_builder.hpp"
 
@@ -23,13 +23,13 @@ class S2Domain {
     bool nest_parent = false;
     bool dirty_tracking = false;
   };
-  static Result<std::unique_ptr<S2Domain>> create(SmmuDriver& smmu, Options options);
+  static Result<std::unique_ptr<S2Domain>> create(ArmSmmuDevice& smmu, Options options);
   // Drops the VMID's TLB entries, frees the VMID and the tables.
   ~S2Domain();
   S2Domain(const S2Domain&) = delete;
   S2Domain& operator=(const S2Domain&) = delete;
 
-  SmmuDriver& smmu() const { return smmu_; }
+  ArmSmmuDevice& smmu() const { return smmu_; }
   std::uint16_t vmid() const { return vmid_; }
   bool nest_parent() const { return options_.nest_parent; }
   bool dirty_tracking() const { return options_.dirty_tracking; }
@@ -53,12 +53,12 @@ class S2Domain {
                                     const std::function<void(std::uint64_t, std::uint64_t)>& record);
 
  private:
-  S2Domain(SmmuDriver& smmu, Options options) : smmu_(smmu), options_(options) {}
+  S2Domain(ArmSmmuDevice& smmu, Options options) : smmu_(smmu), options_(options) {}
   // Visits the leaves overlapping [lo, hi) below the table at `table` (level `level`, covering from `base`).
   template <class Fn>
   void walk(std::uint64_t table, int level, std::uint64_t base, std::uint64_t lo, std::uint64_t hi, Fn&& fn);
 
-  SmmuDriver& smmu_;
+  ArmSmmuDevice& smmu_;
   Options options_;
   std::uint16_t vmid_ = 0;
   bool has_vmid_ = false;

@@ -112,11 +112,11 @@ Result<std::unique_ptr<SimHost>> SimHost::create(KernelProfile kernel, HardwareP
   // The simulated physical address space: from 256 MiB to the smallest OAS of the SMMUs (TableBuilder writes
   // output addresses below 2^48 with the 4KB granule).
   unsigned oas = 48;
-  for (const auto& s : hardware.smmus) oas = std::min(oas, s.oas_bits());
+  for (const auto& s : hardware.smmus) oas = std::min(oas, s.features().oas_bits());
   auto state = std::make_unique<State>(std::move(kernel), std::move(hardware), 256ULL << 20, 1ULL << oas);
   State& st = *state;
   for (const auto& spec : st.hw.smmus) {
-    VSMMU_TRY_ASSIGN(auto d, SmmuDriver::probe(spec, st.mem));
+    VSMMU_TRY_ASSIGN(auto d, ArmSmmuDevice::probe(spec, st.mem));
     st.smmus.push_back(std::move(d));
   }
   st.bound.assign(st.hw.devices.size(), std::nullopt);

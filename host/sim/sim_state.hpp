@@ -16,7 +16,7 @@
 #include "host/sim/host_memory.hpp"
 #include "host/sim/s2_domain.hpp"
 #include "host/sim/sim_host.hpp"
-#include "host/sim/smmu_driver.hpp"
+#include "host/sim/arm_smmu_device.hpp"
 #include "host/sim/veventq.hpp"
 
 namespace vsmmu::host::sim {
@@ -112,7 +112,7 @@ struct SimHost::State {
   HardwareProfile hw;
   mutable std::mutex mu;
   HostMemory mem;
-  std::vector<std::unique_ptr<SmmuDriver>> smmus;
+  std::vector<std::unique_ptr<ArmSmmuDevice>> smmus;
   std::map<ObjectId, Body> objects;
   std::vector<std::optional<DeviceId>> bound;   // by device spec
   std::vector<smmu::Ste> installed;             // the physical STE of each device spec
@@ -141,7 +141,7 @@ struct SimHost::State {
 
   const DeviceSpec& spec_of(const DeviceObj& d) const { return hw.devices[d.spec]; }
   std::size_t smmu_of_spec(std::size_t spec) const { return hw.root_complexes[hw.devices[spec].root_complex].smmu; }
-  SmmuDriver& smmu_of(const DeviceObj& d) { return *smmus[smmu_of_spec(d.spec)]; }
+  ArmSmmuDevice& smmu_of(const DeviceObj& d) { return *smmus[smmu_of_spec(d.spec)]; }
   std::string describe_device(const DeviceObj& d, ObjectId id) const;
   // Whether ATS is usable for the device: its capability, its root complex's and the SMMU's.
   bool ats_capable(const DeviceObj& d) const;

@@ -1,10 +1,12 @@
 // What a driver makes of an SMMU's ID registers, the way Linux's arm_smmu_device_hw_probe reads them
-// (IHI 0070 6.3.1-6.3.6), and the refusals for an SMMU it cannot drive.
+// (IHI 0070 6.3.1-6.3.6): the driver's names for the fields smmu::IdFeatures decodes, and the refusals for an
+// SMMU it cannot drive.
 #pragma once
 
 #include <cstdint>
 
 #include "base/error.hpp"
+#include "smmu/id_features.hpp"
 #include "smmu/mmio.hpp"
 #include "smmu/registers.hpp"
 #include "smmu/translation_table.hpp"
@@ -12,32 +14,27 @@
 namespace vsmmu::smmu::driver {
 
 struct Features {
-  Idr0 idr0;
-  Idr1 idr1;
-  Idr3 idr3;
-  Idr5 idr5;
+  IdFeatures id;  // IDR0, IDR1, IDR3 and IDR5 as read at probe (IDR2, IDR4, IIDR and AIDR are not read)
 
-  bool stage1() const { return idr0.get(Idr0::S1P); }
-  bool stage2() const { return idr0.get(Idr0::S2P); }
-  bool hyp() const { return idr0.get(Idr0::Hyp); }
-  bool two_level_strtab() const { return idr0.get(Idr0::ST_LEVEL) == StLevel::two_level; }
-  bool two_level_cd() const { return idr0.get(Idr0::CD2L); }
-  bool range_inv() const { return idr3.get(Idr3::RIL); }
-  bool ats() const { return idr0.get(Idr0::ATS); }
-  bool msi() const { return idr0.get(Idr0::MSI); }
-  bool attr_types_ovr() const { return idr1.get(Idr1::ATTR_TYPES_OVR); }
+  bool stage1() const { return id.s1p; }
+  bool stage2() const { return id.s2p; }
+  bool hyp() const { return id.hyp; }
+  bool two_level_strtab() const { return id.two_level_stream_table(); }
+  bool two_level_cd() const { return id.cd2l; }
+  bool range_inv() const { return id.ril; }
+  bool ats() const { return id.ats; }
+  bool msi() const { return id.msi; }
+  bool attr_types_ovr() const { return id.attr_types_ovr; }
   // ARM_SMMU_FEAT_STALLS: stalls possible and not forced, so a driver that does not want them sets S1STALLD.
-  bool stalls() const { return idr0.get(Idr0::STALL_MODEL) == StallModel::stall_and_terminate; }
-  unsigned sid_bits() const { return static_cast<unsigned>(idr1.get(Idr1::SIDSIZE)); }
-  unsigned ssid_bits() const { return static_cast<unsigned>(idr1.get(Idr1::SSIDSIZE)); }
-  unsigned cmdq_log2() const { return static_cast<unsigned>(idr1.get(Idr1::CMDQS)); }
-  unsigned eventq_log2() const { return static_cast<unsigned>(idr1.get(Idr1::EVENTQS)); }
-  unsigned asid_bits() const { return idr0.get(Idr0::ASID16) ? 16 : 8; }
-  unsigned vmid_bits() const { return idr0.get(Idr0::VMID16) ? 16 : 8; }
-  unsigned oas_bits() const { return idr5.oas_bits(); }
-  bool granule(Granule g) const {
-    return g == Granule::k4K ? idr5.get(Idr5::GRAN4K) : g == Granule::k16K ? idr5.get(Idr5::GRAN16K) : idr5.get(Idr5::GRAN64K);
-  }
+  bool stalls() const { return id.stall_model == StallModel::stall_and_terminate; }
+  unsigned sid_bits() const { return id.sidsize; }
+  unsigned ssid_bits() const { return id.ssidsize; }
+  unsigned cmdq_log2() const { return id.cmdqs; }
+  unsigned eventq_log2() const { return id.eventqs; }
+  unsigned asid_bits() const { return id.asid_bits(); }
+  unsigned vmid_bits() const { return id.vmid_bits(); }
+  unsigned oas_bits() const { return id.oas_bits(); }
+  bool granule(Granule g) const { return id.granule(g); }
 };
 
 // Reads IDR0, IDR1, IDR3 and IDR5 and refuses, one reason each (ENXIO, as Linux's probe fails): no

@@ -150,21 +150,21 @@ TEST(NestingProbe, DecodesThePhysicalIdRegisters) {
   const auto nic = probe_device(*h, "nic0");
   const auto gpu = probe_device(*h, "gpu0");
   ASSERT_TRUE(nic.features && gpu.features);
-  const auto& a = *nic.features;
-  EXPECT_TRUE(a.stage1 && a.stage2 && a.s2fwb && a.ril && a.ats && a.coherent);
+  const auto& a = nic.features->id;
+  EXPECT_TRUE(a.s1p && a.s2p && a.fwb && a.ril && a.ats && a.cohacc);
   EXPECT_EQ(a.httu, smmu::Httu::access_dirty);
-  EXPECT_EQ(a.sid_bits, 16U);
-  EXPECT_EQ(a.ssid_bits, 20U);
-  EXPECT_EQ(a.oas_bits, 48U);
+  EXPECT_EQ(a.sidsize, 16U);
+  EXPECT_EQ(a.ssidsize, 20U);
+  EXPECT_EQ(a.oas_bits(), 48U);
   EXPECT_TRUE(a.gran4k && a.gran16k && a.gran64k);
-  EXPECT_EQ(a.arch_minor, 2U);
-  const auto& b = *gpu.features;
-  EXPECT_FALSE(b.s2fwb || b.ril || b.ats || b.gran16k);
+  EXPECT_EQ(a.arch_minor_rev, 2U);
+  const auto& b = gpu.features->id;
+  EXPECT_FALSE(b.fwb || b.ril || b.ats || b.gran16k);
   EXPECT_EQ(b.httu, smmu::Httu::none);
-  EXPECT_EQ(b.ssid_bits, 8U);
-  EXPECT_EQ(b.oas_bits, 44U);
-  EXPECT_EQ(b.arch_minor, 1U);
-  expect_in(a.summary(), "stage 1+2, S2FWB, HTTU dirty, RIL, ATS, SIDSIZE 16, SSIDSIZE 20, OAS 48, granules 4K 16K 64K");
+  EXPECT_EQ(b.ssidsize, 8U);
+  EXPECT_EQ(b.oas_bits(), 44U);
+  EXPECT_EQ(b.arch_minor_rev, 1U);
+  expect_in(nic.features->summary(), "stage 1+2, S2FWB, HTTU dirty, RIL, ATS, SIDSIZE 16, SSIDSIZE 20, OAS 48, granules 4K 16K 64K");
 }
 
 // iommu_hw_info_arm_smmuv3.flags bit 0 (Linux 7.3): TLBI/CFGI + CMD_SYNC must be issued twice. The simulated

@@ -1,9 +1,11 @@
-// The simulated host's arm-smmu-v3 driver for one physical SMMU: it probes the SMMU's ID registers as Linux
-// does (features, errata from the IIDR), brings the model up through its registers (smmu/driver's SmmuDriver: stream
-// table, command and event queues in host memory), installs STEs followed by CFGI_STE + CMD_SYNC, issues
-// command lists the way arm_smmu_cmdq_issue_cmdlist does (a command the SMMU rejects is replaced by a
-// CMD_SYNC and logged, as arm_smmu_cmdq_skip_err does), performs stage-2 TLB maintenance, and collects the
-// event records its event-queue interrupt announces.
+// ArmSmmuDevice: the simulated host's instance of the kernel's arm-smmu-v3 driver for one physical SMMU (Linux's
+// struct arm_smmu_device, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.h) - not the guest-side scripted driver
+// smmu::driver::SmmuDriver, which it uses to bring the model up. It probes the SMMU's ID registers as Linux does
+// (features, errata from the IIDR), brings the model up through its registers (stream table, command and event
+// queues in host memory), installs STEs followed by CFGI_STE + CMD_SYNC, issues command lists the way
+// arm_smmu_cmdq_issue_cmdlist does (a command the SMMU rejects is replaced by a CMD_SYNC and logged, as
+// arm_smmu_cmdq_skip_err does), performs stage-2 TLB maintenance, and collects the event records its
+// event-queue interrupt announces.
 #pragma once
 
 #include <atomic>
@@ -50,12 +52,12 @@ struct SmmuFeatures {
   bool dbm_capable() const { return hd && coherent; }
 };
 
-class SmmuDriver {
+class ArmSmmuDevice {
  public:
-  static Result<std::unique_ptr<SmmuDriver>> probe(const SmmuSpec& spec, HostMemory& mem);
-  ~SmmuDriver();
-  SmmuDriver(const SmmuDriver&) = delete;
-  SmmuDriver& operator=(const SmmuDriver&) = delete;
+  static Result<std::unique_ptr<ArmSmmuDevice>> probe(const SmmuSpec& spec, HostMemory& mem);
+  ~ArmSmmuDevice();
+  ArmSmmuDevice(const ArmSmmuDevice&) = delete;
+  ArmSmmuDevice& operator=(const ArmSmmuDevice&) = delete;
 
   const SmmuSpec& spec() const { return spec_; }
   const SmmuFeatures& features() const { return features_; }
@@ -89,7 +91,7 @@ class SmmuDriver {
   std::uint64_t command_errors() const { return command_errors_; }
 
  private:
-  SmmuDriver(const SmmuSpec& spec, HostMemory& mem) : spec_(spec), mem_(mem) {}
+  ArmSmmuDevice(const SmmuSpec& spec, HostMemory& mem) : spec_(spec), mem_(mem) {}
 
   SmmuSpec spec_;
   SmmuFeatures features_;

@@ -1,11 +1,11 @@
-#include "host/sim/smmu_driver.hpp"
+#include "host/sim/arm_smmu_device.hpp"
 
 #include <algorithm>
 
 #include "base/try.hpp"
 #include "smmu/format.hpp"
 #include "base/log.hpp"
-#include "smmu/registers.hpp"
+#include "smmu/id_features.hpp"
 
 namespace vsmmu::host::sim {
 
@@ -27,32 +27,31 @@ constexpr std::uint64_t kDriverRamBytes = 32ULL << 20;
 bool has(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
 SmmuFeatures probe_features(const SmmuSpec& spec) {
-  using smmu::Idr0;
-  using smmu::Idr3;
+  // arm_smmu_device_hw_probe: the ARM_SMMU_FEAT_* flags and sizes from the decoded ID registers.
+  const smmu::IdFeatures id = spec.features();
   SmmuFeatures f;
-  f.trans_s1 = spec.config.idr0.get(Idr0::S1P);
-  f.trans_s2 = spec.config.idr0.get(Idr0::S2P);
-  f.coherent = spec.config.idr0.get(Idr0::COHACC);
-  const auto httu = spec.config.idr0.get(Idr0::HTTU);
-  f.ha = httu != smmu::Httu::none;
-  f.hd = httu == smmu::Httu::access_dirty || httu == smmu::Httu::access_dirty_table;
-  f.s2fwb = spec.config.idr3.get(Idr3::FWB);
-  f.range_inv = spec.config.idr3.get(Idr3::RIL);
-  f.ats = spec.config.idr0.get(Idr0::ATS);
-  f.vmid_bits = spec.config.idr0.get(Idr0::VMID16) ? 16 : 8;
-  f.asid_bits = spec.config.idr0.get(Idr0::ASID16) ? 16 : 8;
-  f.ssid_bits = spec.ssid_bits();
-  f.oas_bits = spec.oas_bits();
+  f.trans_s1 = id.s1p;
+  f.trans_s2 = id.s2p;
+  f.coherent = id.cohacc;
+  f.ha = id.httu_access();
+  f.hd = id.httu_dirty();
+  f.s2fwb = id.fwb;
+  f.range_inv = id.ril;
+  f.ats = id.ats;
+  f.vmid_bits = id.vmid_bits();
+  f.asid_bits = id.asid_bits();
+  f.ssid_bits = id.ssidsize;
+  f.oas_bits = id.oas_bits();
   f.ias_bits = f.oas_bits;
   f.nesting = f.trans_s1 && f.trans_s2;
   if (!f.nesting) f.nesting_off = f.trans_s1 ? "IDR0.S2P is 0 (no stage 2)" : "IDR0.S1P is 0 (no stage 1)";
 
   // arm_smmu_device_iidr_probe: the errata the IIDR implies, and those the profile lists.
   std::vector<std::string> errata = spec.errata;
-  if (spec.config.iidr.get(smmu::Iidr::Implementer) == kImplementerArm) {
-    const auto product = spec.config.iidr.get(smmu::Iidr::ProductID);
-    const auto variant = spec.config.iidr.get(smmu::Iidr::Variant);
-    const auto revision = spec.config.iidr.get(smmu::Iidr::Revision);
+  if (id.implementer == kImplementerArm) {
+    const auto product = id.product_id;
+    const auto variant = id.variant;
+    const auto revision = id.revision;
     if (product == kProductMmu600 && variant < 2 && !has(errata, "1209401")) errata.push_back("1209401");
     if (product == kProductMmu700) {
       if (!has(errata, "2812531")) errata.push_back("2812531");
@@ -85,8 +84,8 @@ std::uint64_t vste_allowed_mask(unsigned word) {
   return 0;
 }
 
-Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, HostMemory& mem) {
-  std::unique_ptr<SmmuDriver> d(new SmmuDriver(spec, mem));
+Result<std::unique_ptr<ArmSmmuDevice>> ArmSmmuDevice::probe(const SmmuSpec& spec, HostMemory& mem) {
+  std::unique_ptr<ArmSmmuDevice> d(new ArmSmmuDevice(spec, mem));
   d->features_ = probe_features(spec);
 
   auto model = smmu::model::SmmuModel::create(mem.memory(), spec.config);
@@ -107,8 +106,7 @@ Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, Host
   smmu::driver::Options options;
   options.name = fmt::format("SMMU \"{}\"", spec.name);
   // A linear table of at most 2^16 STEs (4MB); a 2-level one of at most 2^16 level-1 descriptors.
-  const bool two_level = spec.config.idr0.get(smmu::Idr0::ST_LEVEL) == smmu::StLevel::two_level;
-  options.sid_bits = std::min(spec.sid_bits(), two_level ? 24U : 16U);
+  options.sid_bits = spec.usable_sid_bits();
   options.eventq_log2 = 8;
   options.skip_command_errors = true;  // arm_smmu_cmdq_skip_err: logged and replaced by CMD_SYNC
   auto drv = smmu::driver::SmmuDriver::start(*d->model_, mem.memory(), *d->ram_alloc_, options);
@@ -120,19 +118,19 @@ Result<std::unique_ptr<SmmuDriver>> SmmuDriver::probe(const SmmuSpec& spec, Host
   return d;
 }
 
-SmmuDriver::~SmmuDriver() {
+ArmSmmuDevice::~ArmSmmuDevice() {
   driver_.reset();
   model_.reset();
   if (ram_) mem_.remove(ram_pa_);
 }
 
-Result<void> SmmuDriver::install_ste(std::uint32_t sid, const smmu::Ste& ste) {
+Result<void> ArmSmmuDevice::install_ste(std::uint32_t sid, const smmu::Ste& ste) {
   VSMMU_TRY(driver_->write_ste(sid, ste));
   const std::array cmd{smmu::driver::cmd_cfgi_ste(sid)};
   return issue_cmdlist(cmd, true);
 }
 
-Result<void> SmmuDriver::issue_cmdlist(std::span<const smmu::Command> cmds, bool sync) {
+Result<void> ArmSmmuDevice::issue_cmdlist(std::span<const smmu::Command> cmds, bool sync) {
   if (cmds.empty() && !sync) return {};
   commands_ += cmds.size() + (sync ? 1 : 0);
   for (const auto& c : cmds) syncs_ += c.get(smmu::Command::Opcode) == smmu::Opcode::CMD_SYNC ? 1 : 0;
@@ -144,7 +142,7 @@ Result<void> SmmuDriver::issue_cmdlist(std::span<const smmu::Command> cmds, bool
   return r;
 }
 
-Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
+Result<void> ArmSmmuDevice::issue_batched(std::span<const smmu::Command> cmds) {
   const std::size_t batch = features_.force_sync ? kBatchEntries - 1 : kBatchEntries;
   std::size_t at = 0;
   do {
@@ -156,12 +154,12 @@ Result<void> SmmuDriver::issue_batched(std::span<const smmu::Command> cmds) {
   return {};
 }
 
-Result<void> SmmuDriver::tlb_inv_vmid(std::uint16_t vmid) {
+Result<void> ArmSmmuDevice::tlb_inv_vmid(std::uint16_t vmid) {
   const std::array cmd{smmu::driver::cmd_tlbi_s12_vmall(vmid)};
   return issue_cmdlist(cmd, true);
 }
 
-Result<void> SmmuDriver::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova, std::uint64_t size, bool nest_parent) {
+Result<void> ArmSmmuDevice::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova, std::uint64_t size, bool nest_parent) {
   using smmu::Command;
   if (size == 0) return {};
   std::vector<Command> cmds;
@@ -182,7 +180,7 @@ Result<void> SmmuDriver::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova
   return {};
 }
 
-Result<std::uint16_t> SmmuDriver::alloc_vmid() {
+Result<std::uint16_t> ArmSmmuDevice::alloc_vmid() {
   // ida_alloc_range(&smmu->vmid_map, 1, (1 << vmid_bits) - 1): VMID 0 is left for bypass and abort.
   const std::uint32_t limit = 1U << features_.vmid_bits;
   for (std::uint32_t v = 1; v < limit; ++v)
@@ -193,9 +191,9 @@ Result<std::uint16_t> SmmuDriver::alloc_vmid() {
   return fail(ENOSPC, kWhere, "SMMU \"{}\": all {} VMIDs are in use; destroy a paging HWPT first", spec_.name, limit - 1);
 }
 
-void SmmuDriver::free_vmid(std::uint16_t vmid) { vmids_.erase(vmid); }
+void ArmSmmuDevice::free_vmid(std::uint16_t vmid) { vmids_.erase(vmid); }
 
-std::vector<smmu::Event> SmmuDriver::take_events() {
+std::vector<smmu::Event> ArmSmmuDevice::take_events() {
   if (!eventq_irq_->exchange(false)) return {};
   auto events = driver_->drain_events();
   if (!events) {
