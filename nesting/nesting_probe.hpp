@@ -44,12 +44,12 @@ struct SmmuFeatures {
 // Fails (EOPNOTSUPP) when the hw_info is not an ARM SMMUv3's.
 Result<SmmuFeatures> decode_features(const host::HwInfo& hw);
 
-enum class Verdict {
+enum class NestingVerdict {
   possible,      // every step of a nested setup succeeded
   not_possible,  // the host refused a step for a reason that will not go away by retrying
   unknown,       // a step failed for a transient reason (ENOMEM, ...): run the probe again
 };
-const char* to_string(Verdict v);  // "possible", "not_possible", "unknown"
+const char* to_string(NestingVerdict v);  // "possible", "not_possible", "unknown"
 
 // One host call the probe made, and the host's answer.
 struct ProbeStep {
@@ -65,7 +65,7 @@ struct DirtyTracking {
 struct DeviceReport {
   std::string device;                         // as given: cdev path, BDF, or profile name
   host::DeviceLocation location;
-  Verdict verdict = Verdict::unknown;
+  NestingVerdict verdict = NestingVerdict::unknown;
   std::string reason;                         // empty when possible: the refusal, explained
   std::string advice;                         // what to do about it, when something can be done
   std::vector<ProbeStep> steps;               // in order, up to and including the first failure
