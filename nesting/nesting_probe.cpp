@@ -50,8 +50,8 @@ bool arm_product(const SmmuFeatures& f, std::uint32_t product) {
   return f.implementer == kImplementerArm && f.product == product;
 }
 
-// Why the kernel refused a step, from what the ID registers and the location tell (kernel-uapi.md, "arm-smmu-v3
-// nesting rules"); fills reason and advice.
+// Why the kernel refused a step, from what the ID registers and the location tell
+// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c; docs/kernel-rules.md); fills reason and advice.
 void explain(DeviceReport& r, const std::string& step, const Error& e) {
   const auto& f = r.features;
   const std::string smmu = r.location.smmu.empty() ? "the SMMU" : fmt::format("SMMU {}", r.location.smmu);

@@ -1,7 +1,8 @@
 // `vsmmu probe`'s assessment, reusable by the daemon: can this host give a VM a nested SMMUv3, for which
 // devices, and if not, exactly why. It reads the physical SMMU's ID registers (GET_HW_INFO), and then proves
 // nesting by doing it through the Host seam - IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE, an abort
-// nested HWPT attached - because the kernel's answer (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules")
+// nested HWPT attached - because the kernel's answer (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c,
+// arm_smmu_get_viommu_size; docs/kernel-rules.md, "vIOMMU allocation")
 // depends on things the registers do not show: errata, the IORT's CANWBS, the kernel's configuration. Every
 // object it makes is owned by an RAII handle (host/handles.hpp), so each device is left unbound and
 // the host holds nothing afterwards, whatever failed.

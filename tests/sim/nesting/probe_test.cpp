@@ -1,7 +1,7 @@
-// The nesting probe on the simulated host's profiles: its verdicts follow the kernel's rules for
-// IOMMU_VIOMMU_ALLOC and IOMMU_HWPT_ALLOC (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules"), it decodes
-// the ID registers as IHI 0070 6.3 defines them, and it leaves nothing behind, even when a call fails midway
-// (the iommufd selftests' fail_nth).
+// The nesting probe on the simulated host's profiles: its verdicts follow the kernel's rules for IOMMU_VIOMMU_ALLOC
+// and IOMMU_HWPT_ALLOC (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c; docs/kernel-rules.md), it decodes the
+// ID registers as IHI 0070 6.3 defines them, and it leaves nothing behind, even when a call fails midway (the
+// iommufd selftests' fail_nth).
 #include <gtest/gtest.h>
 
 #include <algorithm>

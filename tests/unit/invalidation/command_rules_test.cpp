@@ -1,6 +1,6 @@
-// Classification and validation of guest commands on a stage-1-only vSMMU. The forwarded set is the one the
-// kernel's arm_vsmmu_convert_user_cmd accepts (reference/kernel-uapi.md); field rules mirror the stricter
-// per-opcode validation in flight upstream and IHI 0070 chapter 4.
+// Classification and validation of guest commands on a stage-1-only vSMMU. The forwarded set is the one the kernel's
+// arm_vsmmu_convert_user_cmd accepts (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c); field rules mirror the
+// stricter per-opcode validation proposed upstream (docs/kernel-rules.md) and IHI 0070 chapter 4.
 #include <gtest/gtest.h>
 
 #include "invalidation/command_rules.hpp"
