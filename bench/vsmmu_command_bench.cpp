@@ -1,4 +1,4 @@
-// The hot path of DESIGN.md ("a guest unmaps a buffer"), guest command queue to host (docs/performance.md,
+// The hot path - a guest unmaps a buffer - from the guest command queue to the host (docs/performance.md,
 // "Guest command queue to host"): a GuestHarness on the default simulated host (nic0 as vSID 0x10, attached to
 // a stage-1 address space) whose guest has written commands into its command queue in guest RAM; what is timed
 // is each CMDQ_PROD write and everything the VirtualSmmu does under it: read the commands from guest RAM, plan

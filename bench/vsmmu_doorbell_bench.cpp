@@ -1,7 +1,7 @@
 // The worst case of ONE guest MMIO write (docs/performance.md, "One doorbell, worst case"): a hostile guest
 // fills a 2^16-entry command queue and writes CMDQ_PROD once. What is timed is that single write: everything
-// the VirtualSmmu does under its lock before the write returns, which is how long the VMM thread (or vsmmud's
-// strand) that forwarded the write is held. The guest's queue writes and the work left for later (drained
+// the VirtualSmmu does under its lock before the write returns, which is how long the VMM thread that
+// forwarded the write is held. The guest's queue writes and the work left for later (drained
 // afterwards with process_events(), as a VMM's poll loop does) are not timed.
 // Scenarios (two translating devices, nic0 and nic1, behind one vIOMMU):
 // - cfgi_all: 32767 CFGI_ALL and a CMD_SYNC - every command re-reads every stream's STE; none changed;

@@ -1,4 +1,4 @@
-// The host seam: everything above it (VirtualSmmu, the service, the tools) talks to the host's IOMMU through
+// The host seam: everything above it (VirtualSmmu, the nesting probe, the tools) talks to the host's IOMMU through
 // this interface, unchanged whether a real kernel (kernel/: iommufd + VFIO cdev ioctls) or the simulated
 // host (sim/: the kernel's rules over smmu/model) is underneath. It is shaped like the iommufd uAPI: objects
 // with ids, requests with the kernel's fields, the kernel's errnos in every error.

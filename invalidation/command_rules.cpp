@@ -9,7 +9,7 @@ namespace vsmmu::invalidation {
 using smmu::Command;
 using smmu::Opcode;
 
-Verdict classify(const Command& cmd, const AdvertisedFeatures& f) {
+CommandClass classify(const Command& cmd, const AdvertisedFeatures& f) {
   if (std::string problem = smmu::command_problem(cmd, f); !problem.empty())
     return {Disposition::illegal, std::move(problem)};
   switch (cmd.get(Command::Opcode)) {

@@ -29,12 +29,13 @@ enum class Disposition : std::uint8_t {
   illegal,        // CERROR_ILL
 };
 
-struct Verdict {
+// What classify() decides for one guest command: where it goes, and for an illegal one, why.
+struct CommandClass {
   Disposition disposition = Disposition::illegal;
   std::string reason;  // for illegal: which rule, readable (logged, shown by tools)
 };
 
-Verdict classify(const smmu::Command& cmd, const AdvertisedFeatures& features);
+CommandClass classify(const smmu::Command& cmd, const AdvertisedFeatures& features);
 
 // The stream IDs a CFGI_STE / CFGI_STE_RANGE / CFGI_ALL names: 2^(Range+1) STEs from SID aligned down
 // (IHI 0070 4.3.2); CFGI_STE names one.

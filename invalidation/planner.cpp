@@ -21,7 +21,7 @@ const Plan& Planner::plan(std::span<const Command> commands, const AdvertisedFea
     const Command& c = commands[i];
     const auto index = static_cast<std::uint32_t>(first_index + i);
     ++out.stats.commands;
-    Verdict v = classify(c, features);
+    CommandClass v = classify(c, features);
     if (v.disposition == Disposition::forward) {
       forward(c, index, options);
       continue;

@@ -70,7 +70,8 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   Refusals r;
   GuestIdRegisters g;
 
-  // IDR0: stage 1 only, AArch64 tables, coherent walks; no HTTU/BTM for nesting (kernel-uapi.md).
+  // IDR0: stage 1 only, AArch64 tables, coherent walks; no HTTU/BTM for nesting (include/uapi/linux/iommufd.h,
+  // struct iommu_hw_info_arm_smmuv3).
   const bool ats = at_most(r, "ATS", w.ats, h.ats && !(hw.capabilities & host::uapi::kCapPciAtsNotSupported), false);
   const StLevel st_level = equal_to(r, "ST_LEVEL", w.st_level, h.st_level);
   TtEndian endian = w.tt_endian.value_or(h.ttendian == TtEndian::mixed ? TtEndian::little : h.ttendian);

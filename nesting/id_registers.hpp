@@ -1,8 +1,9 @@
 // The vSMMU's ID registers: what the guest's SMMUv3 driver sees, derived from the physical SMMU's
 // (IOMMU_GET_HW_INFO) and the VMM's wishes. The vSMMU is stage-1 only (the host owns stage 2). Every field the
 // guest may rely on must be something the physical SMMU really does through nesting, so a wish the host cannot
-// honour is refused, one precise line per incompatibility (peers.md: QEMU's smmuv3-accel checks; kernel-uapi.md:
-// "The VMM may rely only on ...").
+// honour is refused, one precise line per incompatibility, as QEMU's hw/arm/smmuv3-accel.c does. The fields the
+// VMM may rely on are those include/uapi/linux/iommufd.h lists for struct iommu_hw_info_arm_smmuv3
+// (docs/kernel-rules.md, "GET_HW_INFO").
 #pragma once
 
 #include <cstdint>

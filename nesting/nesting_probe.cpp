@@ -50,8 +50,8 @@ bool arm_product(const SmmuFeatures& f, std::uint32_t product) {
   return f.id.implementer == kImplementerArm && f.id.product_id == product;
 }
 
-// Why the kernel refused a step, from what the ID registers and the location tell (kernel-uapi.md, "arm-smmu-v3
-// nesting rules"); fills reason and advice.
+// Why the kernel refused a step, from what the ID registers and the location tell
+// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c; docs/kernel-rules.md); fills reason and advice.
 void explain(DeviceReport& r, const std::string& step, const Error& e) {
   const auto& f = r.features;
   const std::string smmu = r.location.smmu.empty() ? "the SMMU" : fmt::format("SMMU {}", r.location.smmu);
@@ -102,12 +102,12 @@ void explain(DeviceReport& r, const std::string& step, const Error& e) {
 void conclude(DeviceReport& r) {
   const auto failed = std::find_if(r.steps.begin(), r.steps.end(), [](const ProbeStep& s) { return s.error.has_value(); });
   if (failed == r.steps.end()) {
-    r.verdict = Verdict::possible;
+    r.verdict = NestingVerdict::possible;
     return;
   }
-  r.verdict = transient(failed->error->err) ? Verdict::unknown : Verdict::not_possible;
+  r.verdict = transient(failed->error->err) ? NestingVerdict::unknown : NestingVerdict::not_possible;
   explain(r, failed->name, *failed->error);
-  if (r.verdict == Verdict::unknown) r.advice = "a transient failure, not a property of the host: run the probe again";
+  if (r.verdict == NestingVerdict::unknown) r.advice = "a transient failure, not a property of the host: run the probe again";
 }
 
 // IOMMU_HWPT_ALLOC with `flags` on the IOAS, destroyed at once: whether this kernel and SMMU accept it.
@@ -241,18 +241,18 @@ Result<SmmuFeatures> decode_features(const host::HwInfo& hw) {
   return f;
 }
 
-const char* to_string(Verdict v) {
+const char* to_string(NestingVerdict v) {
   switch (v) {
-    case Verdict::possible: return "possible";
-    case Verdict::not_possible: return "not_possible";
-    case Verdict::unknown: break;
+    case NestingVerdict::possible: return "possible";
+    case NestingVerdict::not_possible: return "not_possible";
+    case NestingVerdict::unknown: break;
   }
   return "unknown";
 }
 
 std::size_t ProbeReport::possible() const {
   return static_cast<std::size_t>(
-      std::count_if(devices.begin(), devices.end(), [](const DeviceReport& d) { return d.verdict == Verdict::possible; }));
+      std::count_if(devices.begin(), devices.end(), [](const DeviceReport& d) { return d.verdict == NestingVerdict::possible; }));
 }
 
 DeviceReport probe_device(host::Host& host, const std::string& device) {
@@ -308,7 +308,7 @@ ProbeReport probe(host::Host& host, const std::vector<std::string>& devices) {
   }
   for (auto& g : report.smmus) {
     const bool any = std::any_of(g.devices.begin(), g.devices.end(),
-                                 [&](std::size_t i) { return report.devices[i].verdict == Verdict::possible; });
+                                 [&](std::size_t i) { return report.devices[i].verdict == NestingVerdict::possible; });
     g.guest = any ? derive_id_registers(g.hw_info, VsmmuWishes{}, fmt::format("a vSMMU on {}", g.name))
                   : fail(EOPNOTSUPP, kWhere, "no vSMMU: no device behind {} can nest", g.name);
   }

@@ -1,7 +1,8 @@
 // `vsmmu probe`'s assessment, reusable by the daemon: can this host give a VM a nested SMMUv3, for which
 // devices, and if not, exactly why. It reads the physical SMMU's ID registers (GET_HW_INFO), and then proves
 // nesting by doing it through the Host seam - IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE, an abort
-// nested HWPT attached - because the kernel's answer (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules")
+// nested HWPT attached - because the kernel's answer (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c,
+// arm_smmu_get_viommu_size; docs/kernel-rules.md, "vIOMMU allocation")
 // depends on things the registers do not show: errata, the IORT's CANWBS, the kernel's configuration. Every
 // object it makes is owned by an RAII handle (host/handles.hpp), so each device is left unbound and
 // the host holds nothing afterwards, whatever failed.
@@ -36,12 +37,12 @@ struct SmmuFeatures {
 // Fails (EOPNOTSUPP) when the hw_info is not an ARM SMMUv3's.
 Result<SmmuFeatures> decode_features(const host::HwInfo& hw);
 
-enum class Verdict {
+enum class NestingVerdict {
   possible,      // every step of a nested setup succeeded
   not_possible,  // the host refused a step for a reason that will not go away by retrying
   unknown,       // a step failed for a transient reason (ENOMEM, ...): run the probe again
 };
-const char* to_string(Verdict v);  // "possible", "not_possible", "unknown"
+const char* to_string(NestingVerdict v);  // "possible", "not_possible", "unknown"
 
 // One host call the probe made, and the host's answer.
 struct ProbeStep {
@@ -57,7 +58,7 @@ struct DirtyTracking {
 struct DeviceReport {
   std::string device;                         // as given: cdev path, BDF, or profile name
   host::DeviceLocation location;
-  Verdict verdict = Verdict::unknown;
+  NestingVerdict verdict = NestingVerdict::unknown;
   std::string reason;                         // empty when possible: the refusal, explained
   std::string advice;                         // what to do about it, when something can be done
   std::vector<ProbeStep> steps;               // in order, up to and including the first failure

@@ -1,6 +1,6 @@
 // What a VMM holds of one vSMMU: the guest's MMIO accesses go in, host events are serviced into the guest's
-// event queue, figures come out. VirtualSmmu implements it in process; a vsmmud client implements the same
-// over its socket, so a VMM (and the demo) is written once against this.
+// event queue, figures come out. VirtualSmmu implements it in process; a VMM (and the demo) is written against
+// this, so another implementation (out of process, say) would need no change in the VMM.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,7 @@
-// The vsmmu command's subcommands. Each lives in its own file (tools/<name>_command.cpp) and is listed
-// once in kCommands (tools/main.cpp).
+// The commands of the vsmmu CLI (`vsmmu probe`, `vsmmu iort`, ...): CliCommand, not to be confused with
+// smmu::Command, an entry of an SMMU command queue. Each lives in its own file (tools/<name>_command.cpp) and
+// is listed once in kCliCommands (tools/main.cpp); the `check` of `vsmmu iort check` is a Subcommand
+// (tools/subcommands.hpp).
 #pragma once
 
 #include <span>
@@ -7,13 +9,14 @@
 
 namespace vsmmu::tools {
 
-// args excludes the program name and the subcommand itself. Returns the process exit code.
-using CommandFn = int (*)(std::span<const std::string_view> args);
+// What runs a CliCommand or a Subcommand. args excludes the program name and the (sub)command's own name.
+// Returns the process exit code.
+using CliFn = int (*)(std::span<const std::string_view> args);
 
-struct Command {
+struct CliCommand {
   std::string_view name;
   std::string_view summary;
-  CommandFn run;
+  CliFn run;
 };
 
 int demo_command(std::span<const std::string_view> args);

@@ -10,17 +10,17 @@
 namespace vsmmu::tools {
 namespace {
 
-constexpr std::array kCommands = {
-    Command{"probe", "can this host give a VM a nested SMMUv3, for which devices, and if not, exactly why",
-            probe_command},
-    Command{"demo", "a VM with a nested vSMMU on the simulated host: probe, mappings, DMA, invalidation, a fault", demo_command},
-    Command{"iort", "check a host IORT for nesting (CANWBS); generate a guest IORT; patch in CANWBS", iort_command},
-    Command{"dt", "add a vSMMU to a guest device tree; check a host device tree's SMMUv3 nodes", dt_command},
+constexpr std::array kCliCommands = {
+    CliCommand{"probe", "can this host give a VM a nested SMMUv3, for which devices, and if not, exactly why",
+               probe_command},
+    CliCommand{"demo", "a VM with a nested vSMMU on the simulated host: probe, mappings, DMA, invalidation, a fault", demo_command},
+    CliCommand{"iort", "check a host IORT for nesting (CANWBS); generate a guest IORT; patch in CANWBS", iort_command},
+    CliCommand{"dt", "add a vSMMU to a guest device tree; check a host device tree's SMMUv3 nodes", dt_command},
 };
 
 void usage(std::FILE* out) {
   fmt::print(out, "usage: vsmmu <command> [options]\n\ncommands:\n");
-  for (const auto& c : kCommands) fmt::print(out, "  {:<10} {}\n", c.name, c.summary);
+  for (const auto& c : kCliCommands) fmt::print(out, "  {:<10} {}\n", c.name, c.summary);
   fmt::print(out, "\n'vsmmu <command> --help' describes one command.\n");
 }
 
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     usage(args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;
   }
-  for (const auto& c : kCommands)
+  for (const auto& c : kCliCommands)
     if (c.name == args[0]) return c.run(std::span(args).subspan(1));
   fmt::print(stderr, "vsmmu: unknown command '{}'\n\n", args[0]);
   usage(stderr);

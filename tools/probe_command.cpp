@@ -196,9 +196,9 @@ void print_text(const ProbeReport& r) {
   for (const auto& d : r.devices) {
     fmt::print("\n{}\n", d.where());
     switch (d.verdict) {
-      case Verdict::possible: fmt::print("  nesting: possible\n"); break;
-      case Verdict::not_possible: fmt::print("  nesting: not possible: {}\n", d.reason); break;
-      case Verdict::unknown: fmt::print("  nesting: unknown, the probe failed: {}\n", d.reason); break;
+      case NestingVerdict::possible: fmt::print("  nesting: possible\n"); break;
+      case NestingVerdict::not_possible: fmt::print("  nesting: not possible: {}\n", d.reason); break;
+      case NestingVerdict::unknown: fmt::print("  nesting: unknown, the probe failed: {}\n", d.reason); break;
     }
     if (!d.advice.empty()) fmt::print("  what to do: {}\n", d.advice);
     if (d.features) fmt::print("  physical SMMU: {}\n", d.features->summary());

@@ -20,7 +20,7 @@ inline bool is_help(std::string_view a) { return a == "--help" || a == "-h"; }
 
 struct Subcommand {
   std::string_view name;
-  CommandFn run;
+  CliFn run;
 };
 
 // Runs the subcommand args[0] names with the rest of args; prints usage for none, --help or an unknown name.

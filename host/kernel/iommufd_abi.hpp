@@ -1,6 +1,6 @@
 // The project's own definitions of the iommufd and VFIO-cdev uAPI (include/uapi/linux/iommufd.h and vfio.h),
-// because bookworm's linux-libc-dev (6.1) has none of the nesting uAPI. Written from the ABI facts in
-// shared/reference/kernel-uapi.md; every size and offset is pinned below, and
+// because bookworm's linux-libc-dev (6.1) has none of the nesting uAPI. Written from those headers
+// (docs/kernel-rules.md, "Encoding"); every size and offset is pinned below, and
 // tests/unit/host/kernel_header_compare_test.cpp compares all of them with a real 7.x kernel header.
 //
 // Struct and field names are the kernel's (so both can be grepped side by side); the kernel's reserved
@@ -71,7 +71,7 @@ inline constexpr unsigned long kVfioDeviceBindIommufd = io(kVfioType, kVfioBase 
 inline constexpr unsigned long kVfioDeviceAttachIommufdPt = io(kVfioType, kVfioBase + 19);
 inline constexpr unsigned long kVfioDeviceDetachIommufdPt = io(kVfioType, kVfioBase + 20);
 
-// The literal values of shared/reference/kernel-uapi.md: the encoding above must reproduce them.
+// The literal ioctl numbers of include/uapi/linux/iommufd.h and vfio.h: the encoding above must reproduce them.
 static_assert(kIommuDestroy == 0x3B80);
 static_assert(kIommuIoasAlloc == 0x3B81);
 static_assert(kIommuIoasIovaRanges == 0x3B84);

@@ -3,7 +3,7 @@
 // ioctl (Error::where), keeps the kernel's errno, names the objects involved, and says what the errno means
 // for that call on arm-smmu-v3 and what to do about it. See docs/host-kernel.md.
 //
-// Not thread-safe: one owner (a VirtualSmmu or the service's per-client state) drives it.
+// Not thread-safe: one owner (a VirtualSmmu, the nesting probe, a tool) drives it.
 #pragma once
 
 #include <cstdint>

@@ -20,7 +20,7 @@
 
 namespace vsmmu::host::sim {
 
-// Where kernels differ in what the simulated host accepts (reference/kernel-uapi.md, "Kernel versions").
+// Where kernels differ in what the simulated host accepts (docs/kernel-rules.md, "Kernel versions").
 struct KernelProfile {
   std::string name;
   std::string description;

@@ -1,7 +1,8 @@
 // The simulated host (docs/sim-host.md): a Host that plays the Linux kernel's iommufd and its arm-smmu-v3
 // driver over software SMMUv3s (smmu/model) in a simulated host-physical memory.
 // - The iommufd object rules: ids (lowest free from 1, devices included), references (EBUSY on destroying
-//   what is in use), and the errnos the kernel returns where it returns them (reference/kernel-uapi.md).
+//   what is in use), and the errnos the kernel returns where it returns them (drivers/iommu/iommufd/;
+//   docs/kernel-rules.md).
 // - The arm-smmu-v3 rules: vSTE masks and Config/EATS checks, V=0 as abort, VIOMMU_ALLOC needing nesting
 //   and S2FWB or a CANWBS root complex, invalidation opcodes with vSID -> pSID and VMID rewritten and issued
 //   in groups of 63 + CMD_SYNC, events forwarded to the vEVENTQ with the vSID.

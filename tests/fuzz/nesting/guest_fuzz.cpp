@@ -1,10 +1,10 @@
 // The guest-facing fuzz target: the input is a hostile guest (docs/fuzzing.md has the byte format). A small VM
-// (GuestHarness: 2 MiB of guest RAM, the scripted driver's bring-up) runs a VirtualSmmu over the simulated
-// host; the bytes then drive MMIO of any offset and size, writes of raw bytes or well-formed STEs, CDs, level-1
-// descriptors and commands into the structures the vSMMU reads, the CMDQ_PROD doorbell, device DMA through the
-// sim's SMMU, process_events(), hot-plug of the profile's devices, stage-1 page-table changes and host failure
-// injection (SimHost::set_fail_nth). After every action it checks what must hold for any guest (DESIGN.md,
-// "Trust"):
+// (GuestHarness: 2 MiB of guest RAM, the scripted driver's bring-up) runs a VirtualSmmu over the simulated host; the
+// bytes then drive MMIO of any offset and size, writes of raw bytes or well-formed STEs, CDs, level-1 descriptors
+// and commands into the structures the vSMMU reads, the CMDQ_PROD doorbell, device DMA through the sim's SMMU,
+// process_events(), hot-plug of the profile's devices, stage-1 page-table changes and host failure injection
+// (SimHost::set_fail_nth). After every action it checks what must hold for any guest, a hostile one included
+// (docs/fuzzing.md, "The guest fuzzer"):
 // - an MMIO access is refused exactly when it is not 4 or 8 bytes, misaligned or outside pages 0 and 1;
 // - the host objects the sim holds are exactly the vSMMU's (VirtualSmmu::host_objects()) and its guest RAM's IOAS;
 // - every device's physical STE (SimHost::physical_ste) does what VirtualSmmu::stream_status says: Config =

@@ -1,7 +1,8 @@
-// The S2FWB/CANWBS rule of IOMMU_VIOMMU_ALLOC (arm_smmu_get_viommu_size, reference/kernel-uapi.md): VFIO does
-// no cache maintenance, so a vIOMMU needs the device to be coherent for any attribute (CANWBS on its root
-// complex in the host IORT) or stage 2 to force write-back (IDR3.FWB). Refused with neither, accepted with
-// either; the refusal names the device, its root complex and what is missing.
+// The S2FWB/CANWBS rule of IOMMU_VIOMMU_ALLOC (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c,
+// arm_smmu_get_viommu_size; docs/kernel-rules.md, "vIOMMU allocation"): VFIO does no cache maintenance, so a vIOMMU
+// needs the device to be coherent for any attribute (CANWBS on its root complex in the host IORT) or stage 2 to
+// force write-back (IDR3.FWB). Refused with neither, accepted with either; the refusal names the device, its root
+// complex and what is missing.
 #include "base/try.hpp"
 #include "tests/sim/host/sim_fixture.hpp"
 

@@ -1,9 +1,9 @@
-// End to end on the simulated host: a memfd is guest RAM, mapped into the IOAS with IOMMU_IOAS_MAP_FILE; the
-// guest's CD and stage-1 tables live in that memfd; a nested HWPT from the guest's vSTE is attached; a
-// simulated device's DMA goes through stage 1 and stage 2 and its bytes appear in the memfd at the offset
-// the two stages name. An unmapped stage-1 page keeps working from the TLB until the guest's TLBI_NH_VA goes
-// through IOMMU_HWPT_INVALIDATE (VMID rewritten by the kernel); then the DMA faults and the guest's vEVENTQ
-// gets F_TRANSLATION with its vSID (reference/kernel-uapi.md: invalidation forwarding, event forwarding).
+// End to end on the simulated host: a memfd is guest RAM, mapped into the IOAS with IOMMU_IOAS_MAP_FILE; the guest's
+// CD and stage-1 tables live in that memfd; a nested HWPT from the guest's vSTE is attached; a simulated device's
+// DMA goes through stage 1 and stage 2 and its bytes appear in the memfd at the offset the two stages name. An
+// unmapped stage-1 page keeps working from the TLB until the guest's TLBI_NH_VA goes through IOMMU_HWPT_INVALIDATE
+// (VMID rewritten by the kernel); then the DMA faults and the guest's vEVENTQ gets F_TRANSLATION with its vSID
+// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c: arm_vsmmu_convert_user_cmd, arm_vmaster_report_event).
 #include <poll.h>
 
 #include <atomic>

@@ -1,6 +1,7 @@
-// IOMMU_HWPT_INVALIDATE on an ARM SMMUv3 vIOMMU (iommufd_hwpt_invalidate, arm_vsmmu_cache_invalidate,
-// arm_vsmmu_convert_user_cmd; reference/kernel-uapi.md "HWPT_INVALIDATE" and "Batching"; iommufd selftest
-// invalidate matrix).
+// IOMMU_HWPT_INVALIDATE on an ARM SMMUv3 vIOMMU (drivers/iommu/iommufd/hw_pagetable.c, iommufd_hwpt_invalidate;
+// drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c, arm_vsmmu_cache_invalidate and arm_vsmmu_convert_user_cmd;
+// docs/kernel-rules.md, "HWPT_INVALIDATE on the vIOMMU"; tools/testing/selftests/iommu/iommufd.c, the invalidate
+// matrix).
 #include "tests/sim/host/sim_fixture.hpp"
 
 namespace vsmmu::host::sim::test {
@@ -182,8 +183,9 @@ TEST_F(SimInvalidate, AcceptedAndRefusedOpcodes) {
   EXPECT_EQ(err(send(unknown)), EIO);
 }
 
-// Partial failure (selftest: "entry_num=1"): entry_num says how far the kernel got; the commands converted
-// in the current group before the bad one were not issued (kernel-uapi.md "Batching").
+// Partial failure (selftest: "entry_num=1"): entry_num says how far the kernel got; the commands converted in the
+// current group before the bad one were not issued (arm_vsmmu_cache_invalidate in
+// drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c).
 TEST_F(SimInvalidate, PartialFailureReportsTheIndexAndDropsTheUnissuedGroup) {
   const auto before = counters();
   const std::array cmds{op(Opcode::TLBI_NH_ALL), op(Opcode::TLBI_NH_ASID), op(Opcode::TLBI_S2_IPA), op(Opcode::TLBI_NH_ALL)};

@@ -1,5 +1,5 @@
 // The iommufd object rules on the simulated host, each test naming the kernel rule it checks
-// (reference/kernel-uapi.md; drivers/iommu/iommufd/{main,ioas,io_pagetable,hw_pagetable,viommu,device}.c;
+// (drivers/iommu/iommufd/{main,ioas,io_pagetable,hw_pagetable,viommu,device}.c; docs/kernel-rules.md;
 // tools/testing/selftests/iommu/iommufd.c).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -240,8 +240,9 @@ TEST_F(SimObjects, HwInfoCapabilities) {
   EXPECT_TRUE(gpu0.capabilities & uapi::kCapPciPasidExec);
 }
 
-// Paging HWPT flags on arm-smmu-v3 (kernel-uapi.md: 0, NEST_PARENT, DIRTY_TRACKING, PASID, DIRTY|PASID;
-// NEST_PARENT|DIRTY_TRACKING EOPNOTSUPP; DIRTY_TRACKING needs FEAT_HD and coherency; driver data refused).
+// Paging HWPT flags on arm-smmu-v3 (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c, arm_smmu_domain_alloc_paging_flags:
+// 0, NEST_PARENT, DIRTY_TRACKING, PASID, DIRTY|PASID; NEST_PARENT|DIRTY_TRACKING EOPNOTSUPP; DIRTY_TRACKING needs
+// FEAT_HD and coherency; driver data refused).
 TEST_F(SimObjects, PagingFlagsMatrixUpstream) {
   const auto nic0 = must(host->bind_device("nic0"));
   const auto gpu0 = must(host->bind_device("gpu0"));
@@ -297,7 +298,8 @@ TEST(SimObjectsProfiles, Mmu600ErratumClearsNesting) {
   EXPECT_TRUE(host->hwpt_alloc(paging_request(dev, ioas, 0))) << "plain paging still works";
 }
 
-// Nested HWPT allocation, checked on 7.2.12 (kernel-uapi.md) and the selftest's nested-alloc matrix.
+// Nested HWPT allocation (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c, arm_vsmmu_alloc_domain_nested and
+// arm_smmu_validate_vste; checked on 7.2.12, docs/kernel-rules.md) and the selftest's nested-alloc matrix.
 TEST_F(SimObjects, NestedAllocMatrix) {
   auto b = base();
   const auto abort = vste_config(StreamConfig::abort);
@@ -404,7 +406,7 @@ TEST_F(SimObjects, VdeviceAndVeventqRules) {
   EXPECT_EQ(err_of(host->vdevice_alloc(b.viommu, nic1, 0x10)), EEXIST);
   EXPECT_EQ(err_of(host->vdevice_alloc(b.viommu, gpu, 0x12)), EINVAL);
   EXPECT_EQ(err_of(host->vdevice_alloc(999, nic1, 0x12)), ENOENT);
-  EXPECT_TRUE(host->vdevice_alloc(b.viommu, nic1, 1ULL << 40)) << "a 64-bit virt_id is accepted (kernel-uapi.md)";
+  EXPECT_TRUE(host->vdevice_alloc(b.viommu, nic1, 1ULL << 40)) << "a 64-bit virt_id is accepted (iommufd/viommu.c)";
   EXPECT_EQ(err_of(host->veventq_alloc(b.viommu, 0, 8)), EOPNOTSUPP);
   EXPECT_EQ(err_of(host->veventq_alloc(b.viommu, uapi::kVeventqTypeArmSmmuv3, 0)), EINVAL);
   EXPECT_EQ(err_of(host->veventq_alloc(999, uapi::kVeventqTypeArmSmmuv3, 8)), ENOENT);

@@ -106,12 +106,12 @@ INSTANTIATE_TEST_SUITE_P(
                       IllegalCase{"SecureStream", cmd_cfgi_ste(kNic0).set(Command::SSec, true)}),
     ByName());
 
-// kernel-uapi.md (HWPT_INVALIDATE, the stricter per-opcode validation in flight upstream): a TLBI_NH_VA with a
-// granule (TG) on an SMMU without range invalidation (IDR3.RIL = 0) is EIO. The vSMMU's own checks let it
-// through (TG alone is not a range), so the kernel is the one to refuse it, part-way through one batch. The
-// guest must see that as hardware would show an illegal command: CONS on that exact command, CERROR_ILL, the
-// command before it executed (although the kernel dropped the group it was converted in), the one after it
-// held until the acknowledgement. On today's upstream kernel the same batch simply completes.
+// docs/kernel-rules.md (HWPT_INVALIDATE, the stricter per-opcode validation proposed upstream): a TLBI_NH_VA with a
+// granule (TG) on an SMMU without range invalidation (IDR3.RIL = 0) is EIO. The vSMMU's own checks let it through
+// (TG alone is not a range), so the kernel is the one to refuse it, part-way through one batch. The guest must see
+// that as hardware would show an illegal command: CONS on that exact command, CERROR_ILL, the command before it
+// executed (although the kernel dropped the group it was converted in), the one after it held until the
+// acknowledgement. On today's upstream kernel the same batch simply completes.
 TEST_F(CommandQueueSim, KernelRefusalMidBatchStopsOnThatGuestCommand) {
   for (const char* kernel : {"upstream", "strict-invalidation"}) {
     SCOPED_TRACE(kernel);
@@ -164,9 +164,9 @@ TEST_F(CommandQueueSim, TransientHostFailureIsAbtAndTheCommandRunsOnRetry) {
   EXPECT_FALSE(dma("nic0.dma", va(0), pattern(16, 4))) << "retried after the acknowledgement, and executed";
 }
 
-// kernel-uapi.md (hw_info flags): an SMMU with IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI must have every
-// TLBI/CFGI + SYNC issued twice; the vSMMU does it by repeating each HWPT_INVALIDATE. Without the erratum one
-// call carries the batch.
+// include/uapi/linux/iommufd.h (hw_info flags): an SMMU with IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI must
+// have every TLBI/CFGI + SYNC issued twice; the vSMMU does it by repeating each HWPT_INVALIDATE. Without the erratum
+// one call carries the batch.
 TEST(RepeatInvalidationErratum, EveryHwptInvalidateIsIssuedTwice) {
   for (const bool erratum : {false, true}) {
     SCOPED_TRACE(erratum ? "with the erratum" : "without it");

@@ -75,10 +75,10 @@ TEST_F(EventQueueSim, AFullGuestQueueOverflows) {
   EXPECT_EQ(again.records[0].get(Event::InputAddr), fault_va(0));
 }
 
-// kernel-uapi.md (vEVENTQ: a full queue drops events and queues a LOST_EVENTS header; a sequence gap means lost
-// events): the vEVENTQ is as deep as the guest's queue, and a VMM that reads it late loses what did not fit.
-// The guest's queue has room for every record that reaches it, yet the guest must learn that records were lost:
-// the vSMMU turns the host's loss into the guest queue's overflow.
+// drivers/iommu/iommufd/driver.c and eventq.c (vEVENTQ: a full queue drops events and queues a LOST_EVENTS header; a
+// sequence gap means lost events): the vEVENTQ is as deep as the guest's queue, and a VMM that reads it late loses
+// what did not fit. The guest's queue has room for every record that reaches it, yet the guest must learn that
+// records were lost: the vSMMU turns the host's loss into the guest queue's overflow.
 TEST_F(EventQueueSim, HostVeventqLossBecomesGuestOverflow) {
   const std::size_t entries = std::size_t{1} << kQueueLog2;
   const auto forwarded = host->stats().events_forwarded;
@@ -91,7 +91,7 @@ TEST_F(EventQueueSim, HostVeventqLossBecomesGuestOverflow) {
   EXPECT_EQ(eventq_irqs, entries);
   EXPECT_TRUE(overflow_pending());
   // The first loss comes as a LOST_EVENTS header; a later loss in another interrupt-handler run shows only as
-  // a sequence gap before the next event (kernel-uapi.md), so the count may lag - the overflow may not.
+  // a sequence gap before the next event (iommufd/driver.c), so the count may lag - the overflow may not.
   EXPECT_GE(g->vsmmu().stats().events_lost, 1U);
 
   const auto ev = must(g->driver().drain_events());

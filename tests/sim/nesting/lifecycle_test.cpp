@@ -33,10 +33,11 @@ class LifecycleSim : public NestingSim {
   }
 };
 
-// kernel-uapi.md (VIOMMU_ALLOC needs S2FWB or a CANWBS root complex): nvme0 sits behind smmu1 (no S2FWB) on
-// pcie2 (no CANWBS), so a guest-owned stage 1 could make its DMA non-coherent. The vSMMU is refused with an
-// error naming the device, its root complex and both missing properties, alone or next to a device that could
-// nest, and nothing it made on the host outlives the refusal.
+// arm_smmu_get_viommu_size (VIOMMU_ALLOC needs S2FWB or a CANWBS root complex;
+// drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c): nvme0 sits behind smmu1 (no S2FWB) on pcie2 (no CANWBS), so
+// a guest-owned stage 1 could make its DMA non-coherent. The vSMMU is refused with an error naming the device, its
+// root complex and both missing properties, alone or next to a device that could nest, and nothing it made on the
+// host outlives the refusal.
 TEST_F(LifecycleSim, DeviceWithoutS2fwbOrCanwbsIsRefusedAndNothingLeaks) {
   for (const auto& devices : {std::vector<DeviceSpec>{{"nvme0", -1, kNic0}},
                               std::vector<DeviceSpec>{{"gpu0", -1, kGpu0}, {"nvme0", -1, kNic0}}}) {

@@ -43,7 +43,8 @@ TEST_F(MultiDeviceSim, TlbiNhAsidLeavesTheOtherDevicesAsid) {
   EXPECT_EQ(ev.records[0].get(Event::SID), kNic0);
 }
 
-// kernel-uapi.md (nested HWPT_ALLOC takes the vSTE): two streams with identical vSTEs - the guest points nic1's
+// arm_vsmmu_alloc_domain_nested (nested HWPT_ALLOC takes the vSTE;
+// drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c): two streams with identical vSTEs - the guest points nic1's
 // STE at nic0's CD table - are one nested HWPT on the host, shared, not two. nic1 then translates through nic0's
 // address space, and keeps it when nic0 is switched to abort (the HWPT lives while a device uses it).
 TEST_F(MultiDeviceSim, IdenticalVstesShareOneNestedHwpt) {

@@ -1,7 +1,7 @@
-// The nesting probe on the simulated host's profiles: its verdicts follow the kernel's rules for
-// IOMMU_VIOMMU_ALLOC and IOMMU_HWPT_ALLOC (reference/kernel-uapi.md, "arm-smmu-v3 nesting rules"), it decodes
-// the ID registers as IHI 0070 6.3 defines them, and it leaves nothing behind, even when a call fails midway
-// (the iommufd selftests' fail_nth).
+// The nesting probe on the simulated host's profiles: its verdicts follow the kernel's rules for IOMMU_VIOMMU_ALLOC
+// and IOMMU_HWPT_ALLOC (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c; docs/kernel-rules.md), it decodes the
+// ID registers as IHI 0070 6.3 defines them, and it leaves nothing behind, even when a call fails midway (the
+// iommufd selftests' fail_nth).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -66,7 +66,7 @@ TEST(NestingProbe, DefaultProfileNestsWhereS2fwbOrCanwbsAllowsIt) {
   ASSERT_EQ(r.devices.size(), 4U);
   for (const char* name : {"nic0", "nic1", "gpu0"}) {
     const auto& d = device(r, name);
-    EXPECT_EQ(d.verdict, Verdict::possible) << name << ": " << d.reason;
+    EXPECT_EQ(d.verdict, NestingVerdict::possible) << name << ": " << d.reason;
     EXPECT_TRUE(d.reason.empty());
     std::vector<std::string> steps;
     for (const auto& s : d.steps) {
@@ -87,7 +87,7 @@ TEST(NestingProbe, NeitherS2fwbNorCanwbsIsRefusedNamingDeviceRootComplexAndWhatI
   auto h = make_host();
   ASSERT_TRUE(h);
   const auto d = probe_device(*h, "nvme0");
-  EXPECT_EQ(d.verdict, Verdict::not_possible);
+  EXPECT_EQ(d.verdict, NestingVerdict::not_possible);
   ASSERT_FALSE(d.steps.empty());
   EXPECT_EQ(d.steps.back().name, "vIOMMU");
   ASSERT_TRUE(d.steps.back().error);
@@ -118,7 +118,7 @@ TEST(NestingProbe, AHostWithoutS2fwbAndCanwbsCannotNestAnyDevice) {
   const auto r = probe(*h, {"dev0", "dev1"});
   EXPECT_EQ(r.possible(), 0U);
   for (const auto& d : r.devices) {
-    EXPECT_EQ(d.verdict, Verdict::not_possible);
+    EXPECT_EQ(d.verdict, NestingVerdict::not_possible);
     expect_in(d.reason, "without S2FWB");
     expect_in(d.reason, "root complex pcie0 without CANWBS");
   }
@@ -134,7 +134,7 @@ TEST(NestingProbe, NestingErratumIsNamed) {
   auto h = make_host("upstream", "mmu-600-r1p0");
   ASSERT_TRUE(h);
   const auto d = probe_device(*h, "nic0");
-  EXPECT_EQ(d.verdict, Verdict::not_possible);
+  EXPECT_EQ(d.verdict, NestingVerdict::not_possible);
   EXPECT_EQ(d.steps.back().name, "NEST_PARENT HWPT");
   expect_in(d.reason, "erratum 1209401");
   ASSERT_TRUE(d.nested_dirty);
@@ -229,7 +229,7 @@ TEST(NestingProbe, DirtyTrackingDependsOnHttuAndNestedDirtyOnTheKernel) {
 
   const auto gpu = probe_device(*upstream, "gpu0");  // smmu1: no HTTU
   ASSERT_TRUE(gpu.dirty && gpu.nested_dirty);
-  EXPECT_EQ(gpu.verdict, Verdict::possible);
+  EXPECT_EQ(gpu.verdict, NestingVerdict::possible);
   EXPECT_FALSE(gpu.dirty->available);
   expect_in(gpu.dirty->detail, "no HTTU dirty state");
   EXPECT_FALSE(gpu.nested_dirty->available);
@@ -242,7 +242,7 @@ TEST(NestingProbe, AnUnknownDeviceIsNotPossibleAndSaysWhy) {
   auto h = make_host();
   ASSERT_TRUE(h);
   const auto d = probe_device(*h, "nosuch0");
-  EXPECT_EQ(d.verdict, Verdict::not_possible);
+  EXPECT_EQ(d.verdict, NestingVerdict::not_possible);
   ASSERT_EQ(d.steps.size(), 1U);
   EXPECT_EQ(d.steps[0].name, "bind");
   expect_in(d.reason, "bind (VFIO_DEVICE_BIND_IOMMUFD) failed");
@@ -263,10 +263,10 @@ TEST(NestingProbe, AFailureAnywhereIsReportedAndLeavesNothing) {
     h->set_fail_nth(0);
     expect_nothing_left(*h);
     if (!fired) {
-      EXPECT_EQ(d.verdict, Verdict::possible) << d.reason;
+      EXPECT_EQ(d.verdict, NestingVerdict::possible) << d.reason;
       break;
     }
-    const bool in_steps = d.verdict == Verdict::unknown;
+    const bool in_steps = d.verdict == NestingVerdict::unknown;
     const bool in_dirty = (d.dirty && d.dirty->detail.find("ENOMEM") != std::string::npos) ||
                           (d.nested_dirty && d.nested_dirty->detail.find("ENOMEM") != std::string::npos);
     EXPECT_TRUE(in_steps != in_dirty) << "call " << n << ": " << to_string(d.verdict) << " " << d.reason;
@@ -275,7 +275,7 @@ TEST(NestingProbe, AFailureAnywhereIsReportedAndLeavesNothing) {
       EXPECT_EQ(std::count_if(d.steps.begin(), d.steps.end(), [](const ProbeStep& s) { return s.error.has_value(); }), 1);
       EXPECT_EQ(d.steps.back().error->err, ENOMEM);
     } else {
-      EXPECT_EQ(d.verdict, Verdict::possible);
+      EXPECT_EQ(d.verdict, NestingVerdict::possible);
       expect_in(d.dirty->available ? d.nested_dirty->detail : d.dirty->detail, "could not tell");
     }
   }

@@ -22,10 +22,10 @@ class StreamConfigSim : public NestingSim {
   }
 };
 
-// IHI 0070 5.2 (Config = 0b100, bypass): stage 1 is bypassed, so a device's address is the guest's physical
-// address; the host's stage 2 still applies (kernel-uapi.md: a bypass vSTE becomes the parent's S2-only STE).
-// DMA at IOVA = GPA lands at that GPA; outside the guest's RAM stage 2 has nothing and the DMA is refused, with
-// no event for the guest (stage-2 faults are the host's).
+// IHI 0070 5.2 (Config = 0b100, bypass): stage 1 is bypassed, so a device's address is the guest's physical address;
+// the host's stage 2 still applies (a bypass vSTE becomes the parent's S2-only STE: arm_smmu_make_nested_domain_ste
+// in drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c). DMA at IOVA = GPA lands at that GPA; outside the guest's
+// RAM stage 2 has nothing and the DMA is refused, with no event for the guest (stage-2 faults are the host's).
 TEST_F(StreamConfigSim, BypassVsteGoesThroughStage2Only) {
   auto g = make({{"nic0", -1, kNic0}});
   ASSERT_TRUE(g);
@@ -41,10 +41,10 @@ TEST_F(StreamConfigSim, BypassVsteGoesThroughStage2Only) {
   EXPECT_TRUE(must(g->events()).records.empty());
 }
 
-// IHI 0070 5.2: Config = 0b000 (abort) terminates every transaction without recording an event, and so does
-// an STE with V = 0, which gives the stream no configuration (the host treats that vSTE as abort:
-// kernel-uapi.md "V=0: treated as abort"). A device that translated before is cut off at once after
-// CFGI_STE + CMD_SYNC, and nothing it sends lands anywhere.
+// IHI 0070 5.2: Config = 0b000 (abort) terminates every transaction without recording an event, and so does an STE
+// with V = 0, which gives the stream no configuration (the host treats that vSTE as abort: arm_smmu_validate_vste in
+// arm-smmu-v3-iommufd.c). A device that translated before is cut off at once after CFGI_STE + CMD_SYNC, and nothing
+// it sends lands anywhere.
 TEST_F(StreamConfigSim, AbortAndInvalidVstesBlockDmaWithoutAnEvent) {
   for (const Ste& ste : {abort_ste(), Ste{}}) {
     SCOPED_TRACE(ste.get(Ste::V) ? "Config = abort" : "V = 0");

@@ -19,7 +19,7 @@
 namespace vsmmu::host::kabi {
 namespace {
 
-// The literal numbers of the reference (shared/reference/kernel-uapi.md), as the C library encodes them.
+// The literal numbers of include/uapi/linux/iommufd.h and vfio.h, as the C library encodes them.
 static_assert(kVfioDeviceBindIommufd == _IO(';', 100 + 18));
 static_assert(kIommuDestroy == _IO(';', 0x80));
 static_assert(kIommuHwQueueAlloc == _IO(';', 0x94));

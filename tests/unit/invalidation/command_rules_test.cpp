@@ -1,6 +1,6 @@
-// Classification and validation of guest commands on a stage-1-only vSMMU. The forwarded set is the one the
-// kernel's arm_vsmmu_convert_user_cmd accepts (reference/kernel-uapi.md); field rules mirror the stricter
-// per-opcode validation in flight upstream and IHI 0070 chapter 4.
+// Classification and validation of guest commands on a stage-1-only vSMMU. The forwarded set is the one the kernel's
+// arm_vsmmu_convert_user_cmd accepts (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c); field rules mirror the
+// stricter per-opcode validation proposed upstream (docs/kernel-rules.md) and IHI 0070 chapter 4.
 #include <gtest/gtest.h>
 
 #include "invalidation/command_rules.hpp"
@@ -48,7 +48,7 @@ TEST(CommandRules, StageTwoAndHypervisorInvalidationsAreIllegalOnAStageOneVsmmu)
 TEST(CommandRules, UndefinedOpcodeIsIllegal) {
   Command c = cmd(Opcode::CMD_SYNC);
   c.dw[0] = 0x7f;  // IHI 0070 4.1.3: an undefined opcode gives CERROR_ILL
-  const Verdict v = classify(c, features());
+  const CommandClass v = classify(c, features());
   EXPECT_EQ(v.disposition, Disposition::illegal);
   EXPECT_NE(v.reason.find("0x7f"), std::string::npos) << v.reason;
 }
@@ -140,7 +140,7 @@ TEST(CommandRules, TheVsmmuJudgesWithTheSmmusOwnRules) {
   // One judge (smmu/command_legality): the reason a guest's command is refused is the SMMU rule's.
   for (const Command& c : {sync().set(Command::CS, smmu::SyncCs::reserved), cmd(Opcode::TLBI_S2_IPA),
                            tlbi_asid(1).set(Command::NUM, 1)}) {
-    const Verdict v = classify(c, features());
+    const CommandClass v = classify(c, features());
     EXPECT_EQ(v.reason, smmu::command_problem(c, features()));
   }
 }

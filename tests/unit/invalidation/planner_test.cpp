@@ -1,5 +1,6 @@
-// The planner: one HWPT_INVALIDATE per run of forwardable commands between CMD_SYNCs (DESIGN.md "hot path"),
-// guest order kept around STE reinstalls, an illegal command stops the queue there (IHI 0070 4.1.3, 7.1).
+// The planner: one HWPT_INVALIDATE per run of forwardable commands between CMD_SYNCs (docs/virtual-smmu.md,
+// "Commands"), guest order kept around STE reinstalls, an illegal command stops the queue there (IHI 0070 4.1.3,
+// 7.1).
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,5 +1,6 @@
-// The guest's ID registers come from the physical SMMU's (GET_HW_INFO) and the VMM's wishes; the fields a VMM
-// may rely on are those kernel-uapi.md lists; incompatibilities are refused one by one (peers.md, QEMU accel).
+// The guest's ID registers come from the physical SMMU's (GET_HW_INFO) and the VMM's wishes; the fields a VMM may
+// rely on are those include/uapi/linux/iommufd.h lists for struct iommu_hw_info_arm_smmuv3; incompatibilities are
+// refused one by one, as QEMU's hw/arm/smmuv3-accel.c does.
 #include <gtest/gtest.h>
 
 #include "nesting/id_registers.hpp"
@@ -9,7 +10,8 @@ namespace {
 
 using namespace smmu;
 
-// The registers QEMU 11.1's emulated SMMUv3 reported through GET_HW_INFO on Linux 7.2.12 (e2e-recipe README).
+// The registers QEMU 11.1's emulated SMMUv3 reported through GET_HW_INFO on Linux 7.2.12 (docs/e2e.md, "What QEMU's
+// SMMUv3 and the kernel showed").
 host::HwInfo qemu_smmu() {
   host::HwInfo hw;
   hw.type = host::uapi::kHwInfoTypeArmSmmuv3;
@@ -30,7 +32,7 @@ TEST(IdRegisters, AutoWishesGiveAStageOneVsmmuShapedByTheHost) {
   ASSERT_TRUE(g) << g.error();
   EXPECT_TRUE(g->idr0.get(Idr0::S1P));
   EXPECT_FALSE(g->idr0.get(Idr0::S2P));  // the host owns stage 2
-  EXPECT_EQ(g->idr0.get(Idr0::HTTU), Httu::none);  // HTTU is not supported for nesting (kernel-uapi.md)
+  EXPECT_EQ(g->idr0.get(Idr0::HTTU), Httu::none);  // no HTTU for nesting (uapi iommufd.h)
   EXPECT_FALSE(g->idr0.get(Idr0::BTM));
   EXPECT_TRUE(g->idr0.get(Idr0::COHACC));
   EXPECT_EQ(g->idr0.get(Idr0::ST_LEVEL), StLevel::two_level);  // host 0x0d44101b: ST_LEVEL=1
