@@ -9,6 +9,7 @@
 #include "nesting/virtual_smmu_state.hpp"
 #include "smmu/command_legality.hpp"
 #include "base/log.hpp"
+#include "smmu/id_features.hpp"
 #include "smmu/stream_table.hpp"
 
 namespace vsmmu::nesting {
@@ -40,17 +41,18 @@ std::optional<std::string> first_difference(const GuestIdRegisters& a, const Gue
 
 // The wishes that reproduce `g` exactly on another physical SMMU (every "auto" resolved).
 VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g) {
+  const IdFeatures f = IdFeatures::of(g);
   VsmmuWishes p = w;
-  p.oas_bits = g.idr5.oas_bits();
-  p.sid_bits = static_cast<unsigned>(g.idr1.get(Idr1::SIDSIZE));
-  p.ssid_bits = static_cast<unsigned>(g.idr1.get(Idr1::SSIDSIZE));
-  p.ril = g.idr3.get(Idr3::RIL);
-  p.ats = g.idr0.get(Idr0::ATS);
-  p.st_level = g.idr0.get(Idr0::ST_LEVEL);
-  p.tt_endian = g.idr0.get(Idr0::TTENDIAN);
-  p.gran4k = g.idr5.get(Idr5::GRAN4K);
-  p.gran16k = g.idr5.get(Idr5::GRAN16K);
-  p.gran64k = g.idr5.get(Idr5::GRAN64K);
+  p.oas_bits = f.oas_bits();
+  p.sid_bits = f.sidsize;
+  p.ssid_bits = f.ssidsize;
+  p.ril = f.ril;
+  p.ats = f.ats;
+  p.st_level = f.st_level;
+  p.tt_endian = f.ttendian;
+  p.gran4k = f.gran4k;
+  p.gran16k = f.gran16k;
+  p.gran64k = f.gran64k;
   return p;
 }
 
@@ -95,9 +97,9 @@ Result<void> VirtualSmmu::add_device_locked(DeviceSpec spec) {
 // A vSID wider than SIDSIZE could never be named by the guest's commands, and the kernel does not refuse it
 // (drivers/iommu/iommufd/viommu.c iommufd_vdevice_alloc_ioctl takes any 64-bit virt_id): refused here.
 Result<void> VirtualSmmu::vsid_fits(std::uint32_t vsid, const std::string& what) const {
-  if (std::uint64_t{vsid} >> ids_.idr1.get(Idr1::SIDSIZE) == 0) return {};
+  if (std::uint64_t{vsid} >> guest_.sidsize == 0) return {};
   return fail(EINVAL, kWhere, "{}: vSID {:#x} does not fit the vSMMU's {} StreamID bits (IDR1.SIDSIZE)", what, vsid,
-              ids_.idr1.get(Idr1::SIDSIZE));
+              guest_.sidsize);
 }
 
 Result<void> VirtualSmmu::add_bound_device_locked(BoundCandidate c) {
@@ -171,21 +173,21 @@ std::optional<std::string> VirtualSmmu::check_vste(const Ste& ste) const {
   if (has_stage2(config)) return "Config asks for stage 2, which this vSMMU does not implement (IDR0.S2P = 0)";
   if (config != StreamConfig::s1_translate) return std::nullopt;
   const std::uint64_t cdmax = ste.get(Ste::S1CDMax);
-  if (cdmax > ids_.idr1.get(Idr1::SSIDSIZE))
-    return fmt::format("S1CDMax {} exceeds IDR1.SSIDSIZE {}", cdmax, ids_.idr1.get(Idr1::SSIDSIZE));
+  if (cdmax > guest_.ssidsize)
+    return fmt::format("S1CDMax {} exceeds IDR1.SSIDSIZE {}", cdmax, guest_.ssidsize);
   if (cdmax != 0) {
     if (ste.get(Ste::S1Fmt) == CdTableFormat::reserved) return "S1Fmt is reserved";
-    if (ste.get(Ste::S1Fmt) != CdTableFormat::linear && !ids_.idr0.get(Idr0::CD2L))
+    if (ste.get(Ste::S1Fmt) != CdTableFormat::linear && !guest_.cd2l)
       return "S1Fmt asks for a 2-level CD table, which IDR0.CD2L does not offer";
     if (ste.get(Ste::S1DSS) == S1Dss::reserved) return "S1DSS is reserved";
   }
-  if (ids_.idr0.get(Idr0::ATS)) {
+  if (guest_.ats) {
     const Eats eats = ste.get(Ste::EATS);
     if (eats == Eats::s1chk || eats == Eats::reserved)
       return fmt::format("EATS {} needs stage 2 or is reserved", static_cast<unsigned>(eats));
   }
-  if (ste.get(Ste::S1ContextPtr) >> ids_.idr5.oas_bits() != 0)
-    return fmt::format("S1ContextPtr {:#x} is above the {}-bit OAS", ste.get(Ste::S1ContextPtr), ids_.idr5.oas_bits());
+  if (ste.get(Ste::S1ContextPtr) >> guest_.oas_bits() != 0)
+    return fmt::format("S1ContextPtr {:#x} is above the {}-bit OAS", ste.get(Ste::S1ContextPtr), guest_.oas_bits());
   return std::nullopt;
 }
 
@@ -267,7 +269,7 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
 // Installs `state` (and for translate *vste) on the device's Viommu. A translating stream whose vSTE did not
 // change is left as it is, with its CDs owed a CFGI_CD_ALL (cds_stale).
 Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste) {
-  auto changed = dev.viommu->install(dev.stream, state, vste, ids_.idr0.get(Idr0::ATS));
+  auto changed = dev.viommu->install(dev.stream, state, vste, guest_.ats);
   if (!changed) {
     if (state != StreamState::abort) return std::unexpected(changed.error());
     dev.problem = changed.error().message;  // not even the abort HWPT could be attached: the device blocks DMA

@@ -22,6 +22,7 @@ VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, c
       host_(memory.host()),
       config_(config),
       ids_(ids),
+      guest_(IdFeatures::of(ids)),
       features_(command_features(ids)),
       regs_(memory.view(), ids, static_cast<RegisterEffects&>(*this), config.gbpa_abort_at_reset),
       work_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {

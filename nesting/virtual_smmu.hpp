@@ -34,6 +34,7 @@
 #include "nesting/viommu.hpp"
 #include "nesting/vsmmu_endpoint.hpp"
 #include "smmu/event.hpp"
+#include "smmu/id_features.hpp"
 #include "smmu/mmio.hpp"
 #include "smmu/register_file.hpp"
 #include "smmu/ste.hpp"
@@ -185,6 +186,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   host::Host& host_;
   const VirtualSmmuConfig config_;
   const GuestIdRegisters ids_;
+  const smmu::IdFeatures guest_;  // ids_ decoded
   const invalidation::AdvertisedFeatures features_;
   invalidation::PlanOptions plan_options_;
 

@@ -26,10 +26,10 @@ constexpr std::uint64_t kDriverRamBytes = 32ULL << 20;
 
 bool has(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
-SmmuFeatures probe_features(const SmmuSpec& spec) {
+DriverFeatures probe_features(const SmmuSpec& spec) {
   // arm_smmu_device_hw_probe: the ARM_SMMU_FEAT_* flags and sizes from the decoded ID registers.
   const smmu::IdFeatures id = spec.features();
-  SmmuFeatures f;
+  DriverFeatures f;
   f.trans_s1 = id.s1p;
   f.trans_s2 = id.s2p;
   f.coherent = id.cohacc;
@@ -75,14 +75,6 @@ SmmuFeatures probe_features(const SmmuSpec& spec) {
 }
 
 }  // namespace
-
-std::uint64_t vste_allowed_mask(unsigned word) {
-  using smmu::Ste;
-  if (word == 0) return smmu::mask_of<0>(Ste::V, Ste::Config, Ste::S1Fmt, Ste::S1ContextPtr, Ste::S1CDMax);
-  if (word == 1)
-    return smmu::mask_of<1>(Ste::S1DSS, Ste::S1CIR, Ste::S1COR, Ste::S1CSH, Ste::S1STALLD, Ste::EATS);
-  return 0;
-}
 
 Result<std::unique_ptr<ArmSmmuDevice>> ArmSmmuDevice::probe(const SmmuSpec& spec, HostMemory& mem) {
   std::unique_ptr<ArmSmmuDevice> d(new ArmSmmuDevice(spec, mem));

@@ -29,7 +29,7 @@
 namespace vsmmu::host::sim {
 
 // What the driver makes of the ID registers (arm_smmu_device_hw_probe, arm_smmu_device_iidr_probe).
-struct SmmuFeatures {
+struct DriverFeatures {
   bool trans_s1 = false;
   bool trans_s2 = false;
   bool nesting = false;          // ARM_SMMU_FEAT_NESTING: both stages, no erratum against it
@@ -60,7 +60,7 @@ class ArmSmmuDevice {
   ArmSmmuDevice& operator=(const ArmSmmuDevice&) = delete;
 
   const SmmuSpec& spec() const { return spec_; }
-  const SmmuFeatures& features() const { return features_; }
+  const DriverFeatures& features() const { return features_; }
   smmu::model::SmmuModel& model() { return *model_; }
   HostMemory& memory() { return mem_; }
 
@@ -94,7 +94,7 @@ class ArmSmmuDevice {
   ArmSmmuDevice(const SmmuSpec& spec, HostMemory& mem) : spec_(spec), mem_(mem) {}
 
   SmmuSpec spec_;
-  SmmuFeatures features_;
+  DriverFeatures features_;
   HostMemory& mem_;
   MappedRegion ram_;                  // stream table, queues
   std::uint64_t ram_pa_ = 0;
@@ -105,8 +105,5 @@ class ArmSmmuDevice {
   std::set<std::uint16_t> vmids_;
   std::uint64_t commands_ = 0, syncs_ = 0, command_errors_ = 0;
 };
-
-// The vSTE words and bits userspace may set (arm-smmu-v3-iommufd.c: STRTAB_STE_{0,1}_NESTING_ALLOWED).
-std::uint64_t vste_allowed_mask(unsigned word);
 
 }  // namespace vsmmu::host::sim

@@ -30,6 +30,9 @@ inline constexpr std::uint64_t kUlongMax = ~0ULL;
 
 enum class ObjType : std::uint8_t { device, ioas, hwpt_paging, hwpt_nested, viommu, vdevice, veventq, fault };
 std::string_view type_name(ObjType t);
+// Whether every page of [p, p + len) is mapped readable in this process, as the kernel's pin of user pages needs
+// (sim_ioas.cpp).
+bool user_range_mapped(const void* p, std::uint64_t len);
 
 // A bound VFIO device (iommufd_device). The driver holds a reference: IOMMU_DESTROY on it is EBUSY.
 struct DeviceObj {
