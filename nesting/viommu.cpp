@@ -84,7 +84,7 @@ Result<bool> Viommu::accepts(host::DeviceId dev, const std::string& what) {
 Result<Viommu::Stream> Viommu::open_stream(host::DeviceId dev, std::uint32_t vsid, std::string name) {
   ++stats_.host_calls;
   auto vdev = host_.vdevice_alloc(viommu_.id(), dev, vsid);
-  if (!vdev) return fail(vdev.error(), kWhere, "{}: IOMMU_VDEVICE_ALLOC", name);
+  if (!vdev) return fail(vdev.error(), kWhere, "{}: its vDEVICE (vSID {:#x})", name, vsid);
   Stream s;
   s.dev = dev;
   s.name = std::move(name);
