@@ -129,10 +129,13 @@ Result<Viommu*> VirtualSmmu::join_viommu(Device& dev, const host::HwInfo& hw, co
   }
   VSMMU_TRY_ASSIGN(auto v, Viommu::create(host_, dev.bound.id(), memory_.ioas(), hw,
                                           fmt::format("physical SMMU {} (first device {})", viommus_.size(), dev.name),
-                                          what));
+                                          what, stats_.host_calls));
   if (regs_.cr0().get(Cr0::EVENTQEN)) {
     // Hot-plug while the guest's event queue runs: this vIOMMU needs its vEVENTQ now.
-    VSMMU_TRY(v->enable_events(regs_.eventq_index().entries(), what));
+    if (auto r = v->enable_events(regs_.eventq_index().entries(), what); !r) {
+      retired_ += v->stats();  // the calls it made stay counted
+      return std::unexpected(r.error());
+    }
   }
   viommus_.push_back(std::move(v));
   return viommus_.back().get();

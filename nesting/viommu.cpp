@@ -47,14 +47,15 @@ Viommu::Viommu(host::Host& host, const host::HwInfo& hw, std::string label)
 Viommu::~Viommu() = default;
 
 Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, host::DeviceId dev, host::ObjectId ioas,
-                                               const host::HwInfo& hw, std::string label, const std::string& what) {
+                                               const host::HwInfo& hw, std::string label, const std::string& what,
+                                               std::uint64_t& host_calls) {
   std::unique_ptr<Viommu> v(new Viommu(host, hw, std::move(label)));
-  ++v->stats_.host_calls;
+  ++host_calls;
   auto parent = host.hwpt_alloc(host::paging_request(dev, ioas, host::uapi::kHwptAllocNestParent));
   if (!parent) return fail(parent.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
   v->parent_ = host::HostObject(host, *parent);
 
-  ++v->stats_.host_calls;
+  ++host_calls;
   auto viommu = host.viommu_alloc(dev, v->parent_.id(), host::uapi::kViommuTypeArmSmmuv3);
   if (!viommu) return fail(viommu.error(), kWhere, "{}: cannot nest", what);
   v->viommu_ = host::HostObject(host, *viommu);
@@ -62,7 +63,7 @@ Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, host::DeviceId 
   for (auto [config, slot] : {std::pair{StreamConfig::abort, &v->abort_hwpt_}, std::pair{StreamConfig::bypass, &v->bypass_hwpt_}}) {
     const Ste ste = Ste{}.set(Ste::V, true).set(Ste::Config, config);
     const std::array<std::uint64_t, 2> words{ste.dw[0], ste.dw[1]};
-    ++v->stats_.host_calls;
+    ++host_calls;
     auto id = host.hwpt_alloc(host::nested_request(dev, v->viommu_.id(), vste_bytes(words)));
     if (!id) return fail(id.error(), kWhere, "{}: the {} HWPT", what, config == StreamConfig::abort ? "abort" : "bypass");
     *slot = host::HostObject(host, *id);
@@ -84,7 +85,7 @@ Result<bool> Viommu::accepts(host::DeviceId dev, const std::string& what) {
 Result<Viommu::Stream> Viommu::open_stream(host::DeviceId dev, std::uint32_t vsid, std::string name) {
   ++stats_.host_calls;
   auto vdev = host_.vdevice_alloc(viommu_.id(), dev, vsid);
-  if (!vdev) return fail(vdev.error(), kWhere, "{}: its vDEVICE (vSID {:#x})", name, vsid);
+  if (!vdev) return fail(vdev.error(), kWhere, "{}: its vDEVICE", name);
   Stream s;
   s.dev = dev;
   s.name = std::move(name);

@@ -95,8 +95,10 @@ class Viommu {
   // this physical SMMU; `hw` its IOMMU_GET_HW_INFO). `label` names the Viommu in messages, `what` the device.
   // Fails with the first refusal, leaving nothing on the host; a refused vIOMMU is the kernel's coherency rule
   // (S2FWB or a CANWBS root complex, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c arm_vsmmu_init).
+  // `host_calls` is incremented for every host call made, whether or not creation succeeds.
   static Result<std::unique_ptr<Viommu>> create(host::Host& host, host::DeviceId dev, host::ObjectId ioas,
-                                                const host::HwInfo& hw, std::string label, const std::string& what);
+                                                const host::HwInfo& hw, std::string label, const std::string& what,
+                                                std::uint64_t& host_calls);
   ~Viommu();
   Viommu(const Viommu&) = delete;
   Viommu& operator=(const Viommu&) = delete;

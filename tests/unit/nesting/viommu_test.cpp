@@ -23,7 +23,7 @@ class ViommuTest : public ::testing::Test {
  protected:
   void SetUp() override { ioas_ = *host_.ioas_alloc(); }
   std::unique_ptr<Viommu> make() {
-    auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "physical SMMU 0", "test device");
+    auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "physical SMMU 0", "test device", calls_);
     EXPECT_TRUE(v) << v.error();
     return v ? std::move(*v) : nullptr;
   }
@@ -43,6 +43,7 @@ class ViommuTest : public ::testing::Test {
 
   FakeHost host_;
   host::ObjectId ioas_ = 0;
+  std::uint64_t calls_ = 0;  // host calls Viommu::create made
 };
 
 // The nest parent is a paging HWPT on the guest's IOAS with NEST_PARENT; the vIOMMU sits on it; the abort and
@@ -52,6 +53,7 @@ TEST_F(ViommuTest, CreateAllocatesParentViommuAbortAndBypassAndReleasesThemChild
     auto v = make();
     ASSERT_TRUE(v);
     EXPECT_EQ(v->host_objects(), 4U);
+    EXPECT_EQ(calls_, 4U) << "nest parent, vIOMMU, abort HWPT, bypass HWPT";
     EXPECT_EQ(host_.count("hwpt"), 1U);
     EXPECT_EQ(host_.count("viommu"), 1U);
     EXPECT_EQ(host_.count("nested"), 2U);
@@ -70,7 +72,8 @@ TEST_F(ViommuTest, CreateThatFailsAtAnyStepLeavesNothingOnTheHost) {
     for (int nth = 0; nth < 3; ++nth) {
       host_.fail_call = call;
       host_.fail_after = nth;
-      auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "test device");
+      const auto before = calls_;
+      auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "test device", calls_);
       const bool failed = host_.fail_call.empty();
       host_.fail_call.clear();
       if (!failed) continue;  // fewer such calls than nth
@@ -78,6 +81,7 @@ TEST_F(ViommuTest, CreateThatFailsAtAnyStepLeavesNothingOnTheHost) {
       EXPECT_EQ(v.error().err, ENOMEM);
       EXPECT_NE(v.error().to_string().find("test device"), std::string::npos) << v.error();
       EXPECT_EQ(host_.objects.size(), 1U) << call << " #" << nth;
+      EXPECT_GT(calls_, before) << "the calls a failed creation made are counted";
       EXPECT_TRUE(host_.destroy_errors.empty());
     }
 }
@@ -85,7 +89,7 @@ TEST_F(ViommuTest, CreateThatFailsAtAnyStepLeavesNothingOnTheHost) {
 // A refused vIOMMU is the kernel's coherency rule (neither S2FWB nor CANWBS): the message keeps the kernel's.
 TEST_F(ViommuTest, AVIommuTheKernelRefusesIsCannotNestWithTheKernelsReason) {
   host_.coherent_smmus = {1};
-  auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "vsmmu0 device nic0");
+  auto v = Viommu::create(host_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "vsmmu0 device nic0", calls_);
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().err, EOPNOTSUPP);
   EXPECT_EQ(v.error().to_string(),
