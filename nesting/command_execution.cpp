@@ -26,16 +26,11 @@ void VirtualSmmu::commands_published() { run_command_queue(); }
 
 void VirtualSmmu::begin_access() {
   commands_budget_ = config_.commands_per_access != 0 ? config_.commands_per_access : UINT32_MAX;
-  host_calls_limit_ = config_.host_calls_per_access != 0 ? host_calls() + config_.host_calls_per_access : UINT64_MAX;
+  host_calls_limit_ =
+      config_.host_calls_per_access != 0 ? stats_.host_calls + config_.host_calls_per_access : UINT64_MAX;
 }
 
-std::uint64_t VirtualSmmu::host_calls() const {
-  std::uint64_t n = stats_.host_calls + retired_.host_calls;
-  for (const auto& v : viommus_) n += v->stats().host_calls;
-  return n;
-}
-
-bool VirtualSmmu::host_budget_spent() const { return host_calls() >= host_calls_limit_; }
+bool VirtualSmmu::host_budget_spent() const { return stats_.host_calls >= host_calls_limit_; }
 
 void VirtualSmmu::set_work_left(bool left) {
   if (left == work_left_) return;

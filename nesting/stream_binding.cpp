@@ -127,15 +127,12 @@ Result<Viommu*> VirtualSmmu::join_viommu(Device& dev, const host::HwInfo& hw, co
     VSMMU_TRY_ASSIGN(const bool behind_it, v->accepts(dev.bound.id(), what));
     if (behind_it) return v.get();
   }
-  VSMMU_TRY_ASSIGN(auto v, Viommu::create(host_, dev.bound.id(), memory_.ioas(), hw,
+  VSMMU_TRY_ASSIGN(auto v, Viommu::create(host_, stats_, dev.bound.id(), memory_.ioas(), hw,
                                           fmt::format("physical SMMU {} (first device {})", viommus_.size(), dev.name),
-                                          what, stats_.host_calls));
+                                          what));
   if (regs_.cr0().get(Cr0::EVENTQEN)) {
     // Hot-plug while the guest's event queue runs: this vIOMMU needs its vEVENTQ now.
-    if (auto r = v->enable_events(regs_.eventq_index().entries(), what); !r) {
-      retired_ += v->stats();  // the calls it made stay counted
-      return std::unexpected(r.error());
-    }
+    VSMMU_TRY(v->enable_events(regs_.eventq_index().entries(), what));
   }
   viommus_.push_back(std::move(v));
   return viommus_.back().get();
@@ -145,9 +142,7 @@ Result<Viommu*> VirtualSmmu::join_viommu(Device& dev, const host::HwInfo& hw, co
 // its vIOMMU was made): their nest parent, vIOMMU, HWPTs and vEVENTQ have no reason to live on.
 void VirtualSmmu::drop_unused_viommus() {
   std::erase_if(viommus_, [&](const std::unique_ptr<Viommu>& v) {
-    if (std::ranges::any_of(devices_, [&](const auto& d) { return d.second->viommu == v.get(); })) return false;
-    retired_ += v->stats();  // what it did stays in the vSMMU's stats
-    return true;
+    return std::ranges::none_of(devices_, [&](const auto& d) { return d.second->viommu == v.get(); });
   });
 }
 

@@ -38,24 +38,25 @@ struct Viommu::NestedHwpt {
   std::array<std::uint64_t, 2> vste{};
 };
 
-Viommu::Viommu(host::Host& host, const host::HwInfo& hw, std::string label)
+Viommu::Viommu(host::Host& host, ViommuStats& stats, const host::HwInfo& hw, std::string label)
     : host_(host),
       label_(std::move(label)),
       hw_(hw),
-      repeat_invalidations_((hw.flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi) != 0) {}
+      repeat_invalidations_((hw.flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi) != 0),
+      stats_(stats) {}
 
 Viommu::~Viommu() = default;
 
-Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, host::DeviceId dev, host::ObjectId ioas,
-                                               const host::HwInfo& hw, std::string label, const std::string& what,
-                                               std::uint64_t& host_calls) {
-  std::unique_ptr<Viommu> v(new Viommu(host, hw, std::move(label)));
-  ++host_calls;
+Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& stats, host::DeviceId dev,
+                                               host::ObjectId ioas, const host::HwInfo& hw, std::string label,
+                                               const std::string& what) {
+  std::unique_ptr<Viommu> v(new Viommu(host, stats, hw, std::move(label)));
+  ++stats.host_calls;
   auto parent = host.hwpt_alloc(host::paging_request(dev, ioas, host::uapi::kHwptAllocNestParent));
   if (!parent) return fail(parent.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
   v->parent_ = host::HostObject(host, *parent);
 
-  ++host_calls;
+  ++stats.host_calls;
   auto viommu = host.viommu_alloc(dev, v->parent_.id(), host::uapi::kViommuTypeArmSmmuv3);
   if (!viommu) return fail(viommu.error(), kWhere, "{}: cannot nest", what);
   v->viommu_ = host::HostObject(host, *viommu);
@@ -63,7 +64,7 @@ Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, host::DeviceId 
   for (auto [config, slot] : {std::pair{StreamConfig::abort, &v->abort_hwpt_}, std::pair{StreamConfig::bypass, &v->bypass_hwpt_}}) {
     const Ste ste = Ste{}.set(Ste::V, true).set(Ste::Config, config);
     const std::array<std::uint64_t, 2> words{ste.dw[0], ste.dw[1]};
-    ++host_calls;
+    ++stats.host_calls;
     auto id = host.hwpt_alloc(host::nested_request(dev, v->viommu_.id(), vste_bytes(words)));
     if (!id) return fail(id.error(), kWhere, "{}: the {} HWPT", what, config == StreamConfig::abort ? "abort" : "bypass");
     *slot = host::HostObject(host, *id);

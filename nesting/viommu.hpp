@@ -53,7 +53,8 @@ struct InvalidationBatch {
   bool empty() const { return entries.empty(); }
 };
 
-// What one Viommu asked of the host; VirtualSmmuStats sums them.
+// What the Viommus asked of the host. Every Viommu of a vSMMU counts into the vSMMU's one instance (its
+// VirtualSmmuStats), so nothing is summed or lost when a Viommu goes.
 struct ViommuStats {
   std::uint64_t host_calls = 0;           // every Host call
   std::uint64_t hwpt_allocs = 0;          // nested HWPTs allocated for translating vSTEs
@@ -63,18 +64,6 @@ struct ViommuStats {
   std::uint64_t invalidate_calls = 0;     // HWPT_INVALIDATE calls
   std::uint64_t forwarded = 0;            // entries the host took in HWPT_INVALIDATE
   std::chrono::nanoseconds host_time{0};  // time spent inside HWPT_INVALIDATE calls
-
-  ViommuStats& operator+=(const ViommuStats& o) {
-    host_calls += o.host_calls;
-    hwpt_allocs += o.hwpt_allocs;
-    hwpt_shared += o.hwpt_shared;
-    attaches += o.attaches;
-    ste_unchanged += o.ste_unchanged;
-    invalidate_calls += o.invalidate_calls;
-    forwarded += o.forwarded;
-    host_time += o.host_time;
-    return *this;
-  }
 };
 
 class Viommu {
@@ -95,10 +84,10 @@ class Viommu {
   // this physical SMMU; `hw` its IOMMU_GET_HW_INFO). `label` names the Viommu in messages, `what` the device.
   // Fails with the first refusal, leaving nothing on the host; a refused vIOMMU is the kernel's coherency rule
   // (S2FWB or a CANWBS root complex, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c arm_vsmmu_init).
-  // `host_calls` is incremented for every host call made, whether or not creation succeeds.
-  static Result<std::unique_ptr<Viommu>> create(host::Host& host, host::DeviceId dev, host::ObjectId ioas,
-                                                const host::HwInfo& hw, std::string label, const std::string& what,
-                                                std::uint64_t& host_calls);
+  // Counts what it does, from its first host call, into `stats` (which must outlive it).
+  static Result<std::unique_ptr<Viommu>> create(host::Host& host, ViommuStats& stats, host::DeviceId dev,
+                                                host::ObjectId ioas, const host::HwInfo& hw, std::string label,
+                                                const std::string& what);
   ~Viommu();
   Viommu(const Viommu&) = delete;
   Viommu& operator=(const Viommu&) = delete;
@@ -137,12 +126,11 @@ class Viommu {
 
   const std::string& label() const { return label_; }
   const host::HwInfo& hw() const { return hw_; }
-  const ViommuStats& stats() const { return stats_; }
   // The host objects held: nest parent, vIOMMU, abort and bypass HWPTs, vEVENTQ, nested HWPTs in use.
   std::size_t host_objects() const;
 
  private:
-  Viommu(host::Host& host, const host::HwInfo& hw, std::string label);
+  Viommu(host::Host& host, ViommuStats& stats, const host::HwInfo& hw, std::string label);
   // The vSTE as the host takes it, normalized so that equal streams share a nested HWPT.
   static std::array<std::uint64_t, 2> host_vste(const smmu::Ste& vste, bool ats);
   Result<std::shared_ptr<NestedHwpt>> nested_hwpt(const Stream& s, const std::array<std::uint64_t, 2>& words);
@@ -151,7 +139,7 @@ class Viommu {
   std::string label_;
   host::HwInfo hw_;
   bool repeat_invalidations_ = false;
-  ViommuStats stats_;
+  ViommuStats& stats_;
   host::HostObject parent_;       // NEST_PARENT HWPT on the guest's IOAS: stage 2
   host::HostObject viommu_;
   host::HostObject abort_hwpt_;   // vSTE {V, Config=abort}

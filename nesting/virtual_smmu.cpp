@@ -149,16 +149,6 @@ void VirtualSmmu::events_consumed() {
 VirtualSmmuStats VirtualSmmu::stats() const {
   std::lock_guard lock(mu_);
   VirtualSmmuStats s = stats_;
-  ViommuStats hosts = retired_;
-  for (const auto& v : viommus_) hosts += v->stats();
-  s.host_calls += hosts.host_calls;
-  s.hwpt_allocs = hosts.hwpt_allocs;
-  s.hwpt_shared = hosts.hwpt_shared;
-  s.attaches = hosts.attaches;
-  s.ste_unchanged = hosts.ste_unchanged;
-  s.invalidate_calls = hosts.invalidate_calls;
-  s.forwarded = hosts.forwarded;
-  s.host_time = hosts.host_time;
   s.syncs = regs_.counters().syncs;
   s.command_errors = regs_.counters().command_errors;
   s.events = regs_.counters().events;

@@ -71,25 +71,18 @@ struct DeviceSpec {
   std::uint32_t vsid = 0;
 };
 
-// Everything the vSMMU did, for reports and benchmarks.
-struct VirtualSmmuStats {
+// Everything the vSMMU did, for reports and benchmarks: its host calls and their effects (ViommuStats, counted
+// by its Viommus and by the vSMMU itself for binding devices), and the guest's side.
+struct VirtualSmmuStats : ViommuStats {
   std::uint64_t commands = 0;             // guest commands consumed (a failing one excluded)
-  std::uint64_t forwarded = 0;            // entries sent in HWPT_INVALIDATE
   std::uint64_t coalesced = 0;            // invalidations dropped as covered by a later one
-  std::uint64_t invalidate_calls = 0;     // HWPT_INVALIDATE calls
   std::uint64_t syncs = 0;                // CMD_SYNCs completed
   std::uint64_t ste_reinstalls = 0;       // streams re-read after CFGI_STE*, CFGI_ALL, SMMUEN or GBPA changes
-  std::uint64_t ste_unchanged = 0;        // of those, streams whose configuration had not changed (no attach)
-  std::uint64_t hwpt_allocs = 0;          // nested HWPTs allocated for translating vSTEs
-  std::uint64_t hwpt_shared = 0;          // translating vSTEs that reused an existing nested HWPT
-  std::uint64_t attaches = 0;             // attach / replace calls
   std::uint64_t command_errors = 0;       // CERROR_ILL / CERROR_ABT raised
   std::uint64_t bad_stes = 0;             // vSTEs refused (C_BAD_STE recorded)
   std::uint64_t events = 0;               // records written to the guest's event queue
   std::uint64_t events_lost = 0;          // records lost (host vEVENTQ overflow or guest queue full)
-  std::uint64_t host_calls = 0;           // every Host call the vSMMU made
   std::uint64_t deferred = 0;             // times an access's budget ran out with commands left for later
-  std::chrono::nanoseconds host_time{0};  // time spent inside HWPT_INVALIDATE calls
 };
 
 // What the vSMMU did with one device's stream, for tests and tools.
@@ -165,7 +158,6 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // command queue (command_execution.cpp); mu_ held
   // Starts one access's budget (VirtualSmmuConfig::commands_per_access, host_calls_per_access).
   void begin_access();
-  std::uint64_t host_calls() const;  // every Host call so far, the Viommus' included
   bool host_budget_spent() const;
   // Consumes commands within the access's budget; leaves work_fd_ readable when some are left.
   void run_command_queue();
@@ -200,8 +192,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   bool work_left_ = false;
   std::uint32_t commands_budget_ = 0;                         // this access's budget: commands still allowed
   std::uint64_t host_calls_limit_ = 0;                        //   and the host-call count it may not pass
-  VirtualSmmuStats stats_;                                    // the vSMMU's own; stats() adds the Viommus'
-  ViommuStats retired_;                                       // of Viommus released since
+  VirtualSmmuStats stats_;                                    // the Viommus count into its ViommuStats part
   std::array<std::function<void()>, 4> irq_handlers_;
 };
 

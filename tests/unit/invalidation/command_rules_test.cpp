@@ -146,7 +146,7 @@ TEST(CommandRules, TheVsmmuJudgesWithTheSmmusOwnRules) {
 }
 
 TEST(CommandRules, CdInvalidationsNeedStageOne) {
-  // IHI 0070 4.3.3, 4.3.4: CFGI_CD and CFGI_CD_ALL raise CERROR_ILL when stage 1 is not implemented.
+  // IHI 0070 4.3.3, 4.3.4: on an SMMU without stage 1 (IDR0.S1P = 0), CFGI_CD and CFGI_CD_ALL are CERROR_ILL.
   AdvertisedFeatures f = features();
   EXPECT_EQ(of(cfgi_cd(0x10, 1), f), Disposition::forward);
   EXPECT_EQ(of(cfgi_cd_all(0x10), f), Disposition::forward);
