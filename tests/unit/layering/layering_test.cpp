@@ -30,10 +30,12 @@ const std::map<std::string, std::set<std::string>> kMayInclude = {
     {"host/kernel", {"base", "smmu", "host"}},
     {"host/sim", {"base", "smmu", "smmu/model", "smmu/driver", "host"}},
     {"nesting", {"base", "smmu", "invalidation", "host"}},
-    {"testing", {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "host", "nesting"}},
+    {"service", {"base", "smmu", "invalidation", "host", "host/kernel", "host/sim", "nesting"}},
+    {"service/client", {"base", "smmu", "host", "nesting", "service"}},
+    {"testing", {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "host", "nesting", "service/client"}},
     {"tools",
      {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "acpi", "host", "host/kernel", "host/sim", "nesting",
-      "testing"}},
+      "service", "service/client", "testing"}},
 };
 
 bool is_source(const fs::path& p) { return p.extension() == ".hpp" || p.extension() == ".cpp"; }

@@ -1,0 +1,331 @@
+// The vsmmud wire protocol, version 1 (docs/protocol.md): what a VMM and the daemon say to each other over a
+// UNIX SOCK_SEQPACKET socket, one message per packet, file descriptors beside it (SCM_RIGHTS).
+//
+// Every message is a Header, then the body of its op. Both are size-first: Header::size is the whole packet;
+// every body begins with its own size, and a body may be followed by a tail (names, DMA data) whose lengths
+// the body gives. Structs grow only at their end. The zero-extension rule (as the kernel's
+// copy_struct_from_user): a receiver that knows a shorter struct accepts a longer one only if every byte it
+// does not know is zero; one that knows a longer struct reads the missing fields as zero. Nothing here is
+// unversioned: HELLO agrees on the version and on the limits (fds per message, message size, regions, ...)
+// before anything else is accepted. Integers are little-endian (both ends run on one host).
+//
+// This file is the one definition of the format: the daemon (service/server), both clients and the fuzzer
+// parse and build messages only through it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "base/error.hpp"
+
+namespace vsmmu::service {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kMagic = 0x554d4d53;  // "SMMU": the first word of HELLO's body
+
+enum class Op : std::uint16_t {
+  hello = 1,
+  create_vsmmu = 2,
+  destroy_vsmmu = 3,
+  add_region = 4,
+  remove_region = 5,
+  attach_device = 6,
+  detach_device = 7,
+  mmio_read = 8,
+  mmio_write = 9,
+  set_irq = 10,
+  stats = 11,
+  sim_dma = 12,        // the simulated host only: a device's DMA engine reads or writes (tests, the demo)
+  // 13-31: reserved for "Live migration" (docs/protocol.md); the daemon answers ENOSYS.
+  dirty_start = 16,
+  dirty_stop = 17,
+  dirty_get = 18,
+  save_state = 19,
+  load_state = 20,
+};
+inline constexpr std::uint16_t kLastOp = 31;
+std::string_view op_name(std::uint16_t op);
+bool op_known(std::uint16_t op);       // defined in version 1 (reserved numbers included)
+bool op_reserved(std::uint16_t op);    // defined but not implemented in version 1
+
+// Header::flags
+inline constexpr std::uint16_t kFlagReply = 1u << 0;   // daemon -> client: the answer to request `tag`
+inline constexpr std::uint16_t kFlagPosted = 1u << 1;  // client -> daemon: answer only if it fails (MMIO_WRITE)
+inline constexpr std::uint16_t kFlagAsync = 1u << 2;   // daemon -> client: a posted request's failure
+inline constexpr std::uint16_t kKnownFlags = kFlagReply | kFlagPosted | kFlagAsync;
+
+struct Header {
+  std::uint32_t size = 0;      // the whole packet, header included
+  std::uint16_t op = 0;        // Op
+  std::uint16_t flags = 0;
+  std::uint64_t tag = 0;       // chosen by the client; a reply carries its request's
+  std::uint32_t vsmmu = 0;     // the vSMMU a request is for (0: none); CREATE's reply names the new one
+  std::int32_t status = 0;     // replies: 0, or the errno of the failure (ErrorReply follows); requests: 0
+};
+static_assert(sizeof(Header) == 24 && std::is_trivially_copyable_v<Header>);
+
+// ---- bodies. Each begins with `size` (its own size as the sender built it); a tail follows at `size`.
+
+// HELLO: the first request on a connection. The client offers a version range and the limits it wants; the
+// reply carries the version chosen and the limits the daemon enforces on this connection.
+struct HelloRequest {
+  std::uint32_t size = sizeof(HelloRequest);
+  std::uint32_t magic = kMagic;
+  std::uint32_t version_min = kProtocolVersion;
+  std::uint32_t version_max = kProtocolVersion;
+  std::uint64_t features = 0;             // kFeature* the client can use
+  std::uint32_t max_message = 0;          // the largest packet the client accepts (0: no preference)
+  std::uint32_t reserved = 0;
+};
+inline constexpr std::uint64_t kFeaturePostedWrites = 1u << 0;  // MMIO_WRITE with kFlagPosted
+inline constexpr std::uint64_t kFeatureSimDma = 1u << 1;        // SIM_DMA (the daemon runs the simulated host)
+inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma;
+
+enum class HostKind : std::uint32_t { sim = 1, kernel = 2 };
+struct HelloReply {
+  std::uint32_t size = sizeof(HelloReply);
+  std::uint32_t version = kProtocolVersion;
+  std::uint64_t features = 0;             // offered & supported
+  std::uint32_t host = 0;                 // HostKind
+  std::uint32_t max_message = 0;          // the largest packet the daemon accepts (and sends)
+  std::uint32_t max_fds = 0;              // fds per packet
+  std::uint32_t max_vsmmus = 0;           // per connection
+  std::uint32_t max_devices = 0;          // per connection, all its vSMMUs together
+  std::uint32_t max_regions = 0;          // guest RAM regions per connection
+  std::uint32_t max_pending = 0;          // requests in flight before the daemon stops reading
+  std::uint32_t reserved = 0;
+};
+
+// The VMM's wishes for the guest's ID registers (nesting::VsmmuWishes); a field counts only if its bit is
+// set in `present`, otherwise the daemon derives it from the host.
+struct WireWishes {
+  std::uint32_t present = 0;              // kWish* bits
+  std::uint8_t ipa_bits = 0, oas_bits = 0, sid_bits = 0, ssid_bits = 0;
+  std::uint8_t ril = 0, ats = 0, st_level = 0, tt_endian = 0;
+  std::uint8_t gran4k = 0, gran16k = 0, gran64k = 0, cmdq_log2 = 0;
+  std::uint8_t eventq_log2 = 0, reserved[3] = {};
+};
+static_assert(sizeof(WireWishes) == 20);
+enum : std::uint32_t {
+  kWishIpaBits = 1u << 0, kWishOasBits = 1u << 1, kWishSidBits = 1u << 2, kWishSsidBits = 1u << 3,
+  kWishRil = 1u << 4, kWishAts = 1u << 5, kWishStLevel = 1u << 6, kWishTtEndian = 1u << 7,
+  kWishGran4k = 1u << 8, kWishGran16k = 1u << 9, kWishGran64k = 1u << 10, kWishCmdqLog2 = 1u << 11,
+  kWishEventqLog2 = 1u << 12,
+  kKnownWishes = (1u << 13) - 1,
+};
+
+// A device: on the kernel host its VFIO cdev fd rides in the packet (exactly one); on the simulated host
+// its name follows the body (name_len bytes, no fd).
+// CREATE_VSMMU: the vSMMU and its first device (the guest's ID registers follow that device's SMMU). Guest RAM
+// must be added first: the vSMMU's queues and tables live there. Tail: the vSMMU's name, then the device's.
+enum class Policy : std::uint32_t { batched = 0, per_command = 1 };
+struct CreateRequest {
+  std::uint32_t size = sizeof(CreateRequest);
+  std::uint32_t policy = 0;               // Policy
+  WireWishes wishes;
+  std::uint32_t commands_per_access = 0;  // 0: the daemon's default
+  std::uint32_t host_calls_per_access = 0;
+  std::uint32_t flags = 0;                // kCreateGbpaAbort
+  std::uint32_t vsid = 0;                 // the first device's StreamID in the guest
+  std::uint32_t name_len = 0;             // the vSMMU's name (empty: the daemon names it)
+  std::uint32_t device_name_len = 0;      // the simulated host's device name
+};
+inline constexpr std::uint32_t kCreateGbpaAbort = 1u << 0;
+struct CreateReply {
+  std::uint32_t size = sizeof(CreateReply);
+  std::uint32_t handle = 0;               // the vSMMU, for Header::vsmmu
+  std::uint32_t idr[6] = {};              // IDR0-5 as the guest reads them
+  std::uint32_t iidr = 0, aidr = 0;
+};
+
+// ATTACH_DEVICE (hot-plug) and DETACH_DEVICE on Header::vsmmu. Attach's tail: the device name (sim host).
+struct AttachRequest {
+  std::uint32_t size = sizeof(AttachRequest);
+  std::uint32_t vsid = 0;
+  std::uint32_t device_name_len = 0;
+  std::uint32_t reserved = 0;
+};
+struct DetachRequest {
+  std::uint32_t size = sizeof(DetachRequest);
+  std::uint32_t vsid = 0;
+};
+
+// ADD_REGION: guest RAM [gpa, gpa+length) is the memfd (one fd in the packet) from fd_offset; the daemon maps
+// it and maps it into the connection's IOAS as stage 2. REMOVE_REGION by its gpa.
+struct AddRegionRequest {
+  std::uint32_t size = sizeof(AddRegionRequest);
+  std::uint32_t reserved = 0;
+  std::uint64_t gpa = 0;
+  std::uint64_t length = 0;
+  std::uint64_t fd_offset = 0;
+};
+struct RemoveRegionRequest {
+  std::uint32_t size = sizeof(RemoveRegionRequest);
+  std::uint32_t reserved = 0;
+  std::uint64_t gpa = 0;
+};
+
+// MMIO on Header::vsmmu: offset from the base of page 0 (page 1 at 0x10000), width 4 or 8. Writes may be
+// posted (kFlagPosted): no reply unless they fail, and every later request on that vSMMU sees them done.
+struct MmioReadRequest {
+  std::uint32_t size = sizeof(MmioReadRequest);
+  std::uint32_t width = 0;
+  std::uint64_t offset = 0;
+};
+struct MmioReadReply {
+  std::uint32_t size = sizeof(MmioReadReply);
+  std::uint32_t reserved = 0;
+  std::uint64_t value = 0;
+};
+struct MmioWriteRequest {
+  std::uint32_t size = sizeof(MmioWriteRequest);
+  std::uint32_t width = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t value = 0;
+};
+
+// SET_IRQ on Header::vsmmu: the eventfd (one fd in the packet) the daemon signals for an interrupt line; no
+// fd clears it.
+enum class IrqLine : std::uint32_t { eventq = 0, gerror = 1, cmd_sync = 2 };
+struct SetIrqRequest {
+  std::uint32_t size = sizeof(SetIrqRequest);
+  std::uint32_t line = 0;                 // IrqLine
+};
+
+// STATS: with Header::vsmmu, that vSMMU's figures; without, the connection's and the daemon's.
+struct StatsRequest {
+  std::uint32_t size = sizeof(StatsRequest);
+  std::uint32_t reserved = 0;
+};
+struct VsmmuStatsReply {
+  std::uint32_t size = sizeof(VsmmuStatsReply);
+  std::uint32_t reserved = 0;
+  std::uint64_t host_calls = 0, hwpt_allocs = 0, hwpt_shared = 0, attaches = 0, ste_unchanged = 0;
+  std::uint64_t invalidate_calls = 0, forwarded = 0, host_time_ns = 0;
+  std::uint64_t commands = 0, coalesced = 0, syncs = 0, ste_reinstalls = 0, command_errors = 0, bad_stes = 0;
+  std::uint64_t events = 0, events_lost = 0, deferred = 0;
+  std::uint64_t host_objects = 0;         // what the vSMMU holds on the host now
+  std::uint64_t posted_failures = 0;      // posted writes that failed (each also sent as a kFlagAsync reply)
+};
+struct DaemonStatsReply {
+  std::uint32_t size = sizeof(DaemonStatsReply);
+  std::uint32_t reserved = 0;
+  std::uint64_t clients = 0;              // connections now
+  std::uint64_t vsmmus = 0;               // vSMMUs now, all connections
+  std::uint64_t host_objects = 0;         // host objects the daemon holds now, all connections
+  std::uint64_t connection_vsmmus = 0;    // this connection's vSMMUs, regions and host objects
+  std::uint64_t connection_regions = 0;
+  std::uint64_t connection_host_objects = 0;
+  std::uint64_t requests = 0;             // requests served since start, all connections
+  std::uint64_t refused = 0;              // requests answered with an error, all connections
+  std::uint64_t host_live_objects = 0;    // the simulated host's own count of live iommufd objects (0 on kernel)
+};
+
+// SIM_DMA (daemon on the simulated host only): a DMA by the profile's engine at an IOVA through the device's
+// SMMU. Tail: engine name, then for a write the data. Reply: DmaReply, then for a read the bytes read.
+enum class DmaDirection : std::uint32_t { write = 0, read = 1 };
+struct SimDmaRequest {
+  std::uint32_t size = sizeof(SimDmaRequest);
+  std::uint32_t direction = 0;            // DmaDirection
+  std::uint64_t iova = 0;
+  std::uint32_t length = 0;               // bytes to move (a write's data is the tail after the name)
+  std::uint32_t engine_len = 0;
+  std::uint32_t ssid = 0;
+  std::uint32_t flags = 0;                // kDmaSsidValid
+};
+inline constexpr std::uint32_t kDmaSsidValid = 1u << 0;
+struct SimDmaReply {
+  std::uint32_t size = sizeof(SimDmaReply);
+  std::uint32_t faulted = 0;              // 1: the DMA stopped at a fault (the event went to the guest)
+  std::uint64_t bytes = 0;                // bytes that landed before the fault
+};
+
+// Every failed request is answered with Header::status = errno and this body; tail: the field, then the reason.
+struct ErrorReply {
+  std::uint32_t size = sizeof(ErrorReply);
+  std::uint16_t op = 0;                   // the request's op
+  std::uint16_t reserved = 0;
+  std::uint32_t field_len = 0;
+  std::uint32_t reason_len = 0;
+};
+
+// ---- parsing and building
+
+// What the daemon (or a client) refuses in a message: the request, the field, why.
+struct Refusal {
+  int err = EINVAL;
+  std::uint16_t op = 0;
+  std::string field;
+  std::string reason;
+  std::string to_string() const;   // "CREATE_VSMMU: wishes.sid_bits: ..."
+};
+
+// One received packet, checked at the header level, with the fds that came with it (owned by the caller).
+struct Packet {
+  Header header;
+  std::span<const std::byte> body;  // after the header
+};
+
+// Checks the header of a received packet: its size equals the packet's, flags and op known for the
+// direction (`from_client`), status zero in requests. The body is not read.
+std::optional<Refusal> parse_header(std::span<const std::byte> packet, bool from_client, Packet& out);
+
+// The body of `packet` as T under the zero-extension rule, and its tail. Fails if the body is shorter than
+// `min_size` (the fields version 1 requires), its size field is out of range, or an unknown byte is not zero.
+template <class T>
+struct Body {
+  T fixed{};
+  std::span<const std::byte> tail;
+};
+std::optional<Refusal> decode_body_bytes(std::uint16_t op, std::span<const std::byte> body, void* out,
+                                         std::size_t known, std::size_t min_size, std::span<const std::byte>& tail);
+template <class T>
+std::optional<Refusal> decode_body(const Packet& packet, Body<T>& out, std::size_t min_size = sizeof(T)) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return decode_body_bytes(packet.header.op, packet.body, &out.fixed, sizeof(T), min_size, out.tail);
+}
+
+// Splits a tail into the pieces the body announces (lengths in order); the rest must be empty unless
+// `rest` is given. Fails naming the length field that does not fit.
+std::optional<Refusal> split_tail(std::uint16_t op, std::span<const std::byte> tail,
+                                  std::span<const std::pair<const char*, std::uint32_t>> pieces,
+                                  std::vector<std::span<const std::byte>>& out);
+
+std::string_view as_text(std::span<const std::byte> bytes);
+
+// Builds a packet: header (size filled in), body, tail pieces.
+template <class T>
+std::vector<std::byte> build(Header h, const T& body, std::initializer_list<std::span<const std::byte>> tail = {}) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  std::size_t total = sizeof(Header) + sizeof(T);
+  for (auto t : tail) total += t.size();
+  std::vector<std::byte> out(total);
+  h.size = static_cast<std::uint32_t>(total);
+  std::memcpy(out.data(), &h, sizeof h);
+  std::memcpy(out.data() + sizeof h, &body, sizeof body);
+  std::size_t at = sizeof h + sizeof body;
+  for (auto t : tail) {
+    if (!t.empty()) std::memcpy(out.data() + at, t.data(), t.size());
+    at += t.size();
+  }
+  return out;
+}
+std::span<const std::byte> bytes_of(std::string_view s);
+
+// An error reply to `request` (Header::status = refusal.err).
+std::vector<std::byte> build_error(const Header& request, const Refusal& refusal, std::uint16_t extra_flags = 0);
+// Reads an error reply back into a Refusal (the client's side).
+Refusal parse_error(const Packet& reply);
+
+// The wishes' own rules: only known bits present, booleans 0 or 1, reserved bytes zero. Whether the host can
+// honour them is the daemon's to say (nesting::derive_id_registers).
+std::optional<Refusal> check_wishes(std::uint16_t op, const WireWishes& w);
+
+}  // namespace vsmmu::service
