@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.hpp"
@@ -36,6 +37,49 @@ GuestMemory::~GuestMemory() {
     if (auto u = host_->ioas_unmap(ioas_.id(), r.gpa, r.size); !u)
       log::error(kWhere, "unmapping guest RAM [{:#x}, +{:#x}) from IOAS {} failed: {}", r.gpa, r.size, ioas_.id(),
                  u.error());
+}
+
+std::expected<void, smmu::BusFault> GuestMemory::LockedView::read(std::uint64_t pa, std::span<std::byte> out) const {
+  std::shared_lock lock(mu_);
+  return regions_.read(pa, out);
+}
+std::expected<void, smmu::BusFault> GuestMemory::LockedView::write(std::uint64_t pa, std::span<const std::byte> in) {
+  std::shared_lock lock(mu_);
+  return regions_.write(pa, in);
+}
+std::expected<bool, smmu::BusFault> GuestMemory::LockedView::compare_exchange64(std::uint64_t pa, std::uint64_t expected,
+                                                                                std::uint64_t desired) {
+  std::shared_lock lock(mu_);
+  return regions_.compare_exchange64(pa, expected, desired);
+}
+std::byte* GuestMemory::LockedView::host_pointer(std::uint64_t pa, std::uint64_t len) {
+  std::shared_lock lock(mu_);
+  return regions_.host_pointer(pa, len);
+}
+Result<void> GuestMemory::LockedView::add_borrowed(std::uint64_t base, std::span<std::byte> backing) {
+  std::unique_lock lock(mu_);
+  return regions_.add_borrowed(base, backing);
+}
+Result<void> GuestMemory::LockedView::remove(std::uint64_t base) {
+  std::unique_lock lock(mu_);
+  return regions_.remove(base);
+}
+
+Result<void> GuestMemory::add_region(const GuestRamRegion& region) {
+  std::lock_guard lock(regions_mu_);
+  return add(region);
+}
+
+Result<void> GuestMemory::remove_region(std::uint64_t gpa) {
+  std::lock_guard lock(regions_mu_);
+  const auto it = std::find_if(regions_.begin(), regions_.end(), [gpa](const GuestRamRegion& r) { return r.gpa == gpa; });
+  if (it == regions_.end()) return fail(ENOENT, kWhere, "no guest RAM region starts at GPA {:#x}", gpa);
+  // The IOAS first: once it is unmapped no device DMA reaches the memory; then the vSMMU's view.
+  if (auto u = host_->ioas_unmap(ioas_.id(), it->gpa, it->size); !u)
+    return fail(u.error(), kWhere, "unmapping guest RAM [{:#x}, +{:#x}) from IOAS {}", it->gpa, it->size, ioas_.id());
+  (void)view_.remove(it->gpa);
+  regions_.erase(it);
+  return {};
 }
 
 Result<void> GuestMemory::add(const GuestRamRegion& r) {

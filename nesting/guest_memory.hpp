@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <vector>
 
@@ -34,6 +36,11 @@ class GuestMemory {
  public:
   // Maps the VMM's regions into a new IOAS at IOVA = GPA. Regions must be page aligned and not overlap.
   static Result<std::unique_ptr<GuestMemory>> map(host::Host& host, std::span<const GuestRamRegion> regions);
+  // Adds a region to the IOAS and the view (a VMM's hot-added RAM), or removes one by its GPA: unmapped from
+  // the IOAS first, so no device reaches it once this returns. Safe while vSMMUs use the memory from other
+  // threads: a vSMMU access to a removed region is a bus fault the guest sees as one (an abort).
+  Result<void> add_region(const GuestRamRegion& region);
+  Result<void> remove_region(std::uint64_t gpa);
   // Allocates the RAM itself (one memfd per region, zero-filled, mapped shared) and maps it: for the demo,
   // the benchmarks and tests, and a VMM that lets vsmmu own guest RAM.
   static Result<std::unique_ptr<GuestMemory>> allocate(host::Host& host, std::span<const GuestRamLayout> layout);
@@ -57,8 +64,24 @@ class GuestMemory {
 
   host::Host* host_;
   std::unique_ptr<Owned> owned_;             // destroyed last: the IOAS must be gone before the memory
-  smmu::RegionMemory view_;
+  // The regions, readable from many threads while one adds or removes a region.
+  class LockedView final : public smmu::PhysicalMemory {
+   public:
+    std::expected<void, smmu::BusFault> read(std::uint64_t pa, std::span<std::byte> out) const override;
+    std::expected<void, smmu::BusFault> write(std::uint64_t pa, std::span<const std::byte> in) override;
+    std::expected<bool, smmu::BusFault> compare_exchange64(std::uint64_t pa, std::uint64_t expected,
+                                                           std::uint64_t desired) override;
+    std::byte* host_pointer(std::uint64_t pa, std::uint64_t len);
+    Result<void> add_borrowed(std::uint64_t base, std::span<std::byte> backing);
+    Result<void> remove(std::uint64_t base);
+
+   private:
+    mutable std::shared_mutex mu_;
+    smmu::RegionMemory regions_;
+  };
+  LockedView view_;
   host::HostObject ioas_;
+  mutable std::mutex regions_mu_;            // add_region / remove_region
   std::vector<GuestRamRegion> regions_;      // mapped into ioas_
 };
 

@@ -1,0 +1,68 @@
+#include "service/client_memory.hpp"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "base/try.hpp"
+
+namespace vsmmu::service {
+
+namespace {
+constexpr const char* kWhere = "vsmmud.memory";
+}
+
+Result<std::shared_ptr<ClientMemory>> ClientMemory::create(host::Host& host, std::shared_ptr<host::Host> owned_host) {
+  std::shared_ptr<ClientMemory> m(new ClientMemory());
+  m->owned_host_ = std::move(owned_host);
+  m->host_ = &host;
+  VSMMU_TRY_ASSIGN(auto g, nesting::GuestMemory::map(host, {}));
+  m->memory_ = std::move(g);
+  return m;
+}
+
+ClientMemory::~ClientMemory() {
+  memory_.reset();  // the IOAS and its mappings first, then the daemon's mappings of the memory
+  for (auto& [gpa, m] : mappings_)
+    if (m.addr) ::munmap(m.addr, m.length);
+}
+
+Result<void> ClientMemory::add(std::uint64_t gpa, std::uint64_t length, host::UniqueFd fd, std::uint64_t fd_offset) {
+  std::lock_guard lock(mu_);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return fail(errno, kWhere, "fstat of the region's fd: {}", std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return fail(EINVAL, kWhere, "the region's fd is not a memfd or file (mode {:#o}); send the memfd that backs guest RAM",
+                st.st_mode & S_IFMT);
+  if (fd_offset > static_cast<std::uint64_t>(st.st_size) || length > static_cast<std::uint64_t>(st.st_size) - fd_offset)
+    return fail(EINVAL, kWhere, "[{:#x}, +{:#x}) of the memfd goes past its size {:#x}; ftruncate it first", fd_offset,
+                length, st.st_size);
+  void* addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), static_cast<off_t>(fd_offset));
+  if (addr == MAP_FAILED)
+    return fail(errno, kWhere, "mapping {:#x} bytes of the memfd at offset {:#x}: {}", length, fd_offset, std::strerror(errno));
+  nesting::GuestRamRegion r{gpa, length, fd.get(), fd_offset, static_cast<std::byte*>(addr)};
+  if (auto a = memory_->add_region(r); !a) {
+    ::munmap(addr, length);
+    return std::unexpected(a.error());
+  }
+  mappings_.emplace(gpa, Mapping{std::move(fd), addr, length});
+  return {};
+}
+
+Result<void> ClientMemory::remove(std::uint64_t gpa) {
+  std::lock_guard lock(mu_);
+  auto it = mappings_.find(gpa);
+  if (it == mappings_.end()) return fail(ENOENT, kWhere, "no guest RAM region of this client starts at GPA {:#x}", gpa);
+  VSMMU_TRY(memory_->remove_region(gpa));
+  ::munmap(it->second.addr, it->second.length);
+  mappings_.erase(it);
+  return {};
+}
+
+std::size_t ClientMemory::regions() const {
+  std::lock_guard lock(mu_);
+  return mappings_.size();
+}
+
+}  // namespace vsmmu::service
