@@ -39,14 +39,15 @@ Refusal refuse(std::uint16_t op, std::string field, std::string reason, int err 
 
 std::string_view op_name(std::uint16_t op) {
   if (op <= kLastOp && !kNames[op].empty()) return kNames[op];
-  return "unknown op";
+  return op_reserved(op) ? "reserved op" : "unknown op";
 }
-bool op_known(std::uint16_t op) { return op <= kLastOp && !kNames[op].empty(); }
+// 13-31 are all version 1's (reserved), named or not: parse_header passes them, the daemon answers ENOSYS.
+bool op_known(std::uint16_t op) { return op >= 1 && op <= kLastOp; }
 bool op_reserved(std::uint16_t op) { return op >= 13 && op <= kLastOp; }
 
 std::string Refusal::to_string() const {
-  if (!op_known(op)) return fmt::format("op {}: {}: {}", op, field, reason);
-  return fmt::format("{}: {}: {}", op_name(op), field, reason);
+  if (op > kLastOp || kNames[op].empty()) return fmt::format("op {}: {}: {}", op, field, reason);
+  return fmt::format("{}: {}: {}", kNames[op], field, reason);
 }
 
 std::optional<Refusal> parse_header(std::span<const std::byte> packet, bool from_client, Packet& out) {

@@ -145,6 +145,12 @@ struct CreateReply {
   std::uint32_t iidr = 0, aidr = 0;
 };
 
+// DESTROY_VSMMU on Header::vsmmu: the vSMMU, its devices and its host objects go.
+struct DestroyRequest {
+  std::uint32_t size = sizeof(DestroyRequest);
+  std::uint32_t reserved = 0;
+};
+
 // ATTACH_DEVICE (hot-plug) and DETACH_DEVICE on Header::vsmmu. Attach's tail: the device name (sim host).
 struct AttachRequest {
   std::uint32_t size = sizeof(AttachRequest);
