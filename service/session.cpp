@@ -111,14 +111,17 @@ void Session::on_readable() {
     server_.counters().requests.fetch_add(1, std::memory_order_relaxed);
     Header h;
     if (r->size >= sizeof(Header)) std::memcpy(&h, buffer_.data(), sizeof h);
-    h.flags = 0;  // a reply to a refused packet is never posted
+    const std::uint16_t async = (h.flags & kFlagPosted) ? kFlagAsync : 0;  // nobody waits for a posted write's reply
+    h.flags = 0;
     if (r->truncated) {
       refuse(h, Refusal{EMSGSIZE, h.op, "header.size",
-                        fmt::format("the packet is larger than {} bytes, the max_message HELLO announced", limits.max_message)});
+                        fmt::format("the packet is larger than {} bytes, the max_message HELLO announced", limits.max_message)},
+             async);
       continue;
     }
     if (r->fds_truncated) {
-      refuse(h, Refusal{EINVAL, h.op, "fds", fmt::format("more than {} fds in one packet (max_fds from HELLO)", limits.max_fds)});
+      refuse(h, Refusal{EINVAL, h.op, "fds", fmt::format("more than {} fds in one packet (max_fds from HELLO)", limits.max_fds)},
+             async);
       continue;
     }
     handle(std::span(buffer_.data(), r->size), std::move(r->fds));
@@ -133,8 +136,9 @@ void Session::handle(std::span<const std::byte> packet, std::vector<host::Unique
   if (!decoded) {
     Header h;
     if (packet.size() >= sizeof h) std::memcpy(&h, packet.data(), sizeof h);
+    const std::uint16_t async = (h.flags & kFlagPosted) ? kFlagAsync : 0;
     h.flags = 0;
-    return refuse(h, decoded.error());
+    return refuse(h, decoded.error(), async);
   }
   Request& req = *decoded;
   const bool is_hello = std::holds_alternative<HelloArgs>(req.args);

@@ -39,25 +39,46 @@ Result<void> GuestHarness::start(const GuestHarnessConfig& config, std::uint64_t
     return fail(EINVAL, kWhere, "the table pool ({:#x} bytes) leaves no room for data in {:#x} bytes of RAM",
                 config.table_pool_size, size);
   VSMMU_TRY_ASSIGN(auto v, VirtualSmmu::create(*memory_, config.vsmmu, config.devices));
-  vsmmu_ = std::move(v);
-  pool_.emplace(memory_->view(), gpa, config.table_pool_size);
+  vsmmu_ = v.get();
+  endpoint_ = std::move(v);
+  view_ = &memory_->view();
+  return start_driver(config, gpa, size);
+}
+
+Result<std::unique_ptr<GuestHarness>> GuestHarness::create_remote(std::unique_ptr<VsmmuEndpoint> endpoint,
+                                                                  smmu::RegionMemory& ram, std::uint64_t gpa,
+                                                                  std::uint64_t size, const GuestHarnessConfig& config) {
+  if (config.table_pool_size >= size)
+    return fail(EINVAL, kWhere, "the table pool ({:#x} bytes) leaves no room for data in {:#x} bytes of RAM",
+                config.table_pool_size, size);
+  if (!ram.contains(gpa, size)) return fail(EINVAL, kWhere, "guest RAM [{:#x}, +{:#x}) is not in the VMM's view", gpa, size);
+  std::unique_ptr<GuestHarness> g(new GuestHarness());
+  g->endpoint_ = std::move(endpoint);
+  g->view_ = &ram;
+  g->remote_ram_ = &ram;
+  VSMMU_TRY(g->start_driver(config, gpa, size));
+  return g;
+}
+
+Result<void> GuestHarness::start_driver(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size) {
+  pool_.emplace(*view_, gpa, config.table_pool_size);
   data_next_ = gpa + config.table_pool_size;
   data_end_ = gpa + size;
   driver::Options options = config.driver;
   options.name = config.vsmmu.name;
   options.need_stage1 = true;
-  const auto sid_bits = static_cast<unsigned>(vsmmu_->id_registers().idr1.get(Idr1::SIDSIZE));
+  const auto sid_bits = static_cast<unsigned>(endpoint_->id_registers().idr1.get(Idr1::SIDSIZE));
   std::uint32_t max_vsid = 0;
   for (const auto& d : config.devices) max_vsid = std::max(max_vsid, d.vsid);
   options.sid_bits = std::min(sid_bits, std::max<unsigned>(options.sid_bits, static_cast<unsigned>(std::bit_width(max_vsid))));
-  VSMMU_TRY_ASSIGN(auto d, driver::SmmuDriver::start(*vsmmu_, memory_->view(), *pool_, options));
+  VSMMU_TRY_ASSIGN(auto d, driver::SmmuDriver::start(*endpoint_, *view_, *pool_, options));
   driver_.emplace(std::move(d));
   return {};
 }
 
 Result<TableBuilder*> GuestHarness::address_space(std::uint16_t asid) {
   if (auto it = spaces_.find(asid); it != spaces_.end()) return it->second.get();
-  auto s1 = std::make_unique<TableBuilder>(memory_->view(), *pool_, Stage::s1, Granule::k4K, 48);
+  auto s1 = std::make_unique<TableBuilder>(*view_, *pool_, Stage::s1, Granule::k4K, 48);
   VSMMU_TRY(s1->init());
   return spaces_.emplace(asid, std::move(s1)).first->second.get();
 }
@@ -78,7 +99,7 @@ Result<std::uint64_t> GuestHarness::alloc(std::uint64_t size) {
 }
 
 std::span<std::byte> GuestHarness::bytes(std::uint64_t gpa, std::uint64_t size) {
-  std::byte* p = memory_->host_pointer(gpa, size);
+  std::byte* p = remote_ram_ ? remote_ram_->host_pointer(gpa, size) : memory_->host_pointer(gpa, size);
   return p ? std::span(p, size) : std::span<std::byte>{};
 }
 
@@ -98,7 +119,7 @@ Result<void> GuestHarness::unmap(std::uint16_t asid, std::uint64_t va, std::uint
 }
 
 Result<driver::DrainedEvents> GuestHarness::events() {
-  VSMMU_TRY(vsmmu_->process_events());
+  VSMMU_TRY(endpoint_->process_events());
   return driver_->drain_events();
 }
 

@@ -2,7 +2,7 @@
 // host's IOAS, a VirtualSmmu over it, and the scripted guest driver (smmu/driver) bringing the vSMMU up the way
 // Linux's arm-smmu-v3 does and then building what a guest builds: CD tables, stage-1 page tables, STEs, and the
 // invalidations an unmap needs. It talks to the vSMMU only through SmmuMmio and guest RAM, as a guest does, so
-// the VirtualSmmu could as well sit behind a daemon.
+// the vSMMU may as well sit behind vsmmud (create_remote: a service::RemoteVsmmu over guest RAM the VMM maps).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nesting/guest_memory.hpp"
+#include "nesting/vsmmu_endpoint.hpp"
 #include "nesting/virtual_smmu.hpp"
 #include "smmu/driver/smmu_driver.hpp"
 #include "smmu/table_builder.hpp"
@@ -36,8 +37,17 @@ class GuestHarness {
   static Result<std::unique_ptr<GuestHarness>> create_in(nesting::GuestMemory& memory, std::uint64_t gpa, std::uint64_t size,
                                                          const GuestHarnessConfig& config);
 
+  // The guest inside a vSMMU that lives elsewhere (vsmmud): `ram` is the VMM's own view of guest RAM, which
+  // must hold [gpa, gpa+size) and outlive the harness; `sid_bits_hint` the largest vSID's width.
+  static Result<std::unique_ptr<GuestHarness>> create_remote(std::unique_ptr<nesting::VsmmuEndpoint> endpoint,
+                                                             smmu::RegionMemory& ram, std::uint64_t gpa, std::uint64_t size,
+                                                             const GuestHarnessConfig& config);
+
+  // In process only (create, create_in).
   nesting::GuestMemory& memory() { return *memory_; }
   nesting::VirtualSmmu& vsmmu() { return *vsmmu_; }
+  // Either way.
+  nesting::VsmmuEndpoint& endpoint() { return *endpoint_; }
   smmu::driver::SmmuDriver& driver() { return *driver_; }
 
   // The stage-1 page tables of an address space (ASID), made on first use (4KB granule, 48-bit VA).
@@ -59,10 +69,14 @@ class GuestHarness {
  private:
   GuestHarness() = default;
   Result<void> start(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
+  Result<void> start_driver(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
 
   std::unique_ptr<nesting::GuestMemory> owned_memory_;
   nesting::GuestMemory* memory_ = nullptr;
-  std::unique_ptr<nesting::VirtualSmmu> vsmmu_;
+  nesting::VirtualSmmu* vsmmu_ = nullptr;                 // in process: endpoint_ is it
+  std::unique_ptr<nesting::VsmmuEndpoint> endpoint_;
+  smmu::PhysicalMemory* view_ = nullptr;
+  smmu::RegionMemory* remote_ram_ = nullptr;
   std::optional<smmu::TablePageAllocator> pool_;
   std::optional<smmu::driver::SmmuDriver> driver_;
   std::map<std::uint16_t, std::unique_ptr<smmu::TableBuilder>> spaces_;

@@ -1,23 +1,40 @@
-// vsmmu demo: a VM with a nested virtual SMMUv3 on the simulated host, end to end. The VMM side maps guest RAM
-// into the host's IOAS and creates a VirtualSmmu for two devices; the guest side (the scripted arm-smmu-v3
-// driver) probes it, builds CDs and stage-1 tables, and the devices DMA through guest stage 1 and host stage 2.
-// Then the guest unmaps a page: without a TLBI the stale TLB entry still translates, after TLBI_NH_VA + CMD_SYNC
-// (forwarded in one HWPT_INVALIDATE) the device faults and the guest reads F_TRANSLATION with its vSID.
+// vsmmu demo: a VM with a nested virtual SMMUv3 on the simulated host, end to end. By default the vSMMU lives
+// in vsmmud (the demo starts one on the simulated host, or --connect uses a running one) and the demo is the
+// VMM: it makes guest RAM (a memfd) and hands it to the daemon, creates a vSMMU for two devices, and plays
+// the guest (the scripted arm-smmu-v3 driver) through MMIO over the socket and its own view of guest RAM;
+// --in-process keeps the vSMMU in this process. The guest builds CDs and stage-1 tables, the devices DMA
+// through guest stage 1 and host stage 2; then the guest unmaps a page: without a TLBI the stale TLB entry
+// still translates, after TLBI_NH_VA + CMD_SYNC (forwarded in one HWPT_INVALIDATE) the device faults and the
+// guest reads F_TRANSLATION with its vSID, delivered by the daemon with the event-queue interrupt.
 // Every step checks what it shows; the exit code says whether all held.
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/try.hpp"
-#include "testing/guest_harness.hpp"
 #include "host/sim/profile.hpp"
 #include "host/sim/sim_host.hpp"
+#include "service/client/client.hpp"
+#include "service/client/remote_vsmmu.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/format.hpp"
+#include "testing/guest_harness.hpp"
 #include "tools/commands.hpp"
 
 namespace vsmmu::tools {
@@ -26,6 +43,7 @@ namespace {
 using namespace vsmmu::smmu;
 using namespace vsmmu::nesting;
 using host::sim::SimHost;
+using nlohmann::json;
 using testkit::GuestHarness;
 using testkit::GuestHarnessConfig;
 
@@ -39,45 +57,195 @@ struct DemoDevice {
 constexpr DemoDevice kDevices[] = {{"nic0", "nic0.dma", 0x10, 1}, {"nic1", "nic1.dma", 0x18, 2}};
 constexpr std::uint64_t kVa = 0x7f00'0000'0000ULL;  // the same VA in both address spaces
 constexpr std::uint64_t kBuffer = 0x2000;            // two pages per device
+constexpr std::uint64_t kRamGpa = 0x4000'0000, kRamSize = 64ULL << 20;
 
-void step(std::string_view what) { fmt::print("\n== {}\n", what); }
+bool g_text = true;  // false with --json: the report is one JSON document
+template <class... Args>
+void say(fmt::format_string<Args...> f, Args&&... args) {
+  if (g_text) fmt::print(f, std::forward<Args>(args)...);
+}
+void step(std::string_view what) { say("\n== {}\n", what); }
 
 std::string text_for(const DemoDevice& d) { return fmt::format("hello from {} (vSID {:#x}) through both stages", d.name, d.vsid); }
 
-struct Demo {
-  std::unique_ptr<SimHost> host;
-  std::unique_ptr<GuestHarness> guest;
-  std::uint64_t buffers[2] = {};
-  unsigned eventq_irqs = 0;
+// Guest RAM the VMM (this process) owns: a memfd, mapped here and sent to vsmmud.
+struct VmmRam {
+  host::UniqueFd fd;
+  void* addr = nullptr;
+  smmu::RegionMemory view;
+  ~VmmRam() {
+    if (addr) ::munmap(addr, kRamSize);
+  }
 };
 
-Result<void> create_vm(Demo& d, const std::string& kernel, const std::string& hardware) {
-  step("host: the simulated host (kernel profile \"" + kernel + "\", hardware profile \"" + hardware + "\")");
+// A vsmmud the demo started: stopped with SIGTERM at the end, its exit status checked.
+struct Daemon {
+  pid_t pid = -1;
+  std::string dir;
+  std::string socket;
+  ~Daemon() { (void)stop(); }
+  Result<int> stop() {
+    if (pid <= 0) return 0;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+struct Demo {
+  // in process
+  std::unique_ptr<SimHost> host;
+  // through vsmmud
+  Daemon daemon;
+  std::unique_ptr<service::Client> client;
+  std::unique_ptr<VmmRam> ram;
+  service::RemoteVsmmu* remote = nullptr;
+  // either way
+  std::unique_ptr<GuestHarness> guest;
+  std::function<Result<host::sim::DmaResult>(const char*, std::uint64_t, std::span<std::byte>, bool)> dma;
+  std::uint64_t buffers[2] = {};
+  unsigned eventq_irqs = 0;
+  json report = json::object();
+};
+
+// vsmmud beside this program (the build tree's service/, or the same directory once installed).
+Result<std::string> find_vsmmud() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const auto& p : {self / "vsmmud", self / ".." / "service" / "vsmmud"})
+    if (std::filesystem::exists(p, ec)) return p.lexically_normal().string();
+  return fail(ENOENT, kWhere, "vsmmud is neither next to {} nor in ../service/; build it (target vsmmud), or run a daemon and "
+              "pass --connect SOCKET, or use --in-process", self.string());
+}
+
+Result<void> start_daemon(Demo& d, const std::string& kernel, const std::string& hardware) {
+  VSMMU_TRY_ASSIGN(auto bin, find_vsmmud());
+  char dir[] = "/tmp/vsmmu-demo-XXXXXX";
+  if (!::mkdtemp(dir)) return fail(errno, kWhere, "making a directory for vsmmud's socket: {}", std::strerror(errno));
+  d.daemon.dir = dir;
+  d.daemon.socket = d.daemon.dir + "/vsmmud.sock";
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail(errno, kWhere, "fork: {}", std::strerror(errno));
+  if (pid == 0) {
+    ::execl(bin.c_str(), "vsmmud", "--socket", d.daemon.socket.c_str(), "--host", "sim", "--profile", kernel.c_str(),
+            "--hardware", hardware.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  d.daemon.pid = pid;
+  for (int i = 0; i < 500; ++i) {  // up to 5 s for the socket
+    if (std::filesystem::exists(d.daemon.socket)) return {};
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      d.daemon.pid = -1;
+      return fail(ECHILD, kWhere, "vsmmud ({}) exited with status {} before listening; its message is above", bin,
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return fail(ETIMEDOUT, kWhere, "vsmmud did not create {} within 5 s", d.daemon.socket);
+}
+
+GuestHarnessConfig harness_config() {
+  GuestHarnessConfig c;
+  c.vsmmu.name = "vsmmu0";
+  c.ram_gpa = kRamGpa;
+  c.ram_size = kRamSize;
+  for (const auto& dev : kDevices) c.devices.push_back({dev.name, -1, dev.vsid});
+  return c;
+}
+
+Result<void> create_in_process(Demo& d, const std::string& kernel, const std::string& hardware) {
+  step("host: the simulated host in this process (kernel profile \"" + kernel + "\", hardware profile \"" + hardware + "\")");
   VSMMU_TRY_ASSIGN(auto kp, host::sim::resolve_kernel_profile(kernel));
   VSMMU_TRY_ASSIGN(auto hp, host::sim::resolve_hardware_profile(hardware));
   VSMMU_TRY_ASSIGN(auto h, SimHost::create(kp, hp));
   d.host = std::move(h);
-
   step("VMM: guest RAM (a memfd) mapped into the IOAS as stage 2; a vSMMU for nic0 and nic1");
-  GuestHarnessConfig c;
-  c.vsmmu.name = "vsmmu0";
-  for (const auto& dev : kDevices) c.devices.push_back({dev.name, -1, dev.vsid});
+  const auto c = harness_config();
   VSMMU_TRY_ASSIGN(auto g, GuestHarness::create(*d.host, c));
   d.guest = std::move(g);
-  const auto& ids = d.guest->vsmmu().id_registers();
-  fmt::print("guest RAM: [{:#x}, +{:#x}) in IOAS {}\n", c.ram_gpa, c.ram_size, d.guest->memory().ioas());
-  fmt::print("the guest's ID registers, from GET_HW_INFO and the VMM's wishes (stage 1 only):\n{}\n{}\n{}\n{}\n",
-             ids.idr0, ids.idr1, ids.idr3, ids.idr5);
+  say("guest RAM: [{:#x}, +{:#x}) in IOAS {}\n", c.ram_gpa, c.ram_size, d.guest->memory().ioas());
   d.guest->vsmmu().set_irq_handler(Irq::eventq, [&d] { ++d.eventq_irqs; });
+  d.dma = [&d](const char* engine, std::uint64_t iova, std::span<std::byte> data, bool write) -> Result<host::sim::DmaResult> {
+    if (write) return d.host->dma_write(engine, iova, data);
+    return d.host->dma_read(engine, iova, data);
+  };
+  d.report["mode"] = "in-process";
+  return {};
+}
+
+Result<void> create_remote(Demo& d, const std::string& connect, const std::string& kernel, const std::string& hardware) {
+  if (connect.empty()) {
+    step("vsmmud: started on the simulated host (kernel profile \"" + kernel + "\", hardware profile \"" + hardware + "\")");
+    VSMMU_TRY(start_daemon(d, kernel, hardware));
+    say("vsmmud pid {} listening on {}\n", d.daemon.pid, d.daemon.socket);
+  } else {
+    step("vsmmud: the running daemon at " + connect);
+  }
+  const std::string socket = connect.empty() ? d.daemon.socket : connect;
+  VSMMU_TRY_ASSIGN(auto client, service::Client::connect(socket));
+  d.client = std::move(client);
+  const auto& hello = d.client->hello();
+  if (hello.host != static_cast<std::uint32_t>(service::HostKind::sim) || !(hello.features & service::kFeatureSimDma))
+    return fail(EOPNOTSUPP, kWhere, "the daemon at {} does not run the simulated host; the demo's devices are simulated", socket);
+  say("HELLO: protocol version {}, posted MMIO writes {}, max message {} bytes, {} fds per message\n", hello.version,
+      (hello.features & service::kFeaturePostedWrites) ? "on" : "off", hello.max_message, hello.max_fds);
+
+  step("VMM: guest RAM (a memfd) sent to vsmmud (ADD_REGION) and mapped here; a vSMMU for nic0 and nic1");
+  d.ram = std::make_unique<VmmRam>();
+  d.ram->fd = host::UniqueFd(::memfd_create("vsmmu-demo-ram", MFD_CLOEXEC));
+  if (!d.ram->fd || ::ftruncate(d.ram->fd.get(), static_cast<off_t>(kRamSize)) != 0)
+    return fail(errno, kWhere, "making guest RAM (memfd of {:#x} bytes): {}", kRamSize, std::strerror(errno));
+  d.ram->addr = ::mmap(nullptr, kRamSize, PROT_READ | PROT_WRITE, MAP_SHARED, d.ram->fd.get(), 0);
+  if (d.ram->addr == MAP_FAILED) {
+    d.ram->addr = nullptr;
+    return fail(errno, kWhere, "mapping guest RAM: {}", std::strerror(errno));
+  }
+  VSMMU_TRY(d.ram->view.add_borrowed(kRamGpa, std::span(static_cast<std::byte*>(d.ram->addr), kRamSize)));
+  VSMMU_TRY(d.client->add_region(kRamGpa, kRamSize, d.ram->fd.get(), 0));
+  const auto c = harness_config();
+  service::VsmmuOptions options;
+  options.name = c.vsmmu.name;
+  VSMMU_TRY_ASSIGN(auto remote, service::RemoteVsmmu::create(*d.client, options, {kDevices[0].vsid, kDevices[0].name, -1}));
+  for (std::size_t i = 1; i < std::size(kDevices); ++i)
+    VSMMU_TRY(remote->add_device({kDevices[i].vsid, kDevices[i].name, -1}));
+  remote->set_irq_handler(Irq::eventq, [&d] { ++d.eventq_irqs; });
+  d.remote = remote.get();
+  VSMMU_TRY_ASSIGN(auto g, GuestHarness::create_remote(std::move(remote), d.ram->view, kRamGpa, kRamSize, c));
+  d.guest = std::move(g);
+  say("guest RAM: [{:#x}, +{:#x}), one memfd shared by the VMM and vsmmud; vSMMU handle {}\n", kRamGpa, kRamSize,
+      d.remote->handle());
+  d.dma = [&d](const char* engine, std::uint64_t iova, std::span<std::byte> data, bool write) -> Result<host::sim::DmaResult> {
+    service::SimDma dma;
+    dma.engine = engine;
+    dma.iova = iova;
+    dma.direction = write ? service::DmaDirection::write : service::DmaDirection::read;
+    if (write) dma.data = data;
+    else dma.read_length = static_cast<std::uint32_t>(data.size());
+    VSMMU_TRY_ASSIGN(auto r, d.client->sim_dma(dma));
+    host::sim::DmaResult out;
+    out.bytes = r.reply.bytes;
+    if (r.reply.faulted) out.fault = smmu::model::DmaFault{};
+    if (!write && !r.data.empty()) std::memcpy(data.data(), r.data.data(), std::min(r.data.size(), data.size()));
+    return out;
+  };
+  d.report["mode"] = connect.empty() ? "vsmmud" : "vsmmud --connect";
   return {};
 }
 
 Result<void> probe_and_map(Demo& d) {
+  const auto& ids = d.guest->endpoint().id_registers();
+  say("the guest's ID registers, from GET_HW_INFO and the VMM's wishes (stage 1 only):\n{}\n{}\n{}\n{}\n", ids.idr0,
+      ids.idr1, ids.idr3, ids.idr5);
   step("guest: arm-smmu-v3 probe through the vSMMU's registers");
   auto& drv = d.guest->driver();
-  fmt::print("stream table: {} at GPA {:#x}; command queue 2^{} at {:#x}; event queue 2^{} at {:#x}; SMMUEN set\n",
-             drv.strtab_format() == StreamTableFormat::two_level ? "2-level" : "linear", drv.strtab_base(),
-             drv.cmdq_log2(), drv.cmdq_base(), drv.eventq_log2(), drv.eventq_base());
+  say("stream table: {} at GPA {:#x}; command queue 2^{} at {:#x}; event queue 2^{} at {:#x}; SMMUEN set\n",
+      drv.strtab_format() == StreamTableFormat::two_level ? "2-level" : "linear", drv.strtab_base(), drv.cmdq_log2(),
+      drv.cmdq_base(), drv.eventq_log2(), drv.eventq_base());
 
   step("guest: stage-1 tables and a CD per device, STE + CFGI_CD + CFGI_STE + CMD_SYNC");
   for (std::size_t i = 0; i < std::size(kDevices); ++i) {
@@ -85,12 +253,12 @@ Result<void> probe_and_map(Demo& d) {
     VSMMU_TRY_ASSIGN(auto buf, d.guest->alloc(kBuffer));
     d.buffers[i] = buf;
     VSMMU_TRY(d.guest->map(dev.asid, kVa, buf, kBuffer));
+    const auto before = d.guest->endpoint().stats();
     VSMMU_TRY(d.guest->attach(dev.vsid, dev.asid));
-    auto status = d.guest->vsmmu().stream_status(dev.vsid);
-    if (!status || status->state != StreamState::translate)
-      return fail(EIO, kWhere, "{}'s stream is not translating after its STE was installed", dev.name);
-    fmt::print("{}: ASID {}, VA {:#x} -> GPA {:#x} (2 pages); the host attached a nested HWPT\n", dev.name, dev.asid,
-               kVa, buf);
+    const auto after = d.guest->endpoint().stats();
+    if (after.hwpt_allocs + after.hwpt_shared == before.hwpt_allocs + before.hwpt_shared)
+      return fail(EIO, kWhere, "{}'s stream did not get a nested HWPT after its STE was installed", dev.name);
+    say("{}: ASID {}, VA {:#x} -> GPA {:#x} (2 pages); the host attached a nested HWPT\n", dev.name, dev.asid, kVa, buf);
   }
   return {};
 }
@@ -99,17 +267,27 @@ Result<void> dma(Demo& d) {
   step("devices: DMA through guest stage 1 and host stage 2");
   for (std::size_t i = 0; i < std::size(kDevices); ++i) {
     const auto& dev = kDevices[i];
-    const std::string text = text_for(dev);
-    VSMMU_TRY_ASSIGN(auto r, d.host->dma_write(dev.dma_engine, kVa + 0x100, std::as_bytes(std::span(text))));
+    std::string text = text_for(dev);
+    VSMMU_TRY_ASSIGN(auto r, d.dma(dev.dma_engine, kVa + 0x100, std::as_writable_bytes(std::span(text)), true));
     if (!r.ok()) return fail(EIO, kWhere, "{}'s DMA write faulted", dev.name);
     auto landed = d.guest->bytes(d.buffers[i] + 0x100, text.size());
     if (std::memcmp(landed.data(), text.data(), text.size()) != 0)
       return fail(EIO, kWhere, "{}'s bytes did not land at GPA {:#x}", dev.name, d.buffers[i] + 0x100);
     std::string back(text.size(), '\0');
-    auto rd = d.host->dma_read(dev.dma_engine, kVa + 0x100, std::as_writable_bytes(std::span(back)));
+    auto rd = d.dma(dev.dma_engine, kVa + 0x100, std::as_writable_bytes(std::span(back)), false);
     if (!rd || !rd->ok() || back != text) return fail(EIO, kWhere, "{}'s DMA read did not return its bytes", dev.name);
-    fmt::print("{}: VA {:#x} -> GPA {:#x}: \"{}\" (and read back)\n", dev.name, kVa + 0x100, d.buffers[i] + 0x100, text);
+    say("{}: VA {:#x} -> GPA {:#x}: \"{}\" (and read back)\n", dev.name, kVa + 0x100, d.buffers[i] + 0x100, text);
   }
+  return {};
+}
+
+// The event-queue interrupt: in process the vSMMU raises it while the VMM services its fds; through vsmmud the
+// daemon writes the record into guest RAM and signals the eventfd on its own, so the VMM only waits for it.
+Result<void> wait_for_event_interrupt(Demo& d) {
+  if (!d.remote) return {};
+  pollfd p{d.remote->irq_fd(Irq::eventq), POLLIN, 0};
+  if (::poll(&p, 1, 5000) != 1)
+    return fail(ETIMEDOUT, kWhere, "vsmmud did not signal the event-queue interrupt within 5 s of the fault");
   return {};
 }
 
@@ -118,83 +296,151 @@ Result<void> unmap_and_fault(Demo& d) {
   const std::uint64_t page = kVa + 0x1000;
   step("guest: unmaps nic0's second page, no TLBI yet");
   std::uint64_t stale = 0x5354414c45;
-  if (auto r = d.host->dma_write(dev.dma_engine, page, std::as_bytes(std::span(&stale, 1))); !r || !r->ok())
+  if (auto r = d.dma(dev.dma_engine, page, std::as_writable_bytes(std::span(&stale, 1)), true); !r || !r->ok())
     return fail(EIO, kWhere, "the first DMA to the second page failed");
   VSMMU_TRY(d.guest->unmap(dev.asid, page, 0x1000, /*invalidate=*/false));
   stale = ~stale;
-  auto r = d.host->dma_write(dev.dma_engine, page, std::as_bytes(std::span(&stale, 1)));
+  auto r = d.dma(dev.dma_engine, page, std::as_writable_bytes(std::span(&stale, 1)), true);
   if (!r || !r->ok()) return fail(EIO, kWhere, "the DMA after the unmap should have hit the stale TLB entry");
-  fmt::print("the DMA still lands: the SMMU's TLB holds the old translation until the guest invalidates it\n");
+  say("the DMA still lands: the SMMU's TLB holds the old translation until the guest invalidates it\n");
 
   step("guest: TLBI_NH_VA + CMD_SYNC through its command queue");
-  const auto before = d.guest->vsmmu().stats();
+  const auto before = d.guest->endpoint().stats();
   VSMMU_TRY(d.guest->driver().issue(driver::cmd_tlbi_nh_va(0, dev.asid, page)));
-  const auto after = d.guest->vsmmu().stats();
-  fmt::print("{} HWPT_INVALIDATE call(s) carried {} command(s); CMD_SYNC completed by the vSMMU\n",
-             after.invalidate_calls - before.invalidate_calls, after.forwarded - before.forwarded);
+  const auto after = d.guest->endpoint().stats();
+  say("{} HWPT_INVALIDATE call(s) carried {} command(s); CMD_SYNC completed by the vSMMU\n",
+      after.invalidate_calls - before.invalidate_calls, after.forwarded - before.forwarded);
+  d.report["tlbi"] = {{"hwpt_invalidate_calls", after.invalidate_calls - before.invalidate_calls},
+                      {"forwarded", after.forwarded - before.forwarded}};
 
   step("device: DMA to the unmapped page faults; the guest reads its event queue");
   std::uint64_t poison = 0xdead;
-  r = d.host->dma_write(dev.dma_engine, page, std::as_bytes(std::span(&poison, 1)));
+  r = d.dma(dev.dma_engine, page, std::as_writable_bytes(std::span(&poison, 1)), true);
   if (!r) return std::unexpected(r.error());
   if (r->ok()) return fail(EIO, kWhere, "the DMA after TLBI_NH_VA should have faulted");
   std::uint64_t kept = 0;
   std::memcpy(&kept, d.guest->bytes(d.buffers[0] + 0x1000, 8).data(), 8);
   if (kept != stale) return fail(EIO, kWhere, "the faulting DMA changed guest memory");
+  VSMMU_TRY(wait_for_event_interrupt(d));
   VSMMU_TRY_ASSIGN(auto ev, d.guest->events());
   if (ev.records.size() != 1 || ev.records[0].get(Event::ID) != EventId::F_TRANSLATION ||
       ev.records[0].get(Event::SID) != dev.vsid)
     return fail(EIO, kWhere, "expected one F_TRANSLATION for vSID {:#x}, read {} record(s)", dev.vsid, ev.records.size());
-  fmt::print("nothing moved; the guest's event: {}\nevent-queue interrupts: {}\n", ev.records[0], d.eventq_irqs);
+  say("nothing moved; the guest's event: {}\nevent-queue interrupts: {}\n", ev.records[0], d.eventq_irqs);
+  d.report["event"] = {{"id", "F_TRANSLATION"}, {"vsid", dev.vsid}, {"interrupts", d.eventq_irqs}};
   return {};
 }
 
 void report(Demo& d) {
   step("report");
-  const auto s = d.guest->vsmmu().stats();
-  fmt::print("guest commands {}  forwarded {}  coalesced {}  HWPT_INVALIDATE calls {}  CMD_SYNCs {}\n"
-             "STE reinstalls {}  nested HWPTs {} (+{} shared)  attaches {}  events to the guest {}  lost {}\n"
-             "host calls in all {}  command errors {}  refused STEs {}\n",
-             s.commands, s.forwarded, s.coalesced, s.invalidate_calls, s.syncs, s.ste_reinstalls, s.hwpt_allocs,
-             s.hwpt_shared, s.attaches, s.events, s.events_lost, s.host_calls, s.command_errors, s.bad_stes);
+  const auto s = d.guest->endpoint().stats();
+  say("guest commands {}  forwarded {}  coalesced {}  HWPT_INVALIDATE calls {}  CMD_SYNCs {}\n"
+      "STE reinstalls {}  nested HWPTs {} (+{} shared)  attaches {}  events to the guest {}  lost {}\n"
+      "host calls in all {}  command errors {}  refused STEs {}\n",
+      s.commands, s.forwarded, s.coalesced, s.invalidate_calls, s.syncs, s.ste_reinstalls, s.hwpt_allocs, s.hwpt_shared,
+      s.attaches, s.events, s.events_lost, s.host_calls, s.command_errors, s.bad_stes);
+  d.report["stats"] = {{"commands", s.commands},       {"forwarded", s.forwarded},
+                       {"coalesced", s.coalesced},     {"hwpt_invalidate_calls", s.invalidate_calls},
+                       {"syncs", s.syncs},             {"ste_reinstalls", s.ste_reinstalls},
+                       {"hwpt_allocs", s.hwpt_allocs}, {"hwpt_shared", s.hwpt_shared},
+                       {"attaches", s.attaches},       {"events", s.events},
+                       {"events_lost", s.events_lost}, {"host_calls", s.host_calls},
+                       {"command_errors", s.command_errors}, {"bad_stes", s.bad_stes}};
+}
+
+// Through vsmmud: the VMM leaves (its vSMMU destroyed, its connection closed) and the daemon must hold nothing
+// of it; a daemon the demo started must then stop cleanly on SIGTERM.
+Result<void> leave(Demo& d, const std::string& socket) {
+  if (!d.client) return {};
+  step("VMM: leaves; vsmmud releases everything it made");
+  d.guest.reset();  // DESTROY_VSMMU
+  d.remote = nullptr;
+  VSMMU_TRY(d.client->remove_region(kRamGpa));
+  d.client.reset();
+  VSMMU_TRY_ASSIGN(auto probe, service::Client::connect(socket));
+  service::DaemonStatsReply st{};
+  for (int i = 0; i < 200; ++i) {  // the daemon releases a closed connection's objects on its own strands
+    VSMMU_TRY_ASSIGN(auto s, probe->daemon_stats());
+    st = s;
+    if (st.host_live_objects == 0 && st.clients == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  probe.reset();
+  d.report["daemon_after"] = {{"host_live_objects", st.host_live_objects}, {"requests", st.requests}, {"refused", st.refused}};
+  if (st.host_live_objects != 0)
+    return fail(EIO, kWhere, "vsmmud still holds {} host object(s) after the VMM left", st.host_live_objects);
+  say("vsmmud holds 0 host objects after {} request(s)\n", st.requests);
+  if (d.daemon.pid > 0) {
+    VSMMU_TRY_ASSIGN(auto status, d.daemon.stop());
+    if (status != 0) return fail(EIO, kWhere, "vsmmud exited with status {} on SIGTERM", status);
+    say("vsmmud stopped cleanly on SIGTERM\n");
+  }
+  return {};
 }
 
 constexpr std::string_view kUsage =
-    "usage: vsmmu demo [--kernel PROFILE] [--hardware PROFILE]\n\n"
-    "Runs a VM's nested virtual SMMUv3 end to end on the simulated host: guest RAM mapped as stage 2, a\n"
-    "VirtualSmmu for two devices, the guest's arm-smmu-v3 probe, stage-1 mappings, DMA with data checks,\n"
-    "an unmap that is stale until TLBI_NH_VA + CMD_SYNC, the fault the guest then reads, and a report.\n"
-    "PROFILE is a shipped profile name or a JSON file (docs/sim-host.md); defaults: upstream, default.\n"
+    "usage: vsmmu demo [--connect SOCKET | --in-process] [--kernel PROFILE] [--hardware PROFILE] [--json]\n\n"
+    "Runs a VM's nested virtual SMMUv3 end to end on the simulated host: guest RAM mapped as stage 2, a vSMMU\n"
+    "for two devices, the guest's arm-smmu-v3 probe, stage-1 mappings, DMA with data checks, an unmap that is\n"
+    "stale until TLBI_NH_VA + CMD_SYNC, the fault the guest then reads, and a report.\n"
+    "By default the vSMMU lives in a vsmmud the demo starts (and stops); --connect SOCKET uses a running\n"
+    "vsmmud (it must run the simulated host); --in-process keeps the vSMMU in this process.\n"
+    "PROFILE is a shipped profile name or a JSON file (docs/sim-host.md); defaults: upstream, default\n"
+    "(for a started daemon or in process; a running daemon has its own).\n"
+    "--json prints the report as one JSON document instead of the text.\n"
     "Exit status: 0 when every step held, 1 when one did not, 2 for a usage error.\n";
 
 }  // namespace
 
 int demo_command(std::span<const std::string_view> args) {
-  std::string kernel = "upstream", hardware = "default";
+  std::string kernel = "upstream", hardware = "default", connect;
+  bool in_process = false, as_json = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       fmt::print("{}", kUsage);
       return 0;
     }
-    if ((args[i] == "--kernel" || args[i] == "--hardware") && i + 1 < args.size()) {
-      (args[i] == "--kernel" ? kernel : hardware) = std::string(args[i + 1]);
+    if (args[i] == "--in-process") {
+      in_process = true;
+      continue;
+    }
+    if (args[i] == "--json") {
+      as_json = true;
+      continue;
+    }
+    if ((args[i] == "--kernel" || args[i] == "--hardware" || args[i] == "--connect") && i + 1 < args.size()) {
+      (args[i] == "--kernel" ? kernel : args[i] == "--hardware" ? hardware : connect) = std::string(args[i + 1]);
       ++i;
       continue;
     }
     fmt::print(stderr, "vsmmu demo: unexpected argument '{}'\n\n{}", args[i], kUsage);
     return 2;
   }
+  if (in_process && !connect.empty()) {
+    fmt::print(stderr, "vsmmu demo: --connect and --in-process exclude each other\n\n{}", kUsage);
+    return 2;
+  }
+  g_text = !as_json;
   Demo d;
-  Result<void> r = create_vm(d, kernel, hardware);
+  Result<void> r = in_process ? create_in_process(d, kernel, hardware) : create_remote(d, connect, kernel, hardware);
   if (r) r = probe_and_map(d);
   if (r) r = dma(d);
   if (r) r = unmap_and_fault(d);
+  if (r) report(d);
+  if (r) r = leave(d, connect.empty() ? d.daemon.socket : connect);
+  d.report["ok"] = r.has_value();
   if (!r) {
+    d.report["error"] = r.error().to_string();
+    if (as_json) fmt::print("{}\n", d.report.dump(2));
     fmt::print(stderr, "\nvsmmu demo: FAILED: {}\n", r.error());
     return 1;
   }
-  report(d);
-  fmt::print("\ndemo complete: nested DMA for two devices, stale TLB until the guest's TLBI, its fault as an event\n");
+  if (as_json) {
+    fmt::print("{}\n", d.report.dump(2));
+    return 0;
+  }
+  say("\ndemo complete: nested DMA for two devices, stale TLB until the guest's TLBI, its fault as an event{}\n",
+      in_process ? "" : ", all through vsmmud");
   return 0;
 }
 

@@ -32,7 +32,7 @@ const std::map<std::string, std::set<std::string>> kMayInclude = {
     {"nesting", {"base", "smmu", "invalidation", "host"}},
     {"service", {"base", "smmu", "invalidation", "host", "host/kernel", "host/sim", "nesting"}},
     {"service/client", {"base", "smmu", "host", "nesting", "service"}},
-    {"testing", {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "host", "nesting", "service/client"}},
+    {"testing", {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "host", "nesting"}},
     {"tools",
      {"base", "smmu", "smmu/model", "smmu/driver", "invalidation", "acpi", "host", "host/kernel", "host/sim", "nesting",
       "service", "service/client", "testing"}},
