@@ -361,12 +361,14 @@ std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet
                   fmt::format("{} bytes is more than this connection's max_message {} (HelloReply)", packet.size(),
                               context.max_message),
                   EMSGSIZE);
-  if (op_reserved(h.op))
+  if (op_reserved(h.op)) {
+    const std::string which = op_name(h.op) == "reserved op" ? fmt::format("{}", h.op)
+                                                              : fmt::format("{} ({})", h.op, op_name(h.op));
     return refuse(h.op, "header.op",
-                  fmt::format("{} ({}) is reserved for live migration (docs/protocol.md); this daemon does not "
-                              "implement it",
-                              h.op, op_name(h.op)),
+                  fmt::format("{} is reserved for live migration (docs/protocol.md); this daemon does not implement it",
+                              which),
                   ENOSYS);
+  }
   const auto op = static_cast<Op>(h.op);
   if (op == Op::sim_dma && context.host != HostKind::sim)
     return refuse(h.op, "header.op",
