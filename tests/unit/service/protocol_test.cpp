@@ -384,6 +384,31 @@ TEST(ProtocolErrors, AnErrorReplyReadsBackAsTheRefusal) {
   EXPECT_TRUE(parse_header(build(request(Op::stats), ErrorReply{}), false, p));
 }
 
+// docs/protocol.md, "Errors" and "Versions, features and limits": a client that tries an op this daemon does not
+// know (a newer one) reads the ENOSYS reply, which echoes that op.
+TEST(ProtocolErrors, TheEnosysReplyToAnUnknownOpReachesTheClient) {
+  for (std::uint16_t op : std::initializer_list<std::uint16_t>{0, 40, 0xffff}) {
+    SCOPED_TRACE(op);
+    Header h = request(Op::stats);
+    h.op = op;
+    auto r = decode(build(h, StatsRequest{}));
+    ASSERT_FALSE(r);
+    const auto reply_bytes = build_error(h, r.error());
+    Packet reply;
+    auto bad = parse_header(reply_bytes, false, reply);
+    ASSERT_FALSE(bad) << bad->to_string();
+    const Refusal back = parse_error(reply);
+    EXPECT_EQ(back.err, ENOSYS);
+    EXPECT_EQ(back.op, op);
+    EXPECT_EQ(back.field, "header.op");
+  }
+  // A successful reply still names an op of version 1.
+  Header ok = request(Op::stats, 0, kFlagReply);
+  ok.op = 40;
+  Packet p;
+  EXPECT_TRUE(parse_header(build(ok, StatsRequest{}), false, p));
+}
+
 // docs/protocol.md, "Errors": a client never trusts an error reply's lengths.
 TEST(ProtocolErrors, AMalformedErrorReplyIsReportedAsSuch) {
   Header h = request(Op::stats, 0, kFlagReply);
