@@ -3,7 +3,8 @@
 context byte protocol_fuzz.cpp reads first (bits 0-1 the fds that came with it, bit 2 the kernel host, bit 3 a
 4096-byte max_message). Run it after changing the wire format (service/protocol.hpp, docs/protocol.md):
     tests/fuzz/service/make_seeds.py
-The layouts below are protocol.hpp's structs, field by field (docs/protocol.md, "Wire layout")."""
+The layouts below are protocol.hpp's structs, field by field (docs/protocol.md, "Header" and the tables under
+"Ops")."""
 import os
 import struct
 

@@ -156,7 +156,7 @@ TEST(OpsCreate, OnTheKernelHostTheDeviceIsTheFdAndNotAName) {
   EXPECT_TRUE(refused(decode(create("v", "nic0"), 1), EINVAL, "fds", "named in the tail"));
 }
 
-// ---- ADD_REGION / REMOVE_REGION (docs/protocol.md, "ADD_REGION (4)", "REMOVE_REGION (5)")
+// ---- ADD_REGION / REMOVE_REGION (docs/protocol.md, "ADD_REGION (4) and REMOVE_REGION (5)")
 
 TEST(OpsRegion, AddressesLengthAndOffsetMustBePageAligned) {
   EXPECT_TRUE(refused(decode(add_region(0x40000800, 0x1000), 1), EINVAL, "body.gpa", "0x1000"));
@@ -185,7 +185,8 @@ TEST(OpsRegion, ReservedFieldsMustBeZeroAndRemoveTakesAnAlignedGpa) {
   EXPECT_TRUE(refused(decode(build(request(Op::remove_region), r)), EINVAL, "body.reserved"));
 }
 
-// ---- ATTACH_DEVICE / DETACH_DEVICE / DESTROY_VSMMU (docs/protocol.md, "ATTACH_DEVICE (6)")
+// ---- ATTACH_DEVICE / DETACH_DEVICE / DESTROY_VSMMU (docs/protocol.md, "ATTACH_DEVICE (6) and DETACH_DEVICE (7)",
+// "DESTROY_VSMMU (3)")
 
 TEST(OpsAttach, TheDeviceFollowsCreatesRulesPerHost) {
   EXPECT_TRUE(refused(decode(attach("")), EINVAL, "device_name_len", "must be named"));
@@ -207,7 +208,7 @@ TEST(OpsDestroy, ReservedMustBeZero) {
   EXPECT_TRUE(refused(decode(build(request(Op::destroy_vsmmu, 1), d)), EINVAL, "body.reserved"));
 }
 
-// ---- MMIO (docs/protocol.md, "MMIO_READ (8)", "MMIO_WRITE (9)"; IHI 0070 6.2: 32- and 64-bit accesses)
+// ---- MMIO (docs/protocol.md, "MMIO_READ (8) and MMIO_WRITE (9)"; IHI 0070 6.2: 32- and 64-bit accesses)
 
 TEST(OpsMmio, OnlyFourAndEightByteAccessesAreTaken) {
   for (std::uint32_t width : {0u, 1u, 2u, 3u, 6u, 16u}) {
@@ -237,7 +238,7 @@ TEST(OpsMmio, AFourByteWriteCarriesItsValueInTheLow32Bits) {
   EXPECT_TRUE(refused(decode(mmio_write(0x20, 4, 0x100000000ull)), EINVAL, "body.value", "high 32 bits"));
 }
 
-// ---- SET_IRQ (docs/protocol.md, "SET_IRQ (10)")
+// ---- SET_IRQ (docs/protocol.md, "SET_IRQ (10): interrupts")
 
 TEST(OpsSetIrq, ThreeLinesAnEventfdSetsOneNoFdClearsIt) {
   for (std::uint32_t line = 0; line <= 2; ++line) {

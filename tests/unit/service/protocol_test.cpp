@@ -10,8 +10,8 @@
 namespace vsmmu::service::test {
 namespace {
 
-// docs/protocol.md, "Wire layout": a Rust, Go or C client declares these structs itself, so their sizes and
-// offsets are the protocol, not an accident of this compiler.
+// docs/protocol.md, "Header" and the tables under "Ops" (offsets and sizes): a Rust, Go or C client declares
+// these structs itself, so their sizes and offsets are the protocol, not an accident of this compiler.
 TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(sizeof(Header), 24u);
   EXPECT_EQ(offsetof(Header, op), 4u);
@@ -257,7 +257,7 @@ TEST(ProtocolHeader, AnUnknownOpIsRefusedWithEnosys) {
   }
 }
 
-// docs/protocol.md, "Reserved: live migration": 13-31 are kept for live migration; every one is answered
+// docs/protocol.md, "Reserved: live migration (13-31)": 13-31 are kept for live migration; every one is answered
 // ENOSYS with that reason, whatever its body or fds, so a client can probe for them.
 TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosysSayingItIsForLiveMigration) {
   for (std::uint16_t op = 13; op <= kLastOp; ++op) {
