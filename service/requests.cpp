@@ -109,6 +109,11 @@ std::optional<Refusal> device_source(std::uint16_t op, std::size_t fds, std::uin
   return name_length(op, "device_name_len", device_name_len, false, "the device's name (simulated host)");
 }
 
+// The device as decode_request hands it on: the packet's fd 0 on the kernel host, the name on the sim host.
+DeviceRef device_ref(std::uint32_t vsid, std::span<const std::byte> name, const DecodeContext& context) {
+  return DeviceRef{vsid, std::string(as_text(name)), context.host == HostKind::kernel ? 0 : -1};
+}
+
 template <class T>
 std::expected<Body<T>, Refusal> body_of(const Packet& p) {
   Body<T> b;
@@ -171,9 +176,7 @@ Decoded create(const Packet& p, std::size_t fds, const DecodeContext& context) {
   if (!parts) return std::unexpected(parts.error());
   if (auto bad = printable(op, "name", (*parts)[0])) return std::unexpected(*bad);
   if (auto bad = printable(op, "device_name", (*parts)[1])) return std::unexpected(*bad);
-  CreateArgs args{r, std::string(as_text((*parts)[0])), DeviceRef{r.vsid, std::string(as_text((*parts)[1])), -1}};
-  if (context.host == HostKind::kernel) args.device.fd_index = 0;
-  return args;
+  return CreateArgs{r, std::string(as_text((*parts)[0])), device_ref(r.vsid, (*parts)[1], context)};
 }
 
 Decoded destroy(const Packet& p) {
@@ -225,9 +228,7 @@ Decoded attach(const Packet& p, std::size_t fds, const DecodeContext& context) {
   auto parts = tail_of(op, b->tail, pieces);
   if (!parts) return std::unexpected(parts.error());
   if (auto bad = printable(op, "device_name", (*parts)[0])) return std::unexpected(*bad);
-  AttachArgs args{DeviceRef{r.vsid, std::string(as_text((*parts)[0])), -1}};
-  if (context.host == HostKind::kernel) args.device.fd_index = 0;
-  return args;
+  return AttachArgs{device_ref(r.vsid, (*parts)[0], context)};
 }
 
 Decoded detach(const Packet& p) {
