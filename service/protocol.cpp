@@ -60,7 +60,11 @@ std::optional<Refusal> parse_header(std::span<const std::byte> packet, bool from
     return refuse(h.op, "header.size",
                   fmt::format("says {} bytes but the packet has {} (one message per packet; size counts the header)",
                               h.size, packet.size()));
-  if (!op_known(h.op)) return refuse(h.op, "header.op", fmt::format("{} is not an op of protocol version 1", h.op), ENOSYS);
+  // An error reply echoes its request's op, whatever it was: the ENOSYS answer to an op this daemon does not know
+  // (a newer client probing) must reach the client.
+  const bool error_reply = !from_client && h.status != 0;
+  if (!op_known(h.op) && !error_reply)
+    return refuse(h.op, "header.op", fmt::format("{} is not an op of protocol version 1", h.op), ENOSYS);
   if (h.flags & ~kKnownFlags)
     return refuse(h.op, "header.flags", fmt::format("unknown bits {:#x} are set (they must be zero)", h.flags & ~kKnownFlags));
   if (from_client) {

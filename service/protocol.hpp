@@ -280,7 +280,8 @@ struct Packet {
 };
 
 // Checks the header of a received packet: its size equals the packet's, flags and op known for the
-// direction (`from_client`), status zero in requests. The body is not read.
+// direction (`from_client`; an error reply may echo any op, the ENOSYS one an unknown op), status zero in
+// requests. The body is not read.
 std::optional<Refusal> parse_header(std::span<const std::byte> packet, bool from_client, Packet& out);
 
 // The body of `packet` as T under the zero-extension rule, and its tail. Fails if the body is shorter than

@@ -109,6 +109,11 @@ std::optional<Refusal> device_source(std::uint16_t op, std::size_t fds, std::uin
   return name_length(op, "device_name_len", device_name_len, false, "the device's name (simulated host)");
 }
 
+// The device as decode_request hands it on: the packet's fd 0 on the kernel host, the name on the sim host.
+DeviceRef device_ref(std::uint32_t vsid, std::span<const std::byte> name, const DecodeContext& context) {
+  return DeviceRef{vsid, std::string(as_text(name)), context.host == HostKind::kernel ? 0 : -1};
+}
+
 template <class T>
 std::expected<Body<T>, Refusal> body_of(const Packet& p) {
   Body<T> b;
@@ -171,9 +176,7 @@ Decoded create(const Packet& p, std::size_t fds, const DecodeContext& context) {
   if (!parts) return std::unexpected(parts.error());
   if (auto bad = printable(op, "name", (*parts)[0])) return std::unexpected(*bad);
   if (auto bad = printable(op, "device_name", (*parts)[1])) return std::unexpected(*bad);
-  CreateArgs args{r, std::string(as_text((*parts)[0])), DeviceRef{r.vsid, std::string(as_text((*parts)[1])), -1}};
-  if (context.host == HostKind::kernel) args.device.fd_index = 0;
-  return args;
+  return CreateArgs{r, std::string(as_text((*parts)[0])), device_ref(r.vsid, (*parts)[1], context)};
 }
 
 Decoded destroy(const Packet& p) {
@@ -225,9 +228,7 @@ Decoded attach(const Packet& p, std::size_t fds, const DecodeContext& context) {
   auto parts = tail_of(op, b->tail, pieces);
   if (!parts) return std::unexpected(parts.error());
   if (auto bad = printable(op, "device_name", (*parts)[0])) return std::unexpected(*bad);
-  AttachArgs args{DeviceRef{r.vsid, std::string(as_text((*parts)[0])), -1}};
-  if (context.host == HostKind::kernel) args.device.fd_index = 0;
-  return args;
+  return AttachArgs{device_ref(r.vsid, (*parts)[0], context)};
 }
 
 Decoded detach(const Packet& p) {
@@ -361,12 +362,14 @@ std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet
                   fmt::format("{} bytes is more than this connection's max_message {} (HelloReply)", packet.size(),
                               context.max_message),
                   EMSGSIZE);
-  if (op_reserved(h.op))
+  if (op_reserved(h.op)) {
+    const std::string which = op_name(h.op) == "reserved op" ? fmt::format("{}", h.op)
+                                                              : fmt::format("{} ({})", h.op, op_name(h.op));
     return refuse(h.op, "header.op",
-                  fmt::format("{} ({}) is reserved for live migration (docs/protocol.md); this daemon does not "
-                              "implement it",
-                              h.op, op_name(h.op)),
+                  fmt::format("{} is reserved for live migration (docs/protocol.md); this daemon does not implement it",
+                              which),
                   ENOSYS);
+  }
   const auto op = static_cast<Op>(h.op);
   if (op == Op::sim_dma && context.host != HostKind::sim)
     return refuse(h.op, "header.op",

@@ -1,0 +1,429 @@
+// The vsmmud wire format (service/protocol.hpp, docs/protocol.md) as a VMM meets it: the layout its own
+// definitions must match, the header, size-first bodies and the zero-extension rule, tails, which fds a
+// request may carry, and error replies. The rules of each op are in ops_test.cpp.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+
+#include "packets.hpp"
+
+namespace vsmmu::service::test {
+namespace {
+
+// docs/protocol.md, "Header" and the tables under "Ops" (offsets and sizes): a Rust, Go or C client declares
+// these structs itself, so their sizes and offsets are the protocol, not an accident of this compiler.
+TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
+  EXPECT_EQ(sizeof(Header), 24u);
+  EXPECT_EQ(offsetof(Header, op), 4u);
+  EXPECT_EQ(offsetof(Header, flags), 6u);
+  EXPECT_EQ(offsetof(Header, tag), 8u);
+  EXPECT_EQ(offsetof(Header, vsmmu), 16u);
+  EXPECT_EQ(offsetof(Header, status), 20u);
+
+  EXPECT_EQ(sizeof(HelloRequest), 32u);
+  EXPECT_EQ(offsetof(HelloRequest, features), 16u);
+  EXPECT_EQ(offsetof(HelloRequest, max_message), 24u);
+  EXPECT_EQ(sizeof(HelloReply), 48u);
+  EXPECT_EQ(offsetof(HelloReply, features), 8u);
+  EXPECT_EQ(offsetof(HelloReply, host), 16u);
+  EXPECT_EQ(offsetof(HelloReply, max_fds), 24u);
+  EXPECT_EQ(offsetof(HelloReply, max_pending), 40u);
+
+  EXPECT_EQ(sizeof(WireWishes), 20u);
+  EXPECT_EQ(offsetof(WireWishes, ipa_bits), 4u);
+  EXPECT_EQ(offsetof(WireWishes, eventq_log2), 16u);
+  EXPECT_EQ(sizeof(CreateRequest), 52u);
+  EXPECT_EQ(offsetof(CreateRequest, wishes), 8u);
+  EXPECT_EQ(offsetof(CreateRequest, commands_per_access), 28u);
+  EXPECT_EQ(offsetof(CreateRequest, flags), 36u);
+  EXPECT_EQ(offsetof(CreateRequest, vsid), 40u);
+  EXPECT_EQ(offsetof(CreateRequest, name_len), 44u);
+  EXPECT_EQ(offsetof(CreateRequest, device_name_len), 48u);
+  EXPECT_EQ(sizeof(CreateReply), 40u);
+  EXPECT_EQ(offsetof(CreateReply, idr), 8u);
+  EXPECT_EQ(offsetof(CreateReply, iidr), 32u);
+
+  EXPECT_EQ(sizeof(DestroyRequest), 8u);
+  EXPECT_EQ(sizeof(AddRegionRequest), 32u);
+  EXPECT_EQ(offsetof(AddRegionRequest, gpa), 8u);
+  EXPECT_EQ(offsetof(AddRegionRequest, fd_offset), 24u);
+  EXPECT_EQ(sizeof(RemoveRegionRequest), 16u);
+  EXPECT_EQ(sizeof(AttachRequest), 16u);
+  EXPECT_EQ(sizeof(DetachRequest), 8u);
+  EXPECT_EQ(sizeof(MmioReadRequest), 16u);
+  EXPECT_EQ(offsetof(MmioReadRequest, offset), 8u);
+  EXPECT_EQ(sizeof(MmioReadReply), 16u);
+  EXPECT_EQ(sizeof(MmioWriteRequest), 24u);
+  EXPECT_EQ(offsetof(MmioWriteRequest, value), 16u);
+  EXPECT_EQ(sizeof(SetIrqRequest), 8u);
+  EXPECT_EQ(sizeof(StatsRequest), 8u);
+  EXPECT_EQ(sizeof(VsmmuStatsReply), 160u);
+  EXPECT_EQ(sizeof(DaemonStatsReply), 80u);
+  EXPECT_EQ(sizeof(SimDmaRequest), 32u);
+  EXPECT_EQ(offsetof(SimDmaRequest, iova), 8u);
+  EXPECT_EQ(offsetof(SimDmaRequest, length), 16u);
+  EXPECT_EQ(offsetof(SimDmaRequest, flags), 28u);
+  EXPECT_EQ(sizeof(SimDmaReply), 16u);
+  EXPECT_EQ(sizeof(ErrorReply), 16u);
+  EXPECT_EQ(offsetof(ErrorReply, field_len), 8u);
+}
+
+// docs/protocol.md, "Ops": every request a VMM builds with build() comes out of decode_request as it went in.
+TEST(ProtocolFormat, EveryRequestBuiltWithBuildDecodesToWhatWasSent) {
+  {
+    HelloRequest h;
+    h.features = kFeaturePostedWrites;
+    h.max_message = 8192;
+    auto r = decode(build(request(Op::hello), h));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->header.op, static_cast<std::uint16_t>(Op::hello));
+    EXPECT_EQ(r->header.tag, kTag);
+    EXPECT_EQ(args<HelloArgs>(r).fixed.features, kFeaturePostedWrites);
+    EXPECT_EQ(args<HelloArgs>(r).fixed.max_message, 8192u);
+  }
+  {
+    CreateRequest c = create_body("vsmmu0", "nic0");
+    c.policy = static_cast<std::uint32_t>(Policy::per_command);
+    c.flags = kCreateGbpaAbort;
+    c.commands_per_access = 64;
+    c.wishes.present = kWishSsidBits;
+    c.wishes.ssid_bits = 5;
+    auto r = decode(create_with(c, "vsmmu0", "nic0"));
+    ASSERT_TRUE(r) << r.error().to_string();
+    const auto& a = args<CreateArgs>(r);
+    EXPECT_EQ(a.name, "vsmmu0");
+    EXPECT_EQ(a.device.name, "nic0");
+    EXPECT_EQ(a.device.vsid, 0x10u);
+    EXPECT_EQ(a.device.fd_index, -1);
+    EXPECT_EQ(a.fixed.policy, 1u);
+    EXPECT_EQ(a.fixed.flags, kCreateGbpaAbort);
+    EXPECT_EQ(a.fixed.commands_per_access, 64u);
+    EXPECT_EQ(a.fixed.wishes.ssid_bits, 5u);
+  }
+  {
+    auto r = decode(build(request(Op::destroy_vsmmu, 3), DestroyRequest{}));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(std::holds_alternative<DestroyArgs>(r->args));
+    EXPECT_EQ(r->header.vsmmu, 3u);
+  }
+  {
+    auto r = decode(add_region(0x40000000, 0x200000, 0x1000), 1);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<AddRegionArgs>(r).gpa, 0x40000000u);
+    EXPECT_EQ(args<AddRegionArgs>(r).length, 0x200000u);
+    EXPECT_EQ(args<AddRegionArgs>(r).fd_offset, 0x1000u);
+  }
+  {
+    RemoveRegionRequest rr;
+    rr.gpa = 0x40000000;
+    auto r = decode(build(request(Op::remove_region), rr));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<RemoveRegionArgs>(r).gpa, 0x40000000u);
+  }
+  {
+    auto r = decode(attach("nic1", 2));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<AttachArgs>(r).device.name, "nic1");
+    EXPECT_EQ(args<AttachArgs>(r).device.vsid, 0x18u);
+    EXPECT_EQ(r->header.vsmmu, 2u);
+  }
+  {
+    DetachRequest d;
+    d.vsid = 0x18;
+    auto r = decode(build(request(Op::detach_device, 2), d));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<DetachArgs>(r).vsid, 0x18u);
+  }
+  {
+    auto r = decode(mmio_read(0x10000 + 0xa8, 4));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<MmioReadArgs>(r).offset, 0x100a8u);
+    EXPECT_EQ(args<MmioReadArgs>(r).width, 4u);
+  }
+  {
+    auto r = decode(mmio_write(0x90, 8, 0x1234567890ull));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<MmioWriteArgs>(r).offset, 0x90u);
+    EXPECT_EQ(args<MmioWriteArgs>(r).value, 0x1234567890ull);
+    EXPECT_EQ(args<MmioWriteArgs>(r).width, 8u);
+    EXPECT_FALSE(args<MmioWriteArgs>(r).posted);
+  }
+  {
+    auto r = decode(set_irq(static_cast<std::uint32_t>(IrqLine::gerror)), 1);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<SetIrqArgs>(r).line, IrqLine::gerror);
+    EXPECT_TRUE(args<SetIrqArgs>(r).has_fd);
+  }
+  {
+    auto r = decode(build(request(Op::stats), StatsRequest{}));
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(std::holds_alternative<StatsArgs>(r->args));
+  }
+  {
+    auto r = decode(dma_write("nic0.dma", 0x8000, "abcd"));
+    ASSERT_TRUE(r) << r.error().to_string();
+    const auto& a = args<SimDmaArgs>(r);
+    EXPECT_EQ(a.direction, DmaDirection::write);
+    EXPECT_EQ(a.iova, 0x8000u);
+    EXPECT_EQ(a.length, 4u);
+    EXPECT_EQ(a.engine, "nic0.dma");
+    EXPECT_EQ(as_text(a.data), "abcd");
+    EXPECT_FALSE(a.ssid);
+  }
+}
+
+// A body one version longer, as a newer client sends it.
+struct MmioReadV2 {
+  MmioReadRequest v1;
+  std::uint32_t later = 0;
+  std::uint32_t later2 = 0;
+};
+
+// docs/protocol.md, "Bodies and tails": a receiver that knows a shorter struct accepts a longer one when every
+// byte it does not know is zero.
+TEST(ProtocolFormat, ALongerBodyWhoseUnknownBytesAreZeroIsAccepted) {
+  MmioReadV2 b;
+  b.v1.size = sizeof b;
+  b.v1.width = 8;
+  b.v1.offset = 0x18;
+  auto r = decode(build(request(Op::mmio_read, 1), b));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(args<MmioReadArgs>(r).offset, 0x18u);
+  EXPECT_EQ(args<MmioReadArgs>(r).width, 8u);
+}
+
+// docs/protocol.md, "Bodies and tails": a non-zero byte the daemon does not know is refused with E2BIG, naming
+// the byte (its offset in the body), so the client can tell which newer field this daemon lacks.
+TEST(ProtocolFormat, ALongerBodyWithANonZeroUnknownByteIsRefusedNamingTheByte) {
+  MmioReadV2 b;
+  b.v1.size = sizeof b;
+  b.v1.width = 4;
+  b.later2 = 0x100;  // body byte 16 + 4 + 1
+  EXPECT_TRUE(refused(decode(build(request(Op::mmio_read, 1), b)), E2BIG, "body byte 21", "must be zero"));
+}
+
+// docs/protocol.md, "Bodies and tails": version 1's fields are all required; a shorter body is refused.
+TEST(ProtocolFormat, ABodyShorterThanVersion1IsRefused) {
+  MmioReadRequest m;
+  m.size = 12;  // the offset's high half missing
+  m.width = 4;
+  const auto packet = raw(request(Op::mmio_read, 1), bytes_of_struct(m).first(12));
+  EXPECT_TRUE(refused(decode(packet), EINVAL, "body.size", "version 1 requires"));
+  // The size field, not the bytes present, says how long the body is: a full struct that says 12 is short too.
+  EXPECT_TRUE(refused(decode(build(request(Op::mmio_read, 1), m)), EINVAL, "body.size"));
+}
+
+// docs/protocol.md, "Bodies and tails": body.size cannot reach past the packet, and a body begins with its size.
+TEST(ProtocolFormat, ABodySizeBeyondThePacketOrNoBodyAtAllIsRefused) {
+  MmioReadRequest m;
+  m.size = 64;
+  m.width = 4;
+  EXPECT_TRUE(refused(decode(build(request(Op::mmio_read, 1), m)), EINVAL, "body.size", "larger than"));
+  EXPECT_TRUE(refused(decode(raw(request(Op::destroy_vsmmu, 1), {})), EINVAL, "body.size", "4-byte size"));
+}
+
+// docs/protocol.md, "Bodies and tails": the tail holds exactly what the body announces.
+TEST(ProtocolFormat, BytesAfterTheLastAnnouncedTailPieceAreRefused) {
+  const std::string_view extra = "x";
+  EXPECT_TRUE(refused(decode(build(request(Op::stats), StatsRequest{}, {bytes_of(extra)})), EINVAL, "tail"));
+  EXPECT_TRUE(refused(decode(build(request(Op::create_vsmmu), create_body("a", "nic0"),
+                                   {bytes_of("a"), bytes_of("nic0"), bytes_of(extra)})),
+                      EINVAL, "tail"));
+}
+
+// docs/protocol.md, "Header": size is the whole packet; one message per packet.
+TEST(ProtocolHeader, AHeaderSizeThatIsNotThePacketsIsRefused) {
+  auto packet = build(request(Op::stats), StatsRequest{});
+  packet.push_back(std::byte{0});  // a packet one byte longer than its header says
+  EXPECT_TRUE(refused(decode(packet), EINVAL, "header.size", "one message per packet"));
+  packet.resize(packet.size() - 2);
+  EXPECT_TRUE(refused(decode(packet), EINVAL, "header.size"));
+}
+
+// docs/protocol.md, "Header".
+TEST(ProtocolHeader, APacketShorterThanTheHeaderIsRefused) {
+  const auto packet = build(request(Op::stats), StatsRequest{});
+  EXPECT_TRUE(refused(decode(std::span(packet).first(sizeof(Header) - 1)), EINVAL, "header", "24-byte header"));
+  EXPECT_TRUE(refused(decode({}), EINVAL, "header"));
+}
+
+// docs/protocol.md, "Ops": a number that is no op of version 1 is refused with ENOSYS.
+TEST(ProtocolHeader, AnUnknownOpIsRefusedWithEnosys) {
+  for (std::uint16_t op : std::initializer_list<std::uint16_t>{0, 32, 100, 0xffff}) {
+    SCOPED_TRACE(op);
+    Header h;
+    h.op = op;
+    EXPECT_TRUE(refused(decode(build(h, StatsRequest{})), ENOSYS, "header.op", "not an op of protocol version 1"));
+  }
+}
+
+// docs/protocol.md, "Reserved: live migration (13-31)": 13-31 are kept for live migration; every one is answered
+// ENOSYS with that reason, whatever its body or fds, so a client can probe for them.
+TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosysSayingItIsForLiveMigration) {
+  for (std::uint16_t op = 13; op <= kLastOp; ++op) {
+    SCOPED_TRACE(op);
+    Header h;
+    h.op = op;
+    h.vsmmu = 1;
+    EXPECT_TRUE(refused(decode(build(h, StatsRequest{}), 1), ENOSYS, "header.op",
+                        "reserved for live migration (docs/protocol.md); this daemon does not implement it"));
+  }
+  Header h;
+  h.op = static_cast<std::uint16_t>(Op::dirty_start);
+  auto r = decode(raw(h, {}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().to_string().rfind("DIRTY_START: header.op: 16 (DIRTY_START) is reserved", 0), 0u)
+      << r.error().to_string();
+  h.op = 14;
+  r = decode(raw(h, {}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().to_string().rfind("op 14: header.op: 14 is reserved", 0), 0u)
+      << r.error().to_string();
+}
+
+// docs/protocol.md, "Header": flags the protocol does not define are refused, not ignored.
+TEST(ProtocolHeader, UnknownFlagBitsAreRefused) {
+  for (std::uint16_t flag : std::initializer_list<std::uint16_t>{1u << 3, 1u << 8, 1u << 15}) {
+    SCOPED_TRACE(flag);
+    EXPECT_TRUE(refused(decode(mmio_write(0, 4, 0, flag)), EINVAL, "header.flags", "unknown bits"));
+  }
+}
+
+// docs/protocol.md, "Header": REPLY and ASYNC are the daemon's; status is zero in a request.
+TEST(ProtocolHeader, ARequestCarryingTheDaemonsFlagsOrAStatusIsRefused) {
+  EXPECT_TRUE(refused(decode(mmio_write(0, 4, 0, kFlagReply)), EINVAL, "header.flags", "daemon's flags"));
+  EXPECT_TRUE(refused(decode(mmio_write(0, 4, 0, kFlagAsync)), EINVAL, "header.flags", "daemon's flags"));
+  Header h = request(Op::stats);
+  h.status = EIO;
+  EXPECT_TRUE(refused(decode(build(h, StatsRequest{})), EINVAL, "header.status"));
+}
+
+// docs/protocol.md, "Posted MMIO writes": POSTED belongs to MMIO_WRITE alone.
+TEST(ProtocolHeader, OnlyMmioWriteMayBePosted) {
+  MmioReadRequest m;
+  m.width = 4;
+  EXPECT_TRUE(refused(decode(build(request(Op::mmio_read, 1, kFlagPosted), m)), EINVAL, "header.flags",
+                      "only MMIO_WRITE"));
+  EXPECT_TRUE(refused(decode(build(request(Op::stats, 0, kFlagPosted), StatsRequest{})), EINVAL, "header.flags"));
+  auto r = decode(mmio_write(0x20, 4, 1, kFlagPosted));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(args<MmioWriteArgs>(r).posted);
+}
+
+// docs/protocol.md, "Versions, features and limits": nothing larger than HelloReply::max_message is taken.
+TEST(ProtocolLimits, APacketLargerThanMaxMessageIsRefusedWithEmsgsize) {
+  const auto packet = dma_write("nic0.dma", 0, std::string(100, 'x'));
+  EXPECT_TRUE(decode(packet, 0, HostKind::sim, static_cast<std::uint32_t>(packet.size())));
+  EXPECT_TRUE(refused(decode(packet, 0, HostKind::sim, static_cast<std::uint32_t>(packet.size() - 1)), EMSGSIZE,
+                      "header.size", "max_message"));
+}
+
+// docs/protocol.md, "Transport" and each op's "fds": an fd where none belongs is refused (EINVAL), never kept.
+TEST(ProtocolFds, AnFdWhereNoneBelongsIsRefused) {
+  const std::vector<std::vector<std::byte>> none = {
+      hello(),
+      create(),  // the sim host names its device
+      build(request(Op::destroy_vsmmu, 1), DestroyRequest{}),
+      build(request(Op::remove_region), RemoveRegionRequest{}),
+      attach(),  // sim host
+      build(request(Op::detach_device, 1), DetachRequest{}),
+      mmio_read(0, 4),
+      mmio_write(0, 4, 0),
+      build(request(Op::stats), StatsRequest{}),
+      dma_read("nic0.dma", 0, 8),
+  };
+  for (const auto& packet : none) {
+    Packet p;
+    ASSERT_FALSE(parse_header(packet, true, p));
+    SCOPED_TRACE(op_name(p.header.op));
+    EXPECT_TRUE(decode(packet, 0)) << decode(packet, 0).error().to_string();
+    EXPECT_TRUE(refused(decode(packet, 1), EINVAL, "fds", "takes none"));
+    EXPECT_TRUE(refused(decode(packet, 3), EINVAL, "fds", "3 came"));
+  }
+}
+
+// docs/protocol.md, ADD_REGION, CREATE_VSMMU and ATTACH_DEVICE (kernel host): the one fd they need, missing, is
+// EBADF; more than one is EINVAL.
+TEST(ProtocolFds, NoFdWhereOneIsNeededIsEbadfAndTwoAreRefused) {
+  EXPECT_TRUE(refused(decode(add_region(), 0), EBADF, "fds", "memfd"));
+  EXPECT_TRUE(refused(decode(add_region(), 2), EINVAL, "fds", "exactly one"));
+  EXPECT_TRUE(refused(decode_kernel(create("v", ""), 0), EBADF, "fds", "VFIO cdev"));
+  EXPECT_TRUE(refused(decode_kernel(create("v", ""), 2), EINVAL, "fds", "exactly one"));
+  EXPECT_TRUE(refused(decode_kernel(attach(""), 0), EBADF, "fds", "VFIO cdev"));
+  EXPECT_TRUE(refused(decode_kernel(attach(""), 2), EINVAL, "fds"));
+  EXPECT_TRUE(refused(decode(set_irq(0), 2), EINVAL, "fds", "one eventfd, or none"));
+}
+
+// docs/protocol.md, "Errors": what the daemon refuses comes back to the client as the same errno, op, field and
+// reason, with the request's tag and vSMMU; a posted write's failure also carries ASYNC.
+TEST(ProtocolErrors, AnErrorReplyReadsBackAsTheRefusal) {
+  const auto packet = mmio_write(0x22, 4, 0, kFlagPosted, 7);
+  auto r = decode(packet);
+  ASSERT_FALSE(r);
+  Packet req;
+  ASSERT_FALSE(parse_header(packet, true, req));
+  for (std::uint16_t extra : {std::uint16_t{0}, kFlagAsync}) {
+    SCOPED_TRACE(extra);
+    const auto reply_bytes = build_error(req.header, r.error(), extra);
+    Packet reply;
+    auto bad = parse_header(reply_bytes, false, reply);
+    ASSERT_FALSE(bad) << bad->to_string();
+    EXPECT_EQ(reply.header.flags, kFlagReply | extra);
+    EXPECT_EQ(reply.header.tag, kTag);
+    EXPECT_EQ(reply.header.vsmmu, 7u);
+    EXPECT_EQ(reply.header.status, EINVAL);
+    const Refusal back = parse_error(reply);
+    EXPECT_EQ(back.err, r.error().err);
+    EXPECT_EQ(back.op, static_cast<std::uint16_t>(Op::mmio_write));
+    EXPECT_EQ(back.field, "body.offset");
+    EXPECT_EQ(back.reason, r.error().reason);
+    EXPECT_EQ(back.to_string(), r.error().to_string());
+  }
+  // A reply must say REPLY; a client refuses one that does not.
+  Packet p;
+  EXPECT_TRUE(parse_header(build(request(Op::stats), ErrorReply{}), false, p));
+}
+
+// docs/protocol.md, "Errors" and "Versions, features and limits": a client that tries an op this daemon does not
+// know (a newer one) reads the ENOSYS reply, which echoes that op.
+TEST(ProtocolErrors, TheEnosysReplyToAnUnknownOpReachesTheClient) {
+  for (std::uint16_t op : std::initializer_list<std::uint16_t>{0, 40, 0xffff}) {
+    SCOPED_TRACE(op);
+    Header h = request(Op::stats);
+    h.op = op;
+    auto r = decode(build(h, StatsRequest{}));
+    ASSERT_FALSE(r);
+    const auto reply_bytes = build_error(h, r.error());
+    Packet reply;
+    auto bad = parse_header(reply_bytes, false, reply);
+    ASSERT_FALSE(bad) << bad->to_string();
+    const Refusal back = parse_error(reply);
+    EXPECT_EQ(back.err, ENOSYS);
+    EXPECT_EQ(back.op, op);
+    EXPECT_EQ(back.field, "header.op");
+  }
+  // A successful reply still names an op of version 1.
+  Header ok = request(Op::stats, 0, kFlagReply);
+  ok.op = 40;
+  Packet p;
+  EXPECT_TRUE(parse_header(build(ok, StatsRequest{}), false, p));
+}
+
+// docs/protocol.md, "Errors": a client never trusts an error reply's lengths.
+TEST(ProtocolErrors, AMalformedErrorReplyIsReportedAsSuch) {
+  Header h = request(Op::stats, 0, kFlagReply);
+  h.status = ENOENT;
+  ErrorReply e;
+  e.op = h.op;
+  e.field_len = 100;  // more than follows
+  const auto bytes = build(h, e, {bytes_of("body")});
+  Packet reply;
+  ASSERT_FALSE(parse_header(bytes, false, reply));
+  const Refusal back = parse_error(reply);
+  EXPECT_EQ(back.err, ENOENT);
+  EXPECT_EQ(back.field, "reply");
+  EXPECT_NE(back.reason.find("malformed"), std::string::npos) << back.reason;
+}
+
+}  // namespace
+}  // namespace vsmmu::service::test
