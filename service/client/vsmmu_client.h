@@ -1,0 +1,206 @@
+/*
+ * libvsmmu-client: the C API of vsmmud, the service that gives a VM a nested virtual ARM SMMUv3 (IHI 0070).
+ * A VMM in C, Rust (bindgen) or Go (cgo) connects to the daemon's UNIX socket, hands it the guest's RAM
+ * (memfds), creates a vSMMU with its devices, forwards the guest's MMIO accesses to the vSMMU's register pages
+ * and gives it an eventfd per interrupt line. Pure C99; link with `pkg-config --libs vsmmu-client`.
+ *
+ * Conventions:
+ * - Every function but vsmmu_client_close and vsmmu_client_last_error returns 0 or a negative errno; the text of
+ *   a failure ("vsmmud CREATE_VSMMU: wishes.sid_bits: ... (EINVAL, errno 22)") is then in
+ *   vsmmu_client_last_error(client). A failure of the daemon's keeps its errno; a daemon that does not follow
+ *   the protocol gives -EPROTO, one that went away -EPIPE or -ECONNRESET, one that does not answer within the
+ *   timeout -ETIMEDOUT.
+ * - Structs whose first field is `size` are extensible: set `size` to sizeof the struct you were compiled with.
+ *   The library reads (or fills) that many bytes; fields it does not know must be zero, fields you do not know
+ *   are left out.
+ * - File descriptors passed in are borrowed: the daemon receives its own copy, the caller keeps and closes
+ *   its own.
+ * - A client may be used from several threads: its requests are serialized (one in flight at a time). The
+ *   error text is the last failure on that client, from whichever thread.
+ */
+#ifndef VSMMU_CLIENT_H
+#define VSMMU_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define VSMMU_CLIENT_API __attribute__((visibility("default")))
+#else
+#define VSMMU_CLIENT_API
+#endif
+
+struct vsmmu_client;
+
+/* The daemon's host (vsmmu_daemon_info.host). */
+#define VSMMU_HOST_SIM 1u    /* the simulated host: devices by name, vsmmu_client_sim_dma */
+#define VSMMU_HOST_KERNEL 2u /* the kernel's iommufd: devices by their VFIO cdev fd */
+
+/* Features the daemon agreed to (vsmmu_daemon_info.features). */
+#define VSMMU_FEATURE_POSTED_WRITES (1ull << 0)
+#define VSMMU_FEATURE_SIM_DMA (1ull << 1)
+
+/* How guest invalidations reach the host (vsmmu_create_args.policy). */
+#define VSMMU_POLICY_BATCHED 0u     /* one host call per vIOMMU between two CMD_SYNCs */
+#define VSMMU_POLICY_PER_COMMAND 1u /* one host call per guest command */
+
+/* vsmmu_create_args.flags */
+#define VSMMU_CREATE_GBPA_ABORT (1u << 0) /* GBPA.ABORT resets to 1 */
+
+/* Interrupt lines (vsmmu_client_set_irq). */
+#define VSMMU_IRQ_EVENTQ 0u
+#define VSMMU_IRQ_GERROR 1u
+#define VSMMU_IRQ_CMD_SYNC 2u
+
+/* vsmmu_client_mmio_write's flags */
+#define VSMMU_MMIO_POSTED (1u << 0) /* do not wait (when the daemon offers it); a failure comes back later */
+
+/* vsmmu_dma_args.direction and .flags */
+#define VSMMU_DMA_WRITE 0u
+#define VSMMU_DMA_READ 1u
+#define VSMMU_DMA_SSID_VALID (1u << 0)
+
+/* The guest's ID registers, as the VMM wishes them; a field counts only if its VSMMU_WISH_* bit is in
+ * `present`, otherwise the daemon takes the host's. */
+struct vsmmu_wishes {
+  uint32_t present;
+  uint8_t ipa_bits, oas_bits, sid_bits, ssid_bits;
+  uint8_t ril, ats, st_level, tt_endian;
+  uint8_t gran4k, gran16k, gran64k, cmdq_log2;
+  uint8_t eventq_log2, reserved[3];
+};
+#define VSMMU_WISH_IPA_BITS (1u << 0)
+#define VSMMU_WISH_OAS_BITS (1u << 1)
+#define VSMMU_WISH_SID_BITS (1u << 2)
+#define VSMMU_WISH_SSID_BITS (1u << 3)
+#define VSMMU_WISH_RIL (1u << 4)
+#define VSMMU_WISH_ATS (1u << 5)
+#define VSMMU_WISH_ST_LEVEL (1u << 6)
+#define VSMMU_WISH_TT_ENDIAN (1u << 7)
+#define VSMMU_WISH_GRAN4K (1u << 8)
+#define VSMMU_WISH_GRAN16K (1u << 9)
+#define VSMMU_WISH_GRAN64K (1u << 10)
+#define VSMMU_WISH_CMDQ_LOG2 (1u << 11)
+#define VSMMU_WISH_EVENTQ_LOG2 (1u << 12)
+
+/* What the daemon said at connection: its host and the limits it enforces on this connection. */
+struct vsmmu_daemon_info {
+  uint32_t size;
+  uint32_t version;     /* protocol version */
+  uint64_t features;    /* VSMMU_FEATURE_* */
+  uint32_t host;        /* VSMMU_HOST_* */
+  uint32_t max_message; /* bytes per packet */
+  uint32_t max_fds;     /* fds per packet */
+  uint32_t max_vsmmus;  /* on this connection */
+  uint32_t max_devices; /* on this connection, all its vSMMUs together */
+  uint32_t max_regions; /* guest RAM regions on this connection */
+  uint32_t max_pending; /* requests in flight */
+  uint32_t reserved;
+};
+
+/* A vSMMU and its first device. Guest RAM must be added first. */
+struct vsmmu_create_args {
+  uint32_t size;
+  uint32_t policy;                   /* VSMMU_POLICY_* */
+  const char *name;                  /* NULL or "": the daemon names it */
+  const struct vsmmu_wishes *wishes; /* NULL: every field from the host */
+  const char *device_name;           /* the simulated host: the device's name */
+  int32_t device_fd;                 /* the kernel host: its VFIO cdev fd (used when device_name is NULL) */
+  uint32_t vsid;                     /* the device's StreamID in the guest */
+  uint32_t commands_per_access;      /* 0: the daemon's default */
+  uint32_t host_calls_per_access;    /* 0: the daemon's default */
+  uint32_t flags;                    /* VSMMU_CREATE_* */
+  uint32_t reserved;
+};
+
+/* IDR0-5, IIDR and AIDR as the guest reads them (IHI 0070 6.3.1-6.3.8). */
+struct vsmmu_id_registers {
+  uint32_t size;
+  uint32_t idr[6];
+  uint32_t iidr, aidr;
+};
+
+/* One vSMMU's figures (vsmmu_client_stats). */
+struct vsmmu_stats {
+  uint32_t size;
+  uint32_t reserved;
+  /* host calls and their effects */
+  uint64_t host_calls, hwpt_allocs, hwpt_shared, attaches, ste_unchanged;
+  uint64_t invalidate_calls, forwarded, host_time_ns;
+  /* the guest's side */
+  uint64_t commands, coalesced, syncs, ste_reinstalls, command_errors, bad_stes;
+  uint64_t events, events_lost, deferred;
+  uint64_t host_objects;    /* what the vSMMU holds on the host now */
+  uint64_t posted_failures; /* posted writes that failed */
+};
+
+/* A DMA by a simulated device's engine (the simulated host only). */
+struct vsmmu_dma_args {
+  uint32_t size;
+  uint32_t direction;  /* VSMMU_DMA_WRITE or VSMMU_DMA_READ */
+  const char *engine;  /* the engine's name in the host profile */
+  uint64_t iova;
+  void *data;          /* a write's bytes, or a read's buffer */
+  uint32_t length;     /* bytes to move */
+  uint32_t flags;      /* VSMMU_DMA_SSID_VALID */
+  uint32_t ssid;
+  uint32_t vsmmu;      /* 0, or the vSMMU the device sits behind: the DMA then follows its posted writes */
+};
+struct vsmmu_dma_result {
+  uint32_t size;
+  uint32_t faulted; /* 1: the DMA stopped at a fault (the event went to the guest) */
+  uint64_t bytes;   /* bytes moved before it stopped */
+};
+
+/* Connects to the daemon and says HELLO. On failure *client is NULL and vsmmu_client_last_error(NULL) says why
+ * (per thread). */
+VSMMU_CLIENT_API int vsmmu_client_connect(const char *socket_path, struct vsmmu_client **client);
+/* Closes the connection: the daemon destroys every vSMMU and region of it. NULL is allowed. */
+VSMMU_CLIENT_API void vsmmu_client_close(struct vsmmu_client *client);
+/* The last failure's text on `client` ("" if none); with NULL, this thread's last vsmmu_client_connect
+ * failure. Valid until the next call on the client. */
+VSMMU_CLIENT_API const char *vsmmu_client_last_error(const struct vsmmu_client *client);
+/* Bounds every wait for the daemon; 0 waits for ever (the default). */
+VSMMU_CLIENT_API int vsmmu_client_set_timeout(struct vsmmu_client *client, uint32_t milliseconds);
+VSMMU_CLIENT_API int vsmmu_client_daemon_info(struct vsmmu_client *client, struct vsmmu_daemon_info *info);
+
+/* Guest RAM [gpa, gpa + length) is `memfd` from fd_offset (page aligned). */
+VSMMU_CLIENT_API int vsmmu_client_add_region(struct vsmmu_client *client, uint64_t gpa, uint64_t length, int memfd,
+                                             uint64_t fd_offset);
+VSMMU_CLIENT_API int vsmmu_client_remove_region(struct vsmmu_client *client, uint64_t gpa);
+
+/* Creates a vSMMU; *handle names it from now on. `ids` may be NULL. */
+VSMMU_CLIENT_API int vsmmu_client_create_vsmmu(struct vsmmu_client *client, const struct vsmmu_create_args *args,
+                                               uint32_t *handle, struct vsmmu_id_registers *ids);
+VSMMU_CLIENT_API int vsmmu_client_destroy_vsmmu(struct vsmmu_client *client, uint32_t handle);
+/* Hot-plug: by name (device_name not NULL) or by VFIO cdev fd. */
+VSMMU_CLIENT_API int vsmmu_client_attach_device(struct vsmmu_client *client, uint32_t handle, uint32_t vsid,
+                                                const char *device_name, int device_fd);
+VSMMU_CLIENT_API int vsmmu_client_detach_device(struct vsmmu_client *client, uint32_t handle, uint32_t vsid);
+
+/* The guest's accesses to the vSMMU's registers: offset from page 0 (page 1 at 0x10000), width 4 or 8. */
+VSMMU_CLIENT_API int vsmmu_client_mmio_read(struct vsmmu_client *client, uint32_t handle, uint64_t offset,
+                                            uint32_t width, uint64_t *value);
+VSMMU_CLIENT_API int vsmmu_client_mmio_write(struct vsmmu_client *client, uint32_t handle, uint64_t offset,
+                                             uint64_t value, uint32_t width, uint32_t flags);
+/* 0 if no posted write failed since the last call; otherwise the first failure's negative errno, with its text
+ * and the count of failures in vsmmu_client_last_error. */
+VSMMU_CLIENT_API int vsmmu_client_check_posted(struct vsmmu_client *client);
+
+/* The eventfd the daemon signals for a VSMMU_IRQ_* line; -1 clears it. */
+VSMMU_CLIENT_API int vsmmu_client_set_irq(struct vsmmu_client *client, uint32_t handle, uint32_t line, int eventfd);
+
+VSMMU_CLIENT_API int vsmmu_client_stats(struct vsmmu_client *client, uint32_t handle, struct vsmmu_stats *stats);
+
+VSMMU_CLIENT_API int vsmmu_client_sim_dma(struct vsmmu_client *client, const struct vsmmu_dma_args *args,
+                                          struct vsmmu_dma_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VSMMU_CLIENT_H */

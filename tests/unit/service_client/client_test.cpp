@@ -1,0 +1,492 @@
+// The client side of the vsmmud protocol (service/protocol.hpp) against a fake daemon: a thread on the other
+// end of a socketpair(AF_UNIX, SOCK_SEQPACKET) that checks each request as the daemon would (parse_header from a
+// client, the body under the zero-extension rule) and answers what each test scripts.
+#include <gtest/gtest.h>
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "service/client/client.hpp"
+#include "service/client/remote_vsmmu.hpp"
+#include "service/client/vsmmu_client.h"
+#include "service/packet_io.hpp"
+
+namespace vsmmu::service {
+namespace {
+
+using namespace std::chrono_literals;
+using host::UniqueFd;
+
+// One request as the fake daemon received it.
+struct Received {
+  Header header;
+  std::vector<std::byte> bytes;
+  std::vector<UniqueFd> fds;
+  Packet packet() const {
+    Packet p;
+    EXPECT_FALSE(parse_header(bytes, true, p).has_value());
+    return p;
+  }
+  template <class T>
+  T body() const {
+    Body<T> b;
+    EXPECT_FALSE(decode_body(packet(), b).has_value());
+    return b.fixed;
+  }
+};
+
+class FakeDaemon {
+ public:
+  explicit FakeDaemon(int fd) : fd_(fd) {
+    const timeval tv{5, 0};  // a test that goes wrong fails, it does not hang
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  Received receive() {
+    std::vector<std::byte> buffer(4096);
+    auto r = receive_packet(fd_, buffer, 4);
+    EXPECT_TRUE(r.has_value()) << r.error();
+    Received got;
+    if (!r || r->size == 0) return got;
+    buffer.resize(r->size);
+    Packet p;
+    const auto bad = parse_header(buffer, true, p);
+    EXPECT_FALSE(bad.has_value()) << bad->to_string();
+    got.header = p.header;
+    got.bytes = std::move(buffer);
+    got.fds = std::move(r->fds);
+    return got;
+  }
+  Received expect(Op op) {
+    Received got = receive();
+    EXPECT_EQ(got.header.op, static_cast<std::uint16_t>(op)) << op_name(got.header.op);
+    return got;
+  }
+
+  template <class T>
+  void reply(const Received& request, const T& body, std::initializer_list<std::span<const std::byte>> tail = {}) {
+    Header h = request.header;
+    h.flags = kFlagReply;
+    send(build(h, body, tail));
+  }
+  void refuse(const Received& request, int err, std::string field, std::string reason, std::uint16_t flags = 0) {
+    send(build_error(request.header, Refusal{err, request.header.op, std::move(field), std::move(reason)}, flags));
+  }
+  void send(std::span<const std::byte> packet) {
+    auto s = send_packet(fd_, packet);
+    EXPECT_TRUE(s.has_value()) << s.error();
+  }
+
+  void answer_hello(std::uint32_t max_message = 4096) {
+    const Received hello = expect(Op::hello);
+    const auto offer = hello.body<HelloRequest>();
+    EXPECT_EQ(offer.magic, kMagic);
+    HelloReply reply;
+    reply.features = offer.features & kFeaturePostedWrites;
+    reply.host = static_cast<std::uint32_t>(HostKind::sim);
+    reply.max_message = max_message;
+    reply.max_fds = 1;
+    reply.max_vsmmus = 4;
+    this->reply(hello, reply);
+  }
+  // Answers an MMIO_READ with `value`, checking what it asks for.
+  void answer_read(std::uint64_t value, std::uint64_t offset) {
+    const Received read = expect(Op::mmio_read);
+    EXPECT_EQ(read.body<MmioReadRequest>().offset, offset);
+    MmioReadReply reply;
+    reply.value = value;
+    this->reply(read, reply);
+  }
+
+ private:
+  int fd_;
+};
+
+// A client on one end of a socketpair, the fake daemon running `script` on the other.
+class ClientTest : public ::testing::Test {
+ protected:
+  void start(std::function<void(FakeDaemon&)> script) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+    client_end_ = UniqueFd(fds[0]);
+    daemon_end_ = UniqueFd(fds[1]);
+    daemon_ = std::thread([this, script = std::move(script)] {
+      FakeDaemon daemon(daemon_end_.get());
+      script(daemon);
+      if (close_when_done_) daemon_end_.reset();
+    });
+  }
+  std::unique_ptr<Client> connect(std::chrono::milliseconds timeout = {}) {
+    auto c = Client::adopt(std::move(client_end_), Client::default_offer(), timeout);
+    EXPECT_TRUE(c.has_value()) << c.error();
+    return c ? std::move(*c) : nullptr;
+  }
+  void TearDown() override {
+    if (daemon_.joinable()) daemon_.join();
+  }
+
+  UniqueFd client_end_, daemon_end_;
+  std::thread daemon_;
+  bool close_when_done_ = false;
+};
+
+TEST_F(ClientTest, HelloOffersEveryKnownFeatureAndKeepsTheDaemonsAnswer) {
+  start([](FakeDaemon& d) {
+    const Received hello = d.expect(Op::hello);
+    const auto offer = hello.body<HelloRequest>();
+    EXPECT_EQ(offer.version_min, kProtocolVersion);
+    EXPECT_EQ(offer.version_max, kProtocolVersion);
+    EXPECT_EQ(offer.features, kKnownFeatures);
+    EXPECT_EQ(hello.header.vsmmu, 0u);
+    EXPECT_NE(hello.header.tag, 0u);
+    HelloReply reply;
+    reply.features = kFeaturePostedWrites;
+    reply.host = static_cast<std::uint32_t>(HostKind::kernel);
+    reply.max_message = 8192;
+    reply.max_regions = 3;
+    d.reply(hello, reply);
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->hello().host, static_cast<std::uint32_t>(HostKind::kernel));
+  EXPECT_EQ(client->hello().max_message, 8192u);
+  EXPECT_EQ(client->hello().max_regions, 3u);
+  EXPECT_TRUE(client->posted_writes());
+}
+
+TEST_F(ClientTest, AHelloReplyOutsideTheOfferIsEproto) {
+  start([](FakeDaemon& d) {
+    const Received hello = d.expect(Op::hello);
+    HelloReply reply;
+    reply.version = 2;  // not offered
+    reply.max_message = 4096;
+    d.reply(hello, reply);
+  });
+  auto client = Client::adopt(std::move(client_end_));
+  ASSERT_FALSE(client.has_value());
+  EXPECT_EQ(client.error().err, EPROTO);
+  EXPECT_EQ(client.error().where, "vsmmud HELLO");
+  EXPECT_NE(client.error().message.find("version 2"), std::string::npos) << client.error();
+}
+
+TEST_F(ClientTest, ARefusalIsAnErrorNamingTheOpTheFieldAndTheReason) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received read = d.expect(Op::mmio_read);
+    d.refuse(read, EINVAL, "offset", "0x9a is not aligned to the access width 4");
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto r = client->mmio_read(1, 0x9a, 4);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().err, EINVAL);
+  EXPECT_EQ(r.error().where, "vsmmud MMIO_READ");
+  EXPECT_EQ(r.error().message, "offset: 0x9a is not aligned to the access width 4");
+  EXPECT_EQ(r.error().to_string(), "vsmmud MMIO_READ: offset: 0x9a is not aligned to the access width 4 (EINVAL, errno 22)");
+}
+
+TEST_F(ClientTest, MmioReadSendsHandleOffsetWidthAndReturnsTheValue) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received read = d.expect(Op::mmio_read);
+    EXPECT_EQ(read.header.vsmmu, 7u);
+    EXPECT_EQ(read.header.flags, 0u);
+    EXPECT_EQ(read.body<MmioReadRequest>().width, 8u);
+    EXPECT_EQ(read.body<MmioReadRequest>().offset, 0x90u);  // CMDQ_BASE (IHI 0070 6.3.25)
+    EXPECT_TRUE(read.fds.empty());
+    MmioReadReply reply;
+    reply.value = 0x1122334455667788;
+    d.reply(read, reply);
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto r = client->mmio_read(7, 0x90, 8);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(*r, 0x1122334455667788u);
+}
+
+TEST_F(ClientTest, APostedWritesFailureIsKeptAndNeverTakenAsTheNextReply) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received write = d.expect(Op::mmio_write);
+    EXPECT_EQ(write.header.flags, kFlagPosted);
+    EXPECT_EQ(write.body<MmioWriteRequest>().value, 0x5u);
+    const Received read = d.expect(Op::mmio_read);
+    // The write's failure comes first, then the read's answer.
+    d.refuse(write, EFAULT, "CMDQ_BASE", "outside guest RAM", kFlagAsync);
+    MmioReadReply reply;
+    reply.value = 42;
+    d.reply(read, reply);
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->mmio_write(3, 0x98, 0x5, 4).has_value());
+  auto r = client->mmio_read(3, 0x9c, 4);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(*r, 42u);
+  const PostedFailures failures = client->take_posted_failures();
+  ASSERT_EQ(failures.kept.size(), 1u);
+  EXPECT_EQ(failures.dropped, 0u);
+  EXPECT_EQ(failures.kept[0].vsmmu, 3u);
+  EXPECT_EQ(failures.kept[0].error.where, "vsmmud MMIO_WRITE");
+  EXPECT_EQ(failures.kept[0].error.message, "CMDQ_BASE: outside guest RAM");
+  EXPECT_EQ(failures.kept[0].error.err, EFAULT);
+  EXPECT_TRUE(client->take_posted_failures().kept.empty());
+}
+
+TEST_F(ClientTest, PostedFailuresWaitingOnTheSocketAreTakenWithoutARequestAndBounded) {
+  std::promise<void> sent;
+  start([&sent](FakeDaemon& d) {
+    d.answer_hello();
+    const Received write = d.expect(Op::mmio_write);
+    for (std::size_t i = 0; i < Client::kMaxKeptFailures + 6; ++i) d.refuse(write, EINVAL, "value", "bad", kFlagAsync);
+    sent.set_value();
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->mmio_write(1, 0x20, 0, 4).has_value());
+  sent.get_future().wait();
+  const PostedFailures failures = client->take_posted_failures();
+  EXPECT_EQ(failures.kept.size(), Client::kMaxKeptFailures);
+  EXPECT_EQ(failures.dropped, 6u);
+}
+
+TEST_F(ClientTest, WritesAreNotPostedWhenTheDaemonDidNotOfferIt) {
+  start([](FakeDaemon& d) {
+    const Received hello = d.expect(Op::hello);
+    HelloReply reply;
+    reply.max_message = 4096;  // no kFeaturePostedWrites
+    d.reply(hello, reply);
+    const Received write = d.expect(Op::mmio_write);
+    EXPECT_EQ(write.header.flags, 0u);
+    d.reply(write, std::uint32_t{4});  // a reply with nothing but its size
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  EXPECT_FALSE(client->posted_writes());
+  auto w = client->mmio_write(1, 0x20, 0, 4);
+  EXPECT_TRUE(w.has_value()) << w.error();
+}
+
+TEST_F(ClientTest, NoAnswerWithinTheTimeoutIsEtimedoutAndTheLateReplyIsDropped) {
+  std::promise<void> timed_out;
+  start([&timed_out](FakeDaemon& d) {
+    d.answer_hello();
+    const Received first = d.expect(Op::mmio_read);
+    timed_out.get_future().wait_for(10s);
+    MmioReadReply late;
+    late.value = 1;
+    d.reply(first, late);
+    d.answer_read(2, 0x24);
+  });
+  auto client = connect(100ms);
+  ASSERT_TRUE(client);
+  auto r = client->mmio_read(1, 0x20, 4);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().err, ETIMEDOUT);
+  EXPECT_EQ(r.error().where, "vsmmud MMIO_READ");
+  EXPECT_NE(r.error().message.find("no reply to request"), std::string::npos) << r.error();
+  timed_out.set_value();
+  auto second = client->mmio_read(1, 0x24, 4);
+  ASSERT_TRUE(second.has_value()) << second.error();
+  EXPECT_EQ(*second, 2u);
+}
+
+TEST_F(ClientTest, ADaemonThatClosedIsAnErrorNotASignal) {
+  close_when_done_ = true;
+  start([](FakeDaemon& d) { d.answer_hello(); });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  daemon_.join();
+  for (int i = 0; i < 2; ++i) {  // the first finds the connection closed, the second cannot even send
+    auto r = client->mmio_read(1, 0, 4);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_TRUE(r.error().err == EPIPE || r.error().err == ECONNRESET) << r.error();
+    EXPECT_EQ(r.error().where, "vsmmud MMIO_READ");
+  }
+}
+
+TEST_F(ClientTest, AReplyThatDoesNotParseIsEproto) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received read = d.expect(Op::mmio_read);
+    d.reply(read, std::uint32_t{8});  // an MmioReadReply is 16 bytes
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto r = client->mmio_read(1, 0, 4);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().err, EPROTO);
+  EXPECT_NE(r.error().message.find("body.size"), std::string::npos) << r.error();
+}
+
+TEST_F(ClientTest, CreateCarriesTheNamesAsTheTailAndADeviceFdBesideIt) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received create = d.expect(Op::create_vsmmu);
+    const auto req = create.body<CreateRequest>();
+    EXPECT_EQ(req.vsid, 0x10u);
+    EXPECT_EQ(req.flags, kCreateGbpaAbort);
+    EXPECT_EQ(req.wishes.present, kWishSidBits);
+    EXPECT_EQ(req.wishes.sid_bits, 8u);
+    Body<CreateRequest> b;
+    ASSERT_FALSE(decode_body(create.packet(), b).has_value());
+    EXPECT_EQ(as_text(b.tail), "smmu0");  // the vSMMU's name; no device name: the fd names the device
+    EXPECT_EQ(create.fds.size(), 1u);
+    CreateReply reply;
+    reply.handle = 9;
+    Header h = create.header;
+    h.flags = kFlagReply;
+    h.vsmmu = 9;
+    d.send(build(h, reply));
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  VsmmuOptions options;
+  options.name = "smmu0";
+  options.gbpa_abort = true;
+  options.wishes.present = kWishSidBits;
+  options.wishes.sid_bits = 8;
+  UniqueFd device(::eventfd(0, EFD_CLOEXEC));  // any fd stands for a VFIO cdev here
+  auto created = client->create_vsmmu(options, RemoteDevice{0x10, {}, device.get()});
+  ASSERT_TRUE(created.has_value()) << created.error();
+  EXPECT_EQ(created->handle, 9u);
+}
+
+// RemoteVsmmu: CREATE, SET_IRQ for eventq and gerror with an eventfd each, the ID registers from CREATE's reply,
+// the stats field by field, an interrupt the daemon signals reaching the handler, DESTROY when it goes.
+TEST_F(ClientTest, RemoteVsmmuIsAVsmmuEndpointOverTheDaemon) {
+  std::promise<void> signalled;
+  start([&signalled](FakeDaemon& d) {
+    d.answer_hello();
+    const Received create = d.expect(Op::create_vsmmu);
+    CreateReply reply;
+    reply.handle = 5;
+    reply.idr[0] = 0x0800'0002;  // S1P (IHI 0070 6.3.1)
+    reply.idr[1] = 0x0073'0010;
+    reply.idr[5] = 0x0000'0055;
+    reply.iidr = 0x43b;
+    reply.aidr = 0x2;
+    Header h = create.header;
+    h.flags = kFlagReply;
+    h.vsmmu = 5;
+    d.send(build(h, reply));
+    std::vector<UniqueFd> irq_fds;
+    for (const IrqLine line : {IrqLine::eventq, IrqLine::gerror}) {
+      Received set = d.expect(Op::set_irq);
+      EXPECT_EQ(set.header.vsmmu, 5u);
+      EXPECT_EQ(set.body<SetIrqRequest>().line, static_cast<std::uint32_t>(line));
+      EXPECT_EQ(set.fds.size(), 1u);
+      if (!set.fds.empty()) irq_fds.push_back(std::move(set.fds[0]));
+      d.reply(set, std::uint32_t{4});
+    }
+    // The eventq interrupt, as the daemon signals it.
+    const std::uint64_t one = 1;
+    if (!irq_fds.empty()) {
+      EXPECT_EQ(::write(irq_fds[0].get(), &one, sizeof one), 8);
+    }
+    signalled.set_value();
+    const Received stats = d.expect(Op::stats);
+    EXPECT_EQ(stats.header.vsmmu, 5u);
+    VsmmuStatsReply figures;
+    figures.commands = 12;
+    figures.syncs = 3;
+    figures.host_time_ns = 1500;
+    figures.host_objects = 4;
+    d.reply(stats, figures);
+    const Received destroy = d.expect(Op::destroy_vsmmu);
+    EXPECT_EQ(destroy.header.vsmmu, 5u);
+    d.reply(destroy, std::uint32_t{4});
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto vsmmu = RemoteVsmmu::create(*client, VsmmuOptions{}, RemoteDevice{0x10, "nic0", -1});
+  ASSERT_TRUE(vsmmu.has_value()) << vsmmu.error();
+  nesting::VsmmuEndpoint& endpoint = **vsmmu;
+  EXPECT_EQ(endpoint.id_registers().idr0.value(), 0x0800'0002u);
+  EXPECT_TRUE(endpoint.id_registers().idr0.get(smmu::Idr0::S1P));
+  EXPECT_EQ(endpoint.id_registers().idr1.value(), 0x0073'0010u);
+  EXPECT_EQ(endpoint.id_registers().idr5.value(), 0x55u);
+  EXPECT_EQ(endpoint.id_registers().iidr.value(), 0x43bu);
+  EXPECT_EQ(endpoint.id_registers().aidr.value(), 0x2u);
+  ASSERT_EQ(endpoint.event_fds().size(), 2u);
+  EXPECT_EQ((*vsmmu)->irq_fd(smmu::Irq::eventq), endpoint.event_fds()[0]);
+  EXPECT_EQ((*vsmmu)->irq_fd(smmu::Irq::cmd_sync), -1);
+
+  int eventq_irqs = 0, gerror_irqs = 0;
+  (*vsmmu)->set_irq_handler(smmu::Irq::eventq, [&] { ++eventq_irqs; });
+  (*vsmmu)->set_irq_handler(smmu::Irq::gerror, [&] { ++gerror_irqs; });
+  signalled.get_future().wait();
+  auto processed = endpoint.process_events();
+  ASSERT_TRUE(processed.has_value()) << processed.error();
+  EXPECT_EQ(*processed, 0u);
+  EXPECT_EQ(eventq_irqs, 1);
+  EXPECT_EQ(gerror_irqs, 0);
+
+  const nesting::VirtualSmmuStats stats = endpoint.stats();
+  EXPECT_EQ(stats.commands, 12u);
+  EXPECT_EQ(stats.syncs, 3u);
+  EXPECT_EQ(stats.host_time, std::chrono::nanoseconds(1500));
+  vsmmu->reset();  // DESTROY_VSMMU
+}
+
+// The C API over a real listening socket: connect by path, the daemon's info, a refusal's text, close.
+TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
+  char dir[] = "/tmp/vsmmu-client-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/vsmmud.sock";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  std::thread daemon([&listener] {
+    UniqueFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    FakeDaemon d(connection.get());
+    d.answer_hello();
+    const Received add = d.expect(Op::add_region);
+    EXPECT_EQ(add.fds.size(), 1u);
+    d.refuse(add, EINVAL, "gpa", "0x1001 is not page aligned");
+    d.answer_read(0x0800'0002, 0x0);
+    d.receive();  // the client closes
+  });
+
+  vsmmu_client* client = nullptr;
+  ASSERT_EQ(vsmmu_client_connect(path.c_str(), &client), 0) << vsmmu_client_last_error(nullptr);
+  vsmmu_daemon_info info{};
+  info.size = sizeof info;
+  ASSERT_EQ(vsmmu_client_daemon_info(client, &info), 0);
+  EXPECT_EQ(info.host, VSMMU_HOST_SIM);
+  EXPECT_EQ(info.max_message, 4096u);
+  EXPECT_EQ(info.features, VSMMU_FEATURE_POSTED_WRITES);
+
+  UniqueFd memfd(::eventfd(0, EFD_CLOEXEC));
+  EXPECT_EQ(vsmmu_client_add_region(client, 0x1001, 0x1000, memfd.get(), 0), -EINVAL);
+  EXPECT_STREQ(vsmmu_client_last_error(client),
+               "vsmmud ADD_REGION: gpa: 0x1001 is not page aligned (EINVAL, errno 22)");
+  std::uint64_t idr0 = 0;
+  EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, &idr0), 0) << vsmmu_client_last_error(client);
+  EXPECT_EQ(idr0, 0x0800'0002u);
+  EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, nullptr), -EINVAL);
+  vsmmu_client_close(client);
+  daemon.join();
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+
+  vsmmu_client* none = nullptr;
+  EXPECT_EQ(vsmmu_client_connect(path.c_str(), &none), -ENOENT);
+  EXPECT_EQ(none, nullptr);
+  EXPECT_NE(std::string(vsmmu_client_last_error(nullptr)).find(path), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vsmmu::service
