@@ -253,6 +253,12 @@ struct SimDmaReply {
   std::uint64_t bytes = 0;                // bytes that landed before the fault
 };
 
+// The success reply of the requests that return nothing else (DESTROY_VSMMU, ADD_REGION, REMOVE_REGION,
+// ATTACH_DEVICE, DETACH_DEVICE, a non-posted MMIO_WRITE, SET_IRQ): a body of its size alone.
+struct EmptyReply {
+  std::uint32_t size = sizeof(EmptyReply);
+};
+
 // Every failed request is answered with Header::status = errno and this body; tail: the field, then the reason.
 struct ErrorReply {
   std::uint32_t size = sizeof(ErrorReply);

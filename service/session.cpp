@@ -29,9 +29,6 @@ std::vector<std::byte> ok(const Header& request, const T& body, std::initializer
   return build(reply_to(request), body, tail);
 }
 
-struct Empty {
-  std::uint32_t size = sizeof(Empty);
-};
 
 nesting::VsmmuWishes to_wishes(const WireWishes& w) {
   nesting::VsmmuWishes n;
@@ -141,6 +138,14 @@ void Session::handle(std::span<const std::byte> packet, std::vector<host::Unique
     return refuse(h, decoded.error(), async);
   }
   Request& req = *decoded;
+  // What HELLO granted (decode_request has no state).
+  if ((req.header.flags & kFlagPosted) && !(features_ & kFeaturePostedWrites))
+    return refuse(req.header, Refusal{EINVAL, req.header.op, "header.flags",
+                                      "POSTED needs kFeaturePostedWrites offered in HELLO and granted in its reply"},
+                  kFlagAsync);
+  if (std::holds_alternative<SimDmaArgs>(req.args) && !(features_ & kFeatureSimDma))
+    return refuse(req.header, Refusal{EOPNOTSUPP, req.header.op, "header.op",
+                                      "SIM_DMA needs kFeatureSimDma offered in HELLO and granted in its reply (the simulated host only)"});
   const bool is_hello = std::holds_alternative<HelloArgs>(req.args);
   if (!hello_ && !is_hello)
     return refuse(req.header, Refusal{EPROTO, req.header.op, "header.op", "the first request on a connection must be HELLO"});
@@ -167,6 +172,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     r.max_devices = limits.max_devices;
     r.max_regions = limits.max_regions;
     r.max_pending = limits.max_pending;
+    features_ = r.features;
     return reply(ok(h, r));
   }
   if (auto* a = std::get_if<AddRegionArgs>(&req.args)) {
@@ -179,12 +185,12 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
       return refuse(h, Refusal{ENOSPC, h.op, "regions", fmt::format("this connection already has max_regions ({}) regions", limits.max_regions)});
     if (auto r = memory_->add(a->gpa, a->length, std::move(fds[0]), a->fd_offset); !r) return refuse(h, "gpa", r.error());
     log::debug(kLog, "{}: guest RAM [{:#x}, +{:#x}) added", label_, a->gpa, a->length);
-    return reply(ok(h, Empty{}));
+    return reply(ok(h, EmptyReply{}));
   }
   if (auto* rm = std::get_if<RemoveRegionArgs>(&req.args)) {
     if (!memory_) return refuse(h, Refusal{ENOENT, h.op, "gpa", "this connection has no guest RAM regions"});
     if (auto r = memory_->remove(rm->gpa); !r) return refuse(h, "gpa", r.error());
-    return reply(ok(h, Empty{}));
+    return reply(ok(h, EmptyReply{}));
   }
   if (auto* c = std::get_if<CreateArgs>(&req.args)) {
     if (vsmmus_.size() >= limits.max_vsmmus)
@@ -298,7 +304,7 @@ void Session::on_vsmmu(Request& req, std::vector<host::UniqueFd>& fds) {
         failed("offset", done.error(), w->posted ? kFlagAsync : 0);
         if (w->posted) log::info(kLog, "{}: a posted MMIO write at {:#x} failed: {}", v->label(), w->offset, done.error());
       } else if (!w->posted) {
-        out = ok(h, Empty{});
+        out = ok(h, EmptyReply{});
       }
     } else if (auto* a = std::get_if<AttachArgs>(&req.args)) {
       std::vector<host::UniqueFd> one;
@@ -307,24 +313,24 @@ void Session::on_vsmmu(Request& req, std::vector<host::UniqueFd>& fds) {
       else {
         device_delta = 1;
         log::info(kLog, "{}: {} attached", v->label(), device_label(a->device));
-        out = ok(h, Empty{});
+        out = ok(h, EmptyReply{});
       }
     } else if (auto* d = std::get_if<DetachArgs>(&req.args)) {
       if (auto done = v->detach(d->vsid); !done) failed("vsid", done.error());
       else {
         device_delta = -1;
         log::info(kLog, "{}: vSID {:#x} detached", v->label(), d->vsid);
-        out = ok(h, Empty{});
+        out = ok(h, EmptyReply{});
       }
     } else if (auto* s = std::get_if<SetIrqArgs>(&req.args)) {
       v->set_irq(s->line, std::move(fd));
-      out = ok(h, Empty{});
+      out = ok(h, EmptyReply{});
     } else if (std::holds_alternative<StatsArgs>(req.args)) {
       out = ok(h, v->stats());
     } else if (std::holds_alternative<DestroyArgs>(req.args)) {
       device_delta = -static_cast<int>(v->devices());
       v->close("DESTROY_VSMMU");
-      out = ok(h, Empty{});
+      out = ok(h, EmptyReply{});
     } else {
       failed("header.op", Error{EINVAL, "vsmmud", "not an op on a vSMMU"});
     }

@@ -59,6 +59,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string label_;
   std::vector<std::byte> buffer_;
   bool hello_ = false;
+  std::uint64_t features_ = 0;                   // granted in HELLO's reply
   bool reading_ = false;
   bool writing_ = false;
   bool closed_ = false;

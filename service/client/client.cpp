@@ -23,9 +23,6 @@ constexpr std::size_t kHelloBuffer = 64 * 1024;
 // The replies that carry nothing (DESTROY_VSMMU, ADD_REGION, MMIO_WRITE, SET_IRQ, ...): protocol.hpp gives
 // them no body, so the client takes either none (the header alone) or a size-first body with no field of its
 // own, any longer one obeying the zero-extension rule.
-struct EmptyBody {
-  std::uint32_t size = sizeof(EmptyBody);
-};
 
 std::string where(Op op) { return fmt::format("vsmmud {}", op_name(static_cast<std::uint16_t>(op))); }
 
@@ -199,7 +196,7 @@ Result<T> Client::decode(Op op, const Packet& reply, std::span<const std::byte>*
 
 Result<void> Client::decode_empty(Op op, const Packet& reply) {
   if (reply.body.empty()) return {};
-  VSMMU_TRY(decode<EmptyBody>(op, reply));
+  VSMMU_TRY(decode<EmptyReply>(op, reply));
   return {};
 }
 
@@ -227,7 +224,7 @@ Result<CreateReply> Client::create_vsmmu(const VsmmuOptions& options, const Remo
 
 Result<void> Client::destroy_vsmmu(std::uint32_t handle) {
   std::lock_guard lock(mu_);
-  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::destroy_vsmmu, handle, EmptyBody{}));
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::destroy_vsmmu, handle, DestroyRequest{}));
   return decode_empty(Op::destroy_vsmmu, packet);
 }
 

@@ -259,7 +259,9 @@ TEST(Vsmmud, MalformedRequestsAreAnsweredAndTheConnectionLives) {
     SCOPED_TRACE(c.what);
     auto r = roundtrip(fd.get(), c.packet, c.with_fd ? std::span<const int>(&spare_fd, 1) : std::span<const int>());
     EXPECT_EQ(r.header.status, c.err) << r.refusal.to_string();
-    if (c.field) EXPECT_EQ(r.refusal.field, c.field) << r.refusal.to_string();
+    if (c.field) {
+      EXPECT_EQ(r.refusal.field, c.field) << r.refusal.to_string();
+    }
     EXPECT_FALSE(r.refusal.reason.empty());
     // The connection still serves.
     auto ok = roundtrip(fd.get(), stats_packet(++tag));
