@@ -61,9 +61,8 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& socket_path, 
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     return fail(errno, "vsmmud", "connecting to {}: {} (is vsmmud running and listening there?)", socket_path,
                 std::strerror(errno));
-  auto client = adopt(std::move(fd), offer, timeout);
-  if (!client) return fail(client.error(), "vsmmud", "connected to {}", socket_path);
-  return client;
+  // A refusal of HELLO keeps its "vsmmud HELLO" and the daemon's "field: reason".
+  return adopt(std::move(fd), offer, timeout);
 }
 
 Result<std::unique_ptr<Client>> Client::adopt(host::UniqueFd connected_socket, const HelloRequest& offer,

@@ -361,6 +361,59 @@ TEST_F(ClientTest, CreateCarriesTheNamesAsTheTailAndADeviceFdBesideIt) {
   EXPECT_EQ(created->handle, 9u);
 }
 
+TEST_F(ClientTest, SimDmaCarriesTheEngineAndDataAndReturnsTheBytesRead) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received write = d.expect(Op::sim_dma);
+    Body<SimDmaRequest> w;
+    ASSERT_FALSE(decode_body(write.packet(), w).has_value());
+    EXPECT_EQ(w.fixed.direction, static_cast<std::uint32_t>(DmaDirection::write));
+    EXPECT_EQ(w.fixed.length, 3u);
+    EXPECT_EQ(w.fixed.flags, kDmaSsidValid);
+    EXPECT_EQ(w.fixed.ssid, 2u);
+    EXPECT_EQ(as_text(w.tail), "nic0.dmaabc");  // the engine's name, then the data
+    SimDmaReply wrote;
+    wrote.bytes = 3;
+    d.reply(write, wrote);
+
+    const Received read = d.expect(Op::sim_dma);
+    EXPECT_EQ(read.body<SimDmaRequest>().length, 8u);
+    SimDmaReply faulted;
+    faulted.faulted = 1;
+    faulted.bytes = 2;  // two bytes landed before the fault
+    d.reply(read, faulted, {bytes_of("xy")});
+
+    const Received liar = d.expect(Op::sim_dma);
+    SimDmaReply wrong;
+    wrong.bytes = 4;
+    d.reply(liar, wrong, {bytes_of("xy")});  // says 4, carries 2
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  const std::string data = "abc";
+  SimDma dma;
+  dma.engine = "nic0.dma";
+  dma.iova = 0x1000;
+  dma.data = bytes_of(data);
+  dma.ssid = 2;
+  auto wrote = client->sim_dma(dma);
+  ASSERT_TRUE(wrote.has_value()) << wrote.error();
+  EXPECT_EQ(wrote->reply.bytes, 3u);
+  EXPECT_TRUE(wrote->data.empty());
+
+  dma.direction = DmaDirection::read;
+  dma.read_length = 8;
+  dma.ssid.reset();
+  auto read = client->sim_dma(dma);
+  ASSERT_TRUE(read.has_value()) << read.error();
+  EXPECT_EQ(read->reply.faulted, 1u);
+  EXPECT_EQ(as_text(read->data), "xy");
+
+  auto liar = client->sim_dma(dma);
+  ASSERT_FALSE(liar.has_value());
+  EXPECT_EQ(liar.error().err, EPROTO);
+}
+
 // RemoteVsmmu: CREATE, SET_IRQ for eventq and gerror with an eventfd each, the ID registers from CREATE's reply,
 // the stats field by field, an interrupt the daemon signals reaching the handler, DESTROY when it goes.
 TEST_F(ClientTest, RemoteVsmmuIsAVsmmuEndpointOverTheDaemon) {
