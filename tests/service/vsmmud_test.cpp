@@ -392,3 +392,23 @@ TEST(Vsmmud, SigtermReleasesEverythingAndExitsZero) {
 
 }  // namespace
 }  // namespace vsmmu::servicetest
+
+namespace vsmmu::servicetest {
+namespace {
+
+// examples/c-vmm: a VMM in C over vsmmu_client.h alone, against a real daemon.
+TEST(Vsmmud, CExampleVmmRunsAgainstTheDaemon) {
+  Daemon d;
+  const std::string cmd = fmt::format("{} {} 2>&1", C_VMM_PATH, d.socket());
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(::pclose(p)), 0) << out;
+  EXPECT_EQ(settled_host_objects(d, 0), 0u) << out;
+  EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace vsmmu::servicetest
