@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 
 #include "base/log.hpp"
@@ -22,7 +23,7 @@ using Protocol = boost::asio::generic::seq_packet_protocol;
 }  // namespace
 
 Server::Server(boost::asio::io_context& io, const ServerOptions& options)
-    : io_(io), options_(options), signals_(io, SIGTERM, SIGINT) {}
+    : io_(io), strand_(boost::asio::make_strand(io)), options_(options), signals_(io, SIGTERM, SIGINT) {}
 
 Server::~Server() = default;
 
@@ -50,14 +51,14 @@ Result<std::unique_ptr<Server>> Server::create(boost::asio::io_context& io, cons
 }
 
 void Server::start() {
-  signals_.async_wait([this](boost::system::error_code ec, int signo) {
+  signals_.async_wait(boost::asio::bind_executor(strand_, [this](boost::system::error_code ec, int signo) {
     if (!ec) shutdown(signo == SIGTERM ? "SIGTERM" : "SIGINT");
-  });
-  accept();
+  }));
+  boost::asio::post(strand_, [this] { accept(); });
 }
 
 void Server::accept() {
-  acceptor_->async_accept([this](boost::system::error_code ec, Protocol::socket socket) {
+  acceptor_->async_accept(boost::asio::bind_executor(strand_, [this](boost::system::error_code ec, Protocol::socket socket) {
     if (stopping_) return;
     if (ec) {
       log::warn(kLog, "accepting a client failed: {}", ec.message());
@@ -88,7 +89,7 @@ void Server::accept() {
     }
     session->start();
     accept();
-  });
+  }));
 }
 
 void Server::shutdown(std::string_view why) {

@@ -18,6 +18,7 @@
 #include <boost/asio/generic/seq_packet_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
 
 #include "host/host.hpp"
 #include "service/protocol.hpp"
@@ -82,6 +83,7 @@ class Server {
   void accept();
 
   boost::asio::io_context& io_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;  // the acceptor, the signals, stopping_
   const ServerOptions options_;
   std::shared_ptr<host::sim::SimHost> sim_;
   std::optional<boost::asio::basic_socket_acceptor<boost::asio::generic::seq_packet_protocol>> acceptor_;
