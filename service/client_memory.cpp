@@ -13,16 +13,22 @@ namespace {
 constexpr const char* kWhere = "vsmmud.memory";
 }
 
+std::atomic<std::size_t> ClientMemory::live_{0};
+
+std::size_t ClientMemory::live() { return live_.load(std::memory_order_relaxed); }
+
 Result<std::shared_ptr<ClientMemory>> ClientMemory::create(host::Host& host, std::shared_ptr<host::Host> owned_host) {
   std::shared_ptr<ClientMemory> m(new ClientMemory());
   m->owned_host_ = std::move(owned_host);
   m->host_ = &host;
   VSMMU_TRY_ASSIGN(auto g, nesting::GuestMemory::map(host, {}));
   m->memory_ = std::move(g);
+  live_.fetch_add(1, std::memory_order_relaxed);
   return m;
 }
 
 ClientMemory::~ClientMemory() {
+  if (memory_) live_.fetch_sub(1, std::memory_order_relaxed);
   memory_.reset();  // the IOAS and its mappings first, then the daemon's mappings of the memory
   for (auto& [gpa, m] : mappings_)
     if (m.addr) ::munmap(m.addr, m.length);

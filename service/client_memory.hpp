@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,8 @@ class ClientMemory {
   Result<void> add(std::uint64_t gpa, std::uint64_t length, host::UniqueFd fd, std::uint64_t fd_offset);
   Result<void> remove(std::uint64_t gpa);
   std::size_t regions() const;
+  // ClientMemory objects alive in this process: each holds one IOAS on the host (DaemonStatsReply).
+  static std::size_t live();
 
  private:
   struct Mapping {
@@ -40,6 +43,7 @@ class ClientMemory {
   mutable std::mutex mu_;
   std::map<std::uint64_t, Mapping> mappings_;          // by GPA; outlive memory_
   std::unique_ptr<nesting::GuestMemory> memory_;       // destroyed first (its IOAS mappings, then the IOAS)
+  static std::atomic<std::size_t> live_;
 };
 
 }  // namespace vsmmu::service

@@ -11,6 +11,7 @@
 #include "host/kernel/kernel_host.hpp"
 #include "host/sim/profile.hpp"
 #include "host/sim/sim_host.hpp"
+#include "service/client_memory.hpp"
 #include "service/listen_socket.hpp"
 #include "service/served_vsmmu.hpp"
 #include "service/session.hpp"
@@ -135,6 +136,7 @@ DaemonStatsReply Server::daemon_stats() {
       if (objects) ++r.vsmmus;
       r.host_objects += objects;
     }
+  r.host_objects += ClientMemory::live();  // each client's IOAS
   r.requests = counters_.requests.load();
   r.refused = counters_.refused.load();
   if (sim_) r.host_live_objects = sim_->stats().objects;

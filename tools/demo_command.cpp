@@ -8,10 +8,6 @@
 // guest reads F_TRANSLATION with its vSID, delivered by the daemon with the event-queue interrupt.
 // Every step checks what it shows; the exit code says whether all held.
 #include <poll.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -34,7 +30,9 @@
 #include "service/client/remote_vsmmu.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/format.hpp"
+#include "testing/daemon_process.hpp"
 #include "testing/guest_harness.hpp"
+#include "testing/memfd_ram.hpp"
 #include "tools/commands.hpp"
 
 namespace vsmmu::tools {
@@ -68,41 +66,13 @@ void step(std::string_view what) { say("\n== {}\n", what); }
 
 std::string text_for(const DemoDevice& d) { return fmt::format("hello from {} (vSID {:#x}) through both stages", d.name, d.vsid); }
 
-// Guest RAM the VMM (this process) owns: a memfd, mapped here and sent to vsmmud.
-struct VmmRam {
-  host::UniqueFd fd;
-  void* addr = nullptr;
-  smmu::RegionMemory view;
-  ~VmmRam() {
-    if (addr) ::munmap(addr, kRamSize);
-  }
-};
-
-// A vsmmud the demo started: stopped with SIGTERM at the end, its exit status checked.
-struct Daemon {
-  pid_t pid = -1;
-  std::string dir;
-  std::string socket;
-  ~Daemon() { (void)stop(); }
-  Result<int> stop() {
-    if (pid <= 0) return 0;
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
 struct Demo {
   // in process
   std::unique_ptr<SimHost> host;
   // through vsmmud
-  Daemon daemon;
+  std::optional<testkit::DaemonProcess> daemon;
   std::unique_ptr<service::Client> client;
-  std::unique_ptr<VmmRam> ram;
+  std::unique_ptr<testkit::MemfdRam> ram;
   service::RemoteVsmmu* remote = nullptr;
   // either way
   std::unique_ptr<GuestHarness> guest;
@@ -112,41 +82,13 @@ struct Demo {
   json report = json::object();
 };
 
-// vsmmud beside this program (the build tree's service/, or the same directory once installed).
-Result<std::string> find_vsmmud() {
-  std::error_code ec;
-  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
-  for (const auto& p : {self / "vsmmud", self / ".." / "service" / "vsmmud"})
-    if (std::filesystem::exists(p, ec)) return p.lexically_normal().string();
-  return fail(ENOENT, kWhere, "vsmmud is neither next to {} nor in ../service/; build it (target vsmmud), or run a daemon and "
-              "pass --connect SOCKET, or use --in-process", self.string());
-}
-
 Result<void> start_daemon(Demo& d, const std::string& kernel, const std::string& hardware) {
-  VSMMU_TRY_ASSIGN(auto bin, find_vsmmud());
-  char dir[] = "/tmp/vsmmu-demo-XXXXXX";
-  if (!::mkdtemp(dir)) return fail(errno, kWhere, "making a directory for vsmmud's socket: {}", std::strerror(errno));
-  d.daemon.dir = dir;
-  d.daemon.socket = d.daemon.dir + "/vsmmud.sock";
-  const pid_t pid = ::fork();
-  if (pid < 0) return fail(errno, kWhere, "fork: {}", std::strerror(errno));
-  if (pid == 0) {
-    ::execl(bin.c_str(), "vsmmud", "--socket", d.daemon.socket.c_str(), "--host", "sim", "--profile", kernel.c_str(),
-            "--hardware", hardware.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  d.daemon.pid = pid;
-  for (int i = 0; i < 500; ++i) {  // up to 5 s for the socket
-    if (std::filesystem::exists(d.daemon.socket)) return {};
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      d.daemon.pid = -1;
-      return fail(ECHILD, kWhere, "vsmmud ({}) exited with status {} before listening; its message is above", bin,
-                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return fail(ETIMEDOUT, kWhere, "vsmmud did not create {} within 5 s", d.daemon.socket);
+  std::error_code ec;
+  VSMMU_TRY_ASSIGN(auto bin, testkit::DaemonProcess::find_beside(std::filesystem::read_symlink("/proc/self/exe", ec).string()));
+  VSMMU_TRY_ASSIGN(auto daemon, testkit::DaemonProcess::start(
+                                    bin, {"--host", "sim", "--profile", kernel, "--hardware", hardware, "--log-level", "warn"}));
+  d.daemon.emplace(std::move(daemon));
+  return {};
 }
 
 GuestHarnessConfig harness_config() {
@@ -182,11 +124,11 @@ Result<void> create_remote(Demo& d, const std::string& connect, const std::strin
   if (connect.empty()) {
     step("vsmmud: started on the simulated host (kernel profile \"" + kernel + "\", hardware profile \"" + hardware + "\")");
     VSMMU_TRY(start_daemon(d, kernel, hardware));
-    say("vsmmud pid {} listening on {}\n", d.daemon.pid, d.daemon.socket);
+    say("vsmmud pid {} listening on {}\n", d.daemon->pid(), d.daemon->socket());
   } else {
     step("vsmmud: the running daemon at " + connect);
   }
-  const std::string socket = connect.empty() ? d.daemon.socket : connect;
+  const std::string socket = connect.empty() ? d.daemon->socket() : connect;
   VSMMU_TRY_ASSIGN(auto client, service::Client::connect(socket));
   d.client = std::move(client);
   const auto& hello = d.client->hello();
@@ -196,17 +138,9 @@ Result<void> create_remote(Demo& d, const std::string& connect, const std::strin
       (hello.features & service::kFeaturePostedWrites) ? "on" : "off", hello.max_message, hello.max_fds);
 
   step("VMM: guest RAM (a memfd) sent to vsmmud (ADD_REGION) and mapped here; a vSMMU for nic0 and nic1");
-  d.ram = std::make_unique<VmmRam>();
-  d.ram->fd = host::UniqueFd(::memfd_create("vsmmu-demo-ram", MFD_CLOEXEC));
-  if (!d.ram->fd || ::ftruncate(d.ram->fd.get(), static_cast<off_t>(kRamSize)) != 0)
-    return fail(errno, kWhere, "making guest RAM (memfd of {:#x} bytes): {}", kRamSize, std::strerror(errno));
-  d.ram->addr = ::mmap(nullptr, kRamSize, PROT_READ | PROT_WRITE, MAP_SHARED, d.ram->fd.get(), 0);
-  if (d.ram->addr == MAP_FAILED) {
-    d.ram->addr = nullptr;
-    return fail(errno, kWhere, "mapping guest RAM: {}", std::strerror(errno));
-  }
-  VSMMU_TRY(d.ram->view.add_borrowed(kRamGpa, std::span(static_cast<std::byte*>(d.ram->addr), kRamSize)));
-  VSMMU_TRY(d.client->add_region(kRamGpa, kRamSize, d.ram->fd.get(), 0));
+  VSMMU_TRY_ASSIGN(auto ram, testkit::MemfdRam::create(kRamGpa, kRamSize, "vsmmu-demo-ram"));
+  d.ram = std::move(ram);
+  VSMMU_TRY(d.client->add_region(kRamGpa, kRamSize, d.ram->fd(), 0));
   const auto c = harness_config();
   service::VsmmuOptions options;
   options.name = c.vsmmu.name;
@@ -215,7 +149,7 @@ Result<void> create_remote(Demo& d, const std::string& connect, const std::strin
     VSMMU_TRY(remote->add_device({kDevices[i].vsid, kDevices[i].name, -1}));
   remote->set_irq_handler(Irq::eventq, [&d] { ++d.eventq_irqs; });
   d.remote = remote.get();
-  VSMMU_TRY_ASSIGN(auto g, GuestHarness::create_remote(std::move(remote), d.ram->view, kRamGpa, kRamSize, c));
+  VSMMU_TRY_ASSIGN(auto g, GuestHarness::create_remote(std::move(remote), d.ram->view(), kRamGpa, kRamSize, c));
   d.guest = std::move(g);
   say("guest RAM: [{:#x}, +{:#x}), one memfd shared by the VMM and vsmmud; vSMMU handle {}\n", kRamGpa, kRamSize,
       d.remote->handle());
@@ -370,8 +304,8 @@ Result<void> leave(Demo& d, const std::string& socket) {
   if (st.host_live_objects != 0)
     return fail(EIO, kWhere, "vsmmud still holds {} host object(s) after the VMM left", st.host_live_objects);
   say("vsmmud holds 0 host objects after {} request(s)\n", st.requests);
-  if (d.daemon.pid > 0) {
-    VSMMU_TRY_ASSIGN(auto status, d.daemon.stop());
+  if (d.daemon) {
+    const int status = d.daemon->stop();
     if (status != 0) return fail(EIO, kWhere, "vsmmud exited with status {} on SIGTERM", status);
     say("vsmmud stopped cleanly on SIGTERM\n");
   }
@@ -427,7 +361,7 @@ int demo_command(std::span<const std::string_view> args) {
   if (r) r = dma(d);
   if (r) r = unmap_and_fault(d);
   if (r) report(d);
-  if (r) r = leave(d, connect.empty() ? d.daemon.socket : connect);
+  if (r) r = leave(d, connect.empty() ? d.daemon->socket() : connect);
   d.report["ok"] = r.has_value();
   if (!r) {
     d.report["error"] = r.error().to_string();

@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -91,5 +93,26 @@ class Edu final : public CopyDevice {
   volatile std::uint64_t* bar_ = nullptr;
   std::size_t bar_size_ = 0;
 };
+
+// The e2e programs' arguments: [--device /dev/vfio/devices/vfioN] [--vsid N]; nullopt (usage printed) if wrong.
+struct DeviceArgs {
+  std::string device = "/dev/vfio/devices/vfio0";
+  std::uint32_t vsid = 0x10;
+};
+inline std::optional<DeviceArgs> parse_device_args(int argc, char** argv, std::string_view program) {
+  DeviceArgs a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--device" && i + 1 < argc) {
+      a.device = argv[++i];
+    } else if (arg == "--vsid" && i + 1 < argc) {
+      a.vsid = static_cast<std::uint32_t>(std::stoul(argv[++i], nullptr, 0));
+    } else {
+      fmt::print(stderr, "usage: {} [--device /dev/vfio/devices/vfioN] [--vsid N]\n", program);
+      return std::nullopt;
+    }
+  }
+  return a;
+}
 
 }  // namespace vsmmu::e2e

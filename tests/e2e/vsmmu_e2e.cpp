@@ -78,18 +78,7 @@ int run(const std::string& device, std::uint32_t vsid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string device = "/dev/vfio/devices/vfio0";
-  std::uint32_t vsid = 0x10;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--device" && i + 1 < argc) {
-      device = argv[++i];
-    } else if (a == "--vsid" && i + 1 < argc) {
-      vsid = static_cast<std::uint32_t>(std::stoul(argv[++i], nullptr, 0));
-    } else {
-      fmt::print(stderr, "usage: e2e_vsmmu [--device /dev/vfio/devices/vfioN] [--vsid N]\n");
-      return 2;
-    }
-  }
-  return run(device, vsid);
+  const auto args = vsmmu::e2e::parse_device_args(argc, argv, "e2e_vsmmu");
+  if (!args) return 2;
+  return run(args->device, args->vsid);
 }

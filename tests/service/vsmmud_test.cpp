@@ -21,6 +21,7 @@
 #include "service/protocol.hpp"
 #include "smmu/registers.hpp"
 #include "testing/guest_harness.hpp"
+#include "testing/memfd_ram.hpp"
 #include "tests/service/daemon_fixture.hpp"
 
 namespace vsmmu::servicetest {
@@ -33,17 +34,14 @@ constexpr std::uint64_t kVa = 0x7f00'0000'0000ULL;
 
 // Guest RAM a VMM owns: a memfd, mapped here, sent to the daemon.
 struct Ram {
-  host::UniqueFd fd;
-  void* addr = nullptr;
-  smmu::RegionMemory view;
+  std::unique_ptr<testkit::MemfdRam> ram;
   Ram() {
-    fd = host::UniqueFd(::memfd_create("test-ram", MFD_CLOEXEC));
-    EXPECT_EQ(::ftruncate(fd.get(), kRamSize), 0);
-    addr = ::mmap(nullptr, kRamSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-    EXPECT_NE(addr, MAP_FAILED);
-    EXPECT_TRUE(view.add_borrowed(kRamGpa, std::span(static_cast<std::byte*>(addr), kRamSize)));
+    auto r = testkit::MemfdRam::create(kRamGpa, kRamSize, "test-ram");
+    EXPECT_TRUE(r) << r.error();
+    if (r) ram = std::move(*r);
   }
-  ~Ram() { ::munmap(addr, kRamSize); }
+  int fd() const { return ram->fd(); }
+  smmu::RegionMemory& view() { return ram->view(); }
 };
 
 std::unique_ptr<Client> connect(const Daemon& d) {
@@ -69,14 +67,14 @@ std::uint64_t settled_host_objects(const Daemon& d, std::uint64_t want) {
 
 // A guest inside a vSMMU of the daemon, DMA through both stages by the simulated device, bytes checked.
 void guest_dma(Client& client, Ram& ram, const char* device, const char* engine, std::uint32_t vsid) {
-  ASSERT_TRUE(client.add_region(kRamGpa, kRamSize, ram.fd.get(), 0));
+  ASSERT_TRUE(client.add_region(kRamGpa, kRamSize, ram.fd(), 0));
   VsmmuOptions options;
   options.name = std::string("vsmmu-") + device;
   auto remote = RemoteVsmmu::create(client, options, {vsid, device, -1});
   ASSERT_TRUE(remote) << remote.error();
   testkit::GuestHarnessConfig config;
   config.table_pool_size = 8ULL << 20;
-  auto guest = testkit::GuestHarness::create_remote(std::move(*remote), ram.view, kRamGpa, kRamSize, config);
+  auto guest = testkit::GuestHarness::create_remote(std::move(*remote), ram.view(), kRamGpa, kRamSize, config);
   ASSERT_TRUE(guest) << guest.error();
   auto buf = (*guest)->alloc(0x1000);
   ASSERT_TRUE(buf);
@@ -279,7 +277,7 @@ TEST(Vsmmud, PostedWriteFailureComesBackAsync) {
   auto client = connect(d);
   ASSERT_TRUE(client);
   Ram ram;
-  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd.get(), 0));
+  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd(), 0));
   auto created = client->create_vsmmu({}, {0x10, "nic0", -1});
   ASSERT_TRUE(created) << created.error();
   ASSERT_TRUE(client->mmio_write(created->handle, 0x20001, 0, 4, /*posted=*/true));  // past the register pages
@@ -302,7 +300,7 @@ TEST(Vsmmud, KilledClientLeavesNoHostObjects) {
   if (child == 0) {
     auto c = Client::connect(d.socket());
     Ram ram;
-    if (!c || !(*c)->add_region(kRamGpa, kRamSize, ram.fd.get(), 0)) ::_exit(1);
+    if (!c || !(*c)->add_region(kRamGpa, kRamSize, ram.fd(), 0)) ::_exit(1);
     auto v = (*c)->create_vsmmu({}, {0x10, "nic0", -1});
     if (!v || !(*c)->attach_device(v->handle, {0x18, "nic1", -1})) ::_exit(2);
     (void)!::write(ready[1], "r", 1);
@@ -364,7 +362,7 @@ TEST(Vsmmud, VsmmuLimitPerClient) {
   ASSERT_TRUE(client);
   EXPECT_EQ(client->hello().max_vsmmus, 1u);
   Ram ram;
-  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd.get(), 0));
+  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd(), 0));
   auto first = client->create_vsmmu({}, {0x10, "nic0", -1});
   ASSERT_TRUE(first) << first.error();
   auto second = client->create_vsmmu({}, {0x18, "nic1", -1});
@@ -380,7 +378,7 @@ TEST(Vsmmud, SigtermReleasesEverythingAndExitsZero) {
   auto client = connect(d);
   ASSERT_TRUE(client);
   Ram ram;
-  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd.get(), 0));
+  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd(), 0));
   auto v = client->create_vsmmu({}, {0x10, "nic0", -1});
   ASSERT_TRUE(v) << v.error();
   EXPECT_EQ(d.stop(), 0) << d.log();
