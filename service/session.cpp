@@ -30,6 +30,9 @@ std::vector<std::byte> ok(const Header& request, const T& body, std::initializer
 }
 
 
+// An error as a refusal's reason: where and what; the errno travels in the reply's status (a client adds it once).
+std::string reason_of(const Error& e) { return fmt::format("{}: {}", e.where, e.message); }
+
 nesting::VsmmuWishes to_wishes(const WireWishes& w) {
   nesting::VsmmuWishes n;
   auto has = [&](std::uint32_t bit) { return (w.present & bit) != 0; };
@@ -288,7 +291,7 @@ void Session::on_vsmmu(Request& req, std::vector<host::UniqueFd>& fds) {
     auto failed = [&](std::string field, const Error& e, std::uint16_t flags = 0) {
       Header rh = h;
       rh.flags = 0;
-      out = build_error(rh, Refusal{e.err, h.op, std::move(field), e.to_string()}, flags);
+      out = build_error(rh, Refusal{e.err, h.op, std::move(field), reason_of(e)}, flags);
       self->server_.counters().refused.fetch_add(1, std::memory_order_relaxed);
     };
     if (v->closed()) {
@@ -354,7 +357,7 @@ void Session::refuse(const Header& request, const Refusal& refusal, std::uint16_
 }
 
 void Session::refuse(const Header& request, std::string field, const Error& error, std::uint16_t extra_flags) {
-  refuse(request, Refusal{error.err, request.op, std::move(field), error.to_string()}, extra_flags);
+  refuse(request, Refusal{error.err, request.op, std::move(field), reason_of(error)}, extra_flags);
 }
 
 void Session::reply(std::vector<std::byte> packet) {

@@ -46,7 +46,7 @@ using namespace vsmmu;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kRamGpa = 0x4000'0000, kRamSize = 64ULL << 20;
-constexpr std::uint64_t kVaA = 0x10'0000'0000ULL, kVaB = 0x10'0001'0000ULL;
+constexpr std::uint64_t kVaA = 0x200000, kVaB = 0x300000;  // below edu's 28-bit DMA mask (hw/misc/edu.c)
 constexpr std::uint16_t kAsid = 1;
 
 void run(e2e::Report& report, const std::string& device, std::uint32_t vsid) {
@@ -79,6 +79,8 @@ void run(e2e::Report& report, const std::string& device, std::uint32_t vsid) {
       return;  // the daemon is stopped by its destructor
     service::VsmmuOptions options;
     options.name = "vsmmu0";
+    options.wishes.present = service::kWishIpaBits;
+    options.wishes.ipa_bits = 40;  // guest RAM at 1 GiB; QEMU's SMMU has a 44-bit OAS
     auto remote = service::RemoteVsmmu::create(c, options, {vsid, "", fd.get()});
     if (!report.check(remote.has_value(), "CREATE_VSMMU with edu's cdev fd",
                       remote ? fmt::format("handle {}, IDR0 {:#010x}", (*remote)->handle(), (*remote)->id_registers().idr0.value())
@@ -108,9 +110,13 @@ void run(e2e::Report& report, const std::string& device, std::uint32_t vsid) {
     for (std::size_t i = 0; i < pa.size(); ++i) pa[i] = static_cast<std::byte>(i * 7 + 1);
     auto mapped = g.map(kAsid, kVaA, *a, e2e::CopyDevice::kBufferBytes);
     if (mapped) mapped = g.map(kAsid, kVaB, *b, e2e::CopyDevice::kBufferBytes);
+    const auto before_attach = vsmmu.stats();
     if (mapped) mapped = g.attach(vsid, kAsid);
-    if (!report.check(mapped.has_value(), "stage 1: VA A and VA B mapped, CD + STE installed",
-                      mapped ? "the daemon attached edu to a nested HWPT" : mapped.error().to_string()))
+    const auto after_attach = vsmmu.stats();
+    const bool nested = after_attach.hwpt_allocs + after_attach.hwpt_shared > before_attach.hwpt_allocs + before_attach.hwpt_shared;
+    if (!report.check(mapped.has_value() && nested, "stage 1: VA A and VA B mapped, CD + STE installed",
+                      !mapped ? mapped.error().to_string()
+                              : nested ? "the daemon attached edu to a nested HWPT" : "no nested HWPT was allocated"))
       return;  // the daemon is stopped by its destructor
 
     auto copied = edu.to_device(kVaA, e2e::CopyDevice::kBufferBytes);
