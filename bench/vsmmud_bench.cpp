@@ -3,8 +3,8 @@
 // same vSMMU in process, all in one run so the ratios are fair.
 //
 // One vsmmud per binary (the built daemon, VSMMUD_PATH), started on first use on a temporary socket with
-// --host sim --hardware bench/profiles/sixteen-nics.json --threads 2 --log-level warn, stopped with SIGTERM at
-// the end (its exit status must be 0); --vsmmud-threads=N runs it with N threads instead (a diagnostic).
+// --host sim --hardware bench/profiles/sixteen-nics.json --threads 1 (its default) --log-level warn, stopped with SIGTERM at
+// the end (its exit status must be 0); --vsmmud-threads=N runs it with N threads instead.
 // Every guest is the scripted guest driver (GuestHarness::create_remote) over its own client connection and
 // its own memfd guest RAM, its device nicN as vSID 0x10 attached to one stage-1 address space (ASID 1). The
 // in-process baseline is GuestHarness::create on a SimHost with the same hardware profile.
@@ -89,7 +89,7 @@ constexpr auto kWindow = std::chrono::milliseconds(50);  // one BM_Throughput it
 constexpr int kMaxPolls = 1'000'000;
 
 bool g_failed = false;  // a check failed: main returns 1
-std::string g_threads = "2";  // vsmmud --threads; --vsmmud-threads=N changes it (a diagnostic, not the figures)
+std::string g_threads = "1";  // vsmmud --threads (its default); --vsmmud-threads=N changes it
 
 void fail(benchmark::State& state, const std::string& why) {
   g_failed = true;

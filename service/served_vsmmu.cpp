@@ -13,6 +13,9 @@ namespace vsmmu::service {
 namespace {
 constexpr const char* kLog = "vsmmud";
 constexpr std::uint64_t kCr0 = 0x20;  // SMMU_CR0 (IHI 0070 6.3.9): EVENTQEN creates or destroys vEVENTQs
+// SMMU_CMDQ_PROD and SMMU_CMDQ_CONS (IHI 0070 6.3.26, 6.3.27): the accesses that run the command queue, and so
+// the only ones after which command work can be left over (VirtualSmmuConfig::commands_per_access).
+constexpr std::uint64_t kCmdqProd = 0x98, kCmdqCons = 0x9c;
 
 bool readable_now(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -51,8 +54,8 @@ void ServedVsmmu::refresh_counts() {
 
 Result<std::uint64_t> ServedVsmmu::mmio_read(std::uint64_t offset, unsigned width) {
   auto r = vsmmu_->mmio_read(offset, width);
-  // A read of CMDQ_CONS drives left-over command work; its fd may have become readable.
-  schedule_service();
+  // A read of CMDQ_CONS drives left-over command work and may leave more for later (its fd readable).
+  if (offset == kCmdqCons) schedule_service();
   return r;
 }
 
@@ -61,8 +64,9 @@ Result<void> ServedVsmmu::mmio_write(std::uint64_t offset, std::uint64_t value, 
   if (offset == kCr0) {
     rewatch();
     refresh_counts();
-  } else {
-    schedule_service();
+  } else if (offset == kCmdqProd) {
+    schedule_service();  // a doorbell whose commands exceeded one access's budget leaves work for later
+    refresh_counts();    // CFGI_* and SMMUEN change what the vSMMU holds
   }
   return r;
 }

@@ -31,7 +31,8 @@ constexpr std::string_view kUsage =
     "  --profile, --hardware   the simulated host's kernel and hardware profiles (docs/sim-host.md;\n"
     "                   defaults: upstream, default)\n"
     "  --log-level      default info: one line per client, vSMMU, device and refusal\n"
-    "  --threads N      threads serving vSMMUs (default 2 on sim; the kernel host uses 1)\n"
+    "  --threads N      threads serving vSMMUs on the simulated host (default 1: on a 2-core host one\n"
+    "                   thread answers faster than two, docs/performance.md); the kernel host uses 1\n"
     "SIGTERM or SIGINT: every vSMMU is destroyed, its devices back to blocking DMA, then vsmmud exits 0.\n"
     "Exit status: 0 after a clean shutdown, 1 if it could not start, 2 for a usage error.\n";
 
@@ -45,7 +46,7 @@ bool number(std::string_view s, std::uint32_t& out) {
 int main(int argc, char** argv) {
   ServerOptions options;
   options.socket_path = "/run/vsmmud.sock";
-  std::uint32_t threads = 2;
+  std::uint32_t threads = 1;
   log::Level level = log::Level::info;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
