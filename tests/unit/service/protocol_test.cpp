@@ -160,7 +160,8 @@ TEST(ProtocolFormat, EveryRequestBuiltWithBuildDecodesToWhatWasSent) {
     EXPECT_TRUE(std::holds_alternative<StatsArgs>(r->args));
   }
   {
-    auto r = decode(dma_write("nic0.dma", 0x8000, "abcd"));
+    const auto packet = dma_write("nic0.dma", 0x8000, "abcd");  // SimDmaArgs::data points into it
+    auto r = decode(packet);
     ASSERT_TRUE(r) << r.error().to_string();
     const auto& a = args<SimDmaArgs>(r);
     EXPECT_EQ(a.direction, DmaDirection::write);
