@@ -46,24 +46,35 @@ Result<host::UniqueFd> inherited_listen_socket() {
 }
 
 Result<host::UniqueFd> listen_at(const std::string& path, int backlog) {
+  // Bound and listening under a temporary name, then renamed into place: a client that sees the path can
+  // connect at once (no window between bind() and listen() in which it would be refused).
+  const std::string temporary = path + ".new-" + std::to_string(::getpid());
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path)
-    return fail(ENAMETOOLONG, kWhere, "socket path '{}' must be 1 to {} bytes", path, sizeof addr.sun_path - 1);
-  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (path.empty() || temporary.size() >= sizeof addr.sun_path)
+    return fail(ENAMETOOLONG, kWhere, "socket path '{}' must be 1 to {} bytes", path, sizeof addr.sun_path - 1 - (temporary.size() - path.size()));
+  std::memcpy(addr.sun_path, temporary.data(), temporary.size());
   host::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!fd) return fail(errno, kWhere, "socket(AF_UNIX, SOCK_SEQPACKET): {}", std::strerror(errno));
   struct stat st{};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return fail(EEXIST, kWhere, "{} exists and is not a socket; remove it or choose another --socket", path);
-    ::unlink(path.c_str());  // a stale socket of an earlier run
-  }
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+    return fail(EEXIST, kWhere, "{} exists and is not a socket; remove it or choose another --socket", path);
+  ::unlink(temporary.c_str());
   const mode_t old = ::umask(0177);  // the socket file is made 0600
   const int b = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   const int bind_errno = errno;
   ::umask(old);
-  if (b != 0) return fail(bind_errno, kWhere, "binding {}: {}", path, std::strerror(bind_errno));
-  if (::listen(fd.get(), backlog) != 0) return fail(errno, kWhere, "listening on {}: {}", path, std::strerror(errno));
+  if (b != 0) return fail(bind_errno, kWhere, "binding {}: {}", temporary, std::strerror(bind_errno));
+  if (::listen(fd.get(), backlog) != 0) {
+    const int e = errno;
+    ::unlink(temporary.c_str());
+    return fail(e, kWhere, "listening on {}: {}", temporary, std::strerror(e));
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {  // replaces a stale socket of an earlier run
+    const int e = errno;
+    ::unlink(temporary.c_str());
+    return fail(e, kWhere, "moving the listening socket to {}: {}", path, std::strerror(e));
+  }
   return fd;
 }
 

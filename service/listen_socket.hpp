@@ -13,7 +13,8 @@ namespace vsmmu::service {
 // The socket systemd passed, if it passed one (checked: AF_UNIX, SOCK_SEQPACKET, listening); the LISTEN_*
 // variables are removed so children do not see them.
 Result<host::UniqueFd> inherited_listen_socket();
-// Binds and listens at `path` (a stale socket file there is replaced), mode 0600.
+// Binds and listens at `path` (a stale socket file there is replaced), mode 0600; the path appears only once
+// the socket listens.
 Result<host::UniqueFd> listen_at(const std::string& path, int backlog = 64);
 
 }  // namespace vsmmu::service
