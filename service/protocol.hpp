@@ -53,7 +53,8 @@ enum class Op : std::uint16_t {
 inline constexpr std::uint16_t kLastOp = 31;
 std::string_view op_name(std::uint16_t op);
 bool op_known(std::uint16_t op);       // defined in version 1 (reserved numbers included)
-bool op_reserved(std::uint16_t op);    // defined but not implemented in version 1
+// 13-31: numbers held for "Live migration" (issue 13: DIRTY_*, SAVE/LOAD_STATE); version 1 answers them ENOSYS.
+bool op_reserved(std::uint16_t op);
 
 // Header::flags
 inline constexpr std::uint16_t kFlagReply = 1u << 0;   // daemon -> client: the answer to request `tag`

@@ -179,11 +179,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     return reply(ok(h, r));
   }
   if (auto* a = std::get_if<AddRegionArgs>(&req.args)) {
-    if (!memory_) {
-      auto m = ClientMemory::create(*host_, server_.options().host == HostKind::kernel ? host_ : nullptr);
-      if (!m) return refuse(h, "host", m.error());
-      memory_ = std::move(*m);
-    }
+    if (auto m = guest_memory(); !m) return refuse(h, "host", m.error());
     if (memory_->regions() >= limits.max_regions)
       return refuse(h, Refusal{ENOSPC, h.op, "regions", fmt::format("this connection already has max_regions ({}) regions", limits.max_regions)});
     if (auto r = memory_->add(a->gpa, a->length, std::move(fds[0]), a->fd_offset); !r) return refuse(h, "gpa", r.error());
@@ -200,11 +196,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
       return refuse(h, Refusal{ENOSPC, h.op, "vsmmu", fmt::format("this connection already has max_vsmmus ({}) vSMMUs", limits.max_vsmmus)});
     if (devices_ >= limits.max_devices)
       return refuse(h, Refusal{ENOSPC, h.op, "device", fmt::format("this connection already has max_devices ({}) devices", limits.max_devices)});
-    if (!memory_) {
-      auto m = ClientMemory::create(*host_, server_.options().host == HostKind::kernel ? host_ : nullptr);
-      if (!m) return refuse(h, "host", m.error());
-      memory_ = std::move(*m);
-    }
+    if (auto m = guest_memory(); !m) return refuse(h, "host", m.error());
     const std::uint32_t handle = next_handle_++;
     nesting::VirtualSmmuConfig config;
     config.name = c->name.empty() ? fmt::format("c{}-vsmmu{}", id_, handle) : c->name;
@@ -268,6 +260,16 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     return reply(ok(h, r));
   }
   on_vsmmu(req, fds);
+}
+
+// The connection's guest RAM, made (its IOAS allocated) on the first request that needs it.
+Result<void> Session::guest_memory() {
+  if (memory_) return {};
+  // A kernel host is the client's own: the memory keeps it alive until the last vSMMU is gone.
+  auto m = ClientMemory::create(*host_, server_.options().host == HostKind::kernel ? host_ : nullptr);
+  if (!m) return std::unexpected(m.error());
+  memory_ = std::move(*m);
+  return {};
 }
 
 // Everything on one vSMMU runs on its strand, in the order the client sent it.
