@@ -186,6 +186,8 @@ class CountingEndpoint final : public nesting::VsmmuEndpoint {
   Result<std::size_t> process_events() override { return inner_->process_events(); }
   nesting::VirtualSmmuStats stats() const override { return inner_->stats(); }
   const nesting::GuestIdRegisters& id_registers() const override { return inner_->id_registers(); }
+  Result<std::vector<std::byte>> save_state() override { return inner_->save_state(); }
+  Result<void> load_state(std::span<const std::byte> state) override { return inner_->load_state(state); }
 
   std::uint64_t reads = 0, cons_reads = 0;
 

@@ -38,11 +38,19 @@ std::size_t VirtualSmmu::drain_host_events() {
       if (*n == 0) break;
       for (const auto& r : records) {
         if (r.kind == host::VeventqRecord::Kind::lost) {
-          regs_.events_lost(r.lost_count.value_or(1));
+          if (holding_) held_lost_ += r.lost_count.value_or(1);
+          else regs_.events_lost(r.lost_count.value_or(1));
           continue;
         }
         Event e;
         for (std::size_t w = 0; w < r.evt.size(); ++w) e.dw[w] = r.evt[w];
+        if (holding_) {
+          // Saved for migration: guest RAM is no longer written; the record travels in the next save, or reaches
+          // the guest when a resumed source is accessed. At most a guest queue's worth, as the host's queue.
+          if (held_events_.size() < regs_.eventq_index().entries()) held_events_.push_back(e);
+          else ++held_lost_;
+          continue;
+        }
         if (regs_.record_event(e)) ++written;
       }
     }
@@ -53,6 +61,7 @@ std::size_t VirtualSmmu::drain_host_events() {
 Result<std::size_t> VirtualSmmu::process_events() {
   std::unique_lock lock(mu_);
   const std::size_t n = drain_host_events();
+  if (holding_) return n;  // saved: no command work either until the guest is back
   begin_access();
   if (work_left_) run_command_queue();  // what earlier accesses left (work fd readable)
   unlock_and_fire(lock);

@@ -45,12 +45,16 @@ std::expected<void, smmu::BusFault> GuestMemory::LockedView::read(std::uint64_t 
 }
 std::expected<void, smmu::BusFault> GuestMemory::LockedView::write(std::uint64_t pa, std::span<const std::byte> in) {
   std::shared_lock lock(mu_);
-  return regions_.write(pa, in);
+  auto r = regions_.write(pa, in);
+  if (r && dirty) dirty->cpu_wrote(pa, in.size());
+  return r;
 }
 std::expected<bool, smmu::BusFault> GuestMemory::LockedView::compare_exchange64(std::uint64_t pa, std::uint64_t expected,
                                                                                 std::uint64_t desired) {
   std::shared_lock lock(mu_);
-  return regions_.compare_exchange64(pa, expected, desired);
+  auto r = regions_.compare_exchange64(pa, expected, desired);
+  if (r && *r && dirty) dirty->cpu_wrote(pa, 8);
+  return r;
 }
 std::byte* GuestMemory::LockedView::host_pointer(std::uint64_t pa, std::uint64_t len) {
   std::shared_lock lock(mu_);
@@ -74,9 +78,13 @@ Result<void> GuestMemory::remove_region(std::uint64_t gpa) {
   std::lock_guard lock(regions_mu_);
   const auto it = std::find_if(regions_.begin(), regions_.end(), [gpa](const GuestRamRegion& r) { return r.gpa == gpa; });
   if (it == regions_.end()) return fail(ENOENT, kWhere, "no guest RAM region starts at GPA {:#x}", gpa);
-  // The IOAS first: once it is unmapped no device DMA reaches the memory; then the vSMMU's view.
-  if (auto u = host_->ioas_unmap(ioas_.id(), it->gpa, it->size); !u)
+  // Dirty bits first (while tracking: what devices wrote there is kept for the next harvest), then the IOAS:
+  // once it is unmapped no device DMA reaches the memory; then the vSMMU's view.
+  dirty_->region_removing(it->gpa);
+  if (auto u = host_->ioas_unmap(ioas_.id(), it->gpa, it->size); !u) {
+    dirty_->region_added(it->gpa, it->size);  // still mapped: (while tracking) reported all dirty next round
     return fail(u.error(), kWhere, "unmapping guest RAM [{:#x}, +{:#x}) from IOAS {}", it->gpa, it->size, ioas_.id());
+  }
   (void)view_.remove(it->gpa);
   regions_.erase(it);
   return {};
@@ -98,6 +106,7 @@ Result<void> GuestMemory::add(const GuestRamRegion& r) {
                 ioas_.id());
   }
   regions_.push_back(r);
+  dirty_->region_added(r.gpa, r.size);
   return {};
 }
 
@@ -106,6 +115,8 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::map(host::Host& host, std::spa
   auto ioas = host.ioas_alloc();
   if (!ioas) return fail(ioas.error(), kWhere, "allocating the IOAS for guest RAM");
   g->ioas_ = host::HostObject(host, *ioas);
+  g->dirty_ = std::make_unique<DirtyTracker>(host, *ioas);
+  g->view_.dirty = g->dirty_.get();
   for (const auto& r : regions)
     VSMMU_TRY(g->add(r));
   return g;

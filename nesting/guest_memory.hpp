@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "host/handles.hpp"
+#include "nesting/dirty_tracking.hpp"
 #include "smmu/memory.hpp"
 
 namespace vsmmu::nesting {
@@ -54,6 +55,9 @@ class GuestMemory {
   // Host pointer for [gpa, gpa+len) when it lies in one region (tests and data checks).
   std::byte* host_pointer(std::uint64_t gpa, std::uint64_t len) { return view_.host_pointer(gpa, len); }
   host::ObjectId ioas() const { return ioas_.id(); }
+  // The VM's dirty log for live migration (nesting/dirty_tracking.hpp): the nest parents on ioas() register
+  // with it, and the vSMMU's own writes through view() are logged in it.
+  DirtyTracker& dirty() { return *dirty_; }
   host::Host& host() const { return *host_; }
   const std::vector<GuestRamRegion>& regions() const { return regions_; }
 
@@ -67,6 +71,7 @@ class GuestMemory {
   // The regions, readable from many threads while one adds or removes a region.
   class LockedView final : public smmu::PhysicalMemory {
    public:
+    DirtyTracker* dirty = nullptr;  // writes are logged in it
     std::expected<void, smmu::BusFault> read(std::uint64_t pa, std::span<std::byte> out) const override;
     std::expected<void, smmu::BusFault> write(std::uint64_t pa, std::span<const std::byte> in) override;
     std::expected<bool, smmu::BusFault> compare_exchange64(std::uint64_t pa, std::uint64_t expected,
@@ -81,6 +86,7 @@ class GuestMemory {
   };
   LockedView view_;
   host::HostObject ioas_;
+  std::unique_ptr<DirtyTracker> dirty_;      // after ioas_: made with it
   mutable std::mutex regions_mu_;            // add_region / remove_region
   std::vector<GuestRamRegion> regions_;      // mapped into ioas_
 };

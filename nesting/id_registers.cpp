@@ -130,4 +130,32 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   return g;
 }
 
+std::optional<std::string> first_difference(const GuestIdRegisters& a, const GuestIdRegisters& b) {
+  const std::array<std::pair<const char*, std::pair<std::uint32_t, std::uint32_t>>, 8> regs{{
+      {"IDR0", {a.idr0.value(), b.idr0.value()}}, {"IDR1", {a.idr1.value(), b.idr1.value()}},
+      {"IDR2", {a.idr2.value(), b.idr2.value()}}, {"IDR3", {a.idr3.value(), b.idr3.value()}},
+      {"IDR4", {a.idr4.value(), b.idr4.value()}}, {"IDR5", {a.idr5.value(), b.idr5.value()}},
+      {"IIDR", {a.iidr.value(), b.iidr.value()}}, {"AIDR", {a.aidr.value(), b.aidr.value()}},
+  }};
+  for (const auto& [name, v] : regs)
+    if (v.first != v.second) return fmt::format("{} would be {:#010x} here but the guest sees {:#010x}", name, v.second, v.first);
+  return std::nullopt;
+}
+
+VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g) {
+  const IdFeatures f = IdFeatures::of(g);
+  VsmmuWishes p = w;
+  p.oas_bits = f.oas_bits();
+  p.sid_bits = f.sidsize;
+  p.ssid_bits = f.ssidsize;
+  p.ril = f.ril;
+  p.ats = f.ats;
+  p.st_level = f.st_level;
+  p.tt_endian = f.ttendian;
+  p.gran4k = f.gran4k;
+  p.gran16k = f.gran16k;
+  p.gran64k = f.gran64k;
+  return p;
+}
+
 }  // namespace vsmmu::nesting

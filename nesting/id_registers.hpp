@@ -39,4 +39,10 @@ using GuestIdRegisters = smmu::IdRegisters;
 // `what` names the vSMMU and its physical SMMU in messages ("vsmmu0 on smmu3.0x09050000").
 Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& host, const VsmmuWishes& wishes, const std::string& what);
 
+// The same registers, or the first one that differs: "IDR1 would be 0x... here but the guest sees 0x..."
+// (`a` what the guest sees, `b` what another physical SMMU would give).
+std::optional<std::string> first_difference(const GuestIdRegisters& a, const GuestIdRegisters& b);
+// The wishes that reproduce `g` exactly on another physical SMMU (every "auto" resolved).
+VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g);
+
 }  // namespace vsmmu::nesting

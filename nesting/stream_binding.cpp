@@ -26,36 +26,6 @@ std::string describe_device(const std::string& vsmmu, const std::string& device,
   return fmt::format("{} device {} (vSID {:#x})", vsmmu, device, vsid);
 }
 
-// The same guest registers from two physical SMMUs, or the first field that differs.
-std::optional<std::string> first_difference(const GuestIdRegisters& a, const GuestIdRegisters& b) {
-  const std::array<std::pair<const char*, std::pair<std::uint32_t, std::uint32_t>>, 8> regs{{
-      {"IDR0", {a.idr0.value(), b.idr0.value()}}, {"IDR1", {a.idr1.value(), b.idr1.value()}},
-      {"IDR2", {a.idr2.value(), b.idr2.value()}}, {"IDR3", {a.idr3.value(), b.idr3.value()}},
-      {"IDR4", {a.idr4.value(), b.idr4.value()}}, {"IDR5", {a.idr5.value(), b.idr5.value()}},
-      {"IIDR", {a.iidr.value(), b.iidr.value()}}, {"AIDR", {a.aidr.value(), b.aidr.value()}},
-  }};
-  for (const auto& [name, v] : regs)
-    if (v.first != v.second) return fmt::format("{} would be {:#010x} here but the guest sees {:#010x}", name, v.second, v.first);
-  return std::nullopt;
-}
-
-// The wishes that reproduce `g` exactly on another physical SMMU (every "auto" resolved).
-VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g) {
-  const IdFeatures f = IdFeatures::of(g);
-  VsmmuWishes p = w;
-  p.oas_bits = f.oas_bits();
-  p.sid_bits = f.sidsize;
-  p.ssid_bits = f.ssidsize;
-  p.ril = f.ril;
-  p.ats = f.ats;
-  p.st_level = f.st_level;
-  p.tt_endian = f.ttendian;
-  p.gran4k = f.gran4k;
-  p.gran16k = f.gran16k;
-  p.gran64k = f.gran64k;
-  return p;
-}
-
 }  // namespace
 
 // ---- devices -----------------------------------------------------------------------------------------------
@@ -127,7 +97,7 @@ Result<Viommu*> VirtualSmmu::join_viommu(Device& dev, const host::HwInfo& hw, co
     VSMMU_TRY_ASSIGN(const bool behind_it, v->accepts(dev.bound.id(), what));
     if (behind_it) return v.get();
   }
-  VSMMU_TRY_ASSIGN(auto v, Viommu::create(host_, stats_, dev.bound.id(), memory_.ioas(), hw,
+  VSMMU_TRY_ASSIGN(auto v, Viommu::create(host_, stats_, memory_.dirty(), dev.bound.id(), memory_.ioas(), hw,
                                           fmt::format("physical SMMU {} (first device {})", viommus_.size(), dev.name),
                                           what));
   if (regs_.cr0().get(Cr0::EVENTQEN)) {
@@ -190,6 +160,7 @@ std::optional<std::string> VirtualSmmu::check_vste(const Ste& ste) const {
 }
 
 void VirtualSmmu::record_bad_ste(std::uint32_t vsid) {
+  if (quiet_) return;  // loading a migrated state: the source's guest was told already
   regs_.record_event(Event{}.set(Event::ID, EventId::C_BAD_STE).set(Event::SID, vsid));
 }
 
@@ -223,7 +194,7 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
       // stream table outside RAM, so a well-behaved guest never sees one.
       dev.problem = fmt::format("its STE could not be fetched at {:#x}: not in guest RAM (F_STE_FETCH)", f.fetch_address);
       log::info(kWhere, "{}: aborts: {}", device_name(dev), *dev.problem);
-      regs_.record_event(Event{}.set(Event::ID, EventId::F_STE_FETCH).set(Event::SID, dev.vsid)
+      if (!quiet_) regs_.record_event(Event{}.set(Event::ID, EventId::F_STE_FETCH).set(Event::SID, dev.vsid)
                               .set(Event::FetchAddr, f.fetch_address));
     } else {
       // The StreamID is outside the stream table, or its level-1 descriptor has no level-2 table yet: the stream

@@ -38,23 +38,49 @@ struct Viommu::NestedHwpt {
   std::array<std::uint64_t, 2> vste{};
 };
 
-Viommu::Viommu(host::Host& host, ViommuStats& stats, const host::HwInfo& hw, std::string label)
+Viommu::Viommu(host::Host& host, ViommuStats& stats, DirtyTracker& dirty, const host::HwInfo& hw, std::string label)
     : host_(host),
       label_(std::move(label)),
       hw_(hw),
       repeat_invalidations_((hw.flags & host::uapi::kHwInfoArmSmmuv3ErrataRepeatTlbiCfgi) != 0),
-      stats_(stats) {}
+      stats_(stats),
+      dirty_(dirty) {}
 
-Viommu::~Viommu() = default;
+Viommu::~Viommu() {
+  // What devices wrote through the nest parent goes to the VM's dirty log before the parent goes.
+  if (parent_) dirty_.parent_removing(parent_.id());
+}
 
-Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& stats, host::DeviceId dev,
-                                               host::ObjectId ioas, const host::HwInfo& hw, std::string label,
-                                               const std::string& what) {
-  std::unique_ptr<Viommu> v(new Viommu(host, stats, hw, std::move(label)));
-  ++stats.host_calls;
-  auto parent = host.hwpt_alloc(host::paging_request(dev, ioas, host::uapi::kHwptAllocNestParent));
-  if (!parent) return fail(parent.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
-  v->parent_ = host::HostObject(host, *parent);
+Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& stats, DirtyTracker& dirty,
+                                               host::DeviceId dev, host::ObjectId ioas, const host::HwInfo& hw,
+                                               std::string label, const std::string& what) {
+  std::unique_ptr<Viommu> v(new Viommu(host, stats, dirty, hw, std::move(label)));
+  // Stage-2 dirty tracking for live migration can only be asked for when the nest parent is made.
+  if (hw.capabilities & host::uapi::kCapDirtyTracking) {
+    ++stats.host_calls;
+    auto tracked = host.hwpt_alloc(host::paging_request(
+        dev, ioas, host::uapi::kHwptAllocNestParent | host::uapi::kHwptAllocDirtyTracking));
+    if (tracked) {
+      v->parent_ = host::HostObject(host, *tracked);
+      v->tracks_dirty_ = true;
+    } else if (tracked.error().err != EOPNOTSUPP) {
+      // Not the flags refused (arm_smmu_domain_alloc_paging_flags answers those EOPNOTSUPP): a real failure.
+      return fail(tracked.error(), kWhere, "{}: the stage-2 (NEST_PARENT|DIRTY_TRACKING) HWPT", what);
+    } else {
+      v->why_no_dirty_ = fmt::format("the host refuses NEST_PARENT|DIRTY_TRACKING: {}", tracked.error().message);
+    }
+  } else {
+    v->why_no_dirty_ = "its SMMU does not report IOMMU_HW_CAP_DIRTY_TRACKING (no HTTU dirty state, or walks not coherent)";
+  }
+  if (!v->parent_) {
+    ++stats.host_calls;
+    auto parent = host.hwpt_alloc(host::paging_request(dev, ioas, host::uapi::kHwptAllocNestParent));
+    if (!parent) return fail(parent.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
+    v->parent_ = host::HostObject(host, *parent);
+    log::info(kWhere, "{}: live migration will use conservative dirty tracking (every guest RAM page reported dirty "
+              "in every round): {}", what, v->why_no_dirty_);
+  }
+  dirty.parent_added(v->parent_.id(), v->tracks_dirty_, v->label_, v->why_no_dirty_);
 
   ++stats.host_calls;
   auto viommu = host.viommu_alloc(dev, v->parent_.id(), host::uapi::kViommuTypeArmSmmuv3);

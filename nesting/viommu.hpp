@@ -22,6 +22,7 @@
 #include "host/handles.hpp"
 #include "host/host.hpp"
 #include "host/veventq_reader.hpp"
+#include "nesting/dirty_tracking.hpp"
 #include "smmu/command.hpp"
 #include "smmu/ste.hpp"
 
@@ -85,9 +86,12 @@ class Viommu {
   // Fails with the first refusal, leaving nothing on the host; a refused vIOMMU is the kernel's coherency rule
   // (S2FWB or a CANWBS root complex, drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c arm_vsmmu_init).
   // Counts what it does, from its first host call, into `stats` (which must outlive it).
-  static Result<std::unique_ptr<Viommu>> create(host::Host& host, ViommuStats& stats, host::DeviceId dev,
-                                                host::ObjectId ioas, const host::HwInfo& hw, std::string label,
-                                                const std::string& what);
+  // The nest parent is allocated with DIRTY_TRACKING where GET_HW_INFO reports IOMMU_HW_CAP_DIRTY_TRACKING and the
+  // host accepts NEST_PARENT|DIRTY_TRACKING (else without, and the VM's dirty log is conservative while this
+  // Viommu lives); it registers with `dirty` (the VM's, on the same IOAS; it must outlive the Viommu).
+  static Result<std::unique_ptr<Viommu>> create(host::Host& host, ViommuStats& stats, DirtyTracker& dirty,
+                                                host::DeviceId dev, host::ObjectId ioas, const host::HwInfo& hw,
+                                                std::string label, const std::string& what);
   ~Viommu();
   Viommu(const Viommu&) = delete;
   Viommu& operator=(const Viommu&) = delete;
@@ -126,11 +130,14 @@ class Viommu {
 
   const std::string& label() const { return label_; }
   const host::HwInfo& hw() const { return hw_; }
+  // Whether the nest parent tracks dirty pages in hardware, and if not, why.
+  bool tracks_dirty() const { return tracks_dirty_; }
+  const std::string& why_no_dirty_tracking() const { return why_no_dirty_; }
   // The host objects held: nest parent, vIOMMU, abort and bypass HWPTs, vEVENTQ, nested HWPTs in use.
   std::size_t host_objects() const;
 
  private:
-  Viommu(host::Host& host, ViommuStats& stats, const host::HwInfo& hw, std::string label);
+  Viommu(host::Host& host, ViommuStats& stats, DirtyTracker& dirty, const host::HwInfo& hw, std::string label);
   // The vSTE as the host takes it, normalized so that equal streams share a nested HWPT.
   static std::array<std::uint64_t, 2> host_vste(const smmu::Ste& vste, bool ats);
   Result<std::shared_ptr<NestedHwpt>> nested_hwpt(const Stream& s, const std::array<std::uint64_t, 2>& words);
@@ -140,6 +147,9 @@ class Viommu {
   host::HwInfo hw_;
   bool repeat_invalidations_ = false;
   ViommuStats& stats_;
+  DirtyTracker& dirty_;
+  bool tracks_dirty_ = false;
+  std::string why_no_dirty_;
   host::HostObject parent_;       // NEST_PARENT HWPT on the guest's IOAS: stage 2
   host::HostObject viommu_;
   host::HostObject abort_hwpt_;   // vSTE {V, Config=abort}

@@ -87,6 +87,7 @@ Result<void> VirtualSmmu::remove_device(std::uint32_t vsid) {
 // IHI 0070 4.1.2): a guest polling CMDQ_CONS sees it advance. All of it within one access's budget.
 Result<std::uint64_t> VirtualSmmu::mmio_read(std::uint64_t offset, unsigned size) {
   std::unique_lock lock(mu_);
+  if (holding_) release_held_events();
   begin_access();
   if (work_left_) run_command_queue();
   auto r = regs_.access(offset, size, nullptr);
@@ -96,6 +97,8 @@ Result<std::uint64_t> VirtualSmmu::mmio_read(std::uint64_t offset, unsigned size
 
 Result<void> VirtualSmmu::mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) {
   std::unique_lock lock(mu_);
+  if (holding_) release_held_events();
+  programmed_ = true;
   begin_access();
   if (work_left_) run_command_queue();
   auto r = regs_.access(offset, size, &value);

@@ -31,6 +31,7 @@
 #include "nesting/guest_memory.hpp"
 #include "host/handles.hpp"
 #include "nesting/id_registers.hpp"
+#include "nesting/migration_state.hpp"
 #include "nesting/viommu.hpp"
 #include "nesting/vsmmu_endpoint.hpp"
 #include "smmu/event.hpp"
@@ -119,6 +120,22 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // over (within one access's budget); returns how many event records were written.
   Result<std::size_t> process_events() override;
 
+  // ---- live migration (nesting/migration.cpp, docs/migration.md). The VM's dirty log is GuestMemory::dirty().
+  // Saves what a destination needs (nesting/migration_state.hpp). Finishes the guest's queued commands first,
+  // and takes the host's event records not yet in the guest's event queue into the state rather than guest RAM:
+  // from then on the vSMMU writes nothing into guest RAM and holds the host's further records (a later save
+  // carries them too) until the guest's next MMIO access, which only a resumed source sees.
+  Result<std::vector<std::byte>> save_state() override;
+  // Loads a saved state into this vSMMU, which the guest must not have programmed yet: created with the
+  // source's wishes and the same devices at the same vSIDs, after guest RAM is in place. Its streams are rebuilt
+  // from the guest's tables, its event queues re-opened, the carried events delivered. Refused, leaving the
+  // vSMMU as it was, when the ID registers differ, a device is missing or extra, or a stream that translated
+  // (or bypassed) on the source cannot here.
+  Result<void> load_state(std::span<const std::byte> state) override;
+  // create() then load_state(): on failure nothing is left on the host.
+  static Result<std::unique_ptr<VirtualSmmu>> restore(GuestMemory& memory, const VirtualSmmuConfig& config,
+                                                      std::vector<DeviceSpec> devices, std::span<const std::byte> state);
+
   const GuestIdRegisters& id_registers() const override { return ids_; }
   const std::string& name() const { return config_.name; }
   VirtualSmmuStats stats() const override;
@@ -171,6 +188,11 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   void disable_event_queues();
   std::size_t drain_host_events();
 
+  // live migration (migration.cpp); mu_ held
+  // A resumed source: the records held since save_state() go into the guest's event queue.
+  void release_held_events();
+  void reinstall_all_streams();
+
   void unlock_and_fire(std::unique_lock<std::mutex>& lock);
   std::string device_name(const Device& d) const;
 
@@ -194,6 +216,11 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::uint64_t host_calls_limit_ = 0;                        //   and the host-call count it may not pass
   VirtualSmmuStats stats_;                                    // the Viommus count into its ViommuStats part
   std::array<std::function<void()>, 4> irq_handlers_;
+  bool programmed_ = false;                                   // the guest has written a register
+  bool holding_ = false;                                      // saved: host records are held, not written
+  bool quiet_ = false;                                        // loading: streams re-read record no events
+  std::vector<smmu::Event> held_events_;                      // while holding_
+  std::uint64_t held_lost_ = 0;
 };
 
 }  // namespace vsmmu::nesting

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "nesting/id_registers.hpp"
@@ -24,6 +25,10 @@ class VsmmuEndpoint : public smmu::SmmuMmio {
   virtual Result<std::size_t> process_events() = 0;
   virtual VirtualSmmuStats stats() const = 0;
   virtual const GuestIdRegisters& id_registers() const = 0;
+  // Live migration: the vSMMU's state for a destination, and loading one into a vSMMU the guest has not
+  // programmed yet (VirtualSmmu::save_state / load_state).
+  virtual Result<std::vector<std::byte>> save_state() = 0;
+  virtual Result<void> load_state(std::span<const std::byte> state) = 0;
 };
 
 }  // namespace vsmmu::nesting

@@ -41,6 +41,73 @@ QueueIndex RegisterFile::eventq_index() const {
       static_cast<unsigned>(std::min(eventq_base_.get(QueueBase::LOG2SIZE), ids_.idr1.get(Idr1::EVENTQS)))};
 }
 
+// ---- state -----------------------------------------------------------------------------------------
+
+RegisterState RegisterFile::state() const {
+  RegisterState s;
+  s.CR0 = cr0_.value();
+  s.CR1 = cr1_.value();
+  s.CR2 = cr2_.value();
+  s.GBPA = gbpa_.value();
+  s.IRQ_CTRL = irq_ctrl_.value();
+  s.GERROR = gerror_.value();
+  s.GERRORN = gerrorn_.value();
+  s.GERROR_IRQ_CFG0 = gerror_irq_cfg0_.value();
+  s.GERROR_IRQ_CFG1 = gerror_irq_cfg1_.value();
+  s.GERROR_IRQ_CFG2 = gerror_irq_cfg2_.value();
+  s.STRTAB_BASE = strtab_base_.value();
+  s.STRTAB_BASE_CFG = strtab_base_cfg_.value();
+  s.CMDQ_BASE = cmdq_base_.value();
+  s.CMDQ_PROD = cmdq_prod_.value();
+  s.CMDQ_CONS = cmdq_cons_.value();
+  s.EVENTQ_BASE = eventq_base_.value();
+  s.EVENTQ_PROD = eventq_prod_.value();
+  s.EVENTQ_CONS = eventq_cons_.value();
+  s.EVENTQ_IRQ_CFG0 = eventq_irq_cfg0_.value();
+  s.EVENTQ_IRQ_CFG1 = eventq_irq_cfg1_.value();
+  s.EVENTQ_IRQ_CFG2 = eventq_irq_cfg2_.value();
+  s.PRIQ_BASE = priq_base_.value();
+  s.PRIQ_PROD = priq_prod_.value();
+  s.PRIQ_CONS = priq_cons_.value();
+  s.PRIQ_IRQ_CFG0 = priq_irq_cfg0_.value();
+  s.PRIQ_IRQ_CFG1 = priq_irq_cfg1_.value();
+  s.PRIQ_IRQ_CFG2 = priq_irq_cfg2_.value();
+  return s;
+}
+
+void RegisterFile::restore(const RegisterState& s) {
+  const bool pri = ids_.idr0.get(Idr0::PRI);
+  cr0_ = Cr0::of(static_cast<std::uint32_t>(s.CR0 & kCr0Writable));
+  if (!pri) cr0_.set(Cr0::PRIQEN, false);
+  cr1_ = Cr1::of(s.CR1);
+  cr2_ = Cr2::of(s.CR2);
+  gbpa_ = Gbpa::of(static_cast<std::uint32_t>(s.GBPA & kGbpaFields));
+  irq_ctrl_ = IrqCtrl::of(static_cast<std::uint32_t>(s.IRQ_CTRL & kIrqCtrlWritable));
+  if (!pri) irq_ctrl_.set(IrqCtrl::PRIQ_IRQEN, false);
+  gerror_ = Gerror::of(s.GERROR & Gerror::kErrorMask);
+  gerrorn_ = Gerror::of(s.GERRORN & Gerror::kErrorMask);
+  gerror_irq_cfg0_ = IrqCfg0::of(s.GERROR_IRQ_CFG0);
+  gerror_irq_cfg1_ = IrqCfg1::of(s.GERROR_IRQ_CFG1);
+  gerror_irq_cfg2_ = IrqCfg2::of(s.GERROR_IRQ_CFG2);
+  strtab_base_ = StrtabBase::of(s.STRTAB_BASE);
+  strtab_base_cfg_ = StrtabBaseCfg::of(s.STRTAB_BASE_CFG);
+  cmdq_base_ = QueueBase::of(s.CMDQ_BASE);
+  cmdq_prod_ = QueueProd{}.set(QueueProd::WR, QueueProd::of(s.CMDQ_PROD).get(QueueProd::WR));
+  cmdq_cons_ = QueueCons::of(s.CMDQ_CONS & static_cast<std::uint32_t>(mask_of<0>(QueueCons::RD, QueueCons::ERR)));
+  eventq_base_ = QueueBase::of(s.EVENTQ_BASE);
+  eventq_prod_ = QueueProd::of(s.EVENTQ_PROD & kProdWritable);
+  eventq_cons_ = QueueCons::of(s.EVENTQ_CONS & kConsWritable);
+  eventq_irq_cfg0_ = IrqCfg0::of(s.EVENTQ_IRQ_CFG0);
+  eventq_irq_cfg1_ = IrqCfg1::of(s.EVENTQ_IRQ_CFG1);
+  eventq_irq_cfg2_ = IrqCfg2::of(s.EVENTQ_IRQ_CFG2);
+  priq_base_ = QueueBase::of(pri ? s.PRIQ_BASE : 0);
+  priq_prod_ = QueueProd::of(pri ? s.PRIQ_PROD & kProdWritable : 0);
+  priq_cons_ = QueueCons::of(pri ? s.PRIQ_CONS & kConsWritable : 0);
+  priq_irq_cfg0_ = IrqCfg0::of(pri ? s.PRIQ_IRQ_CFG0 : 0);
+  priq_irq_cfg1_ = IrqCfg1::of(pri ? s.PRIQ_IRQ_CFG1 : 0);
+  priq_irq_cfg2_ = IrqCfg2::of(pri ? s.PRIQ_IRQ_CFG2 : 0);
+}
+
 // ---- MMIO ------------------------------------------------------------------------------------------------
 
 Result<std::uint64_t> RegisterFile::access(std::uint64_t offset, unsigned size, const std::uint64_t* write_value) {

@@ -47,6 +47,27 @@ struct RegisterFileCounters {
   std::uint64_t msis = 0;            // MSI writes made
 };
 
+// The register state software programs and the SMMU updates, as raw register values (IHI 0070 6.3): what a
+// migrating vSMMU carries to its destination. The ID registers are not in it (they are the SMMU's, fixed).
+struct RegisterState {
+  std::uint32_t CR0 = 0, CR1 = 0, CR2 = 0, GBPA = 0, IRQ_CTRL = 0, GERROR = 0, GERRORN = 0;
+  std::uint64_t GERROR_IRQ_CFG0 = 0;
+  std::uint32_t GERROR_IRQ_CFG1 = 0, GERROR_IRQ_CFG2 = 0;
+  std::uint64_t STRTAB_BASE = 0;
+  std::uint32_t STRTAB_BASE_CFG = 0;
+  std::uint64_t CMDQ_BASE = 0;
+  std::uint32_t CMDQ_PROD = 0, CMDQ_CONS = 0;
+  std::uint64_t EVENTQ_BASE = 0;
+  std::uint32_t EVENTQ_PROD = 0, EVENTQ_CONS = 0;
+  std::uint64_t EVENTQ_IRQ_CFG0 = 0;
+  std::uint32_t EVENTQ_IRQ_CFG1 = 0, EVENTQ_IRQ_CFG2 = 0;
+  std::uint64_t PRIQ_BASE = 0;
+  std::uint32_t PRIQ_PROD = 0, PRIQ_CONS = 0;
+  std::uint64_t PRIQ_IRQ_CFG0 = 0;
+  std::uint32_t PRIQ_IRQ_CFG1 = 0, PRIQ_IRQ_CFG2 = 0;
+  bool operator==(const RegisterState&) const = default;
+};
+
 class RegisterFile {
  public:
   // `mem` is where the queues live (PA for a host SMMU, the guest's RAM for a vSMMU).
@@ -58,6 +79,11 @@ class RegisterFile {
   Result<std::uint64_t> access(std::uint64_t offset, unsigned size, const std::uint64_t* write_value);
 
   const IdRegisters& ids() const { return ids_; }
+  // The programmed state, and setting it back all at once with no effect on the owner (no RegisterEffects
+  // call, no interrupt): the owner then does what the state asks (a migrated vSMMU rebuilds its streams and
+  // event queues). Values are kept to their writable fields, as writes would keep them.
+  RegisterState state() const;
+  void restore(const RegisterState& state);
   Cr0 cr0() const { return cr0_; }
   Cr1 cr1() const { return cr1_; }
   Cr2 cr2() const { return cr2_; }

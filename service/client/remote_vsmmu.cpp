@@ -139,4 +139,12 @@ Result<std::uint64_t> RemoteVsmmu::host_objects() const {
   return reply.host_objects;
 }
 
+// Replaced by the SAVE_STATE / LOAD_STATE messages (issue 13, in progress).
+Result<std::vector<std::byte>> RemoteVsmmu::save_state() {
+  return fail(ENOSYS, "vsmmu.client", "SAVE_STATE is not implemented yet");
+}
+Result<void> RemoteVsmmu::load_state(std::span<const std::byte>) {
+  return fail(ENOSYS, "vsmmu.client", "LOAD_STATE is not implemented yet");
+}
+
 }  // namespace vsmmu::service

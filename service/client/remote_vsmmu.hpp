@@ -56,6 +56,9 @@ class RemoteVsmmu final : public nesting::VsmmuEndpoint {
   // The daemon's figures (STATS); if it cannot be asked, the last figures it gave, and a logged warning.
   nesting::VirtualSmmuStats stats() const override;
   const nesting::GuestIdRegisters& id_registers() const override { return ids_; }
+  // SAVE_STATE / LOAD_STATE (docs/migration.md).
+  Result<std::vector<std::byte>> save_state() override;
+  Result<void> load_state(std::span<const std::byte> state) override;
   // The host objects the vSMMU holds now, from the daemon's STATS.
   Result<std::uint64_t> host_objects() const;
 

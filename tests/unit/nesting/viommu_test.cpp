@@ -21,9 +21,12 @@ constexpr host::DeviceId kOther = 3;     // on SMMU 1
 
 class ViommuTest : public ::testing::Test {
  protected:
-  void SetUp() override { ioas_ = *host_.ioas_alloc(); }
+  void SetUp() override {
+    ioas_ = *host_.ioas_alloc();
+    dirty_ = std::make_unique<DirtyTracker>(host_, ioas_);
+  }
   std::unique_ptr<Viommu> make() {
-    auto v = Viommu::create(host_, stats_, kDev, ioas_, *host_.get_hw_info(kDev), "physical SMMU 0", "test device");
+    auto v = Viommu::create(host_, stats_, *dirty_, kDev, ioas_, *host_.get_hw_info(kDev), "physical SMMU 0", "test device");
     EXPECT_TRUE(v) << v.error();
     return v ? std::move(*v) : nullptr;
   }
@@ -44,6 +47,7 @@ class ViommuTest : public ::testing::Test {
   FakeHost host_;
   host::ObjectId ioas_ = 0;
   ViommuStats stats_;  // what the Viommus under test count (a vSMMU's, in the product)
+  std::unique_ptr<DirtyTracker> dirty_;  // the VM's dirty log the nest parents register with
 };
 
 // The nest parent is a paging HWPT on the guest's IOAS with NEST_PARENT; the vIOMMU sits on it; the abort and
@@ -73,7 +77,7 @@ TEST_F(ViommuTest, CreateThatFailsAtAnyStepLeavesNothingOnTheHost) {
       host_.fail_call = call;
       host_.fail_after = nth;
       const auto before = stats_.host_calls;
-      auto v = Viommu::create(host_, stats_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "test device");
+      auto v = Viommu::create(host_, stats_, *dirty_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "test device");
       const bool failed = host_.fail_call.empty();
       host_.fail_call.clear();
       if (!failed) continue;  // fewer such calls than nth
@@ -89,7 +93,7 @@ TEST_F(ViommuTest, CreateThatFailsAtAnyStepLeavesNothingOnTheHost) {
 // A refused vIOMMU is the kernel's coherency rule (neither S2FWB nor CANWBS): the message keeps the kernel's.
 TEST_F(ViommuTest, AVIommuTheKernelRefusesIsCannotNestWithTheKernelsReason) {
   host_.coherent_smmus = {1};
-  auto v = Viommu::create(host_, stats_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "vsmmu0 device nic0");
+  auto v = Viommu::create(host_, stats_, *dirty_, kDev, ioas_, *host_.get_hw_info(kDev), "p", "vsmmu0 device nic0");
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().err, EOPNOTSUPP);
   EXPECT_EQ(v.error().to_string(),
