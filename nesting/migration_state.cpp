@@ -99,13 +99,17 @@ std::vector<std::byte> encode_state(const VsmmuState& s) {
   body["events_lost"] = s.events_lost;
 
   const std::vector<std::uint8_t> cbor = json::to_cbor(body);
-  std::vector<std::byte> out(kStateHeaderSize + cbor.size());
+  return seal_state(std::as_bytes(std::span(cbor)));
+}
+
+std::vector<std::byte> seal_state(std::span<const std::byte> body) {
+  std::vector<std::byte> out(kStateHeaderSize + body.size());
   std::memcpy(out.data(), kMagic.data(), kMagic.size());
   put<std::uint32_t>(out, 8, kStateFormatVersion);
   put<std::uint32_t>(out, 12, static_cast<std::uint32_t>(kStateHeaderSize));
-  put<std::uint64_t>(out, 16, cbor.size());
-  std::memcpy(out.data() + kStateHeaderSize, cbor.data(), cbor.size());
-  put<std::uint32_t>(out, 24, crc32(std::span(out).subspan(kStateHeaderSize)));
+  put<std::uint64_t>(out, 16, body.size());
+  std::memcpy(out.data() + kStateHeaderSize, body.data(), body.size());
+  put<std::uint32_t>(out, 24, crc32(body));
   put<std::uint32_t>(out, 28, 0);
   return out;
 }

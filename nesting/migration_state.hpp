@@ -50,6 +50,8 @@ struct VsmmuState {
 };
 
 std::vector<std::byte> encode_state(const VsmmuState& state);
+// The header around a body (encode_state's last step; the fuzzer seals arbitrary bodies with it).
+std::vector<std::byte> seal_state(std::span<const std::byte> body);
 // EBADMSG: not a state, truncated, corrupted, or a field missing; EPROTONOSUPPORT: another format version.
 Result<VsmmuState> decode_state(std::span<const std::byte> blob);
 
