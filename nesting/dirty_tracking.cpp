@@ -97,8 +97,8 @@ Result<void> DirtyTracker::stop() {
 bool DirtyTracker::read_parent(const Parent& p, std::uint64_t gpa, const Region& r, std::byte* words, bool no_clear) {
   auto got = host_.get_dirty_bitmap(p.hwpt, gpa, r.size, kPageSize, words, no_clear ? host::uapi::kDirtyBitmapNoClear : 0);
   if (got) return true;
-  log::error(kWhere, "harvesting [{:#x}, +{:#x}) from {}: {}; the region is reported all dirty", gpa, r.size, p.label,
-             got.error());
+  log::error(kWhere, "harvesting [{:#x}, +{:#x}) of IOAS {} from {}: {}; the region is reported all dirty", gpa, r.size,
+             ioas_, p.label, got.error());
   return false;
 }
 
