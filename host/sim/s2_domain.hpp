@@ -54,9 +54,11 @@ class S2Domain {
 
  private:
   S2Domain(ArmSmmuDevice& smmu, Options options) : smmu_(smmu), options_(options) {}
-  // Visits the leaves overlapping [lo, hi) below the table at `table` (level `level`, covering from `base`).
+  // Visits the leaves overlapping [lo, hi) below the table at `table` (level `level`, covering from `base`)
+  // whose descriptor has every bit of `need` set.
   template <class Fn>
-  void walk(std::uint64_t table, int level, std::uint64_t base, std::uint64_t lo, std::uint64_t hi, Fn&& fn);
+  void walk(std::uint64_t table, int level, std::uint64_t base, std::uint64_t lo, std::uint64_t hi, std::uint64_t need,
+            Fn&& fn);
 
   ArmSmmuDevice& smmu_;
   Options options_;
