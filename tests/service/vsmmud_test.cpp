@@ -224,8 +224,8 @@ TEST(Vsmmud, MalformedRequestsAreAnsweredAndTheConnectionLives) {
   }
   {
     Header h;
-    h.op = static_cast<std::uint16_t>(Op::dirty_start);
-    cases.push_back({"a reserved op (live migration)", build(h, StatsRequest{}), false, ENOSYS, nullptr});
+    h.op = 14;
+    cases.push_back({"a reserved op", build(h, StatsRequest{}), false, ENOSYS, "header.op"});
   }
   {
     Header h;
