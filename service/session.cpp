@@ -292,7 +292,7 @@ void Session::dirty_log(Request& req, std::vector<host::UniqueFd>& fds) {
     r.tracking = static_cast<std::uint32_t>(s->tracking);
     r.reason_len = static_cast<std::uint32_t>(s->reason.size());
     if (s->mode == nesting::DirtyMode::conservative)
-      log::warn(kLog, "{}: dirty tracking is conservative (every page dirty in every round): {}", label_, s->reason);
+      log::warn(kLog, "{}: dirty tracking on, conservative: {}", label_, s->reason);
     else
       log::info(kLog, "{}: dirty tracking on: {} of {} nest parent(s) in hardware", label_, s->tracking, s->parents);
     return reply(ok(h, r, {bytes_of(s->reason)}));
