@@ -98,9 +98,10 @@ int main(int argc, char **argv) {
   struct vsmmu_dirty_info dirty_info;
   struct vsmmu_dirty_result dirty;
   unsigned char *ram = MAP_FAILED;
-  uint32_t vsmmu = 0, idr0 = 0, idr1 = 0, idr5 = 0;
+  uint32_t vsmmu = 0, idr0 = 0, idr1 = 0, idr5 = 0, cons = 0;
+  uint64_t state_bytes = 0;
   unsigned log2size;
-  int memfd = -1, irq = -1, bitmap = -1, rc, status = 1;
+  int memfd = -1, irq = -1, bitmap = -1, state = -1, rc, status = 1;
 
   if (argc != 2) {
     fprintf(stderr, "usage: %s SOCKET   (the socket of `vsmmud --host sim --socket SOCKET`)\n", argv[0]);
@@ -211,8 +212,43 @@ int main(int argc, char **argv) {
     failed(client, "DIRTY_STOP", rc);
     goto out_vsmmu;
   }
-  status = dirty.pages == RAM_SIZE / 4096 && dirty.dirty <= dirty.pages ? 0 : 1;
-  if (status) fprintf(stderr, "c_vmm: DIRTY_GET described %" PRIu64 " pages, not %llu\n", dirty.pages, RAM_SIZE / 4096);
+  if (dirty.pages != RAM_SIZE / 4096 || dirty.dirty > dirty.pages) {
+    fprintf(stderr, "c_vmm: DIRTY_GET described %" PRIu64 " of %" PRIu64 " pages, not of %llu\n", dirty.dirty,
+            dirty.pages, RAM_SIZE / 4096);
+    goto out_vsmmu;
+  }
+
+  /* The vSMMU's state into a memfd, and back into a new vSMMU with the same device at the same vSID, as a
+   * destination VMM loads it: the guest's command queue is where it left it (IHI 0070 6.3.26-6.3.28). */
+  state = memfd_create("c-vmm-state", MFD_CLOEXEC);
+  if (state < 0) {
+    perror("c_vmm: state memfd");
+    goto out_vsmmu;
+  }
+  if ((rc = vsmmu_client_save_state(client, vsmmu, state, &state_bytes))) {
+    failed(client, "SAVE_STATE", rc);
+    goto out_vsmmu;
+  }
+  if ((rc = vsmmu_client_destroy_vsmmu(client, vsmmu))) {
+    failed(client, "DESTROY_VSMMU", rc);
+    goto out_region;
+  }
+  if ((rc = vsmmu_client_create_vsmmu(client, &args, &vsmmu, &ids))) {
+    failed(client, "CREATE_VSMMU (the restored vSMMU)", rc);
+    goto out_region;
+  }
+  if ((rc = vsmmu_client_load_state(client, vsmmu, state, state_bytes))) {
+    failed(client, "LOAD_STATE", rc);
+    goto out_vsmmu;
+  }
+  if ((rc = read32(client, vsmmu, SMMU_CMDQ_CONS, &cons))) {
+    failed(client, "reading CMDQ_CONS after LOAD_STATE", rc);
+    goto out_vsmmu;
+  }
+  printf("state: %" PRIu64 " bytes saved and loaded into vSMMU %" PRIu32 ", CMDQ_CONS %#" PRIx32 "\n", state_bytes,
+         vsmmu, cons);
+  status = cons == 1 ? 0 : 1;
+  if (status) fprintf(stderr, "c_vmm: the restored vSMMU's CMDQ_CONS is %#" PRIx32 ", not 0x1\n", cons);
 
 out_vsmmu:
   if ((rc = vsmmu_client_destroy_vsmmu(client, vsmmu))) status = failed(client, "DESTROY_VSMMU", rc);
@@ -221,6 +257,7 @@ out_region:
 out:
   if (irq >= 0) close(irq);
   if (bitmap >= 0) close(bitmap);
+  if (state >= 0) close(state);
   if (ram != MAP_FAILED) munmap(ram, RAM_SIZE);
   if (memfd >= 0) close(memfd);
   vsmmu_client_close(client);
