@@ -271,6 +271,11 @@ void migrate_vm(const char* profile, bool hardware) {
   auto stats = src.client->daemon_stats();
   ASSERT_TRUE(stats) << stats.error();
   EXPECT_EQ(stats->vsmmus, 0u);
+  made->reset();
+  src.client.reset();
+  dst.client.reset();
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
 }
 
 // docs/protocol.md "Live migration (16-20)", on the kernel profile with stage-2 dirty tracking for nesting:
@@ -351,6 +356,7 @@ TEST(Migration, DirtyLogRefusals) {
   ASSERT_TRUE(c.dirty_stop());
   expect_refused(c.dirty_stop(), EALREADY, "already off");
   EXPECT_TRUE(c.daemon_stats());
+  EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
 struct Objects {
@@ -420,6 +426,8 @@ TEST(Migration, LoadStateRefusals) {
   auto loaded = dst.client->load_state(to->handle, *state);
   EXPECT_TRUE(loaded) << loaded.error();
   expect_refused(dst.client->load_state(to->handle, *state), EBUSY, "already programmed");
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
 }
 
 // docs/protocol.md "DIRTY_GET (18)": a region removed while the log is on keeps the bits its devices set; the
@@ -457,6 +465,7 @@ TEST(Migration, ARegionRemovedWhileTrackingReturnsItsLastBits) {
   EXPECT_EQ(bits[0], 0x80) << "page 7";
   expect_refused(vmm.client->dirty_get(*buf, vmm.bitmap.get()), ENOENT, "body.region_gpa");
   ASSERT_TRUE(vmm.client->dirty_stop());
+  EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
 }  // namespace
