@@ -41,9 +41,9 @@ std::string_view op_name(std::uint16_t op) {
   if (op <= kLastOp && !kNames[op].empty()) return kNames[op];
   return op_reserved(op) ? "reserved op" : "unknown op";
 }
-// 13-31 are all version 1's (reserved), named or not: parse_header passes them, the daemon answers ENOSYS.
+// 1-31 are all version 1's: parse_header passes them; the reserved ones (13-15, 21-31) the daemon answers ENOSYS.
 bool op_known(std::uint16_t op) { return op >= 1 && op <= kLastOp; }
-bool op_reserved(std::uint16_t op) { return op >= 13 && op <= kLastOp; }
+bool op_reserved(std::uint16_t op) { return (op >= 13 && op <= 15) || (op >= 21 && op <= kLastOp); }
 
 std::string Refusal::to_string() const {
   if (op > kLastOp || kNames[op].empty()) return fmt::format("op {}: {}: {}", op, field, reason);

@@ -43,17 +43,17 @@ enum class Op : std::uint16_t {
   set_irq = 10,
   stats = 11,
   sim_dma = 12,        // the simulated host only: a device's DMA engine reads or writes (tests, the demo)
-  // 13-31: reserved for "Live migration" (docs/protocol.md); the daemon answers ENOSYS.
-  dirty_start = 16,
-  dirty_stop = 17,
-  dirty_get = 18,
-  save_state = 19,
-  load_state = 20,
+  // 13-15 and 21-31: reserved (docs/protocol.md); the daemon answers ENOSYS.
+  dirty_start = 16,    // live migration (docs/migration.md): the VM's dirty log on
+  dirty_stop = 17,     //   and off
+  dirty_get = 18,      //   one region's dirty bitmap, into the VMM's bitmap file
+  save_state = 19,     //   a vSMMU's state, into the VMM's file
+  load_state = 20,     //   a saved state, into a vSMMU the guest has not programmed
 };
 inline constexpr std::uint16_t kLastOp = 31;
 std::string_view op_name(std::uint16_t op);
 bool op_known(std::uint16_t op);       // defined in version 1 (reserved numbers included)
-// 13-31: numbers held for "Live migration" (issue 13: DIRTY_*, SAVE/LOAD_STATE); version 1 answers them ENOSYS.
+// 13-15 and 21-31: numbers held for later ops; version 1 answers them ENOSYS.
 bool op_reserved(std::uint16_t op);
 
 // Header::flags
@@ -87,7 +87,8 @@ struct HelloRequest {
 };
 inline constexpr std::uint64_t kFeaturePostedWrites = 1u << 0;  // MMIO_WRITE with kFlagPosted
 inline constexpr std::uint64_t kFeatureSimDma = 1u << 1;        // SIM_DMA (the daemon runs the simulated host)
-inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma;
+inline constexpr std::uint64_t kFeatureMigration = 1u << 2;     // DIRTY_START/STOP/GET, SAVE_STATE, LOAD_STATE
+inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma | kFeatureMigration;
 
 enum class HostKind : std::uint32_t { sim = 1, kernel = 2 };
 struct HelloReply {
@@ -254,8 +255,80 @@ struct SimDmaReply {
   std::uint64_t bytes = 0;                // bytes that landed before the fault
 };
 
+// ---- live migration (docs/migration.md; docs/protocol.md "Live migration")
+
+// DIRTY_START (Header::vsmmu 0): the VM-wide dirty log of the connection's guest RAM, every nest parent of its
+// vSMMUs (nesting/dirty_tracking.hpp). EALREADY when it is on.
+struct DirtyStartRequest {
+  std::uint32_t size = sizeof(DirtyStartRequest);
+  std::uint32_t flags = 0;                // none defined: 0
+};
+// How the daemon tracks (DirtyStartReply::mode): the nest parents in hardware (exactly the pages written), or
+// conservatively (every page of every region dirty in every round; the reason says which nest parent cannot).
+enum class DirtyLogMode : std::uint32_t { hardware = 1, conservative = 2 };
+struct DirtyStartReply {
+  std::uint32_t size = sizeof(DirtyStartReply);
+  std::uint32_t mode = 0;                 // DirtyLogMode
+  std::uint32_t parents = 0;              // nest parents on the VM's IOAS
+  std::uint32_t tracking = 0;             //   of which track dirty pages in hardware
+  std::uint32_t reason_len = 0;           // the tail: why conservative (empty for hardware)
+};
+// DIRTY_STOP (Header::vsmmu 0): the dirty log off; what was not harvested is forgotten. Reply: EmptyReply.
+struct DirtyStopRequest {
+  std::uint32_t size = sizeof(DirtyStopRequest);
+  std::uint32_t reserved = 0;
+};
+// DIRTY_GET (Header::vsmmu 0): the dirty bitmap of the region that starts at region_gpa (bit i: the page at
+// region_gpa + i * 4 KiB, bit i % 8 of byte i / 8), written into the packet's one fd (the VMM's bitmap file)
+// at bitmap_offset, DirtyTracker::bitmap_bytes(region size) bytes; cleared unless kDirtyGetNoClear.
+struct DirtyGetRequest {
+  std::uint32_t size = sizeof(DirtyGetRequest);
+  std::uint32_t flags = 0;                // kDirtyGetNoClear
+  std::uint64_t region_gpa = 0;
+  std::uint64_t bitmap_offset = 0;        // a multiple of 4096 (it is mapped)
+};
+inline constexpr std::uint32_t kDirtyGetNoClear = 1u << 0;       // report without clearing
+struct DirtyGetReply {
+  std::uint32_t size = sizeof(DirtyGetReply);
+  std::uint32_t flags = 0;                // kDirtyConservative, kDirtyRemoved
+  std::uint64_t pages = 0;                // bits that describe the region
+  std::uint64_t dirty = 0;                // of which set
+};
+inline constexpr std::uint32_t kDirtyConservative = 1u << 0;     // every page reported (no exact information)
+inline constexpr std::uint32_t kDirtyRemoved = 1u << 1;          // the region was removed: its last bits
+// SAVE_STATE on Header::vsmmu: the vSMMU's state (nesting/migration_state.hpp) written into the packet's one fd
+// (a memfd: truncated to the state's length, written from offset 0).
+struct SaveStateRequest {
+  std::uint32_t size = sizeof(SaveStateRequest);
+  std::uint32_t reserved = 0;
+};
+struct SaveStateReply {
+  std::uint32_t size = sizeof(SaveStateReply);
+  std::uint32_t reserved = 0;
+  std::uint64_t state_bytes = 0;          // the state's length in the file
+};
+// LOAD_STATE on Header::vsmmu (created, its devices attached, not programmed by the guest): state_bytes read
+// from offset 0 of the packet's one fd. Reply: EmptyReply.
+struct LoadStateRequest {
+  std::uint32_t size = sizeof(LoadStateRequest);
+  std::uint32_t flags = 0;                // none defined: 0
+  std::uint64_t state_bytes = 0;          // 1 to kMaxStateBytes
+};
+// The largest state LOAD_STATE reads (E2BIG above): a vSMMU's state is its registers, its devices and the event
+// records the host held for it, kilobytes in practice.
+inline constexpr std::uint64_t kMaxStateBytes = 64ULL << 20;
+// The layouts docs/protocol.md gives (the size-first rule lets them grow only at their end).
+static_assert(sizeof(DirtyStartRequest) == 8 && sizeof(DirtyStartReply) == 20 && offsetof(DirtyStartReply, reason_len) == 16);
+static_assert(sizeof(DirtyStopRequest) == 8);
+static_assert(sizeof(DirtyGetRequest) == 24 && offsetof(DirtyGetRequest, region_gpa) == 8 &&
+              offsetof(DirtyGetRequest, bitmap_offset) == 16);
+static_assert(sizeof(DirtyGetReply) == 24 && offsetof(DirtyGetReply, pages) == 8 && offsetof(DirtyGetReply, dirty) == 16);
+static_assert(sizeof(SaveStateRequest) == 8 && sizeof(SaveStateReply) == 16 && offsetof(SaveStateReply, state_bytes) == 8);
+static_assert(sizeof(LoadStateRequest) == 16 && offsetof(LoadStateRequest, state_bytes) == 8);
+
 // The success reply of the requests that return nothing else (DESTROY_VSMMU, ADD_REGION, REMOVE_REGION,
-// ATTACH_DEVICE, DETACH_DEVICE, a non-posted MMIO_WRITE, SET_IRQ): a body of its size alone.
+// ATTACH_DEVICE, DETACH_DEVICE, a non-posted MMIO_WRITE, SET_IRQ, DIRTY_STOP, LOAD_STATE): a body of its size
+// alone.
 struct EmptyReply {
   std::uint32_t size = sizeof(EmptyReply);
 };

@@ -333,6 +333,72 @@ Decoded sim_dma(const Packet& p, const DecodeContext& context) {
   return args;
 }
 
+// ---- live migration (docs/protocol.md "Live migration")
+
+Decoded dirty_start(const Packet& p) {
+  auto b = body_of<DirtyStartRequest>(p);
+  if (!b) return std::unexpected(b.error());
+  if (b->fixed.flags != 0)
+    return refuse(p.header.op, "body.flags", fmt::format("{:#x}: DIRTY_START defines no flags; send 0", b->fixed.flags));
+  if (auto bad = no_tail(p.header.op, b->tail)) return std::unexpected(*bad);
+  return DirtyStartArgs{};
+}
+
+Decoded dirty_stop(const Packet& p) {
+  auto b = body_of<DirtyStopRequest>(p);
+  if (!b) return std::unexpected(b.error());
+  if (auto bad = zero(p.header.op, "body.reserved", b->fixed.reserved)) return std::unexpected(*bad);
+  if (auto bad = no_tail(p.header.op, b->tail)) return std::unexpected(*bad);
+  return DirtyStopArgs{};
+}
+
+Decoded dirty_get(const Packet& p, std::size_t fds) {
+  const std::uint16_t op = p.header.op;
+  if (auto bad = one_fd(op, fds, "the bitmap file (a memfd) the daemon writes the region's dirty bitmap into"))
+    return std::unexpected(*bad);
+  auto b = body_of<DirtyGetRequest>(p);
+  if (!b) return std::unexpected(b.error());
+  const DirtyGetRequest& r = b->fixed;
+  if (r.flags & ~kDirtyGetNoClear)
+    return refuse(op, "body.flags",
+                  fmt::format("unknown bits {:#x} are set (only {:#x}, NO_CLEAR)", r.flags & ~kDirtyGetNoClear,
+                              kDirtyGetNoClear));
+  if (auto bad = aligned(op, "body.region_gpa", r.region_gpa, kRegionAlign, "a region starts on a 4 KiB page"))
+    return std::unexpected(*bad);
+  if (auto bad = aligned(op, "body.bitmap_offset", r.bitmap_offset, kBitmapAlign,
+                         "the daemon maps the bitmap file at that offset"))
+    return std::unexpected(*bad);
+  if (auto bad = no_tail(op, b->tail)) return std::unexpected(*bad);
+  return DirtyGetArgs{r.region_gpa, r.bitmap_offset, r.flags};
+}
+
+Decoded save_state(const Packet& p, std::size_t fds) {
+  const std::uint16_t op = p.header.op;
+  if (auto bad = one_fd(op, fds, "the file (a memfd) the daemon writes the vSMMU's state into")) return std::unexpected(*bad);
+  auto b = body_of<SaveStateRequest>(p);
+  if (!b) return std::unexpected(b.error());
+  if (auto bad = zero(op, "body.reserved", b->fixed.reserved)) return std::unexpected(*bad);
+  if (auto bad = no_tail(op, b->tail)) return std::unexpected(*bad);
+  return SaveStateArgs{};
+}
+
+Decoded load_state(const Packet& p, std::size_t fds) {
+  const std::uint16_t op = p.header.op;
+  if (auto bad = one_fd(op, fds, "the file the daemon reads the saved state from")) return std::unexpected(*bad);
+  auto b = body_of<LoadStateRequest>(p);
+  if (!b) return std::unexpected(b.error());
+  const LoadStateRequest& r = b->fixed;
+  if (r.flags != 0) return refuse(op, "body.flags", fmt::format("{:#x}: LOAD_STATE defines no flags; send 0", r.flags));
+  if (r.state_bytes == 0) return refuse(op, "body.state_bytes", "is 0; send the state_bytes SAVE_STATE's reply gave");
+  if (r.state_bytes > kMaxStateBytes)
+    return refuse(op, "body.state_bytes",
+                  fmt::format("{} bytes is more than the {} a vSMMU's state may have: this is not a saved state",
+                              r.state_bytes, kMaxStateBytes),
+                  E2BIG);
+  if (auto bad = no_tail(op, b->tail)) return std::unexpected(*bad);
+  return LoadStateArgs{r.state_bytes};
+}
+
 // Header::vsmmu as each op needs it (docs/protocol.md, "Ops").
 Target target_of(Op op) {
   switch (op) {
@@ -342,6 +408,8 @@ Target target_of(Op op) {
     case Op::mmio_read:
     case Op::mmio_write:
     case Op::set_irq:
+    case Op::save_state:
+    case Op::load_state:
       return Target::required;
     case Op::stats:
       return Target::either;
@@ -363,11 +431,8 @@ std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet
                               context.max_message),
                   EMSGSIZE);
   if (op_reserved(h.op)) {
-    const std::string which = op_name(h.op) == "reserved op" ? fmt::format("{}", h.op)
-                                                              : fmt::format("{} ({})", h.op, op_name(h.op));
     return refuse(h.op, "header.op",
-                  fmt::format("{} is reserved for live migration (docs/protocol.md); this daemon does not implement it",
-                              which),
+                  fmt::format("{} is reserved (docs/protocol.md); this daemon does not implement it", h.op),
                   ENOSYS);
   }
   const auto op = static_cast<Op>(h.op);
@@ -385,6 +450,9 @@ std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet
       case Op::add_region: return add_region(p, fds);
       case Op::attach_device: return attach(p, fds, context);
       case Op::set_irq: return set_irq(p, fds);
+      case Op::dirty_get: return dirty_get(p, fds);
+      case Op::save_state: return save_state(p, fds);
+      case Op::load_state: return load_state(p, fds);
       default: break;
     }
     if (auto bad = no_fds(h.op, fds, "")) return std::unexpected(std::move(*bad));
@@ -397,6 +465,8 @@ std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet
       case Op::mmio_write: return mmio_write(p);
       case Op::stats: return stats(p);
       case Op::sim_dma: return sim_dma(p, context);
+      case Op::dirty_start: return dirty_start(p);
+      case Op::dirty_stop: return dirty_stop(p);
       default: break;
     }
     return refuse(h.op, "header.op", fmt::format("{} is not an op of protocol version 1", h.op), ENOSYS);

@@ -20,6 +20,7 @@ namespace vsmmu::service {
 inline constexpr std::uint64_t kMmioSpan = 0x20000;   // SMMUv3 register pages 0 and 1 (IHI 0070 6.1)
 inline constexpr std::uint64_t kRegionAlign = 4096;   // guest RAM regions: page aligned (IOMMU_IOAS_MAP_FILE)
 inline constexpr std::size_t kMaxNameLength = 64;     // vSMMU, device and DMA engine names
+inline constexpr std::uint64_t kBitmapAlign = 4096;   // DIRTY_GET's bitmap_offset: the daemon maps the file there
 
 // A device as a request names it: on the kernel host by the packet's fd (fd_index 0), on the simulated host
 // by name.
@@ -52,8 +53,15 @@ struct SimDmaArgs {
   std::span<const std::byte> data;  // a write's bytes (into the packet)
   std::optional<std::uint32_t> ssid;
 };
+// Live migration (Header::vsmmu 0 for the dirty log, the vSMMU for its state).
+struct DirtyStartArgs {};
+struct DirtyStopArgs {};
+struct DirtyGetArgs { std::uint64_t region_gpa = 0, bitmap_offset = 0; std::uint32_t flags = 0; };  // fd_index 0
+struct SaveStateArgs {};                                          // the file to write: fd_index 0
+struct LoadStateArgs { std::uint64_t state_bytes = 0; };          // the file to read: fd_index 0
 using RequestArgs = std::variant<HelloArgs, CreateArgs, DestroyArgs, AddRegionArgs, RemoveRegionArgs, AttachArgs,
-                                 DetachArgs, MmioReadArgs, MmioWriteArgs, SetIrqArgs, StatsArgs, SimDmaArgs>;
+                                 DetachArgs, MmioReadArgs, MmioWriteArgs, SetIrqArgs, StatsArgs, SimDmaArgs,
+                                 DirtyStartArgs, DirtyStopArgs, DirtyGetArgs, SaveStateArgs, LoadStateArgs>;
 
 struct Request {
   Header header;
@@ -68,7 +76,7 @@ struct DecodeContext {
 };
 
 // Decodes one packet from a client with the `fds` count that came with it. A refusal names the op, the field
-// and the reason; reserved ops (13-31) are refused with ENOSYS.
+// and the reason; reserved ops (13-15, 21-31) are refused with ENOSYS.
 std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet, std::size_t fds,
                                                const DecodeContext& context);
 

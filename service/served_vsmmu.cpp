@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 
 #include "base/log.hpp"
+#include "base/try.hpp"
 
 namespace vsmmu::service {
 
@@ -16,6 +17,35 @@ constexpr std::uint64_t kCr0 = 0x20;  // SMMU_CR0 (IHI 0070 6.3.9): EVENTQEN cre
 // SMMU_CMDQ_PROD and SMMU_CMDQ_CONS (IHI 0070 6.3.26, 6.3.27): the accesses that run the command queue, and so
 // the only ones after which command work can be left over (VirtualSmmuConfig::commands_per_access).
 constexpr std::uint64_t kCmdqProd = 0x98, kCmdqCons = 0x9c;
+
+// The whole of `data` at offset 0 of `fd`, which ends there.
+Result<void> write_file(int fd, std::span<const std::byte> data) {
+  if (::ftruncate(fd, static_cast<off_t>(data.size())) != 0)
+    return fail(errno, kLog, "ftruncate of the state file to {} bytes: {} (send a memfd)", data.size(), std::strerror(errno));
+  for (std::size_t done = 0; done < data.size();) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return fail(n < 0 ? errno : EIO, kLog, "writing the state file at {} of {} bytes: {}", done, data.size(),
+                  n < 0 ? std::strerror(errno) : "nothing written");
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+// `bytes` from offset 0 of `fd`.
+Result<std::vector<std::byte>> read_file(int fd, std::uint64_t bytes) {
+  std::vector<std::byte> data(bytes);
+  for (std::size_t done = 0; done < data.size();) {
+    const ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(errno, kLog, "reading the state file at {}: {}", done, std::strerror(errno));
+    if (n == 0)
+      return fail(EINVAL, kLog, "the state file ends after {} bytes; state_bytes says {}", done, data.size());
+    done += static_cast<std::size_t>(n);
+  }
+  return data;
+}
 
 bool readable_now(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -111,6 +141,24 @@ VsmmuStatsReply ServedVsmmu::stats() {
   r.deferred = s.deferred;
   r.host_objects = vsmmu_->host_objects();
   r.posted_failures = posted_failures_;
+  return r;
+}
+
+Result<std::uint64_t> ServedVsmmu::save_state(int fd) {
+  auto state = vsmmu_->save_state();
+  refresh_counts();
+  if (!state) return std::unexpected(state.error());
+  VSMMU_TRY(write_file(fd, *state));
+  log::info(kLog, "{}: state saved ({} bytes)", label_, state->size());
+  return state->size();
+}
+
+Result<void> ServedVsmmu::load_state(int fd, std::uint64_t bytes) {
+  VSMMU_TRY_ASSIGN(const std::vector<std::byte> state, read_file(fd, bytes));
+  auto r = vsmmu_->load_state(state);
+  rewatch();  // EVENTQEN on in the state: the vEVENTQs are new
+  refresh_counts();
+  if (r) log::info(kLog, "{}: state loaded ({} bytes)", label_, bytes);
   return r;
 }
 

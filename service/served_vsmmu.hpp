@@ -51,6 +51,11 @@ class ServedVsmmu : public std::enable_shared_from_this<ServedVsmmu> {
   Result<void> detach(std::uint32_t vsid);
   void set_irq(IrqLine line, host::UniqueFd eventfd);
   VsmmuStatsReply stats();
+  // SAVE_STATE: the state (nesting::VirtualSmmu::save_state) written into `fd` (truncated to its length, from
+  // offset 0); returns the length. LOAD_STATE: `bytes` read from offset 0 of `fd` and loaded; the event fds are
+  // watched anew (the guest's event queue is open again).
+  Result<std::uint64_t> save_state(int fd);
+  Result<void> load_state(int fd, std::uint64_t bytes);
   void count_posted_failure() { ++posted_failures_; }
   // Stops the watches and destroys the VirtualSmmu (its host objects); logs what it released.
   void close(std::string_view why);

@@ -63,6 +63,12 @@ nesting::DeviceSpec to_device(const DeviceRef& d, std::vector<host::UniqueFd>& f
   return spec;
 }
 
+bool is_migration(const RequestArgs& a) {
+  return std::holds_alternative<DirtyStartArgs>(a) || std::holds_alternative<DirtyStopArgs>(a) ||
+         std::holds_alternative<DirtyGetArgs>(a) || std::holds_alternative<SaveStateArgs>(a) ||
+         std::holds_alternative<LoadStateArgs>(a);
+}
+
 std::string device_label(const DeviceRef& d) {
   return d.fd_index >= 0 ? fmt::format("the VFIO cdev fd at vSID {:#x}", d.vsid) : fmt::format("{} at vSID {:#x}", d.name, d.vsid);
 }
@@ -149,6 +155,9 @@ void Session::handle(std::span<const std::byte> packet, std::vector<host::Unique
   if (std::holds_alternative<SimDmaArgs>(req.args) && !(features_ & kFeatureSimDma))
     return refuse(req.header, Refusal{EOPNOTSUPP, req.header.op, "header.op",
                                       "SIM_DMA needs kFeatureSimDma offered in HELLO and granted in its reply (the simulated host only)"});
+  if (is_migration(req.args) && !(features_ & kFeatureMigration))
+    return refuse(req.header, Refusal{EOPNOTSUPP, req.header.op, "header.op",
+                                      "live migration needs kFeatureMigration offered in HELLO and granted in its reply"});
   const bool is_hello = std::holds_alternative<HelloArgs>(req.args);
   if (!hello_ && !is_hello)
     return refuse(req.header, Refusal{EPROTO, req.header.op, "header.op", "the first request on a connection must be HELLO"});
@@ -168,6 +177,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     r.version = kProtocolVersion;
     r.features = hello->fixed.features & kFeaturePostedWrites;
     if (server_.options().host == HostKind::sim) r.features |= hello->fixed.features & kFeatureSimDma;
+    r.features |= hello->fixed.features & kFeatureMigration;  // on every host: conservative where it cannot track
     r.host = static_cast<std::uint32_t>(server_.options().host);
     r.max_message = limits.max_message;
     r.max_fds = limits.max_fds;
@@ -250,6 +260,9 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     if (d->direction == DmaDirection::write || !res->ok()) data.clear();
     return reply(ok(h, r, {std::span<const std::byte>(data)}));
   }
+  if (std::holds_alternative<DirtyStartArgs>(req.args) || std::holds_alternative<DirtyStopArgs>(req.args) ||
+      std::holds_alternative<DirtyGetArgs>(req.args))
+    return dirty_log(req, fds);
   if (std::holds_alternative<StatsArgs>(req.args) && h.vsmmu == 0) {
     auto r = server_.daemon_stats();
     r.connection_vsmmus = vsmmus_.size();
@@ -260,6 +273,45 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     return reply(ok(h, r));
   }
   on_vsmmu(req, fds);
+}
+
+// DIRTY_START, DIRTY_STOP, DIRTY_GET: the dirty log of the connection's guest RAM, on the connection's strand
+// (the tracker is thread-safe; the vSMMUs log their own writes into it from theirs).
+void Session::dirty_log(Request& req, std::vector<host::UniqueFd>& fds) {
+  const Header& h = req.header;
+  if (!memory_ || (memory_->regions() == 0 && std::holds_alternative<DirtyStartArgs>(req.args)))
+    return refuse(h, Refusal{ENOENT, h.op, "regions",
+                             "this connection has no guest RAM: ADD_REGION first, then DIRTY_START"});
+  if (std::holds_alternative<DirtyStartArgs>(req.args)) {
+    auto s = memory_->dirty_start();
+    if (!s) return refuse(h, "dirty", s.error());
+    DirtyStartReply r;
+    r.mode = static_cast<std::uint32_t>(s->mode == nesting::DirtyMode::hardware ? DirtyLogMode::hardware
+                                                                              : DirtyLogMode::conservative);
+    r.parents = static_cast<std::uint32_t>(s->parents);
+    r.tracking = static_cast<std::uint32_t>(s->tracking);
+    r.reason_len = static_cast<std::uint32_t>(s->reason.size());
+    if (s->mode == nesting::DirtyMode::conservative)
+      log::warn(kLog, "{}: dirty tracking on, conservative: {}", label_, s->reason);
+    else
+      log::info(kLog, "{}: dirty tracking on: {} of {} nest parent(s) in hardware", label_, s->tracking, s->parents);
+    return reply(ok(h, r, {bytes_of(s->reason)}));
+  }
+  if (std::holds_alternative<DirtyStopArgs>(req.args)) {
+    if (auto s = memory_->dirty_stop(); !s) return refuse(h, "dirty", s.error());
+    log::info(kLog, "{}: dirty tracking off", label_);
+    return reply(ok(h, EmptyReply{}));
+  }
+  const auto& g = std::get<DirtyGetArgs>(req.args);
+  if (!memory_->memory().dirty().tracking())
+    return refuse(h, Refusal{EINVAL, h.op, "dirty", "dirty tracking is off: DIRTY_START before DIRTY_GET"});
+  auto harvest = memory_->dirty_get(g.region_gpa, fds[0].get(), g.bitmap_offset, g.flags & kDirtyGetNoClear);
+  if (!harvest) return refuse(h, harvest.error().err == ENOENT ? "body.region_gpa" : "fds", harvest.error());
+  DirtyGetReply r;
+  r.pages = harvest->pages;
+  r.dirty = harvest->dirty;
+  r.flags = (harvest->conservative ? kDirtyConservative : 0u) | (harvest->removed ? kDirtyRemoved : 0u);
+  return reply(ok(h, r));
 }
 
 // The connection's guest RAM, made (its IOAS allocated) on the first request that needs it.
@@ -327,6 +379,13 @@ void Session::on_vsmmu(Request& req, std::vector<host::UniqueFd>& fds) {
         log::info(kLog, "{}: vSID {:#x} detached", v->label(), d->vsid);
         out = ok(h, EmptyReply{});
       }
+    } else if (std::holds_alternative<SaveStateArgs>(req.args)) {
+      auto saved = v->save_state(fd.get());
+      if (!saved) failed("state", saved.error());
+      else out = ok(h, SaveStateReply{.state_bytes = *saved});
+    } else if (auto* l = std::get_if<LoadStateArgs>(&req.args)) {
+      if (auto done = v->load_state(fd.get(), l->state_bytes); !done) failed("state", done.error());
+      else out = ok(h, EmptyReply{});
     } else if (auto* s = std::get_if<SetIrqArgs>(&req.args)) {
       v->set_irq(s->line, std::move(fd));
       out = ok(h, EmptyReply{});

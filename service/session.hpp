@@ -44,6 +44,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void handle(std::span<const std::byte> packet, std::vector<host::UniqueFd> fds);
   void execute(Request& request, std::vector<host::UniqueFd>& fds);
   void on_vsmmu(Request& request, std::vector<host::UniqueFd>& fds);
+  void dirty_log(Request& request, std::vector<host::UniqueFd>& fds);
   Result<void> guest_memory();
   void refuse(const Header& request, const Refusal& refusal, std::uint16_t extra_flags = 0);
   void refuse(const Header& request, std::string field, const Error& error, std::uint16_t extra_flags = 0);

@@ -43,6 +43,16 @@ class GuestHarness {
                                                              smmu::RegionMemory& ram, std::uint64_t gpa, std::uint64_t size,
                                                              const GuestHarnessConfig& config);
 
+  ~GuestHarness();
+
+  // Live migration of a remote guest (create_remote): the guest - its driver's state, and its tables, queues and
+  // buffers in RAM - goes on against `destination`, a vSMMU on another host that loaded this one's saved state,
+  // over `ram`, the destination VMM's copy of guest RAM (which must hold the harness's range and outlive it).
+  // Nothing is written to either: a guest does not know it moved. Returns the source's endpoint (the caller
+  // destroys the source vSMMU with it).
+  Result<std::unique_ptr<nesting::VsmmuEndpoint>> migrate(std::unique_ptr<nesting::VsmmuEndpoint> destination,
+                                                          smmu::RegionMemory& ram);
+
   // In process only (create, create_in).
   nesting::GuestMemory& memory() { return *memory_; }
   nesting::VirtualSmmu& vsmmu() { return *vsmmu_; }
@@ -67,7 +77,9 @@ class GuestHarness {
   Result<smmu::driver::DrainedEvents> events();
 
  private:
-  GuestHarness() = default;
+  class MovableEndpoint;  // create_remote: the vSMMU the guest talks to, replaced by migrate()
+  class MovableRam;       // create_remote: the guest's RAM, replaced by migrate()
+  GuestHarness();
   Result<void> start(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
   Result<void> start_driver(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
 
@@ -77,6 +89,9 @@ class GuestHarness {
   std::unique_ptr<nesting::VsmmuEndpoint> endpoint_;
   smmu::PhysicalMemory* view_ = nullptr;
   smmu::RegionMemory* remote_ram_ = nullptr;
+  MovableEndpoint* movable_endpoint_ = nullptr;           // endpoint_, when remote
+  std::unique_ptr<MovableRam> movable_ram_;               // view_, when remote
+  std::uint64_t gpa_ = 0, size_ = 0;
   std::optional<smmu::TablePageAllocator> pool_;
   std::optional<smmu::driver::SmmuDriver> driver_;
   std::map<std::uint16_t, std::unique_ptr<smmu::TableBuilder>> spaces_;

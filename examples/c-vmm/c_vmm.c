@@ -95,10 +95,13 @@ int main(int argc, char **argv) {
   struct vsmmu_create_args args;
   struct vsmmu_id_registers ids;
   struct vsmmu_stats stats;
+  struct vsmmu_dirty_info dirty_info;
+  struct vsmmu_dirty_result dirty;
   unsigned char *ram = MAP_FAILED;
-  uint32_t vsmmu = 0, idr0 = 0, idr1 = 0, idr5 = 0;
+  uint32_t vsmmu = 0, idr0 = 0, idr1 = 0, idr5 = 0, cons = 0;
+  uint64_t state_bytes = 0;
   unsigned log2size;
-  int memfd = -1, irq = -1, rc, status = 1;
+  int memfd = -1, irq = -1, bitmap = -1, state = -1, rc, status = 1;
 
   if (argc != 2) {
     fprintf(stderr, "usage: %s SOCKET   (the socket of `vsmmud --host sim --socket SOCKET`)\n", argv[0]);
@@ -178,8 +181,74 @@ int main(int argc, char **argv) {
   }
   printf("vSMMU %" PRIu32 ": %" PRIu64 " commands, %" PRIu64 " syncs, %" PRIu64 " host calls\n", vsmmu,
          stats.commands, stats.syncs, stats.host_calls);
-  status = stats.syncs == 1 ? 0 : 1;
-  if (status) fprintf(stderr, "c_vmm: the vSMMU counted %" PRIu64 " CMD_SYNCs, not 1\n", stats.syncs);
+  if (stats.syncs != 1) {
+    fprintf(stderr, "c_vmm: the vSMMU counted %" PRIu64 " CMD_SYNCs, not 1\n", stats.syncs);
+    goto out_vsmmu;
+  }
+
+  /* One round of live migration's dirty log: the pages of guest RAM devices wrote, one bit per 4 KiB page in a
+   * bitmap file the daemon writes (docs/protocol.md "Live migration (16-20)"). */
+  memset(&dirty_info, 0, sizeof dirty_info);
+  dirty_info.size = sizeof dirty_info;
+  if ((rc = vsmmu_client_dirty_start(client, &dirty_info))) {
+    failed(client, "DIRTY_START", rc);
+    goto out_vsmmu;
+  }
+  bitmap = memfd_create("c-vmm-dirty-bitmap", MFD_CLOEXEC);
+  if (bitmap < 0 || ftruncate(bitmap, 4096) != 0) {
+    perror("c_vmm: dirty bitmap memfd");
+    goto out_vsmmu;
+  }
+  memset(&dirty, 0, sizeof dirty);
+  dirty.size = sizeof dirty;
+  if ((rc = vsmmu_client_dirty_get(client, RAM_GPA, bitmap, 0, 0, &dirty))) {
+    failed(client, "DIRTY_GET", rc);
+    goto out_vsmmu;
+  }
+  printf("dirty log (%s%s%s): %" PRIu64 " of %" PRIu64 " pages dirty\n",
+         dirty_info.mode == VSMMU_DIRTY_MODE_HARDWARE ? "hardware" : "conservative",
+         dirty_info.reason[0] ? ": " : "", dirty_info.reason, dirty.dirty, dirty.pages);
+  if ((rc = vsmmu_client_dirty_stop(client))) {
+    failed(client, "DIRTY_STOP", rc);
+    goto out_vsmmu;
+  }
+  if (dirty.pages != RAM_SIZE / 4096 || dirty.dirty > dirty.pages) {
+    fprintf(stderr, "c_vmm: DIRTY_GET described %" PRIu64 " of %" PRIu64 " pages, not of %llu\n", dirty.dirty,
+            dirty.pages, RAM_SIZE / 4096);
+    goto out_vsmmu;
+  }
+
+  /* The vSMMU's state into a memfd, and back into a new vSMMU with the same device at the same vSID, as a
+   * destination VMM loads it: the guest's command queue is where it left it (IHI 0070 6.3.26-6.3.28). */
+  state = memfd_create("c-vmm-state", MFD_CLOEXEC);
+  if (state < 0) {
+    perror("c_vmm: state memfd");
+    goto out_vsmmu;
+  }
+  if ((rc = vsmmu_client_save_state(client, vsmmu, state, &state_bytes))) {
+    failed(client, "SAVE_STATE", rc);
+    goto out_vsmmu;
+  }
+  if ((rc = vsmmu_client_destroy_vsmmu(client, vsmmu))) {
+    failed(client, "DESTROY_VSMMU", rc);
+    goto out_region;
+  }
+  if ((rc = vsmmu_client_create_vsmmu(client, &args, &vsmmu, &ids))) {
+    failed(client, "CREATE_VSMMU (the restored vSMMU)", rc);
+    goto out_region;
+  }
+  if ((rc = vsmmu_client_load_state(client, vsmmu, state, state_bytes))) {
+    failed(client, "LOAD_STATE", rc);
+    goto out_vsmmu;
+  }
+  if ((rc = read32(client, vsmmu, SMMU_CMDQ_CONS, &cons))) {
+    failed(client, "reading CMDQ_CONS after LOAD_STATE", rc);
+    goto out_vsmmu;
+  }
+  printf("state: %" PRIu64 " bytes saved and loaded into vSMMU %" PRIu32 ", CMDQ_CONS %#" PRIx32 "\n", state_bytes,
+         vsmmu, cons);
+  status = cons == 1 ? 0 : 1;
+  if (status) fprintf(stderr, "c_vmm: the restored vSMMU's CMDQ_CONS is %#" PRIx32 ", not 0x1\n", cons);
 
 out_vsmmu:
   if ((rc = vsmmu_client_destroy_vsmmu(client, vsmmu))) status = failed(client, "DESTROY_VSMMU", rc);
@@ -187,6 +256,8 @@ out_region:
   if ((rc = vsmmu_client_remove_region(client, RAM_GPA))) status = failed(client, "REMOVE_REGION", rc);
 out:
   if (irq >= 0) close(irq);
+  if (bitmap >= 0) close(bitmap);
+  if (state >= 0) close(state);
   if (ram != MAP_FAILED) munmap(ram, RAM_SIZE);
   if (memfd >= 0) close(memfd);
   vsmmu_client_close(client);

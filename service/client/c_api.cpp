@@ -16,7 +16,12 @@ using namespace vsmmu::service;
 // The C names of the protocol's numbers are the protocol's numbers.
 static_assert(VSMMU_HOST_SIM == static_cast<std::uint32_t>(HostKind::sim));
 static_assert(VSMMU_HOST_KERNEL == static_cast<std::uint32_t>(HostKind::kernel));
-static_assert(VSMMU_FEATURE_POSTED_WRITES == kFeaturePostedWrites && VSMMU_FEATURE_SIM_DMA == kFeatureSimDma);
+static_assert(VSMMU_FEATURE_POSTED_WRITES == kFeaturePostedWrites && VSMMU_FEATURE_SIM_DMA == kFeatureSimDma &&
+              VSMMU_FEATURE_MIGRATION == kFeatureMigration);
+static_assert(VSMMU_DIRTY_MODE_HARDWARE == static_cast<std::uint32_t>(DirtyLogMode::hardware));
+static_assert(VSMMU_DIRTY_MODE_CONSERVATIVE == static_cast<std::uint32_t>(DirtyLogMode::conservative));
+static_assert(VSMMU_DIRTY_NO_CLEAR == kDirtyGetNoClear && VSMMU_DIRTY_CONSERVATIVE == kDirtyConservative &&
+              VSMMU_DIRTY_REMOVED == kDirtyRemoved && VSMMU_STATE_MAX_BYTES == kMaxStateBytes);
 static_assert(VSMMU_POLICY_BATCHED == static_cast<std::uint32_t>(Policy::batched));
 static_assert(VSMMU_POLICY_PER_COMMAND == static_cast<std::uint32_t>(Policy::per_command));
 static_assert(VSMMU_CREATE_GBPA_ABORT == kCreateGbpaAbort);
@@ -325,6 +330,54 @@ int vsmmu_client_sim_dma(vsmmu_client* client, const vsmmu_dma_args* args, vsmmu
     out.bytes = moved->reply.bytes;
     return copy_out(client, out, result, "result");
   });
+}
+
+int vsmmu_client_dirty_start(vsmmu_client* client, vsmmu_dirty_info* info) {
+  return guarded(client, [&](Client& c) {
+    auto started = c.dirty_start();
+    if (!started) return report(client, started.error());
+    if (!info) return 0;
+    vsmmu_dirty_info out{};
+    out.mode = static_cast<std::uint32_t>(started->mode);
+    out.parents = started->parents;
+    out.tracking = started->tracking;
+    set_text(out.reason, started->reason);
+    return copy_out(client, out, info, "info");
+  });
+}
+
+int vsmmu_client_dirty_stop(vsmmu_client* client) {
+  return guarded(client, [&](Client& c) { return done(client, c.dirty_stop()); });
+}
+
+int vsmmu_client_dirty_get(vsmmu_client* client, uint64_t region_gpa, int bitmap_fd, uint64_t bitmap_offset,
+                           uint32_t flags, vsmmu_dirty_result* result) {
+  return guarded(client, [&](Client& c) {
+    if (flags & ~VSMMU_DIRTY_NO_CLEAR)
+      return report(client, EINVAL, fmt::format("flags: unknown bits {:#x}", flags & ~VSMMU_DIRTY_NO_CLEAR));
+    auto round = c.dirty_get(region_gpa, bitmap_fd, bitmap_offset, flags);
+    if (!round) return report(client, round.error());
+    if (!result) return 0;
+    vsmmu_dirty_result out{};
+    out.flags = (round->conservative ? VSMMU_DIRTY_CONSERVATIVE : 0u) | (round->removed ? VSMMU_DIRTY_REMOVED : 0u);
+    out.pages = round->pages;
+    out.dirty = round->dirty;
+    return copy_out(client, out, result, "result");
+  });
+}
+
+int vsmmu_client_save_state(vsmmu_client* client, uint32_t handle, int fd, uint64_t* state_bytes) {
+  return guarded(client, [&](Client& c) {
+    if (!state_bytes) return report(client, EINVAL, "state_bytes: NULL");
+    auto saved = c.save_state_to(handle, fd);
+    if (!saved) return report(client, saved.error());
+    *state_bytes = *saved;
+    return 0;
+  });
+}
+
+int vsmmu_client_load_state(vsmmu_client* client, uint32_t handle, int fd, uint64_t state_bytes) {
+  return guarded(client, [&](Client& c) { return done(client, c.load_state_from(handle, fd, state_bytes)); });
 }
 
 }  // extern "C"

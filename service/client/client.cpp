@@ -1,9 +1,11 @@
 #include "service/client/client.hpp"
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -328,6 +330,90 @@ Result<SimDmaResult> Client::sim_dma(const SimDma& dma) {
                 result.reply.bytes, req.length, tail.size());
   result.data.assign(tail.begin(), tail.end());
   return result;
+}
+
+Result<DirtyStart> Client::dirty_start() {
+  std::lock_guard lock(mu_);
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::dirty_start, 0, DirtyStartRequest{}));
+  std::span<const std::byte> tail;
+  VSMMU_TRY_ASSIGN(const DirtyStartReply reply, decode<DirtyStartReply>(Op::dirty_start, packet, &tail));
+  if (reply.reason_len != tail.size())
+    return fail(EPROTO, where(Op::dirty_start), "the reply announces a {}-byte reason and carries {} bytes",
+                reply.reason_len, tail.size());
+  if (reply.mode != static_cast<std::uint32_t>(DirtyLogMode::hardware) &&
+      reply.mode != static_cast<std::uint32_t>(DirtyLogMode::conservative))
+    return fail(EPROTO, where(Op::dirty_start), "the reply's mode {} is neither 1 (hardware) nor 2 (conservative)",
+                reply.mode);
+  return DirtyStart{static_cast<DirtyLogMode>(reply.mode), std::string(as_text(tail)), reply.parents, reply.tracking};
+}
+
+Result<void> Client::dirty_stop() {
+  std::lock_guard lock(mu_);
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::dirty_stop, 0, DirtyStopRequest{}));
+  return decode_empty(Op::dirty_stop, packet);
+}
+
+Result<DirtyRound> Client::dirty_get(std::uint64_t region_gpa, int bitmap_fd, std::uint64_t bitmap_offset,
+                                     std::uint32_t flags) {
+  DirtyGetRequest req;
+  req.flags = flags;
+  req.region_gpa = region_gpa;
+  req.bitmap_offset = bitmap_offset;
+  std::lock_guard lock(mu_);
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::dirty_get, 0, req, {}, one_fd(bitmap_fd)));
+  VSMMU_TRY_ASSIGN(const DirtyGetReply reply, decode<DirtyGetReply>(Op::dirty_get, packet));
+  if (reply.dirty > reply.pages)
+    return fail(EPROTO, where(Op::dirty_get), "the reply says {} of {} pages are dirty", reply.dirty, reply.pages);
+  return DirtyRound{reply.pages, reply.dirty, (reply.flags & kDirtyConservative) != 0,
+                    (reply.flags & kDirtyRemoved) != 0};
+}
+
+Result<std::uint64_t> Client::save_state_to(std::uint32_t handle, int fd) {
+  std::lock_guard lock(mu_);
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::save_state, handle, SaveStateRequest{}, {}, one_fd(fd)));
+  VSMMU_TRY_ASSIGN(const SaveStateReply reply, decode<SaveStateReply>(Op::save_state, packet));
+  return reply.state_bytes;
+}
+
+Result<void> Client::load_state_from(std::uint32_t handle, int fd, std::uint64_t state_bytes) {
+  LoadStateRequest req;
+  req.state_bytes = state_bytes;
+  std::lock_guard lock(mu_);
+  VSMMU_TRY_ASSIGN(const Packet packet, call(Op::load_state, handle, req, {}, one_fd(fd)));
+  return decode_empty(Op::load_state, packet);
+}
+
+Result<std::vector<std::byte>> Client::save_state(std::uint32_t handle) {
+  host::UniqueFd fd(::memfd_create("vsmmu-state", MFD_CLOEXEC));
+  if (!fd) return fail(errno, where(Op::save_state), "memfd_create for the state: {}", std::strerror(errno));
+  VSMMU_TRY_ASSIGN(const std::uint64_t bytes, save_state_to(handle, fd.get()));
+  if (bytes > kMaxStateBytes)
+    return fail(EPROTO, where(Op::save_state), "the reply says the state has {} bytes, more than the {} a state may have",
+                bytes, kMaxStateBytes);
+  std::vector<std::byte> state(bytes);
+  for (std::size_t done = 0; done < state.size();) {
+    const ssize_t n = ::pread(fd.get(), state.data() + done, state.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return fail(n < 0 ? errno : EPROTO, where(Op::save_state), "reading the state back at {} of {} bytes: {}", done,
+                  state.size(), n < 0 ? std::strerror(errno) : "the daemon wrote less than it says");
+    done += static_cast<std::size_t>(n);
+  }
+  return state;
+}
+
+Result<void> Client::load_state(std::uint32_t handle, std::span<const std::byte> state) {
+  host::UniqueFd fd(::memfd_create("vsmmu-state", MFD_CLOEXEC));
+  if (!fd) return fail(errno, where(Op::load_state), "memfd_create for the state: {}", std::strerror(errno));
+  for (std::size_t done = 0; done < state.size();) {
+    const ssize_t n = ::pwrite(fd.get(), state.data() + done, state.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return fail(n < 0 ? errno : EIO, where(Op::load_state), "writing the state into a memfd at {} of {} bytes: {}",
+                  done, state.size(), n < 0 ? std::strerror(errno) : "nothing written");
+    done += static_cast<std::size_t>(n);
+  }
+  return load_state_from(handle, fd.get(), state.size());
 }
 
 PostedFailures Client::take_posted_failures() {

@@ -65,6 +65,21 @@ struct SimDmaResult {
   std::vector<std::byte> data;             // a read's bytes (reply.bytes of them)
 };
 
+// DIRTY_START's answer: how the daemon tracks the VM's dirty pages (docs/protocol.md "Live migration").
+struct DirtyStart {
+  DirtyLogMode mode = DirtyLogMode::hardware;
+  std::string reason;                      // conservative: which nest parent cannot track, and why
+  std::uint32_t parents = 0;               // nest parents on the VM's IOAS
+  std::uint32_t tracking = 0;              //   of which track in hardware
+};
+// One region's DIRTY_GET: its bitmap is in the VMM's file.
+struct DirtyRound {
+  std::uint64_t pages = 0;                 // bits that describe the region
+  std::uint64_t dirty = 0;                 // of which set
+  bool conservative = false;               // every page reported (no exact information this round)
+  bool removed = false;                    // the region was removed: its last bits
+};
+
 // A posted MMIO write the daemon could not do (an ASYNC reply).
 struct PostedFailure {
   std::uint32_t vsmmu = 0;
@@ -130,6 +145,24 @@ class Client {
 
   // ---- the simulated host only
   Result<SimDmaResult> sim_dma(const SimDma& dma);
+
+  // ---- live migration (kFeatureMigration; docs/protocol.md "Live migration (16-20)")
+  bool migration() const { return (hello_.features & kFeatureMigration) != 0; }
+  // The VM's dirty log, over all of this connection's guest RAM.
+  Result<DirtyStart> dirty_start();
+  Result<void> dirty_stop();
+  // The dirty bitmap of the region at `region_gpa`, written by the daemon into `bitmap_fd` (borrowed; a memfd at
+  // least bitmap_offset + 8 * ceil(pages / 64) bytes long) at `bitmap_offset` (page aligned). `flags`:
+  // kDirtyGetNoClear.
+  Result<DirtyRound> dirty_get(std::uint64_t region_gpa, int bitmap_fd, std::uint64_t bitmap_offset = 0,
+                               std::uint32_t flags = 0);
+  // The vSMMU's state written by the daemon into `fd` (borrowed: a memfd; truncated, written from 0); its length.
+  Result<std::uint64_t> save_state_to(std::uint32_t handle, int fd);
+  // Loads `state_bytes` from offset 0 of `fd` (borrowed) into the vSMMU.
+  Result<void> load_state_from(std::uint32_t handle, int fd, std::uint64_t state_bytes);
+  // The same through a memfd the client makes.
+  Result<std::vector<std::byte>> save_state(std::uint32_t handle);
+  Result<void> load_state(std::uint32_t handle, std::span<const std::byte> state);
 
   // The posted writes that failed since the last call: those met while reading replies, and those already
   // waiting on the socket (read without blocking).

@@ -139,12 +139,8 @@ Result<std::uint64_t> RemoteVsmmu::host_objects() const {
   return reply.host_objects;
 }
 
-// Replaced by the SAVE_STATE / LOAD_STATE messages (issue 13, in progress).
-Result<std::vector<std::byte>> RemoteVsmmu::save_state() {
-  return fail(ENOSYS, "vsmmu.client", "SAVE_STATE is not implemented yet");
-}
-Result<void> RemoteVsmmu::load_state(std::span<const std::byte>) {
-  return fail(ENOSYS, "vsmmu.client", "LOAD_STATE is not implemented yet");
-}
+Result<std::vector<std::byte>> RemoteVsmmu::save_state() { return client_.save_state(handle_); }
+
+Result<void> RemoteVsmmu::load_state(std::span<const std::byte> state) { return client_.load_state(handle_, state); }
 
 }  // namespace vsmmu::service

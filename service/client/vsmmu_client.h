@@ -43,6 +43,7 @@ struct vsmmu_client;
 /* Features the daemon agreed to (vsmmu_daemon_info.features). */
 #define VSMMU_FEATURE_POSTED_WRITES (1ull << 0)
 #define VSMMU_FEATURE_SIM_DMA (1ull << 1)
+#define VSMMU_FEATURE_MIGRATION (1ull << 2) /* vsmmu_client_dirty_*, vsmmu_client_save_state/load_state */
 
 /* How guest invalidations reach the host (vsmmu_create_args.policy). */
 #define VSMMU_POLICY_BATCHED 0u     /* one host call per vIOMMU between two CMD_SYNCs */
@@ -156,6 +157,34 @@ struct vsmmu_dma_result {
   uint64_t bytes;   /* bytes moved before it stopped */
 };
 
+/* Live migration (docs/protocol.md "Live migration (16-20)"). */
+/* vsmmu_dirty_info.mode */
+#define VSMMU_DIRTY_MODE_HARDWARE 1u     /* a round reports exactly the pages devices and the vSMMU wrote */
+#define VSMMU_DIRTY_MODE_CONSERVATIVE 2u /* some nest parent cannot track: every round reports every page */
+/* vsmmu_client_dirty_get's flags */
+#define VSMMU_DIRTY_NO_CLEAR (1u << 0)   /* report without clearing */
+/* vsmmu_dirty_result.flags */
+#define VSMMU_DIRTY_CONSERVATIVE (1u << 0) /* every page reported: no exact information this round */
+#define VSMMU_DIRTY_REMOVED (1u << 1)      /* the region was removed while tracking: its last bits */
+/* The largest state vsmmu_client_load_state takes. */
+#define VSMMU_STATE_MAX_BYTES (64ull << 20)
+
+/* How the daemon tracks the VM's dirty pages (vsmmu_client_dirty_start). */
+struct vsmmu_dirty_info {
+  uint32_t size;
+  uint32_t mode;      /* VSMMU_DIRTY_MODE_* */
+  uint32_t parents;   /* nest parents on the VM's IOAS */
+  uint32_t tracking;  /* of which track dirty pages in hardware */
+  char reason[512];   /* conservative: which nest parent cannot track and why, NUL-terminated (cut to fit) */
+};
+/* One region's round (vsmmu_client_dirty_get). */
+struct vsmmu_dirty_result {
+  uint32_t size;
+  uint32_t flags;     /* VSMMU_DIRTY_CONSERVATIVE, VSMMU_DIRTY_REMOVED */
+  uint64_t pages;     /* bits that describe the region */
+  uint64_t dirty;     /* of which set */
+};
+
 /* Connects to the daemon and says HELLO. On failure *client is NULL and vsmmu_client_last_error(NULL) says why
  * (per thread). */
 VSMMU_CLIENT_API int vsmmu_client_connect(const char *socket_path, struct vsmmu_client **client);
@@ -198,6 +227,23 @@ VSMMU_CLIENT_API int vsmmu_client_stats(struct vsmmu_client *client, uint32_t ha
 
 VSMMU_CLIENT_API int vsmmu_client_sim_dma(struct vsmmu_client *client, const struct vsmmu_dma_args *args,
                                           struct vsmmu_dma_result *result);
+
+/* Live migration. The VM's dirty log over all of the client's guest RAM: on (`info` may be NULL) and off. */
+VSMMU_CLIENT_API int vsmmu_client_dirty_start(struct vsmmu_client *client, struct vsmmu_dirty_info *info);
+VSMMU_CLIENT_API int vsmmu_client_dirty_stop(struct vsmmu_client *client);
+/* The dirty bitmap of the region that starts at region_gpa, written by the daemon into `bitmap_fd` (a memfd at
+ * least bitmap_offset + 8 * ceil(pages / 64) bytes long) at `bitmap_offset` (page aligned): bit i is the page
+ * at region_gpa + i * 4096, bit i % 8 of byte i / 8. `flags`: VSMMU_DIRTY_NO_CLEAR. `result` may be NULL. */
+VSMMU_CLIENT_API int vsmmu_client_dirty_get(struct vsmmu_client *client, uint64_t region_gpa, int bitmap_fd,
+                                            uint64_t bitmap_offset, uint32_t flags, struct vsmmu_dirty_result *result);
+/* The vSMMU's state, written by the daemon into `fd` (a memfd: truncated to the state's length, written from
+ * offset 0); *state_bytes is its length. */
+VSMMU_CLIENT_API int vsmmu_client_save_state(struct vsmmu_client *client, uint32_t handle, int fd,
+                                             uint64_t *state_bytes);
+/* Loads state_bytes of a saved state from offset 0 of `fd` into a vSMMU created with the source's wishes and
+ * devices (same vSIDs) that the guest has not programmed. */
+VSMMU_CLIENT_API int vsmmu_client_load_state(struct vsmmu_client *client, uint32_t handle, int fd,
+                                             uint64_t state_bytes);
 
 #ifdef __cplusplus
 }

@@ -142,37 +142,6 @@ TEST(Vsmmud, TwoClientsAtOnce) {
 
 // ---- what no client library sends
 
-struct RawReply {
-  Header header;
-  Refusal refusal;
-};
-RawReply roundtrip(int fd, std::span<const std::byte> packet, std::span<const int> fds = {}) {
-  RawReply r{};
-  EXPECT_TRUE(send_packet(fd, packet, fds));
-  std::vector<std::byte> buf(1 << 17);
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, 5000) != 1) {
-    ADD_FAILURE() << "no reply within 5 s";
-    return r;
-  }
-  auto got = receive_packet(fd, buf, 4);
-  if (!got) {
-    ADD_FAILURE() << got.error();
-    return r;
-  }
-  Packet packet_in;
-  auto bad = parse_header(std::span(buf.data(), got->size), false, packet_in);
-  EXPECT_FALSE(bad) << bad->to_string();
-  r.header = packet_in.header;
-  if (r.header.status != 0) r.refusal = parse_error(packet_in);
-  return r;
-}
-std::vector<std::byte> hello_packet() {
-  Header h;
-  h.op = static_cast<std::uint16_t>(Op::hello);
-  h.tag = 1;
-  return build(h, HelloRequest{});
-}
 std::vector<std::byte> stats_packet(std::uint64_t tag) {
   Header h;
   h.op = static_cast<std::uint16_t>(Op::stats);
@@ -224,8 +193,8 @@ TEST(Vsmmud, MalformedRequestsAreAnsweredAndTheConnectionLives) {
   }
   {
     Header h;
-    h.op = static_cast<std::uint16_t>(Op::dirty_start);
-    cases.push_back({"a reserved op (live migration)", build(h, StatsRequest{}), false, ENOSYS, nullptr});
+    h.op = 14;
+    cases.push_back({"a reserved op", build(h, StatsRequest{}), false, ENOSYS, "header.op"});
   }
   {
     Header h;

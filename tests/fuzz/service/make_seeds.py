@@ -10,7 +10,7 @@ import struct
 
 HELLO, CREATE, DESTROY, ADD_REGION, REMOVE_REGION, ATTACH, DETACH, MMIO_READ, MMIO_WRITE, SET_IRQ, STATS, \
     SIM_DMA = range(1, 13)
-DIRTY_START = 16
+DIRTY_START, DIRTY_STOP, DIRTY_GET, SAVE_STATE, LOAD_STATE = range(16, 21)
 POSTED = 1 << 1
 MAGIC = 0x554d4d53
 KERNEL = 4
@@ -93,8 +93,13 @@ SEEDS = {
     'stats_vsmmu': context() + packet(STATS, sized('<II', 0), vsmmu=2),
     'sim_dma_write': context() + sim_dma(b'nic0.dma', 0x1000, 8, b'\x11' * 8),
     'sim_dma_read_ssid': context(0, 0, True) + sim_dma(b'nic0.dma', 0x2000, 64, read=True, ssid=1),
+    'dirty_start': context() + packet(DIRTY_START, sized('<II', 0)),
+    'dirty_stop': context() + packet(DIRTY_STOP, sized('<II', 0)),
+    'dirty_get_no_clear': context(1) + packet(DIRTY_GET, sized('<IIQQ', 1, 0x40000000, 0x1000)),
+    'save_state': context(1) + packet(SAVE_STATE, sized('<II', 0), vsmmu=1),
+    'load_state': context(1) + packet(LOAD_STATE, sized('<IIQ', 0, 4096), vsmmu=1),
     # refused: a reserved op (ENOSYS), and a longer body whose extra bytes are zero (accepted) or not (E2BIG)
-    'dirty_start': context() + packet(DIRTY_START, sized('<II', 0), vsmmu=1),
+    'reserved_op': context() + packet(14, sized('<II', 0), vsmmu=1),
     'mmio_read_longer_zero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 0), vsmmu=1),
     'mmio_read_longer_nonzero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 1), vsmmu=1),
 }

@@ -50,7 +50,10 @@ bool ends_in_64_bits(std::uint64_t start, std::uint64_t length) {
 // The fds a decoded request may have come with, per op and host.
 void check_fds(Op op, const RequestArgs& args, std::size_t fds, HostKind host) {
   switch (op) {
-    case Op::add_region: check(fds == 1, "ADD_REGION decoded without exactly one fd"); return;
+    case Op::add_region:
+    case Op::dirty_get:
+    case Op::save_state:
+    case Op::load_state: check(fds == 1, "a request that needs one fd decoded without exactly one"); return;
     case Op::set_irq:
       check(fds <= 1, "SET_IRQ decoded with more than one fd");
       check(std::get<SetIrqArgs>(args).has_fd == (fds == 1), "SET_IRQ has_fd differs from the fds");
@@ -77,9 +80,12 @@ void check_request(const Request& r, std::span<const std::byte> packet, std::siz
   check(std::memcmp(&h, &r.header, sizeof h) == 0, "the decoded header is not the packet's");
   check(h.size == packet.size() && packet.size() <= context.max_message, "a packet of the wrong size decoded");
   check(h.status == 0 && (h.flags & ~kFlagPosted) == 0, "a request decoded with a daemon's flag or a status");
-  check(h.op >= 1 && h.op <= 12, "an unknown or reserved op decoded");
+  check((h.op >= 1 && h.op <= 12) || (h.op >= 16 && h.op <= 20), "an unknown or reserved op decoded");
+  check(!op_reserved(h.op), "a reserved op decoded");
   const auto op = static_cast<Op>(h.op);
-  check(r.args.index() == static_cast<std::size_t>(h.op - 1), "the decoded arguments are not the op's");
+  // RequestArgs lists the ops in order: 1-12, then 16-20.
+  const std::size_t index = h.op <= 12 ? h.op - 1u : h.op - 4u;
+  check(r.args.index() == index, "the decoded arguments are not the op's");
   check(!(h.flags & kFlagPosted) || op == Op::mmio_write, "a posted request other than MMIO_WRITE decoded");
   switch (op) {
     case Op::destroy_vsmmu:
@@ -87,7 +93,9 @@ void check_request(const Request& r, std::span<const std::byte> packet, std::siz
     case Op::detach_device:
     case Op::mmio_read:
     case Op::mmio_write:
-    case Op::set_irq: check(h.vsmmu != 0, "a request on a vSMMU decoded without one"); break;
+    case Op::set_irq:
+    case Op::save_state:
+    case Op::load_state: check(h.vsmmu != 0, "a request on a vSMMU decoded without one"); break;
     case Op::stats: break;
     default: check(h.vsmmu == 0, "a request not on a vSMMU decoded naming one"); break;
   }
@@ -120,6 +128,11 @@ void check_request(const Request& r, std::span<const std::byte> packet, std::siz
     check(mw->posted == ((h.flags & kFlagPosted) != 0), "MMIO_WRITE posted differs from the header");
   } else if (const auto* s = std::get_if<SetIrqArgs>(&r.args)) {
     check(static_cast<std::uint32_t>(s->line) <= 2, "SET_IRQ of an unknown line");
+  } else if (const auto* g = std::get_if<DirtyGetArgs>(&r.args)) {
+    check((g->flags & ~kDirtyGetNoClear) == 0, "DIRTY_GET with an unknown flag");
+    check(g->region_gpa % kRegionAlign == 0 && g->bitmap_offset % kBitmapAlign == 0, "DIRTY_GET unaligned");
+  } else if (const auto* l = std::get_if<LoadStateArgs>(&r.args)) {
+    check(l->state_bytes > 0 && l->state_bytes <= kMaxStateBytes, "LOAD_STATE of no state or one above the cap");
   } else if (const auto* d = std::get_if<SimDmaArgs>(&r.args)) {
     check(context.host == HostKind::sim, "SIM_DMA decoded on the kernel host");
     check_name(d->engine, false, "DMA engine");

@@ -22,6 +22,8 @@ TEST(OpsTarget, RequestsOnAVsmmuWithoutOneAreRefused) {
       mmio_read(0, 4, 0),
       mmio_write(0, 4, 0, 0, 0),
       set_irq(0, 0),
+      build(request(Op::save_state, 0), SaveStateRequest{}),
+      build(request(Op::load_state, 0), LoadStateRequest{.state_bytes = 64}),
   };
   for (const auto& packet : need)
     EXPECT_TRUE(refused(decode(packet), EINVAL, "header.vsmmu", "CREATE_VSMMU's reply"));
@@ -41,6 +43,11 @@ TEST(OpsTarget, RequestsNotForAVsmmuThatNameOneAreRefused) {
   EXPECT_TRUE(refused(decode(with_vsmmu(build(request(Op::remove_region), RemoveRegionRequest{}))), EINVAL,
                       "header.vsmmu"));
   EXPECT_TRUE(refused(decode(with_vsmmu(dma_read("nic0.dma", 0, 8))), EINVAL, "header.vsmmu"));
+  // "Live migration (16-20)": the dirty log is the VM's, not one vSMMU's.
+  EXPECT_TRUE(refused(decode(with_vsmmu(build(request(Op::dirty_start), DirtyStartRequest{}))), EINVAL, "header.vsmmu",
+                      "DIRTY_START is not addressed to a vSMMU"));
+  EXPECT_TRUE(refused(decode(with_vsmmu(build(request(Op::dirty_stop), DirtyStopRequest{}))), EINVAL, "header.vsmmu"));
+  EXPECT_TRUE(refused(decode(with_vsmmu(build(request(Op::dirty_get), DirtyGetRequest{})), 1), EINVAL, "header.vsmmu"));
 }
 
 // docs/protocol.md, STATS: a vSMMU's figures with a handle, the connection's and the daemon's without.
@@ -304,6 +311,57 @@ TEST(OpsSimDma, AReadWhoseReplyWouldExceedMaxMessageIsEmsgsize) {
 TEST(OpsSimDma, ADmaWhoseEndPasses64BitsIsRefused) {
   EXPECT_TRUE(decode(dma_read("e", kMax64 - 7, 7)));
   EXPECT_TRUE(refused(decode(dma_read("e", kMax64 - 7, 8)), EINVAL, "body.length", "iova +"));
+}
+
+// ---- live migration (docs/protocol.md, "Live migration (16-20)")
+
+TEST(OpsDirty, StartDefinesNoFlagsAndStopsReservedMustBeZero) {
+  DirtyStartRequest start;
+  start.flags = 1;
+  EXPECT_TRUE(refused(decode(build(request(Op::dirty_start), start)), EINVAL, "body.flags", "defines no flags"));
+  DirtyStopRequest stop;
+  stop.reserved = 4;
+  EXPECT_TRUE(refused(decode(build(request(Op::dirty_stop), stop)), EINVAL, "body.reserved", "must be zero"));
+}
+
+TEST(OpsDirty, GetTakesNoClearOnlyAndPageAlignedAddresses) {
+  auto get = [](std::uint32_t flags, std::uint64_t gpa, std::uint64_t offset) {
+    DirtyGetRequest g;
+    g.flags = flags;
+    g.region_gpa = gpa;
+    g.bitmap_offset = offset;
+    return decode(build(request(Op::dirty_get), g), 1);
+  };
+  EXPECT_TRUE(get(kDirtyGetNoClear, 0x40000000, 0x1000));
+  EXPECT_TRUE(refused(get(2, 0x40000000, 0), EINVAL, "body.flags", "unknown bits 0x2"));
+  EXPECT_TRUE(refused(get(0, 0x40000800, 0), EINVAL, "body.region_gpa", "4 KiB page"));
+  EXPECT_TRUE(refused(get(0, 0x40000000, 8), EINVAL, "body.bitmap_offset", "maps the bitmap file"));
+  // A tail after the body is refused like any other op's.
+  const std::byte extra[4] = {};
+  EXPECT_TRUE(refused(decode(build(request(Op::dirty_get), DirtyGetRequest{}, {std::span<const std::byte>(extra)}), 1),
+                      EINVAL, "tail"));
+}
+
+TEST(OpsState, SaveReservedMustBeZero) {
+  SaveStateRequest s;
+  s.reserved = 1;
+  EXPECT_TRUE(refused(decode(build(request(Op::save_state, 1), s), 1), EINVAL, "body.reserved"));
+}
+
+// A state is its 32-byte header and a body of kilobytes (nesting/migration_state.hpp): none, or one larger than
+// 64 MiB, is not a saved state.
+TEST(OpsState, LoadTakesOneTo64MibAndNoFlags) {
+  auto load = [](std::uint32_t flags, std::uint64_t bytes) {
+    LoadStateRequest l;
+    l.flags = flags;
+    l.state_bytes = bytes;
+    return decode(build(request(Op::load_state, 1), l), 1);
+  };
+  EXPECT_TRUE(load(0, 1));
+  EXPECT_TRUE(load(0, kMaxStateBytes));
+  EXPECT_TRUE(refused(load(0, 0), EINVAL, "body.state_bytes", "is 0"));
+  EXPECT_TRUE(refused(load(0, kMaxStateBytes + 1), E2BIG, "body.state_bytes", "not a saved state"));
+  EXPECT_TRUE(refused(load(1, 64), EINVAL, "body.flags", "defines no flags"));
 }
 
 }  // namespace

@@ -66,10 +66,61 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(sizeof(SimDmaReply), 16u);
   EXPECT_EQ(sizeof(ErrorReply), 16u);
   EXPECT_EQ(offsetof(ErrorReply, field_len), 8u);
+  // "Live migration (16-20)"
+  EXPECT_EQ(sizeof(DirtyStartRequest), 8u);
+  EXPECT_EQ(offsetof(DirtyStartRequest, flags), 4u);
+  EXPECT_EQ(sizeof(DirtyStartReply), 20u);
+  EXPECT_EQ(offsetof(DirtyStartReply, mode), 4u);
+  EXPECT_EQ(offsetof(DirtyStartReply, parents), 8u);
+  EXPECT_EQ(offsetof(DirtyStartReply, tracking), 12u);
+  EXPECT_EQ(offsetof(DirtyStartReply, reason_len), 16u);
+  EXPECT_EQ(sizeof(DirtyStopRequest), 8u);
+  EXPECT_EQ(sizeof(DirtyGetRequest), 24u);
+  EXPECT_EQ(offsetof(DirtyGetRequest, flags), 4u);
+  EXPECT_EQ(offsetof(DirtyGetRequest, region_gpa), 8u);
+  EXPECT_EQ(offsetof(DirtyGetRequest, bitmap_offset), 16u);
+  EXPECT_EQ(sizeof(DirtyGetReply), 24u);
+  EXPECT_EQ(offsetof(DirtyGetReply, flags), 4u);
+  EXPECT_EQ(offsetof(DirtyGetReply, pages), 8u);
+  EXPECT_EQ(offsetof(DirtyGetReply, dirty), 16u);
+  EXPECT_EQ(sizeof(SaveStateRequest), 8u);
+  EXPECT_EQ(sizeof(SaveStateReply), 16u);
+  EXPECT_EQ(offsetof(SaveStateReply, state_bytes), 8u);
+  EXPECT_EQ(sizeof(LoadStateRequest), 16u);
+  EXPECT_EQ(offsetof(LoadStateRequest, flags), 4u);
+  EXPECT_EQ(offsetof(LoadStateRequest, state_bytes), 8u);
+  EXPECT_EQ(kFeatureMigration, 1u << 2);
+  EXPECT_EQ(static_cast<std::uint32_t>(DirtyLogMode::hardware), 1u);
+  EXPECT_EQ(static_cast<std::uint32_t>(DirtyLogMode::conservative), 2u);
+  EXPECT_EQ(kDirtyGetNoClear, 1u);
+  EXPECT_EQ(kDirtyConservative, 1u);
+  EXPECT_EQ(kDirtyRemoved, 2u);
 }
 
 // docs/protocol.md, "Ops": every request a VMM builds with build() comes out of decode_request as it went in.
 TEST(ProtocolFormat, EveryRequestBuiltWithBuildDecodesToWhatWasSent) {
+  {
+    EXPECT_TRUE(std::holds_alternative<DirtyStartArgs>(decode(build(request(Op::dirty_start), DirtyStartRequest{}))->args));
+    EXPECT_TRUE(std::holds_alternative<DirtyStopArgs>(decode(build(request(Op::dirty_stop), DirtyStopRequest{}))->args));
+    DirtyGetRequest g;
+    g.flags = kDirtyGetNoClear;
+    g.region_gpa = 0x40200000;
+    g.bitmap_offset = 0x3000;
+    auto r = decode(build(request(Op::dirty_get), g), 1);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<DirtyGetArgs>(r).region_gpa, 0x40200000u);
+    EXPECT_EQ(args<DirtyGetArgs>(r).bitmap_offset, 0x3000u);
+    EXPECT_EQ(args<DirtyGetArgs>(r).flags, kDirtyGetNoClear);
+    r = decode(build(request(Op::save_state, 4), SaveStateRequest{}), 1);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(std::holds_alternative<SaveStateArgs>(r->args));
+    EXPECT_EQ(r->header.vsmmu, 4u);
+    LoadStateRequest l;
+    l.state_bytes = 1234;
+    r = decode(build(request(Op::load_state, 4), l), 1);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(args<LoadStateArgs>(r).state_bytes, 1234u);
+  }
   {
     HelloRequest h;
     h.features = kFeaturePostedWrites;
@@ -258,28 +309,32 @@ TEST(ProtocolHeader, AnUnknownOpIsRefusedWithEnosys) {
   }
 }
 
-// docs/protocol.md, "Reserved: live migration (13-31)": 13-31 are kept for live migration; every one is answered
-// ENOSYS with that reason, whatever its body or fds, so a client can probe for them.
-TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosysSayingItIsForLiveMigration) {
+// docs/protocol.md, "Ops": 13-15 and 21-31 are reserved; every one is answered ENOSYS, whatever its body or fds,
+// so a client can probe for them. 16-20 are live migration's ("Live migration (16-20)").
+TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
   for (std::uint16_t op = 13; op <= kLastOp; ++op) {
     SCOPED_TRACE(op);
     Header h;
     h.op = op;
     h.vsmmu = 1;
-    EXPECT_TRUE(refused(decode(build(h, StatsRequest{}), 1), ENOSYS, "header.op",
-                        "reserved for live migration (docs/protocol.md); this daemon does not implement it"));
+    const bool migration = op >= 16 && op <= 20;
+    EXPECT_EQ(op_reserved(op), !migration);
+    EXPECT_TRUE(op_known(op));
+    if (!migration) {
+      EXPECT_TRUE(refused(decode(build(h, StatsRequest{}), 1), ENOSYS, "header.op",
+                          "is reserved (docs/protocol.md); this daemon does not implement it"));
+    }
   }
+  EXPECT_EQ(op_name(16), "DIRTY_START");
+  EXPECT_EQ(op_name(20), "LOAD_STATE");
   Header h;
-  h.op = static_cast<std::uint16_t>(Op::dirty_start);
-  auto r = decode(raw(h, {}));
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().to_string().rfind("DIRTY_START: header.op: 16 (DIRTY_START) is reserved", 0), 0u)
-      << r.error().to_string();
   h.op = 14;
-  r = decode(raw(h, {}));
+  auto r = decode(raw(h, {}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().to_string().rfind("op 14: header.op: 14 is reserved", 0), 0u)
       << r.error().to_string();
+  h.op = 21;
+  EXPECT_TRUE(refused(decode(raw(h, {})), ENOSYS, "header.op", "21 is reserved"));
 }
 
 // docs/protocol.md, "Header": flags the protocol does not define are refused, not ignored.
@@ -332,6 +387,8 @@ TEST(ProtocolFds, AnFdWhereNoneBelongsIsRefused) {
       mmio_write(0, 4, 0),
       build(request(Op::stats), StatsRequest{}),
       dma_read("nic0.dma", 0, 8),
+      build(request(Op::dirty_start), DirtyStartRequest{}),
+      build(request(Op::dirty_stop), DirtyStopRequest{}),
   };
   for (const auto& packet : none) {
     Packet p;
@@ -353,6 +410,19 @@ TEST(ProtocolFds, NoFdWhereOneIsNeededIsEbadfAndTwoAreRefused) {
   EXPECT_TRUE(refused(decode_kernel(attach(""), 0), EBADF, "fds", "VFIO cdev"));
   EXPECT_TRUE(refused(decode_kernel(attach(""), 2), EINVAL, "fds"));
   EXPECT_TRUE(refused(decode(set_irq(0), 2), EINVAL, "fds", "one eventfd, or none"));
+  // "Live migration (16-20)": DIRTY_GET's bitmap file, SAVE_STATE's and LOAD_STATE's state file.
+  LoadStateRequest load;
+  load.state_bytes = 64;
+  for (const auto& packet : {build(request(Op::dirty_get), DirtyGetRequest{}),
+                             build(request(Op::save_state, 1), SaveStateRequest{}),
+                             build(request(Op::load_state, 1), load)}) {
+    Packet p;
+    ASSERT_FALSE(parse_header(packet, true, p));
+    SCOPED_TRACE(op_name(p.header.op));
+    EXPECT_TRUE(decode(packet, 1)) << decode(packet, 1).error().to_string();
+    EXPECT_TRUE(refused(decode(packet, 0), EBADF, "fds", "SCM_RIGHTS"));
+    EXPECT_TRUE(refused(decode(packet, 2), EINVAL, "fds", "exactly one"));
+  }
 }
 
 // docs/protocol.md, "Errors": what the daemon refuses comes back to the client as the same errno, op, field and

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -489,6 +490,104 @@ TEST_F(ClientTest, RemoteVsmmuIsAVsmmuEndpointOverTheDaemon) {
   EXPECT_EQ(stats.syncs, 3u);
   EXPECT_EQ(stats.host_time, std::chrono::nanoseconds(1500));
   vsmmu->reset();  // DESTROY_VSMMU
+}
+
+// docs/protocol.md "Live migration (16-20)": each op carries its one fd (the VMM's bitmap or state file, the
+// daemon's own copy of it), and its reply reads back into what the VMM uses.
+TEST_F(ClientTest, MigrationOpsCarryTheirFileAndDecodeTheirReplies) {
+  const std::string reason = "physical SMMU 0 cannot track dirty pages";
+  const std::vector<std::byte> saved = {std::byte{'V'}, std::byte{'S'}, std::byte{'M'}, std::byte{'M'}, std::byte{'U'}};
+  start([&](FakeDaemon& d) {
+    d.answer_hello();
+    const Received start_req = d.expect(Op::dirty_start);
+    EXPECT_EQ(start_req.header.vsmmu, 0u);
+    EXPECT_TRUE(start_req.fds.empty());
+    DirtyStartReply started;
+    started.mode = static_cast<std::uint32_t>(DirtyLogMode::conservative);
+    started.parents = 2;
+    started.tracking = 1;
+    started.reason_len = static_cast<std::uint32_t>(reason.size());
+    d.reply(start_req, started, {bytes_of(reason)});
+
+    const Received get = d.expect(Op::dirty_get);
+    const auto g = get.body<DirtyGetRequest>();
+    EXPECT_EQ(g.region_gpa, 0x4010'0000u);
+    EXPECT_EQ(g.bitmap_offset, 0x2000u);
+    EXPECT_EQ(g.flags, kDirtyGetNoClear);
+    EXPECT_EQ(get.fds.size(), 1u);
+    if (!get.fds.empty()) {
+      EXPECT_EQ(::pwrite(get.fds[0].get(), "\x05", 1, 0x2000), 1);  // pages 0 and 2
+    }
+    DirtyGetReply got;
+    got.pages = 256;
+    got.dirty = 2;
+    got.flags = kDirtyRemoved;
+    d.reply(get, got);
+
+    const Received lying = d.expect(Op::dirty_start);
+    DirtyStartReply bad;
+    bad.mode = static_cast<std::uint32_t>(DirtyLogMode::hardware);
+    bad.reason_len = 9;  // no reason follows
+    d.reply(lying, bad);
+
+    const Received save = d.expect(Op::save_state);
+    EXPECT_EQ(save.header.vsmmu, 3u);
+    EXPECT_EQ(save.fds.size(), 1u);
+    if (!save.fds.empty()) {
+      EXPECT_EQ(::ftruncate(save.fds[0].get(), static_cast<off_t>(saved.size())), 0);
+      EXPECT_EQ(::pwrite(save.fds[0].get(), saved.data(), saved.size(), 0), static_cast<ssize_t>(saved.size()));
+    }
+    SaveStateReply state;
+    state.state_bytes = saved.size();
+    d.reply(save, state);
+
+    const Received load = d.expect(Op::load_state);
+    EXPECT_EQ(load.header.vsmmu, 4u);
+    EXPECT_EQ(load.body<LoadStateRequest>().state_bytes, saved.size());
+    std::vector<std::byte> read(saved.size());
+    EXPECT_EQ(load.fds.size(), 1u);
+    if (!load.fds.empty()) {
+      EXPECT_EQ(::pread(load.fds[0].get(), read.data(), read.size(), 0), static_cast<ssize_t>(read.size()));
+    }
+    EXPECT_EQ(read, saved);
+    d.reply(load, EmptyReply{});
+
+    d.refuse(d.expect(Op::dirty_stop), EALREADY, "dirty", "dirty tracking is already off");
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto started = client->dirty_start();
+  ASSERT_TRUE(started) << started.error();
+  EXPECT_EQ(started->mode, DirtyLogMode::conservative);
+  EXPECT_EQ(started->reason, reason);
+  EXPECT_EQ(started->parents, 2u);
+  EXPECT_EQ(started->tracking, 1u);
+
+  UniqueFd bitmap(::memfd_create("bitmap", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(bitmap.get(), 0x3000), 0);
+  auto round = client->dirty_get(0x4010'0000, bitmap.get(), 0x2000, kDirtyGetNoClear);
+  ASSERT_TRUE(round) << round.error();
+  EXPECT_EQ(round->pages, 256u);
+  EXPECT_EQ(round->dirty, 2u);
+  EXPECT_TRUE(round->removed);
+  EXPECT_FALSE(round->conservative);
+  char bits = 0;
+  ASSERT_EQ(::pread(bitmap.get(), &bits, 1, 0x2000), 1);
+  EXPECT_EQ(bits, 0x05) << "the daemon wrote into the VMM's own file";
+
+  auto lying = client->dirty_start();
+  ASSERT_FALSE(lying);
+  EXPECT_EQ(lying.error().err, EPROTO) << lying.error();
+
+  auto state = client->save_state(3);
+  ASSERT_TRUE(state) << state.error();
+  EXPECT_EQ(*state, saved);
+  auto loaded = client->load_state(4, saved);
+  EXPECT_TRUE(loaded) << loaded.error();
+  auto stopped = client->dirty_stop();
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().err, EALREADY);
+  EXPECT_EQ(stopped.error().to_string(), "vsmmud DIRTY_STOP: dirty: dirty tracking is already off (EALREADY, errno 114)");
 }
 
 // The C API over a real listening socket: connect by path, the daemon's info, a refusal's text, close.
