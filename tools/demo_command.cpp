@@ -8,6 +8,8 @@
 // guest reads F_TRANSLATION with its vSID, delivered by the daemon with the event-queue interrupt.
 // Every step checks what it shows; the exit code says whether all held.
 #include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -24,6 +26,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/try.hpp"
+#include "host/handles.hpp"
+#include "nesting/dirty_tracking.hpp"
 #include "host/sim/profile.hpp"
 #include "host/sim/sim_host.hpp"
 #include "service/client/client.hpp"
@@ -82,11 +86,14 @@ struct Demo {
   json report = json::object();
 };
 
-Result<void> start_daemon(Demo& d, const std::string& kernel, const std::string& hardware) {
+Result<testkit::DaemonProcess> spawn_daemon(const std::string& kernel, const std::string& hardware) {
   std::error_code ec;
   VSMMU_TRY_ASSIGN(auto bin, testkit::DaemonProcess::find_beside(std::filesystem::read_symlink("/proc/self/exe", ec).string()));
-  VSMMU_TRY_ASSIGN(auto daemon, testkit::DaemonProcess::start(
-                                    bin, {"--host", "sim", "--profile", kernel, "--hardware", hardware, "--log-level", "warn"}));
+  return testkit::DaemonProcess::start(bin, {"--host", "sim", "--profile", kernel, "--hardware", hardware, "--log-level", "warn"});
+}
+
+Result<void> start_daemon(Demo& d, const std::string& kernel, const std::string& hardware) {
+  VSMMU_TRY_ASSIGN(auto daemon, spawn_daemon(kernel, hardware));
   d.daemon.emplace(std::move(daemon));
   return {};
 }
@@ -265,6 +272,155 @@ Result<void> unmap_and_fault(Demo& d) {
   return {};
 }
 
+// The daemon at `socket` once its VMM left: it releases a closed connection's objects on its own strands, and
+// must then hold none.
+Result<service::DaemonStatsReply> after_leaving(const std::string& socket) {
+  VSMMU_TRY_ASSIGN(auto probe, service::Client::connect(socket));
+  service::DaemonStatsReply st{};
+  for (int i = 0; i < 200; ++i) {
+    VSMMU_TRY_ASSIGN(auto s, probe->daemon_stats());
+    st = s;
+    if (st.host_live_objects == 0 && st.clients == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (st.host_live_objects != 0)
+    return fail(EIO, kWhere, "vsmmud still holds {} host object(s) after the VMM left", st.host_live_objects);
+  return st;
+}
+
+// ---- --migrate: the VM moves to a second vsmmud (a second simulated host) while its devices DMA
+
+// The VMM's dirty bitmap for guest RAM: a memfd the daemon writes with DIRTY_GET, mapped here to read.
+struct Bitmap {
+  host::UniqueFd fd;
+  std::byte* bits = nullptr;
+  std::uint64_t bytes = 0;
+  Bitmap() = default;
+  Bitmap(const Bitmap&) = delete;
+  Bitmap& operator=(const Bitmap&) = delete;
+  ~Bitmap() {
+    if (bits) ::munmap(bits, bytes);
+  }
+  bool page(std::uint64_t i) const { return (std::to_integer<unsigned>(bits[i / 8]) >> (i % 8)) & 1U; }
+};
+
+Result<void> make_bitmap(Bitmap& b, std::uint64_t ram_bytes) {
+  b.bytes = nesting::DirtyTracker::bitmap_bytes(ram_bytes);
+  b.fd = host::UniqueFd(::memfd_create("vsmmu-demo-dirty", MFD_CLOEXEC));
+  if (!b.fd || ::ftruncate(b.fd.get(), static_cast<off_t>(b.bytes)) != 0)
+    return fail(errno, kWhere, "a memfd for the dirty bitmap: {}", std::strerror(errno));
+  void* m = ::mmap(nullptr, b.bytes, PROT_READ, MAP_SHARED, b.fd.get(), 0);
+  if (m == MAP_FAILED) return fail(errno, kWhere, "mapping the dirty bitmap: {}", std::strerror(errno));
+  b.bits = static_cast<std::byte*>(m);
+  return {};
+}
+
+// One pre-copy round: DIRTY_GET, then the dirty pages copied to the destination's RAM (all of them in round 0).
+Result<std::uint64_t> copy_round(Demo& d, testkit::MemfdRam& to, Bitmap& bitmap, bool everything, std::uint64_t& dirty) {
+  VSMMU_TRY_ASSIGN(auto round, d.client->dirty_get(kRamGpa, bitmap.fd.get()));
+  dirty = round.dirty;
+  std::uint64_t copied = 0;
+  auto from = d.ram->bytes(), dst = to.bytes();
+  for (std::uint64_t i = 0; i < round.pages; ++i) {
+    if (!everything && !bitmap.page(i)) continue;
+    std::memcpy(dst.data() + i * 4096, from.data() + i * 4096, 4096);
+    ++copied;
+  }
+  return copied;
+}
+
+// The devices keep writing while the VM is copied: each writes its two pages with this round's text.
+Result<std::uint64_t> workload(Demo& d, unsigned round) {
+  std::uint64_t pages = 0;
+  for (const auto& dev : kDevices)
+    for (std::uint64_t page = 0; page < 2; ++page) {
+      std::string text = fmt::format("{} round {} page {}", dev.name, round, page);
+      VSMMU_TRY_ASSIGN(auto r, d.dma(dev.dma_engine, kVa + page * 0x1000 + 0x800, std::as_writable_bytes(std::span(text)), true));
+      if (!r.ok()) return fail(EIO, kWhere, "{}'s DMA during pre-copy round {} faulted", dev.name, round);
+      ++pages;
+    }
+  return pages;
+}
+
+Result<void> migrate(Demo& d, const std::string& kernel, const std::string& hardware) {
+  using Clock = std::chrono::steady_clock;
+  step("migration: a destination vsmmud on a second simulated host, and guest RAM there");
+  VSMMU_TRY_ASSIGN(auto dst_daemon, spawn_daemon(kernel, hardware));
+  VSMMU_TRY_ASSIGN(auto dst_client, service::Client::connect(dst_daemon.socket()));
+  VSMMU_TRY_ASSIGN(auto dst_ram, testkit::MemfdRam::create(kRamGpa, kRamSize, "vsmmu-demo-ram-destination"));
+  VSMMU_TRY(dst_client->add_region(kRamGpa, kRamSize, dst_ram->fd(), 0));
+  say("destination vsmmud pid {} at {}\n", dst_daemon.pid(), dst_daemon.socket());
+
+  step("source: DIRTY_START, the VM's stage-2 dirty log");
+  VSMMU_TRY_ASSIGN(auto started, d.client->dirty_start());
+  const bool hardware_mode = started.mode == service::DirtyLogMode::hardware;
+  say("dirty tracking: {} ({} of {} nest parent(s) track in hardware){}{}\n", hardware_mode ? "hardware" : "conservative",
+      started.tracking, started.parents, hardware_mode ? "" : ": ", started.reason);
+  json mig = {{"dirty_mode", hardware_mode ? "hardware" : "conservative"}, {"reason", started.reason}};
+
+  Bitmap bitmap;
+  VSMMU_TRY(make_bitmap(bitmap, kRamSize));
+  json rounds = json::array();
+  constexpr unsigned kRounds = 4;
+  for (unsigned round = 0; round < kRounds; ++round) {
+    std::uint64_t written = 0;
+    if (round > 0) {
+      VSMMU_TRY_ASSIGN(written, workload(d, round));
+    }
+    std::uint64_t dirty = 0;
+    VSMMU_TRY_ASSIGN(const std::uint64_t copied, copy_round(d, *dst_ram, bitmap, round == 0, dirty));
+    say("pre-copy round {}: devices wrote {} page(s); DIRTY_GET: {} dirty page(s); copied {} page(s){}\n", round,
+        written, dirty, copied, round == 0 ? " (the first round copies all guest RAM)" : "");
+    rounds.push_back({{"round", round}, {"device_pages_written", written}, {"dirty_pages", dirty}, {"copied_pages", copied}});
+    if (hardware_mode && round > 0 && dirty != written)
+      return fail(EIO, kWhere, "round {}: the devices wrote {} page(s) but DIRTY_GET reported {}", round, written, dirty);
+  }
+  mig["rounds"] = std::move(rounds);
+
+  step("stop-and-copy: SAVE_STATE, the last dirty pages, LOAD_STATE on the destination");
+  const auto stop = Clock::now();
+  VSMMU_TRY_ASSIGN(const auto state, d.remote->save_state());
+  std::uint64_t last_dirty = 0;
+  VSMMU_TRY_ASSIGN(const std::uint64_t last_copied, copy_round(d, *dst_ram, bitmap, false, last_dirty));
+  VSMMU_TRY(d.client->dirty_stop());
+  const auto c = harness_config();
+  service::VsmmuOptions options;
+  options.name = c.vsmmu.name;
+  VSMMU_TRY_ASSIGN(auto target, service::RemoteVsmmu::create(*dst_client, options, {kDevices[0].vsid, kDevices[0].name, -1}));
+  for (std::size_t i = 1; i < std::size(kDevices); ++i)
+    VSMMU_TRY(target->add_device({kDevices[i].vsid, kDevices[i].name, -1}));
+  VSMMU_TRY(target->load_state(state));
+  const auto downtime = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - stop);
+  say("state: {} bytes; last round: {} dirty page(s) copied; downtime {:.2f} ms (save, last copy, create, load)\n",
+      state.size(), last_copied, static_cast<double>(downtime.count()) / 1000.0);
+
+  const bool equal = std::memcmp(d.ram->bytes().data(), dst_ram->bytes().data(), kRamSize) == 0;
+  mig["state_bytes"] = state.size();
+  mig["last_round_dirty_pages"] = last_dirty;
+  mig["downtime_ms"] = static_cast<double>(downtime.count()) / 1000.0;
+  mig["ram_equal"] = equal;
+  d.report["migration"] = std::move(mig);
+  if (!equal) return fail(EIO, kWhere, "the destination's guest RAM differs from the source's after the last round");
+  say("destination guest RAM equals the source's, byte for byte ({} MiB)\n", kRamSize >> 20);
+
+  step("the guest goes on on the destination; the source VMM releases its vSMMU");
+  target->set_irq_handler(Irq::eventq, [&d] { ++d.eventq_irqs; });
+  service::RemoteVsmmu* moved = target.get();
+  VSMMU_TRY_ASSIGN(auto source, d.guest->migrate(std::move(target), dst_ram->view()));
+  source.reset();  // DESTROY_VSMMU on the source
+  VSMMU_TRY(d.client->remove_region(kRamGpa));
+  d.client.reset();
+  VSMMU_TRY(after_leaving(d.daemon->socket()));
+  if (d.daemon->stop() != 0) return fail(EIO, kWhere, "the source vsmmud did not exit cleanly on SIGTERM");
+  say("source vsmmud: 0 host objects, stopped\n");
+  d.daemon.reset();
+  d.daemon.emplace(std::move(dst_daemon));
+  d.client = std::move(dst_client);
+  d.ram = std::move(dst_ram);
+  d.remote = moved;
+  return dma(d);  // the devices' DMA on the destination, through the guest's stage 1 there
+}
+
 void report(Demo& d) {
   step("report");
   const auto s = d.guest->endpoint().stats();
@@ -291,18 +447,8 @@ Result<void> leave(Demo& d, const std::string& socket) {
   d.remote = nullptr;
   VSMMU_TRY(d.client->remove_region(kRamGpa));
   d.client.reset();
-  VSMMU_TRY_ASSIGN(auto probe, service::Client::connect(socket));
-  service::DaemonStatsReply st{};
-  for (int i = 0; i < 200; ++i) {  // the daemon releases a closed connection's objects on its own strands
-    VSMMU_TRY_ASSIGN(auto s, probe->daemon_stats());
-    st = s;
-    if (st.host_live_objects == 0 && st.clients == 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  probe.reset();
+  VSMMU_TRY_ASSIGN(const auto st, after_leaving(socket));
   d.report["daemon_after"] = {{"host_live_objects", st.host_live_objects}, {"requests", st.requests}, {"refused", st.refused}};
-  if (st.host_live_objects != 0)
-    return fail(EIO, kWhere, "vsmmud still holds {} host object(s) after the VMM left", st.host_live_objects);
   say("vsmmud holds 0 host objects after {} request(s)\n", st.requests);
   if (d.daemon) {
     const int status = d.daemon->stop();
@@ -313,22 +459,28 @@ Result<void> leave(Demo& d, const std::string& socket) {
 }
 
 constexpr std::string_view kUsage =
-    "usage: vsmmu demo [--connect SOCKET | --in-process] [--kernel PROFILE] [--hardware PROFILE] [--json]\n\n"
+    "usage: vsmmu demo [--connect SOCKET | --in-process | --migrate] [--kernel PROFILE] [--hardware PROFILE] [--json]\n\n"
     "Runs a VM's nested virtual SMMUv3 end to end on the simulated host: guest RAM mapped as stage 2, a vSMMU\n"
     "for two devices, the guest's arm-smmu-v3 probe, stage-1 mappings, DMA with data checks, an unmap that is\n"
     "stale until TLBI_NH_VA + CMD_SYNC, the fault the guest then reads, and a report.\n"
     "By default the vSMMU lives in a vsmmud the demo starts (and stops); --connect SOCKET uses a running\n"
     "vsmmud (it must run the simulated host); --in-process keeps the vSMMU in this process.\n"
-    "PROFILE is a shipped profile name or a JSON file (docs/sim-host.md); defaults: upstream, default\n"
+    "PROFILE is a shipped profile name or a JSON file (docs/sim-host.md); defaults: upstream (nested-dirty with\n"
+    "--migrate), default "
     "(for a started daemon or in process; a running daemon has its own).\n"
+    "--migrate moves the VM to a second vsmmud (a second simulated host) halfway (docs/migration.md): pre-copy\n"
+    "rounds of DIRTY_GET while the devices write, their dirty pages, the stop-and-copy (SAVE_STATE, the last\n"
+    "dirty pages, LOAD_STATE) and its downtime, the RAM equality check; the rest of the demo then runs on the\n"
+    "destination. Its kernel profile defaults to nested-dirty (exact dirty pages); --kernel upstream shows the\n"
+    "conservative mode of today's kernels.\n"
     "--json prints the report as one JSON document instead of the text.\n"
     "Exit status: 0 when every step held, 1 when one did not, 2 for a usage error.\n";
 
 }  // namespace
 
 int demo_command(std::span<const std::string_view> args) {
-  std::string kernel = "upstream", hardware = "default", connect;
-  bool in_process = false, as_json = false;
+  std::string kernel, hardware = "default", connect;
+  bool in_process = false, as_json = false, migrating = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       fmt::print("{}", kUsage);
@@ -340,6 +492,10 @@ int demo_command(std::span<const std::string_view> args) {
     }
     if (args[i] == "--json") {
       as_json = true;
+      continue;
+    }
+    if (args[i] == "--migrate") {
+      migrating = true;
       continue;
     }
     if ((args[i] == "--kernel" || args[i] == "--hardware" || args[i] == "--connect") && i + 1 < args.size()) {
@@ -354,11 +510,18 @@ int demo_command(std::span<const std::string_view> args) {
     fmt::print(stderr, "vsmmu demo: --connect and --in-process exclude each other\n\n{}", kUsage);
     return 2;
   }
+  if (migrating && (in_process || !connect.empty())) {
+    fmt::print(stderr, "vsmmu demo: --migrate starts its own two vsmmuds (source and destination host); it excludes "
+               "--connect and --in-process\n\n{}", kUsage);
+    return 2;
+  }
+  if (kernel.empty()) kernel = migrating ? "nested-dirty" : "upstream";
   g_text = !as_json;
   Demo d;
   Result<void> r = in_process ? create_in_process(d, kernel, hardware) : create_remote(d, connect, kernel, hardware);
   if (r) r = probe_and_map(d);
   if (r) r = dma(d);
+  if (r && migrating) r = migrate(d, kernel, hardware);
   if (r) r = unmap_and_fault(d);
   if (r) report(d);
   if (r) r = leave(d, connect.empty() ? d.daemon->socket() : connect);
@@ -373,8 +536,8 @@ int demo_command(std::span<const std::string_view> args) {
     fmt::print("{}\n", d.report.dump(2));
     return 0;
   }
-  say("\ndemo complete: nested DMA for two devices, stale TLB until the guest's TLBI, its fault as an event{}\n",
-      in_process ? "" : ", all through vsmmud");
+  say("\ndemo complete: nested DMA for two devices, {}stale TLB until the guest's TLBI, its fault as an event{}\n",
+      migrating ? "a live migration to a second host, " : "", in_process ? "" : ", all through vsmmud");
   return 0;
 }
 
