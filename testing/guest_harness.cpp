@@ -82,6 +82,7 @@ Result<void> GuestHarness::start(const GuestHarnessConfig& config, std::uint64_t
   if (config.table_pool_size >= size)
     return fail(EINVAL, kWhere, "the table pool ({:#x} bytes) leaves no room for data in {:#x} bytes of RAM",
                 config.table_pool_size, size);
+  vsmmu_config_ = config.vsmmu;
   VSMMU_TRY_ASSIGN(auto v, VirtualSmmu::create(*memory_, config.vsmmu, config.devices));
   vsmmu_ = v.get();
   endpoint_ = std::move(v);
@@ -178,6 +179,20 @@ Result<void> GuestHarness::unmap(std::uint16_t asid, std::uint64_t va, std::uint
   const auto cmds = driver::tlbi_range(driver::cmd_tlbi_nh_va(0, asid, 0), va, size, kPage, Granule::k4K,
                                        driver_->features().range_inv());
   return driver_->issue(cmds);
+}
+
+Result<void> GuestHarness::reload(const std::function<std::vector<DeviceSpec>()>& devices) {
+  if (!vsmmu_) return fail(EINVAL, kWhere, "reload: only a harness with the vSMMU in process has one to move");
+  VSMMU_TRY_ASSIGN(const auto state, vsmmu_->save_state());
+  vsmmu_ = nullptr;
+  endpoint_.reset();
+  auto v = VirtualSmmu::restore(*memory_, vsmmu_config_, devices(), state);
+  if (!v) return fail(v.error(), kWhere, "reload: the state of \"{}\" ({} bytes) onto a fresh vSMMU", vsmmu_config_.name,
+                      state.size());
+  vsmmu_ = v->get();
+  endpoint_ = std::move(*v);
+  driver_->moved_to(*endpoint_);
+  return {};
 }
 
 Result<driver::DrainedEvents> GuestHarness::events() {

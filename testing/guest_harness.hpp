@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,6 +77,14 @@ class GuestHarness {
   // Moves host events into the guest queue (the VMM's job), then reads them as the guest's event handler does.
   Result<smmu::driver::DrainedEvents> events();
 
+  // In process only: moves the guest onto a fresh vSMMU in the same GuestMemory, as a live migration does
+  // (nesting/migration.cpp): save_state(), the vSMMU destroyed (its host objects released, its devices
+  // unbound), then `devices()` called for the new one's devices - only now, since a VFIO cdev is bound by one
+  // open file at a time - and VirtualSmmu::restore() with the same config and the state. The guest driver
+  // carries on unchanged: its structures are in guest RAM and the registers are restored. On failure the
+  // harness has no vSMMU left and may only be destroyed.
+  Result<void> reload(const std::function<std::vector<nesting::DeviceSpec>()>& devices);
+
  private:
   class MovableEndpoint;  // create_remote: the vSMMU the guest talks to, replaced by migrate()
   class MovableRam;       // create_remote: the guest's RAM, replaced by migrate()
@@ -83,6 +92,7 @@ class GuestHarness {
   Result<void> start(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
   Result<void> start_driver(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
 
+  nesting::VirtualSmmuConfig vsmmu_config_;  // in process: what reload() creates the next vSMMU with
   std::unique_ptr<nesting::GuestMemory> owned_memory_;
   nesting::GuestMemory* memory_ = nullptr;
   nesting::VirtualSmmu* vsmmu_ = nullptr;                 // in process: endpoint_ is it

@@ -77,6 +77,10 @@ class SmmuDriver {
   SmmuDriver(const SmmuDriver&) = delete;
   SmmuDriver& operator=(const SmmuDriver&) = delete;
 
+  // The SMMU behind the same registers is now another object (a migrated VM's destination vSMMU, with the
+  // source's register state loaded): the driver goes on from where it was, its structures in the same memory.
+  void moved_to(SmmuMmio& mmio) { mmio_ = &mmio; }
+
   const Features& features() const { return features_; }
   const Options& options() const { return options_; }
   unsigned sid_bits() const { return sid_bits_; }

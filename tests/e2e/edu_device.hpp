@@ -63,6 +63,11 @@ class Edu final : public CopyDevice {
   Result<void> from_device(std::uint64_t iova, std::uint64_t len) override {
     return transfer(kEduBuffer, iova, len, kEduToRam);
   }
+  // The cdev was closed (the kernel unbound the device) and opened again as `fd`: prepare() again before DMA.
+  void use_fd(int fd) {
+    unmap();
+    fd_ = fd;
+  }
   void unmap() {
     if (bar_) ::munmap(const_cast<std::uint64_t*>(bar_), bar_size_);
     bar_ = nullptr;

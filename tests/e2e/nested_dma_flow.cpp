@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <optional>
 
@@ -50,6 +51,7 @@ constexpr std::uint16_t kAsid = 1;
 constexpr std::uint64_t kVaA = 0x0020'0000;  // the source page
 constexpr std::uint64_t kVaB = 0x0030'0000;  // the destination page
 constexpr std::uint64_t kVaC = 0x0040'0000;  // the page DMA must not reach behind an invalid vSTE
+constexpr std::uint64_t kVaM = 0x0050'0000;  // the page mapped after a migration
 
 std::vector<std::byte> pattern(std::uint8_t seed) {
   std::vector<std::byte> v(kPage);
@@ -93,6 +95,18 @@ Result<std::uint32_t> read32(GuestHarness& g, const RegisterInfo& reg) {
   return static_cast<std::uint32_t>(v);
 }
 
+// The registers the guest driver programmed (IHI 0070 6.3), as it reads them: a migrated vSMMU must show the same.
+constexpr std::array kProgrammed = {regs::CR0,       regs::CR1,         regs::CR2,       regs::GBPA,
+                                    regs::STRTAB_BASE, regs::STRTAB_BASE_CFG, regs::CMDQ_BASE, regs::CMDQ_PROD,
+                                    regs::CMDQ_CONS, regs::EVENTQ_BASE, regs::EVENTQ_PROD, regs::EVENTQ_CONS};
+Result<std::array<std::uint64_t, kProgrammed.size()>> read_programmed(GuestHarness& g) {
+  std::array<std::uint64_t, kProgrammed.size()> v{};
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    VSMMU_TRY_ASSIGN(v[i], g.vsmmu().mmio_read(kProgrammed[i].offset, kProgrammed[i].width / 8));
+  }
+  return v;
+}
+
 class Flow {
  public:
   Flow(host::Host& host, CopyDevice& device, const FlowOptions& o, Report& r)
@@ -101,7 +115,7 @@ class Flow {
   void run() {
     if (!hw_info()) return;
     if (!start()) return;
-    if (dma_through_both_stages()) {
+    if (dma_through_both_stages() && migrate()) {
       unmap_blocks_and_faults();
       invalid_vste();
       command_batch();
@@ -224,6 +238,115 @@ class Flow {
                  all_zero(g_->bytes(guards_[1], kPage)) && all_zero(g_->bytes(third_, kPage)),
              "no other page touched", "A's page unchanged, the guard pages and C's page still zero");
     return landed;
+  }
+
+  // 2b. Live migration within the guest (nesting/dirty_tracking.hpp, nesting/migration.cpp). False if the guest
+  // was left without a vSMMU.
+  bool migrate() {
+    dirty_log();
+    return move_vsmmu();
+  }
+
+  // The VM's dirty log over a nest parent that cannot track: QEMU's SMMUv3 has no HTTU (IDR0.HTTU = 0, IHI 0070
+  // 6.3.1), so GET_HW_INFO reports no IOMMU_HW_CAP_DIRTY_TRACKING, and where an SMMU has it upstream arm-smmu-v3
+  // refuses NEST_PARENT|DIRTY_TRACKING (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c).
+  void dirty_log() {
+    auto& dirty = g_->memory().dirty();
+    auto st = must(dirty.start(), "dirty tracking: start");
+    if (!st) return;
+    r_.check(st->mode == nesting::DirtyMode::conservative && st->parents == 1 && st->tracking == 0,
+             "dirty tracking starts conservative",
+             fmt::format("mode {}, {} nest parent(s), {} tracking in hardware (expected conservative, 1, 0): {}",
+                         nesting::dirty_mode_name(st->mode), st->parents, st->tracking, st->reason));
+    // The reason is the warning the tracker logs ("dirty tracking on, conservative: ..."): a VMM author needs the
+    // cause that fits this host and what it costs a migration.
+    const bool has_cap = hw_.capabilities & host::uapi::kCapDirtyTracking;
+    const std::string_view cause = has_cap ? "the host refuses NEST_PARENT|DIRTY_TRACKING"
+                                           : "does not report IOMMU_HW_CAP_DIRTY_TRACKING";
+    const std::string_view cost = "every page of guest RAM is reported dirty in every round";
+    r_.check(st->reason.find(cause) != std::string::npos && st->reason.find(cost) != std::string::npos,
+             "the conservative mode says why and what it costs",
+             fmt::format("capabilities {:#x}; expected \"{}\" and \"{}\" in: {}", hw_.capabilities, cause, cost,
+                         st->reason));
+    const auto region = g_->memory().regions().front();
+    std::vector<std::byte> bitmap(nesting::DirtyTracker::bitmap_bytes(region.size), std::byte{0});
+    if (auto h = must(dirty.harvest(region.gpa, bitmap, 0), "dirty tracking: harvest guest RAM")) {
+      const std::uint64_t pages = region.size / kPage;
+      std::uint64_t set = 0;
+      for (std::byte b : bitmap) set += static_cast<std::uint64_t>(std::popcount(std::to_integer<unsigned>(b)));
+      r_.check(h->conservative && h->pages == pages && h->dirty == pages && set == pages,
+               "one harvest: every page of guest RAM dirty",
+               fmt::format("region [{:#x}, +{:#x}): {} of {} page(s) dirty, {} bit(s) set in the bitmap, conservative {} "
+                           "(expected {} of {}, conservative)", region.gpa, region.size, h->dirty, h->pages, set,
+                           h->conservative, pages, pages));
+    }
+    if (ok(dirty.stop(), "dirty tracking: stop"))
+      r_.check(dirty.status().mode == nesting::DirtyMode::off, "dirty tracking is off",
+               fmt::format("mode {}", nesting::dirty_mode_name(dirty.status().mode)));
+  }
+
+  // save_state, teardown, VirtualSmmu::restore onto a fresh vSMMU in the same GuestMemory with the device bound
+  // anew (a VFIO cdev binds once at a time: the old binding goes first, as in step 6); the guest driver carries
+  // on, its tables in guest RAM, and the device translates through its stage 1 again.
+  bool move_vsmmu() {
+    auto regs_before = must(read_programmed(*g_), "read the programmed registers before the save");
+    if (!regs_before) return true;
+    const std::size_t held = g_->vsmmu().host_objects();
+    std::optional<std::size_t> left;
+    auto moved = g_->reload([&] {
+      if (o_.host_objects) left = o_.host_objects();
+      if (o_.release) o_.release();
+      auto d = o_.bind();
+      d.vsid = o_.vsid;
+      return std::vector{d};
+    });
+    if (!r_.check(moved.has_value(), "save_state, teardown, restore onto a fresh vSMMU",
+                  moved ? fmt::format("the old vSMMU held {} host objects, the restored one {}", held,
+                                      g_->vsmmu().host_objects())
+                        : moved.error().to_string()))
+      return false;
+    if (left)
+      r_.check(*left == 1, "teardown left only the IOAS on the host",
+               fmt::format("{} live host object(s) between teardown and restore (expected 1, the IOAS)", *left));
+    else
+      r_.note("teardown: host objects", "this host keeps no count of its objects (the kernel's iommufd)");
+
+    auto regs_after = must(read_programmed(*g_), "read the programmed registers after the load");
+    if (regs_after) {
+      std::string diff;
+      for (std::size_t i = 0; i < kProgrammed.size(); ++i)
+        if ((*regs_before)[i] != (*regs_after)[i])
+          diff += fmt::format(" {} {:#x} -> {:#x};", kProgrammed[i].name, (*regs_before)[i], (*regs_after)[i]);
+      r_.check(diff.empty(), "the guest reads the registers it programmed",
+               diff.empty() ? fmt::format("{} registers equal; CR0 {:#x}, STRTAB_BASE {:#x}, CMDQ_PROD {:#x}",
+                                          kProgrammed.size(), (*regs_after)[0], (*regs_after)[4], (*regs_after)[7])
+                            : "differ:" + diff);
+    }
+    auto st = g_->vsmmu().stream_status(o_.vsid);
+    r_.check(st && st->state == nesting::StreamState::translate, "restored: the vSTE is a nested HWPT again",
+             st ? (st->problem ? *st->problem : nesting::state_name(st->state)) : st.error().to_string());
+    if (!ok(dev_.prepare(), "device ready again (bus mastering, registers)")) return true;
+
+    auto page = must(g_->alloc(kPage), "guest RAM page mapped after the load");
+    if (!page) return true;
+    if (!ok(g_->map(kAsid, kVaM, *page, kPage), fmt::format("stage-1 map VA {:#x} -> GPA {:#x}", kVaM, *page)))
+      return true;
+    const auto first = pattern(0x5a);
+    if (!ok(dev_.to_device(kVaA, kPage), "restored: DMA RAM -> device (VA A)")) return true;
+    if (!ok(dev_.from_device(kVaM, kPage), fmt::format("restored: DMA device -> RAM (VA {:#x})", kVaM))) return true;
+    const bool landed = equals(g_->bytes(*page, kPage), first);
+    r_.check(landed && equals(g_->bytes(dst_, kPage), first) && all_zero(g_->bytes(third_, kPage)),
+             "restored: the pattern landed through the guest's stage 1",
+             fmt::format("VA {:#x} -> GPA {:#x}: {}; B still the pattern, C still zero", kVaM, *page,
+                         landed ? "4096 bytes equal" : "differs"));
+    const auto before = g_->vsmmu().stats();
+    const bool synced = ok(g_->driver().issue(cmd_tlbi_nh_va(0, kAsid, kVaM)), "restored: TLBI_NH_VA + CMD_SYNC");
+    const auto after = g_->vsmmu().stats();
+    r_.check(synced && after.invalidate_calls == before.invalidate_calls + 1 && after.forwarded == before.forwarded + 1,
+             "restored: the TLBI reached the host in one HWPT_INVALIDATE",
+             fmt::format("{} call(s), {} entr(ies) forwarded", after.invalidate_calls - before.invalidate_calls,
+                         after.forwarded - before.forwarded));
+    return true;
   }
 
   // 3. IHI 0070 4.4.2 TLBI_NH_VA + 4.7 CMD_SYNC: after unmap + invalidation the device cannot reach B; the fault

@@ -8,6 +8,12 @@
 //   1. GET_HW_INFO and the guest's ID registers derived from it; the driver probes and enables the vSMMU;
 //   2. stage 1 maps VA A (a pattern) and VA B; the device copies A -> its buffer -> B; B holds the pattern and
 //      no other page changed;
+//   2b. live migration within the guest: GuestMemory::dirty().start() is conservative on a host whose SMMU
+//       cannot track (QEMU's SMMUv3 has no HTTU; arm-smmu-v3 refuses NEST_PARENT|DIRTY_TRACKING) and says why;
+//       one harvest of guest RAM reports every page dirty; stop; the vSMMU's state saved, the vSMMU torn down
+//       (its device unbound), the state restored onto a fresh vSMMU in the same guest with the device bound
+//       anew; the device copies A -> its buffer -> a page mapped after the load, and a TLBI + CMD_SYNC completes.
+//       Steps 3-5 then run on the restored vSMMU;
 //   3. unmap B + TLBI_NH_VA + CMD_SYNC: the copy to B is blocked and F_TRANSLATION with the vSID reaches the
 //      guest's event queue;
 //   4. an ILLEGAL vSTE (stage-2 Config on a stage-1-only vSMMU): C_BAD_STE, and the device's DMA is blocked;
@@ -21,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +66,8 @@ struct FlowOptions {
   // After the first vSMMU is gone: drop what the caller holds on the device (its BAR mapping and cdev fd), so
   // that the kernel unbinds it and a second vSMMU can bind it again.
   std::function<void()> release;
+  // Live iommufd objects on the host, where the host can count them (the simulated one); the kernel cannot.
+  std::function<std::optional<std::size_t>()> host_objects;
   // How long to wait for the first fault record on the event fds.
   std::chrono::milliseconds event_wait{3000};
   // F_TRANSLATION records one blocked 4 KiB transfer raises: QEMU's DMA goes on after a fault in 4-byte pieces,

@@ -58,7 +58,14 @@ int run(const std::string& device, std::uint32_t vsid) {
     e2e::Edu edu(host, fd.get(), device);
     e2e::FlowOptions o;
     // The vSMMU takes over a dup of our fd; ours stays for edu's regions (the same open file, bound by it).
-    o.bind = [&] { return nesting::DeviceSpec{"", ::dup(fd.get()), vsid}; };
+    o.bind = [&] {
+      if (!fd) {  // released for a new binding (the flow's migration): open the cdev again, for edu too
+        fd = host::UniqueFd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
+        report.check(static_cast<bool>(fd), fmt::format("open {} again", device), fd ? "opened" : std::strerror(errno));
+        edu.use_fd(fd.get());
+      }
+      return nesting::DeviceSpec{"", ::dup(fd.get()), vsid};
+    };
     o.path = device;
     o.vsid = vsid;
     o.release = [&] {

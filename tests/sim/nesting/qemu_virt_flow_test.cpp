@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,13 +62,18 @@ TEST(QemuVirtFlow, TheE2eFlowPassesOnTheSimulatedQemuSmmu) {
   o.bind = [] { return nesting::DeviceSpec{"edu", -1, 0x10}; };
   o.path = "edu";
   o.event_wait = std::chrono::milliseconds(100);
+  o.host_objects = [&]() -> std::optional<std::size_t> { return host->stats().objects; };
   std::vector<std::string> lines;
   Report report([&](const StepResult& s) { lines.push_back(format_step(s)); });
   run_nested_dma_flow(*host, edu, o, report);
   for (const auto& s : report.steps()) EXPECT_TRUE(s.ok) << format_step(s);
   // The flow ran to its end: every part of it reported.
   for (const char* step : {"GET_HW_INFO: the physical SMMU", "guest ID registers derived from GET_HW_INFO",
-                           "the pattern landed at B's GPA", "the DMA to unmapped B was blocked",
+                           "the pattern landed at B's GPA", "dirty tracking starts conservative",
+                           "the conservative mode says why and what it costs", "one harvest: every page of guest RAM dirty",
+                           "save_state, teardown, restore onto a fresh vSMMU", "teardown left only the IOAS on the host",
+                           "restored: the pattern landed through the guest's stage 1",
+                           "restored: the TLBI reached the host in one HWPT_INVALIDATE", "the DMA to unmapped B was blocked",
                            "F_TRANSLATION reached the guest", "the guest read C_BAD_STE with its vSID",
                            "the device's DMA was blocked", "CMDQ_CONS.ERR = CERROR_ILL at index 2",
                            "the command after it ran once the queue resumed", "second vSMMU: the stream translates"})
