@@ -44,8 +44,9 @@ DirtyStatus DirtyTracker::status_locked() const {
     return s;
   }
   s.mode = DirtyMode::conservative;
-  s.reason = fmt::format("{} cannot track dirty pages ({}): every page of guest RAM is reported dirty in every round",
-                         it->label, it->why_not);
+  s.reason = fmt::format("{} cannot track dirty pages ({}): every page of guest RAM is reported dirty in every round, "
+                         "so pre-copy rounds do not shrink (copy RAM once the devices stop, or use a kernel that "
+                         "accepts NEST_PARENT|DIRTY_TRACKING)", it->label, it->why_not);
   return s;
 }
 
@@ -72,7 +73,8 @@ Result<DirtyStatus> DirtyTracker::start() {
   }
   tracking_.store(true, std::memory_order_release);
   DirtyStatus s = status_locked();
-  if (s.mode == DirtyMode::conservative) log::warn(kWhere, "dirty tracking on, conservative: {}", s.reason);
+  // The caller (vsmmud: naming its client) says so at warning level; in process, the reply carries it.
+  if (s.mode == DirtyMode::conservative) log::info(kWhere, "dirty tracking on, conservative: {}", s.reason);
   else log::info(kWhere, "dirty tracking on: {} nest parent(s) track dirty pages in hardware", s.tracking);
   return s;
 }

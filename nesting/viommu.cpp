@@ -67,7 +67,8 @@ Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& st
       // Not the flags refused (arm_smmu_domain_alloc_paging_flags answers those EOPNOTSUPP): a real failure.
       return fail(tracked.error(), kWhere, "{}: the stage-2 (NEST_PARENT|DIRTY_TRACKING) HWPT", what);
     } else {
-      v->why_no_dirty_ = fmt::format("the host refuses NEST_PARENT|DIRTY_TRACKING: {}", tracked.error().message);
+      v->why_no_dirty_ = fmt::format("the host refuses IOMMU_HWPT_ALLOC with NEST_PARENT|DIRTY_TRACKING, {}",
+                                     tracked.error().message);
     }
   } else {
     v->why_no_dirty_ = "its SMMU does not report IOMMU_HW_CAP_DIRTY_TRACKING (no HTTU dirty state, or walks not coherent)";

@@ -17,27 +17,9 @@ constexpr const char* kWhere = "guest";
 constexpr std::uint64_t kPage = 4096;
 }  // namespace
 
-// The endpoint and the RAM a remote guest's driver, CD tables and page tables were built over: what they
-// forward to changes when the VM migrates (GuestHarness::migrate), as the guest's SMMU and RAM do.
-class GuestHarness::MovableEndpoint final : public VsmmuEndpoint {
- public:
-  explicit MovableEndpoint(std::unique_ptr<VsmmuEndpoint> to) : to_(std::move(to)) {}
-  std::unique_ptr<VsmmuEndpoint> replace(std::unique_ptr<VsmmuEndpoint> to) { return std::exchange(to_, std::move(to)); }
-  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size) override { return to_->mmio_read(offset, size); }
-  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) override {
-    return to_->mmio_write(offset, value, size);
-  }
-  std::vector<int> event_fds() const override { return to_->event_fds(); }
-  Result<std::size_t> process_events() override { return to_->process_events(); }
-  VirtualSmmuStats stats() const override { return to_->stats(); }
-  const GuestIdRegisters& id_registers() const override { return to_->id_registers(); }
-  Result<std::vector<std::byte>> save_state() override { return to_->save_state(); }
-  Result<void> load_state(std::span<const std::byte> state) override { return to_->load_state(state); }
-
- private:
-  std::unique_ptr<VsmmuEndpoint> to_;
-};
-
+// The RAM a remote guest's driver, CD tables and page tables were built over: what it forwards to changes when
+// the VM migrates (GuestHarness::migrate), as the guest's RAM does; the driver is pointed at the destination
+// vSMMU itself (SmmuDriver::moved_to).
 class GuestHarness::MovableRam final : public PhysicalMemory {
  public:
   explicit MovableRam(RegionMemory& to) : to_(&to) {}
@@ -98,9 +80,7 @@ Result<std::unique_ptr<GuestHarness>> GuestHarness::create_remote(std::unique_pt
                 config.table_pool_size, size);
   if (!ram.contains(gpa, size)) return fail(EINVAL, kWhere, "guest RAM [{:#x}, +{:#x}) is not in the VMM's view", gpa, size);
   std::unique_ptr<GuestHarness> g(new GuestHarness());
-  auto movable = std::make_unique<MovableEndpoint>(std::move(endpoint));
-  g->movable_endpoint_ = movable.get();
-  g->endpoint_ = std::move(movable);
+  g->endpoint_ = std::move(endpoint);
   g->movable_ram_ = std::make_unique<MovableRam>(ram);
   g->view_ = g->movable_ram_.get();
   g->remote_ram_ = &ram;
@@ -112,7 +92,7 @@ Result<std::unique_ptr<GuestHarness>> GuestHarness::create_remote(std::unique_pt
 
 Result<std::unique_ptr<VsmmuEndpoint>> GuestHarness::migrate(std::unique_ptr<VsmmuEndpoint> destination,
                                                              smmu::RegionMemory& ram) {
-  if (!movable_endpoint_) return fail(EINVAL, kWhere, "only a guest made with create_remote migrates");
+  if (!movable_ram_) return fail(EINVAL, kWhere, "only a guest made with create_remote migrates");
   if (!destination) return fail(EINVAL, kWhere, "no destination vSMMU");
   if (!ram.contains(gpa_, size_))
     return fail(EINVAL, kWhere, "guest RAM [{:#x}, +{:#x}) is not in the destination's view", gpa_, size_);
@@ -120,7 +100,8 @@ Result<std::unique_ptr<VsmmuEndpoint>> GuestHarness::migrate(std::unique_ptr<Vsm
     return fail(EINVAL, kWhere, "the destination vSMMU shows the guest other ID registers than the source: {}", *diff);
   movable_ram_->replace(ram);
   remote_ram_ = &ram;
-  return movable_endpoint_->replace(std::move(destination));
+  driver_->moved_to(*destination);
+  return std::exchange(endpoint_, std::move(destination));
 }
 
 Result<void> GuestHarness::start_driver(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size) {

@@ -86,7 +86,6 @@ class GuestHarness {
   Result<void> reload(const std::function<std::vector<nesting::DeviceSpec>()>& devices);
 
  private:
-  class MovableEndpoint;  // create_remote: the vSMMU the guest talks to, replaced by migrate()
   class MovableRam;       // create_remote: the guest's RAM, replaced by migrate()
   GuestHarness();
   Result<void> start(const GuestHarnessConfig& config, std::uint64_t gpa, std::uint64_t size);
@@ -99,7 +98,6 @@ class GuestHarness {
   std::unique_ptr<nesting::VsmmuEndpoint> endpoint_;
   smmu::PhysicalMemory* view_ = nullptr;
   smmu::RegionMemory* remote_ram_ = nullptr;
-  MovableEndpoint* movable_endpoint_ = nullptr;           // endpoint_, when remote
   std::unique_ptr<MovableRam> movable_ram_;               // view_, when remote
   std::uint64_t gpa_ = 0, size_ = 0;
   std::optional<smmu::TablePageAllocator> pool_;
