@@ -23,10 +23,16 @@ const char* dirty_mode_name(DirtyMode m) {
 
 DirtyTracker::DirtyTracker(host::Host& host, host::ObjectId ioas) : host_(host), ioas_(ioas) {}
 
-void DirtyTracker::set_all(std::span<std::uint64_t> words, std::uint64_t pages) {
-  const std::uint64_t full = pages / 64;
-  std::fill_n(words.begin(), full, ~0ULL);
-  if (pages % 64) words[full] |= (1ULL << (pages % 64)) - 1;
+void DirtyTracker::set_all(std::byte* bitmap, std::uint64_t pages) {
+  std::memset(bitmap, 0xff, pages / 8);
+  if (pages % 8) bitmap[pages / 8] |= std::byte(static_cast<std::uint8_t>((1U << (pages % 8)) - 1));
+}
+
+std::optional<std::uint64_t> DirtyTracker::region_size(std::uint64_t region_gpa) const {
+  std::lock_guard lock(mu_);
+  const auto it = regions_.find(region_gpa);
+  if (it == regions_.end()) return std::nullopt;
+  return it->second.size;
 }
 
 bool DirtyTracker::any_untracked() const {
@@ -97,7 +103,7 @@ Result<void> DirtyTracker::stop() {
 }
 
 bool DirtyTracker::read_parent(const Parent& p, std::uint64_t gpa, const Region& r, std::byte* words, bool no_clear) {
-  auto got = host_.get_dirty_bitmap(p.hwpt, gpa, r.size, kPageSize, words, no_clear ? host::uapi::kDirtyBitmapNoClear : 0);
+  auto got = host_.get_dirty_bitmap(p.hwpt, gpa, r.size, kPageSize, words, no_clear ? kDirtyNoClear : 0);
   if (got) return true;
   log::error(kWhere, "harvesting [{:#x}, +{:#x}) of IOAS {} from {}: {}; the region is reported all dirty", gpa, r.size,
              ioas_, p.label, got.error());
@@ -125,11 +131,7 @@ Result<DirtyHarvest> DirtyTracker::harvest(std::uint64_t region_gpa, std::span<s
   if (!r.removed)
     for (const auto& p : parents_)
       if (p.tracks && !read_parent(p, region_gpa, r, bitmap.data(), no_clear)) everything = true;
-  if (everything) {
-    std::vector<std::uint64_t> all(bytes / 8, 0);
-    set_all(all, h.pages);
-    std::memcpy(bitmap.data(), all.data(), bytes);
-  }
+  if (everything) set_all(bitmap.data(), h.pages);  // bits past the pages stay 0 (pending has none there)
   h.conservative = everything;
   for (std::uint64_t i = 0; i < bytes; i += 8) {
     std::uint64_t w = 0;

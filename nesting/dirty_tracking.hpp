@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,7 +43,7 @@ enum class DirtyMode : std::uint8_t {
 const char* dirty_mode_name(DirtyMode m);
 
 // harvest() flags
-inline constexpr std::uint32_t kDirtyNoClear = 1U << 0;  // report without clearing (IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR)
+inline constexpr std::uint32_t kDirtyNoClear = host::uapi::kDirtyBitmapNoClear;  // report without clearing
 
 struct DirtyStatus {
   DirtyMode mode = DirtyMode::off;
@@ -81,6 +82,9 @@ class DirtyTracker {
   // what it reported unless `flags` has kDirtyNoClear. A region removed since the last harvest is reported one
   // last time. EINVAL while tracking is off or for a short bitmap, ENOENT for an unknown GPA.
   Result<DirtyHarvest> harvest(std::uint64_t region_gpa, std::span<std::byte> bitmap, std::uint32_t flags);
+  // The size of the region harvest() would report for `region_gpa` (a region removed while tracking included,
+  // until its last bits are harvested), or nullopt.
+  std::optional<std::uint64_t> region_size(std::uint64_t region_gpa) const;
 
   // ---- for Viommu: the nest parents on the VM's IOAS
   // A nest parent was allocated (`tracks`: with DIRTY_TRACKING; `why_not` says why it cannot otherwise). While
@@ -117,7 +121,7 @@ class DirtyTracker {
   bool read_parent(const Parent& p, std::uint64_t gpa, const Region& r, std::byte* words, bool no_clear);
   bool any_untracked() const;
   DirtyStatus status_locked() const;
-  static void set_all(std::span<std::uint64_t> words, std::uint64_t pages);
+  static void set_all(std::byte* bitmap, std::uint64_t pages);
 
   host::Host& host_;
   const host::ObjectId ioas_;

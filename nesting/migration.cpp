@@ -16,10 +16,7 @@ using namespace smmu;
 
 namespace {
 constexpr const char* kWhere = "vsmmu.migration";
-constexpr invalidation::SidRange kEveryStream{0, 1ULL << 32};
 }  // namespace
-
-void VirtualSmmu::reinstall_all_streams() { (void)reinstall_streams(kEveryStream); }
 
 void VirtualSmmu::release_held_events() {
   holding_ = false;

@@ -134,6 +134,8 @@ std::optional<HostRefusal> VirtualSmmu::reinstall_streams(const invalidation::Si
   return first_bad;
 }
 
+void VirtualSmmu::reinstall_all_streams() { (void)reinstall_streams(invalidation::SidRange{0, 1ULL << 32}); }
+
 // Why a vSTE with V = 1 is ILLEGAL on this stage-1-only vSMMU (IHI 0070 5.2 "STE validity"), or nullopt.
 std::optional<std::string> VirtualSmmu::check_vste(const Ste& ste) const {
   const StreamConfig config = ste.get(Ste::Config);

@@ -56,22 +56,24 @@ Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& st
                                                std::string label, const std::string& what) {
   std::unique_ptr<Viommu> v(new Viommu(host, stats, dirty, hw, std::move(label)));
   // Stage-2 dirty tracking for live migration can only be asked for when the nest parent is made.
+  bool tracks = false;
+  std::string why_not;
   if (hw.capabilities & host::uapi::kCapDirtyTracking) {
     ++stats.host_calls;
     auto tracked = host.hwpt_alloc(host::paging_request(
         dev, ioas, host::uapi::kHwptAllocNestParent | host::uapi::kHwptAllocDirtyTracking));
     if (tracked) {
       v->parent_ = host::HostObject(host, *tracked);
-      v->tracks_dirty_ = true;
+      tracks = true;
     } else if (tracked.error().err != EOPNOTSUPP) {
       // Not the flags refused (arm_smmu_domain_alloc_paging_flags answers those EOPNOTSUPP): a real failure.
       return fail(tracked.error(), kWhere, "{}: the stage-2 (NEST_PARENT|DIRTY_TRACKING) HWPT", what);
     } else {
-      v->why_no_dirty_ = fmt::format("the host refuses IOMMU_HWPT_ALLOC with NEST_PARENT|DIRTY_TRACKING, {}",
+      why_not = fmt::format("the host refuses IOMMU_HWPT_ALLOC with NEST_PARENT|DIRTY_TRACKING, {}",
                                      tracked.error().message);
     }
   } else {
-    v->why_no_dirty_ = "its SMMU does not report IOMMU_HW_CAP_DIRTY_TRACKING (no HTTU dirty state, or walks not coherent)";
+    why_not = "its SMMU does not report IOMMU_HW_CAP_DIRTY_TRACKING (no HTTU dirty state, or walks not coherent)";
   }
   if (!v->parent_) {
     ++stats.host_calls;
@@ -79,9 +81,9 @@ Result<std::unique_ptr<Viommu>> Viommu::create(host::Host& host, ViommuStats& st
     if (!parent) return fail(parent.error(), kWhere, "{}: the stage-2 (NEST_PARENT) HWPT", what);
     v->parent_ = host::HostObject(host, *parent);
     log::info(kWhere, "{}: live migration will use conservative dirty tracking (every guest RAM page reported dirty "
-              "in every round): {}", what, v->why_no_dirty_);
+              "in every round): {}", what, why_not);
   }
-  dirty.parent_added(v->parent_.id(), v->tracks_dirty_, v->label_, v->why_no_dirty_);
+  dirty.parent_added(v->parent_.id(), tracks, v->label_, std::move(why_not));
 
   ++stats.host_calls;
   auto viommu = host.viommu_alloc(dev, v->parent_.id(), host::uapi::kViommuTypeArmSmmuv3);

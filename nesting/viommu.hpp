@@ -130,9 +130,6 @@ class Viommu {
 
   const std::string& label() const { return label_; }
   const host::HwInfo& hw() const { return hw_; }
-  // Whether the nest parent tracks dirty pages in hardware, and if not, why.
-  bool tracks_dirty() const { return tracks_dirty_; }
-  const std::string& why_no_dirty_tracking() const { return why_no_dirty_; }
   // The host objects held: nest parent, vIOMMU, abort and bypass HWPTs, vEVENTQ, nested HWPTs in use.
   std::size_t host_objects() const;
 
@@ -148,8 +145,6 @@ class Viommu {
   bool repeat_invalidations_ = false;
   ViommuStats& stats_;
   DirtyTracker& dirty_;
-  bool tracks_dirty_ = false;
-  std::string why_no_dirty_;
   host::HostObject parent_;       // NEST_PARENT HWPT on the guest's IOAS: stage 2
   host::HostObject viommu_;
   host::HostObject abort_hwpt_;   // vSTE {V, Config=abort}

@@ -135,11 +135,11 @@ void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
   if (before.get(Cr0::EVENTQEN) && !after.get(Cr0::EVENTQEN)) disable_event_queues();
   // SMMUEN switches every stream between GBPA and its STE (IHI 0070 6.3.9).
   if (before.get(Cr0::SMMUEN) != after.get(Cr0::SMMUEN))
-    (void)reinstall_streams(invalidation::SidRange{0, 1ULL << 32});  // every vSTE or GBPA is a change here
+    reinstall_all_streams();  // every vSTE or GBPA is a change here
 }
 
 void VirtualSmmu::bypass_changed(Gbpa) {
-  if (!regs_.cr0().get(Cr0::SMMUEN)) (void)reinstall_streams(invalidation::SidRange{0, 1ULL << 32});
+  if (!regs_.cr0().get(Cr0::SMMUEN)) reinstall_all_streams();
 }
 
 void VirtualSmmu::events_consumed() {

@@ -167,6 +167,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // Re-reads the streams in `sids`; CFGI_CD_ALL goes to the host for translating streams whose vSTE did not
   // change (guest_index: the guest command that asked, for a refusal).
   std::optional<HostRefusal> reinstall_streams(const invalidation::SidRange& sids, std::uint32_t guest_index = 0);
+  // Every stream (SMMUEN or GBPA changed, a migrated state loaded).
+  void reinstall_all_streams();
   Result<void> reinstall(Device& dev);
   Result<void> attach(Device& dev, StreamState state, const smmu::Ste* vste);
   std::optional<std::string> check_vste(const smmu::Ste& ste) const;
@@ -191,7 +193,6 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // live migration (migration.cpp); mu_ held
   // A resumed source: the records held since save_state() go into the guest's event queue.
   void release_held_events();
-  void reinstall_all_streams();
 
   void unlock_and_fire(std::unique_lock<std::mutex>& lock);
   std::string device_name(const Device& d) const;

@@ -53,7 +53,6 @@ Result<void> ClientMemory::add(std::uint64_t gpa, std::uint64_t length, host::Un
     return std::unexpected(a.error());
   }
   mappings_.emplace(gpa, Mapping{std::move(fd), addr, length});
-  removed_.erase(gpa);  // the tracker's entry for this GPA is the new region's now
   return {};
 }
 
@@ -62,7 +61,6 @@ Result<void> ClientMemory::remove(std::uint64_t gpa) {
   auto it = mappings_.find(gpa);
   if (it == mappings_.end()) return fail(ENOENT, kWhere, "no guest RAM region of this client starts at GPA {:#x}", gpa);
   VSMMU_TRY(memory_->remove_region(gpa));
-  if (memory_->dirty().tracking()) removed_[gpa] = it->second.length;
   ::munmap(it->second.addr, it->second.length);
   mappings_.erase(it);
   return {};
@@ -75,12 +73,7 @@ std::size_t ClientMemory::regions() const {
 
 Result<nesting::DirtyStatus> ClientMemory::dirty_start() { return memory_->dirty().start(); }
 
-Result<void> ClientMemory::dirty_stop() {
-  std::lock_guard lock(mu_);
-  VSMMU_TRY(memory_->dirty().stop());
-  removed_.clear();
-  return {};
-}
+Result<void> ClientMemory::dirty_stop() { return memory_->dirty().stop(); }
 
 namespace {
 // The VMM's bitmap file, mapped shared for one harvest.
@@ -101,16 +94,12 @@ class BitmapMapping {
 Result<nesting::DirtyHarvest> ClientMemory::dirty_get(std::uint64_t region_gpa, int bitmap_fd,
                                                       std::uint64_t bitmap_offset, std::uint32_t flags) {
   std::lock_guard lock(mu_);
-  std::uint64_t size = 0;
-  if (auto it = mappings_.find(region_gpa); it != mappings_.end()) {
-    size = it->second.length;
-  } else if (auto gone = removed_.find(region_gpa); gone != removed_.end()) {
-    size = gone->second;
-  } else {
+  // The tracker knows the client's regions, and those removed while tracking until their last bits are taken.
+  const auto size = memory_->dirty().region_size(region_gpa);
+  if (!size)
     return fail(ENOENT, kWhere, "no guest RAM region of this client starts at GPA {:#x} (nor was one removed there "
                 "while dirty tracking was on)", region_gpa);
-  }
-  const std::uint64_t bytes = nesting::DirtyTracker::bitmap_bytes(size);
+  const std::uint64_t bytes = nesting::DirtyTracker::bitmap_bytes(*size);
   struct stat st{};
   if (::fstat(bitmap_fd, &st) != 0) return fail(errno, kWhere, "fstat of the bitmap file: {}", std::strerror(errno));
   if (!S_ISREG(st.st_mode))
@@ -119,16 +108,13 @@ Result<nesting::DirtyHarvest> ClientMemory::dirty_get(std::uint64_t region_gpa, 
   if (bitmap_offset > file_size || bytes > file_size - bitmap_offset)
     return fail(EINVAL, kWhere, "the bitmap file has {} bytes; region [{:#x}, +{:#x}) needs {} bytes at offset {} "
                 "(one bit per 4 KiB page, in whole 64-bit words): ftruncate it to at least {}", file_size, region_gpa,
-                size, bytes, bitmap_offset, bitmap_offset + bytes);
+                *size, bytes, bitmap_offset, bitmap_offset + bytes);
   void* addr = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bitmap_fd, static_cast<off_t>(bitmap_offset));
   if (addr == MAP_FAILED)
     return fail(errno, kWhere, "mapping {} bytes of the bitmap file at offset {}: {}", bytes, bitmap_offset,
                 std::strerror(errno));
   const BitmapMapping bitmap(addr, bytes);
-  VSMMU_TRY_ASSIGN(const nesting::DirtyHarvest h, memory_->dirty().harvest(region_gpa, bitmap.bytes(), flags));
-  // A clearing harvest of a removed region was its last (the tracker forgot it).
-  if (h.removed && !(flags & nesting::kDirtyNoClear)) removed_.erase(region_gpa);
-  return h;
+  return memory_->dirty().harvest(region_gpa, bitmap.bytes(), flags);
 }
 
 }  // namespace vsmmu::service

@@ -30,7 +30,6 @@ class ClientMemory {
 
   // ---- the VM's dirty log (live migration; nesting/dirty_tracking.hpp)
   Result<nesting::DirtyStatus> dirty_start();
-  // Also forgets the regions removed while tracking whose last bits were not harvested.
   Result<void> dirty_stop();
   // DIRTY_GET: maps [bitmap_offset, +DirtyTracker::bitmap_bytes(region size)) of `bitmap_fd` shared and harvests
   // the region's bitmap into it. The region is one of this client's, or one it removed while tracking whose
@@ -52,7 +51,6 @@ class ClientMemory {
   host::Host* host_ = nullptr;
   mutable std::mutex mu_;
   std::map<std::uint64_t, Mapping> mappings_;          // by GPA; outlive memory_
-  std::map<std::uint64_t, std::uint64_t> removed_;     // GPA -> size: removed while tracking, bits not harvested
   std::unique_ptr<nesting::GuestMemory> memory_;       // destroyed first (its IOAS mappings, then the IOAS)
   static std::atomic<std::size_t> live_;
 };
