@@ -525,7 +525,8 @@ class Flow {
             fmt::format("stage-1 1:1 map of the window (VA {:#x} -> IPA {:#x}, as for an IORT RMR)", window->start,
                         window->start)))
       return;
-    if (ok(msi.enable_msi(), "VFIO_DEVICE_SET_IRQS: MSI on, an eventfd as its trigger")) msi_delivery(msi, *window);
+    if (!ok(msi.enable_msi(), "VFIO_DEVICE_SET_IRQS: MSI on, an eventfd as its trigger")) return;
+    msi_delivery(msi, *window);
     ok(msi.disable_msi(), "VFIO_DEVICE_SET_IRQS: MSI off (count 0), eventfd closed");
   }
 
@@ -572,13 +573,13 @@ class Flow {
              blocked->first ? fmt::format("the eventfd fired after {} us", blocked->second.count())
                             : fmt::format("no eventfd signal in {} ms", o_.msi_blocked_wait.count()));
     if (auto ev = must(wait_for_events(*g_, o_.event_wait, std::chrono::milliseconds(300)), "guest event queue")) {
-      // One 4-byte write is one transaction: one record, at the MSI address's page at least.
+      // One 4-byte write is one transaction: one record, a write faulting at stage 1 in the MSI address's page.
       const bool one = ev->records.size() == 1 && ev->records[0].get(Event::ID) == EventId::F_TRANSLATION &&
-                       ev->records[0].get(Event::SID) == o_.vsid &&
-                       ev->records[0].get(Event::InputAddr) / kPage == *addr / kPage;
+                       ev->records[0].get(Event::SID) == o_.vsid && !ev->records[0].get(Event::RnW) &&
+                       !ev->records[0].get(Event::S2) && ev->records[0].get(Event::InputAddr) / kPage == *addr / kPage;
       r_.check(one, "F_TRANSLATION at the MSI address reached the guest",
-               fmt::format("expected one record, F_TRANSLATION, SID = vSID {:#x}, InputAddr in {:#x}'s page: {}",
-                           o_.vsid, *addr, events_summary(*ev)));
+               fmt::format("expected one record, F_TRANSLATION, SID = vSID {:#x}, RnW=W, S2=0, InputAddr in {:#x}'s "
+                           "page: {}", o_.vsid, *addr, events_summary(*ev)));
     }
     // TODO(lead, issue 14): here the vSMMU's MSI-window diagnosis - its one-line notice to the VMM that the guest's
     // stage 1 does not map the host's MSI window - must have fired for this fault (vSID, InputAddr in the window).
