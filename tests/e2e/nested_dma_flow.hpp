@@ -13,14 +13,19 @@
 //       one harvest of guest RAM reports every page dirty; stop; the vSMMU's state saved, the vSMMU torn down
 //       (its device unbound), the state restored onto a fresh vSMMU in the same guest with the device bound
 //       anew; the device copies A -> its buffer -> a page mapped after the load, and a TLBI + CMD_SYNC completes.
-//       Steps 3-5 then run on the restored vSMMU;
+//       Steps 3-6 then run on the restored vSMMU;
 //   3. unmap B + TLBI_NH_VA + CMD_SYNC: the copy to B is blocked and F_TRANSLATION with the vSID reaches the
 //      guest's event queue;
 //   4. an ILLEGAL vSTE (stage-2 Config on a stage-1-only vSMMU): C_BAD_STE, and the device's DMA is blocked;
 //   5. a command batch with an illegal command at index 2: the commands before it go to the host in one
 //      HWPT_INVALIDATE, CMDQ_CONS.ERR = CERROR_ILL at index 2; then edge-case commands the planner forwards,
 //      which the host accepts (Linux 7.3 checks no invalidation fields);
-//   6. teardown, and a second vSMMU on the same device after it.
+//   6. where the device can raise an MSI (FlowOptions::msi): the host's MSI window, reserved in the IOAS; the
+//      guest's stage 1 maps it 1:1 (as a Linux guest maps an IORT RMR); the host enables the device's MSI with an
+//      eventfd, the device raises one and the eventfd fires; without the 1:1 map (unmap + TLBI + CMD_SYNC) the
+//      MSI is blocked and F_TRANSLATION at the MSI address reaches the guest's event queue; with the map back the
+//      MSI arrives again; MSI disabled;
+//   7. teardown, and a second vSMMU on the same device after it.
 #pragma once
 
 #include <array>
@@ -57,6 +62,26 @@ inline constexpr std::array<std::uint32_t, 6> kQemuSmmuv3Idr = {0x0d44101b, 0x02
 inline constexpr std::uint32_t kQemuSmmuv3Iidr = 0;
 inline constexpr std::uint32_t kQemuSmmuv3Aidr = 1;
 
+// A device that raises MSIs (QEMU's edu: an MSI capability the host kernel programs when the VMM enables MSI
+// through VFIO_DEVICE_SET_IRQS). The host maps its interrupt doorbell into the nest parent's stage 2 inside its
+// MSI window and points the device's MSI address there; under nesting that write is a stage-1 input address
+// like any DMA, so the guest's stage 1 must map the window 1:1 for the interrupt to arrive.
+class MsiSource {
+ public:
+  virtual ~MsiSource() = default;
+  // The host's software MSI window for the device (the reserved region of type "msi" of its iommu group).
+  virtual Result<host::IovaRange> msi_window() = 0;
+  // MSI on, one vector, an eventfd as its trigger.
+  virtual Result<void> enable_msi() = 0;
+  // The MSI address the host programmed into the device (an IOVA in the window).
+  virtual Result<std::uint64_t> msi_address() = 0;
+  // The device raises an interrupt; true if the trigger fired within `wait`. The device's interrupt status is
+  // acknowledged afterwards either way.
+  virtual Result<bool> raise_and_wait(std::chrono::milliseconds wait) = 0;
+  // MSI off, the trigger closed. Harmless when MSI is off.
+  virtual Result<void> disable_msi() = 0;
+};
+
 struct FlowOptions {
   // The device behind the vSMMU. `bind` is what the vSMMU binds (a cdev fd it takes over, or a path/name);
   // made anew for each vSMMU. `path` names the device for a bind of its own (GET_HW_INFO, the second vSMMU).
@@ -75,6 +100,12 @@ struct FlowOptions {
   std::uint64_t faults_per_blocked_page = 1024;
   // GET_HW_INFO must report QEMU's SMMUv3 (kQemuSmmuv3*).
   bool expect_qemu_smmuv3 = true;
+  // The device's MSIs (step 6), where it has them; without, step 6 is skipped with a note.
+  MsiSource* msi = nullptr;
+  // How long an MSI may take to reach its trigger (ITS, LPI, the host's handler under TCG), and how long a
+  // blocked one is waited for.
+  std::chrono::milliseconds msi_wait{5000};
+  std::chrono::milliseconds msi_blocked_wait{2000};
 };
 
 struct StepResult {

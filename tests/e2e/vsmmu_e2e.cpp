@@ -1,8 +1,9 @@
 // e2e_vsmmu: the project's nested vSMMU on the real arm-smmu-v3 + iommufd driver, in the e2e guest (docs/e2e.md),
 // with QEMU's edu device (bound to vfio-pci by the guest's init) as the DMA master. Everything host-side goes
 // through KernelHost, GuestMemory and VirtualSmmu, driven by the scripted guest driver (GuestHarness); this file
-// only drives edu through its VFIO regions. The flow is tests/e2e/nested_dma_flow.hpp, which the sim test runs
-// on the "qemu-virt" profile too. Prints one PASS/FAIL/INFO line per step; exits 1 if any step failed.
+// only drives edu through its VFIO regions and its MSI (VFIO_DEVICE_SET_IRQS). The flow is
+// tests/e2e/nested_dma_flow.hpp, which the sim test runs on the "qemu-virt" profile too. Prints one
+// PASS/FAIL/INFO line per step; exits 1 if any step failed.
 //
 // Usage: e2e_vsmmu [--device /dev/vfio/devices/vfio0] [--vsid 0x10]     (boot with the CANWBS IORT override)
 #include <fcntl.h>
@@ -68,6 +69,7 @@ int run(const std::string& device, std::uint32_t vsid) {
     };
     o.path = device;
     o.vsid = vsid;
+    o.msi = &edu;  // step 6: edu's MSI through the guest's stage 1
     o.release = [&] {
       edu.unmap();
       fd.reset();  // the last reference to the open file: the kernel unbinds the device now
