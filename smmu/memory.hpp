@@ -32,6 +32,14 @@ class PhysicalMemory {
   // Returns whether the swap happened (false: the word no longer held `expected`).
   virtual std::expected<bool, BusFault> compare_exchange64(std::uint64_t pa, std::uint64_t expected,
                                                            std::uint64_t desired) = 0;
+  // A device's DMA write as it leaves the SMMU: the interconnect carries the transaction's StreamID with it,
+  // from which a GICv3 ITS takes the DeviceID of an MSI written to GITS_TRANSLATER (IORT: the SMMU node's
+  // ID mappings to the ITS group). Memory ignores it.
+  virtual std::expected<void, BusFault> write_from_stream(std::uint32_t sid, std::uint64_t pa,
+                                                          std::span<const std::byte> in) {
+    (void)sid;
+    return write(pa, in);
+  }
 
   std::expected<std::uint64_t, BusFault> read64(std::uint64_t pa) const;
   std::expected<std::uint32_t, BusFault> read32(std::uint64_t pa) const;

@@ -80,7 +80,7 @@ Result<std::unique_ptr<ArmSmmuDevice>> ArmSmmuDevice::probe(const SmmuSpec& spec
   std::unique_ptr<ArmSmmuDevice> d(new ArmSmmuDevice(spec, mem));
   d->features_ = probe_features(spec);
 
-  auto model = smmu::model::SmmuModel::create(mem.memory(), spec.config);
+  auto model = smmu::model::SmmuModel::create(mem.bus(), spec.config);
   if (!model) return fail(model.error().err, kWhere, "SMMU \"{}\": the model refuses its ID registers: {}", spec.name,
                           model.error().message);
   d->model_ = std::move(*model);

@@ -54,7 +54,39 @@ void MappedRegion::reset() {
   size_ = 0;
 }
 
-HostMemory::HostMemory(std::uint64_t base, std::uint64_t limit) { free_.emplace(base, limit - base); }
+HostMemory::HostMemory(std::uint64_t base, std::uint64_t limit, std::uint64_t its_base) : its_(its_base) {
+  free_.emplace(base, limit - base);
+}
+
+std::expected<void, smmu::BusFault> HostMemory::Bus::read(std::uint64_t pa, std::span<std::byte> out) const {
+  if (!its_.overlaps(pa, out.size())) return ram_.read(pa, out);
+  if (!its_.inside(pa, out.size())) return std::unexpected(smmu::BusFault{pa});
+  std::memset(out.data(), 0, out.size());  // GITS_TRANSLATER is write-only; the rest of the frame is reserved
+  return {};
+}
+
+std::expected<void, smmu::BusFault> HostMemory::Bus::write(std::uint64_t pa, std::span<const std::byte> in) {
+  if (!its_.overlaps(pa, in.size())) return ram_.write(pa, in);
+  if (!its_.inside(pa, in.size())) return std::unexpected(smmu::BusFault{pa});
+  // A write that is no device's (the SMMU's own): nothing here gives it a DeviceID (the simulated driver
+  // uses wired interrupts), so the frame ignores it.
+  its_.write_without_device(pa, in.size());
+  return {};
+}
+
+std::expected<void, smmu::BusFault> HostMemory::Bus::write_from_stream(std::uint32_t sid, std::uint64_t pa,
+                                                                       std::span<const std::byte> in) {
+  if (!its_.overlaps(pa, in.size())) return ram_.write(pa, in);
+  if (!its_.inside(pa, in.size())) return std::unexpected(smmu::BusFault{pa});
+  its_.write(sid, pa, in);
+  return {};
+}
+
+std::expected<bool, smmu::BusFault> HostMemory::Bus::compare_exchange64(std::uint64_t pa, std::uint64_t expected,
+                                                                        std::uint64_t desired) {
+  if (its_.overlaps(pa, 8)) return std::unexpected(smmu::BusFault{pa});
+  return ram_.compare_exchange64(pa, expected, desired);
+}
 
 Result<std::uint64_t> HostMemory::place(std::span<std::byte> backing, std::uint64_t congruence,
                                         std::uint64_t offset) {

@@ -465,6 +465,12 @@ Result<HardwareProfile> parse_hardware_profile(std::string_view json_text, std::
   hw.name = name;
   VSMMU_TRY_ASSIGN(auto desc, n.string("description", std::string()));
   hw.description = desc;
+  // The ITS's two 64 KiB frames, 64 KiB aligned, below the simulated RAM.
+  VSMMU_TRY_ASSIGN(auto its, n.number("its_base", 0, kHostRamBase - 2 * ItsDoorbell::kFrameBytes,
+                                      ItsDoorbell::kQemuVirtBase));
+  if (its % ItsDoorbell::kFrameBytes)
+    return n.error("its_base", fmt::format("{:#x} is not 64 KiB aligned: the ITS's frames are 64 KiB each", its));
+  hw.its_base = its;
 
   VSMMU_TRY_ASSIGN(auto smmus, n.array("smmus", true));
   if (smmus->empty()) return n.error("smmus", "is empty; the host needs at least one SMMU");

@@ -14,6 +14,7 @@
 
 #include "base/error.hpp"
 #include "host/bdf.hpp"
+#include "host/sim/its_doorbell.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/id_features.hpp"
 #include "smmu/registers.hpp"
@@ -85,10 +86,17 @@ struct DmaEngineSpec {
   std::uint64_t fault_retry_bytes = 0;  // 0: stop at the first fault; else a power of two (QEMU: 4)
 };
 
+// The simulated host-physical address space: RAM (the drivers' tables and queues, the memory IOASes map) is
+// placed from here up to the SMMUs' smallest OAS; devices' MMIO (the ITS) lies below.
+inline constexpr std::uint64_t kHostRamBase = 256ULL << 20;
+
 struct HardwareProfile {
   std::string name;
   std::string description;
   std::string source;
+  // The GICv3 ITS the host's MSIs go to (its_doorbell.hpp): its control frame; GITS_TRANSLATER is at
+  // its_base + 0x10040. QEMU virt's by default.
+  std::uint64_t its_base = ItsDoorbell::kQemuVirtBase;
   std::vector<SmmuSpec> smmus;
   std::vector<RootComplexSpec> root_complexes;
   std::vector<DeviceSpec> devices;

@@ -249,6 +249,14 @@ Result<void> SimHost::State::do_attach(ObjectId dev_id, ObjectId hwpt_id, const 
   const ObjectId new_ioas = ioas_of_hwpt(hwpt_id);
   const std::optional<ObjectId> old_ioas = d->resv_ioas;
   if (old_ioas != new_ioas) VSMMU_TRY(reserve_sw_msi(*get<IoasObj>(new_ioas), new_ioas, dev_id, call));
+  // iommufd_group_setup_msi: the doorbell page the device's MSIs use goes into the new domain first.
+  if (d->required_sw_msi) {
+    if (auto r = install_sw_msi(paging_of(hwpt_id), call); !r) {
+      if (old_ioas != new_ioas) release_reservations(*get<IoasObj>(new_ioas), Reservation::Kind::sw_msi, dev_id);
+      return r;
+    }
+    d = get<DeviceObj>(dev_id);
+  }
   if (auto r = install(d->spec, ste); !r) {
     if (old_ioas != new_ioas) release_reservations(*get<IoasObj>(new_ioas), Reservation::Kind::sw_msi, dev_id);
     return r;

@@ -80,11 +80,12 @@ bool SimHost::State::ats_capable(const DeviceObj& d) const {
 SimHost::SimHost(std::unique_ptr<State> state) : s_(std::move(state)) {}
 
 Result<std::unique_ptr<SimHost>> SimHost::create(KernelProfile kernel, HardwareProfile hardware) {
-  // The simulated physical address space: from 256 MiB to the smallest OAS of the SMMUs (TableBuilder writes
-  // output addresses below 2^48 with the 4KB granule).
+  // The simulated physical address space: RAM from kHostRamBase to the smallest OAS of the SMMUs (TableBuilder
+  // writes output addresses below 2^48 with the 4KB granule), the ITS below it.
   unsigned oas = 48;
   for (const auto& s : hardware.smmus) oas = std::min(oas, s.features().oas_bits());
-  auto state = std::make_unique<State>(std::move(kernel), std::move(hardware), 256ULL << 20, 1ULL << oas);
+  const std::uint64_t its = hardware.its_base;
+  auto state = std::make_unique<State>(std::move(kernel), std::move(hardware), kHostRamBase, 1ULL << oas, its);
   State& st = *state;
   for (const auto& spec : st.hw.smmus) {
     VSMMU_TRY_ASSIGN(auto d, ArmSmmuDevice::probe(spec, st.mem));

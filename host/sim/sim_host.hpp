@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "host/host.hpp"
 #include "host/sim/profile.hpp"
@@ -33,6 +34,22 @@ struct DmaResult {
   std::uint64_t bytes = 0;
   std::optional<smmu::model::DmaFault> fault;
   bool ok() const { return !fault; }
+};
+
+// An MSI message as the host kernel composes it for one vector of a device (iommu_dma_compose_msi_msg): the
+// address the device writes, the data it writes there (the vector's ITS EventID).
+struct MsiMessage {
+  std::uint64_t address = 0;
+  std::uint32_t data = 0;
+  friend bool operator==(const MsiMessage&, const MsiMessage&) = default;
+};
+
+// The outcome of a device raising an MSI: its 4-byte DMA write of the message's data to the message's address,
+// and whether the ITS took it (the write reached GITS_TRANSLATER).
+struct MsiOutcome {
+  MsiMessage message;
+  DmaResult dma;
+  bool delivered = false;
 };
 
 // What the simulated host holds now; a full teardown brings every count back to zero.
@@ -125,6 +142,29 @@ class SimHost final : public Host {
                               std::optional<std::uint32_t> ssid = std::nullopt);
   Result<DmaResult> dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,
                              std::optional<std::uint32_t> ssid = std::nullopt);
+
+  // ---- MSIs (docs/sim-host.md, "MSIs"). Every device of the profile has an MSI capability of 32 vectors.
+  // VFIO_DEVICE_SET_IRQS(VFIO_PCI_MSI_IRQ_INDEX, ACTION_TRIGGER, count = vectors) on a bound device (by name or
+  // BDF): the ITS gives vector i EventID i; iommu_dma_prepare_msi -> iommufd_sw_msi maps the ITS doorbell's page
+  // into the device's domain (a nested HWPT's nest parent) at the SW MSI window (kSwMsiBase), read-write, unless
+  // it is there already, and remembers that the device needs it in every domain it attaches to from now on;
+  // iommu_dma_compose_msi_msg makes each address the window's page plus GITS_TRANSLATER's offset in its page.
+  // A device attached to nothing gets the doorbell's physical address (nothing to map it into). EINVAL: not
+  // bound, vectors outside 1..32, or MSIs already enabled (disable first, as a VMM does to change the count).
+  Result<std::vector<MsiMessage>> enable_msi(std::string_view device, unsigned vectors);
+  // VFIO_DEVICE_SET_IRQS(VFIO_PCI_MSI_IRQ_INDEX, count 0): the device's MSIs are off. The doorbell's page stays
+  // mapped in the domains that have it, as in the kernel (a sw_msi page leaves a domain only with the domain).
+  Result<void> disable_msi(std::string_view device);
+  // The MSIs a device has enabled now (empty when off).
+  Result<std::vector<MsiMessage>> msi_messages(std::string_view device) const;
+  // The device of DMA engine `engine` raises MSI vector `vector`: a 4-byte DMA write of its data to its
+  // address by the engine, through the device's translation now, like any of its writes (faults raise the
+  // same events). EINVAL when the device's MSIs are off or the vector is not enabled.
+  Result<MsiOutcome> raise_msi(std::string_view engine, unsigned vector);
+  // The ITS's doorbell (GITS_TRANSLATER) and the MSIs it took, by (DeviceID = the writer's StreamID, EventID).
+  std::uint64_t its_translater() const;
+  std::uint64_t msis_delivered(std::uint32_t device_id, std::uint32_t event_id) const;
+  std::uint64_t msis_delivered() const;
 
   // Interrupt latency: while deferred, the event-queue interrupt is not serviced after each DMA but when
   // run_interrupts() is called, so one handler run sees every event since (as an IRQ thread that runs late).

@@ -40,6 +40,11 @@ struct DeviceObj {
   std::optional<ObjectId> attached;     // HWPT (paging or nested) it is attached to
   std::optional<ObjectId> vdevice;
   std::optional<ObjectId> resv_ioas;    // IOAS holding its reserved regions (SW MSI)
+  // VFIO_DEVICE_SET_IRQS on the MSI index: each enabled vector's message (sim_msi.cpp).
+  std::vector<MsiMessage> msi;
+  // igroup->required_sw_msi: the ITS doorbell's page was mapped for this device (iommufd_sw_msi), so every
+  // domain it attaches to gets it too (iommufd_group_setup_msi); kept until the device is unbound.
+  bool required_sw_msi = false;
 };
 
 struct Reservation {
@@ -76,6 +81,8 @@ struct HwptPagingObj {
   bool auto_domain = false;             // created by attaching a device to the IOAS itself
   std::unique_ptr<S2Domain> domain;
   std::optional<ObjectId> fault;
+  // hwpt_paging->present_sw_msi: the ITS doorbell's page is mapped at kSwMsiBase (until the domain goes).
+  bool present_sw_msi = false;
 };
 
 struct HwptNestedObj {
@@ -126,8 +133,8 @@ struct SimHost::State {
   std::uint64_t events_unhandled = 0;
   bool interrupts_deferred = false;
 
-  State(KernelProfile k, HardwareProfile h, std::uint64_t pa_base, std::uint64_t pa_limit)
-      : kernel(std::move(k)), hw(std::move(h)), mem(pa_base, pa_limit) {}
+  State(KernelProfile k, HardwareProfile h, std::uint64_t pa_base, std::uint64_t pa_limit, std::uint64_t its_base)
+      : kernel(std::move(k)), hw(std::move(h)), mem(pa_base, pa_limit, its_base) {}
 
   // ---- objects
   ObjType type_of(const Body& b) const { return static_cast<ObjType>(b.index()); }
@@ -160,6 +167,11 @@ struct SimHost::State {
   std::size_t attached_count(ObjectId hwpt_id) const;
   ObjectId ioas_of_hwpt(ObjectId hwpt_id);
   Result<void> reserve_sw_msi(IoasObj& ioas, ObjectId ioas_id, ObjectId dev_id, const char* call);
+  // find_hwpt_paging: a paging HWPT itself, a nested HWPT's nest parent (its id).
+  ObjectId paging_of(ObjectId hwpt_id);
+  // iommufd_sw_msi_install: maps the ITS doorbell's page into the paging HWPT's domain at kSwMsiBase, once
+  // (sim_msi.cpp).
+  Result<void> install_sw_msi(ObjectId paging_id, const char* call);
   void release_reservations(IoasObj& ioas, Reservation::Kind kind, ObjectId owner);
 
   // ---- IOAS

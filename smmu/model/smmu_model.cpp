@@ -209,7 +209,7 @@ std::expected<void, DmaFault> SmmuModel::dma_write(const DmaStream& stream, std:
   std::size_t done = 0;
   for (std::size_t i = 0; i < pieces->size(); ++i) {
     const Piece& p = (*pieces)[i];
-    if (auto r = mem_.write(p.pa, in.subspan(done, p.bytes)); !r)
+    if (auto r = mem_.write_from_stream(stream.sid, p.pa, in.subspan(done, p.bytes)); !r)
       return std::unexpected(bus_error(iova + done));
     done += p.bytes;
   }

@@ -129,6 +129,24 @@ TEST(SimProfiles, ErrorsNameFileKeyAndAllowedValues) {
 }
 
 // Named settings override the base registers (the model's reference SMMUv3.2, or raw "idr" values).
+// The ITS the host's MSIs go to: QEMU virt's by default; elsewhere below the simulated RAM (256 MiB), 64 KiB aligned.
+TEST(SimProfiles, ItsBaseDefaultsToQemuVirtsAndMustSitAlignedBelowRam) {
+  auto dflt = parse_hardware_profile(hw_with_smmu(""), "test.json");
+  ASSERT_TRUE(dflt) << dflt.error();
+  EXPECT_EQ(dflt->its_base, 0x08080000U);
+  std::string at = hw_with_smmu("");
+  at.insert(1, R"("its_base": "0x0c000000", )");
+  auto moved = parse_hardware_profile(at, "test.json");
+  ASSERT_TRUE(moved) << moved.error();
+  EXPECT_EQ(moved->its_base, 0x0c000000U);
+  std::string misaligned = hw_with_smmu("");
+  misaligned.insert(1, R"("its_base": "0x08081000", )");
+  expect_mentions(hw_error(misaligned), {"test.json", "its_base", "64 KiB"});
+  std::string in_ram = hw_with_smmu("");
+  in_ram.insert(1, R"("its_base": "0x10000000", )");
+  expect_mentions(hw_error(in_ram), {"its_base", "out of range"});
+}
+
 TEST(SimProfiles, NamedSettingsLandInTheIdRegisters) {
   // IDR0 from the reference with both stages cleared, IDR3 with only FWB (bit 8): the named keys win.
   const auto ref = smmu::model::ModelConfig::reference();

@@ -5,6 +5,7 @@
 
 #include "acpi/iort.hpp"
 #include "acpi/iort_build.hpp"
+#include "acpi/iort_rmr.hpp"
 #include "acpi/iort_patch.hpp"
 #include "fixtures.hpp"
 
@@ -90,6 +91,30 @@ TEST(IortBuild, RmrNodesReserveTheMsiWindowForEachVsmmusVsids) {
   EXPECT_EQ(*rmr0.as<Rmr>(), (Rmr{0, {{0x8000000, 0x100000}}}));
   EXPECT_EQ(rmr0.mappings, (std::vector<IdMapping>{{0x0, 0xff, 0x0, r.table.nodes[1].offset, 0, 0}}));
   EXPECT_EQ(rmr1.mappings, (std::vector<IdMapping>{{0x1000, 0x7f, 0x1000, r.table.nodes[2].offset, 0, 0}}));
+}
+
+// drivers/acpi/arm64/iort.c iort_node_get_rmr_info / iort_rmr_has_dev: an RMR applies to a StreamID of the SMMU
+// its ID mapping names, so a guest reading the table keeps the window 1:1 only for its own vSMMU's vSIDs.
+TEST(IortBuild, RmrRegionsApplyToTheVsidsOfTheirOwnVsmmuOnly) {
+  const auto r = parsed(build_guest(test::guest_two_smmus()).value());
+  const auto smmu0 = r.table.nodes[1].offset, smmu1 = r.table.nodes[2].offset;
+  const auto window = std::vector<RmrRegion>{{{0x8000000, 0x100000}, false, r.table.nodes[4].offset}};
+  auto ranges = [](const std::vector<RmrRegion>& v) {
+    std::vector<std::pair<RmrRange, std::uint32_t>> out;
+    for (const auto& x : v) out.emplace_back(x.range, x.node_offset);
+    return out;
+  };
+  EXPECT_EQ(ranges(rmr_regions(r.table, smmu0, 0x10)), ranges(window));
+  EXPECT_FALSE(rmr_regions(r.table, smmu0, 0x10)[0].remap_permitted);
+  EXPECT_TRUE(rmr_regions(r.table, smmu0, 0x1000).empty()) << "vSID 0x1000 is vSMMU 1's";
+  EXPECT_TRUE(rmr_regions(r.table, smmu1, 0x10).empty());
+  ASSERT_EQ(rmr_regions(r.table, smmu1, 0x107f).size(), 1u);
+  EXPECT_EQ(rmr_regions(r.table, smmu1, 0x107f)[0].node_offset, r.table.nodes[5].offset);
+  EXPECT_TRUE(rmr_regions(r.table, smmu1, 0x1080).empty()) << "past the vSMMU's vSIDs";
+  auto g = test::guest_two_smmus();
+  g.msi_rmr = false;
+  const auto none = parsed(build_guest(g).value());
+  EXPECT_TRUE(rmr_regions(none.table, none.table.nodes[1].offset, 0x10).empty());
 }
 
 TEST(IortBuild, NoItsNoRmrOptions) {
