@@ -4,8 +4,8 @@
 // 0x10 attached to a stage-1 address space); its scripted guest driver, which behaves as Linux's arm-smmu-v3,
 // issues through its command queue and counts its register accesses (SmmuDriver::mmio_accesses). Three
 // configurations, measured in one run:
-// - qemu:  QEMU's accelerated SMMUv3 (docs/peers.md): IDR0.MSI = 0, so the guest polls CMDQ_CONS by MMIO, and one
-//          HWPT_INVALIDATE per guest command (InvalidationPolicy::per_command): the baseline;
+// - qemu:  QEMU's accelerated SMMUv3 (hw/arm/smmuv3-accel.c): IDR0.MSI = 0, so the guest polls CMDQ_CONS by
+//          MMIO, and one HWPT_INVALIDATE per guest command (InvalidationPolicy::per_command): the baseline;
 // - wired: this vSMMU without the MSI wish: CMDQ_CONS polling, invalidations batched per CMD_SYNC;
 // - msi:   the MSI wish: Linux's MSIPOLL, the CMD_SYNC's MSI written by the vSMMU into its own queue slot, which
 //          the guest polls in RAM (arm_smmu_cmdq_build_sync_cmd, __arm_smmu_cmdq_poll_until_msi).
