@@ -127,6 +127,28 @@ TEST_F(InterruptsSim, WithoutMsiTheGuestPollsCmdqCons) {
   EXPECT_EQ(g->vsmmu().stats().msis, 0U);
 }
 
+// Options::msipoll as Linux's choices: off on an SMMU with MSIs polls CMDQ_CONS (its disable_msipolling); on
+// where the SMMU has no IDR0.MSI is refused at start, naming the registers (ENXIO, as a probe failure).
+TEST_F(InterruptsSim, MsiPollingCanBeTurnedOffAndIsRefusedWithoutMsi) {
+  Options off;
+  off.msipoll = false;
+  auto g = make_guest(true, off);
+  ASSERT_TRUE(g);
+  EXPECT_FALSE(g->driver().msipoll());
+  const MmioAccesses before = g->driver().mmio_accesses();
+  must(g->unmap(kAsid, kVa, kPage));
+  EXPECT_EQ(g->driver().mmio_accesses().reads - before.reads, 1U);
+  g.reset();  // nic0's cdev is bound by one vSMMU at a time
+
+  GuestHarnessConfig c;
+  c.devices = {{"nic0", -1, kNic0}};
+  c.driver.msipoll = true;
+  auto refused = GuestHarness::create(*host, c);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().err, ENXIO);
+  EXPECT_NE(refused.error().to_string().find("IDR0.MSI 0"), std::string::npos) << refused.error();
+}
+
 // IHI 0070 3.18, 6.3.21-23, arm_smmu_setup_msis: the guest programs EVENTQ_IRQ_CFG0-2 with its ITS doorbell and an
 // event ID; an event record then reaches the VMM's MSI handler with that address and EVENTQ_IRQ_CFG1's data, and no
 // wired line fires.
