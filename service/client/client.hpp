@@ -11,7 +11,8 @@
 // sent and its reply awaited with the mutex held, so at most one request is in flight on a connection (a VMM
 // that wants vSMMUs to proceed in parallel opens one Client per vSMMU). Posted MMIO writes are the exception:
 // they are sent and not waited for; the daemon answers only their failures, as ASYNC replies, which the client
-// keeps for take_posted_failures() whenever it meets them while reading.
+// keeps for take_posted_failures() whenever it meets them while reading; MSI messages (kFeatureMsi) likewise
+// for take_msis().
 #pragma once
 
 #include <chrono>
