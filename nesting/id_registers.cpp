@@ -78,9 +78,19 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   if (!endian_supported(h.ttendian, endian))
     r.add("TTENDIAN {} asked, the physical SMMU walks {} tables", static_cast<unsigned>(endian),
           static_cast<unsigned>(h.ttendian));
+  // COHACC: the vSMMU's own accesses (queues, tables, MSIs into guest RAM) are the host CPU's, coherent with
+  // the guest's; the device's nested table walks are coherent because the kernel nests only with S2FWB or a
+  // CANWBS root complex, and the uAPI assumes COHACC for nesting (include/uapi/linux/iommufd.h). So COHACC is
+  // always given, and with it the MSI wish: Linux polls CMD_SYNC completions in memory (MSIPOLL) only on a
+  // coherent SMMU (arm_smmu_device_hw_probe). Were COHACC ever not given, MSI would be refused below.
+  const bool cohacc = true;
+  const bool msi = w.msi.value_or(false);
+  if (msi && !cohacc)
+    r.add("MSI asked on a non-coherent vSMMU (IDR0.COHACC = 0): the guest could not poll CMD_SYNC completions in memory");
   g.idr0.set(Idr0::S1P, true)
       .set(Idr0::TTF, Ttf::aarch64)
-      .set(Idr0::COHACC, true)
+      .set(Idr0::COHACC, cohacc)
+      .set(Idr0::MSI, msi)
       .set(Idr0::ATS, ats)
       .set(Idr0::ASID16, h.asid16)
       .set(Idr0::CD2L, h.cd2l)
@@ -155,6 +165,7 @@ VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g) {
   p.gran4k = f.gran4k;
   p.gran16k = f.gran16k;
   p.gran64k = f.gran64k;
+  p.msi = f.msi;
   return p;
 }
 

@@ -30,6 +30,13 @@ struct VsmmuWishes {
   std::optional<bool> gran4k, gran16k, gran64k;  // IDR5.GRAN*
   unsigned cmdq_log2 = 19;                   // IDR1.CMDQS (capped at the architectural 19)
   unsigned eventq_log2 = 19;                 // IDR1.EVENTQS
+  // IDR0.MSI: the vSMMU's interrupts and CMD_SYNC completions as MSIs (VirtualSmmu::set_msi_handler), and a
+  // Linux guest's MSIPOLL (one MMIO access per CMD_SYNC instead of CMDQ_CONS polling). Off unless asked: the
+  // guest then programs EVENTQ_IRQ_CFG0 / GERROR_IRQ_CFG0 with its interrupt controller's doorbell, which only
+  // a VMM that delivers the MSI handler's (address, data) can honour, and a guest firmware (IORT/DT) giving
+  // the SMMU an MSI parent; a VMM that does neither would leave the guest's interrupts dead. Deciding "auto"
+  // from the VMM's abilities is another issue's.
+  std::optional<bool> msi;
 };
 
 // What the guest reads from IDR0-5, IIDR and AIDR.

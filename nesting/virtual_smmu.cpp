@@ -112,14 +112,31 @@ void VirtualSmmu::set_irq_handler(Irq line, std::function<void()> handler) {
   irq_handlers_[static_cast<std::size_t>(line)] = std::move(handler);
 }
 
+void VirtualSmmu::set_msi_handler(MsiHandler handler) {
+  std::lock_guard lock(mu_);
+  msi_handler_ = std::move(handler);
+}
+
+// Taken only with a handler to give it to; without one the RegisterFile raises MSI_*_ABT_ERR.
+bool VirtualSmmu::msi_outside_memory(std::uint64_t address, std::uint32_t data) {
+  if (!msi_handler_) return false;
+  pending_msis_.emplace_back(address, data);
+  return true;
+}
+
+// The wired lines' handlers, then the MSIs', in the order the vSMMU raised each kind.
 void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
   auto pending = regs_.take_pending_irqs();
-  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; })) return;
+  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; }) && pending_msis_.empty()) return;
   auto handlers = irq_handlers_;
+  auto msis = std::exchange(pending_msis_, {});
+  auto msi_handler = msis.empty() ? MsiHandler{} : msi_handler_;
   lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
   for (std::size_t line = 0; line < pending.size(); ++line)
     for (unsigned n = 0; n < pending[line]; ++n)
       if (handlers[line]) handlers[line]();
+  for (const auto& [address, data] : msis)
+    if (msi_handler) msi_handler(address, data);
 }
 
 void VirtualSmmu::control_changed(Cr0 before, Cr0 after) {
@@ -156,6 +173,8 @@ VirtualSmmuStats VirtualSmmu::stats() const {
   s.command_errors = regs_.counters().command_errors;
   s.events = regs_.counters().events;
   s.events_lost = regs_.counters().events_lost;
+  s.msis = regs_.counters().msis;
+  s.msis_aborted = regs_.counters().msis_aborted;
   return s;
 }
 

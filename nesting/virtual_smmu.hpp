@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "invalidation/planner.hpp"
@@ -84,6 +85,8 @@ struct VirtualSmmuStats : ViommuStats {
   std::uint64_t events = 0;               // records written to the guest's event queue
   std::uint64_t events_lost = 0;          // records lost (host vEVENTQ overflow or guest queue full)
   std::uint64_t deferred = 0;             // times an access's budget ran out with commands left for later
+  std::uint64_t msis = 0;                 // MSI writes: into guest RAM or to the MSI handler
+  std::uint64_t msis_aborted = 0;         //   of which went nowhere (GERROR.MSI_*_ABT_ERR)
 };
 
 // What the vSMMU did with one device's stream, for tests and tools.
@@ -107,6 +110,14 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) override;
   // Wired interrupts (eventq, gerror, cmd_sync); a VMM signals its irqfds from these.
   void set_irq_handler(smmu::Irq line, std::function<void()> handler);
+  // MSIs (with the MSI wish, IDR0.MSI = 1): EVENTQ_IRQ_CFG0-2, GERROR_IRQ_CFG0-2 and CMD_SYNC CS=IRQ name an
+  // address and data (IHI 0070 3.18, 4.7.3, 6.3.21-23). An address in guest RAM is written by the vSMMU itself
+  // (logged as dirty, as its event records are): what Linux's MSIPOLL polls. Any other address (the guest's
+  // interrupt controller, an ITS doorbell) goes to this handler as (address, data): the VMM injects the
+  // interrupt. With no handler such an MSI aborts: GERROR.MSI_*_ABT_ERR, as an SMMU whose write reaches
+  // nothing (IHI 0070 7.5). Called outside the vSMMU's lock, like the wired handlers.
+  using MsiHandler = std::function<void(std::uint64_t address, std::uint32_t data)>;
+  void set_msi_handler(MsiHandler handler);
 
   // ---- the VMM's side
   // Hot-plug: the device follows the guest's STE for its vSID (GBPA while SMMUEN = 0) from the start. A failure
@@ -153,6 +164,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   void control_changed(smmu::Cr0 before, smmu::Cr0 after) override;
   void bypass_changed(smmu::Gbpa now) override;
   void events_consumed() override;
+  bool msi_outside_memory(std::uint64_t address, std::uint32_t data) override;
 
   // devices and streams (stream_binding.cpp); mu_ held
   // A device bound to iommufd, with its physical SMMU's hw_info, not yet part of the vSMMU.
@@ -217,6 +229,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::uint64_t host_calls_limit_ = 0;                        //   and the host-call count it may not pass
   VirtualSmmuStats stats_;                                    // the Viommus count into its ViommuStats part
   std::array<std::function<void()>, 4> irq_handlers_;
+  MsiHandler msi_handler_;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> pending_msis_;  // for msi_handler_, fired unlocked
   bool programmed_ = false;                                   // the guest has written a register
   bool holding_ = false;                                      // saved: host records are held, not written
   bool quiet_ = false;                                        // loading: streams re-read record no events

@@ -23,6 +23,7 @@ constexpr std::array<std::string_view, kLastOp + 1> kNames = [] {
   n[10] = "SET_IRQ";
   n[11] = "STATS";
   n[12] = "SIM_DMA";
+  n[13] = "MSI";
   n[16] = "DIRTY_START";
   n[17] = "DIRTY_STOP";
   n[18] = "DIRTY_GET";
@@ -41,9 +42,10 @@ std::string_view op_name(std::uint16_t op) {
   if (op <= kLastOp && !kNames[op].empty()) return kNames[op];
   return op_reserved(op) ? "reserved op" : "unknown op";
 }
-// 1-31 are all version 1's: parse_header passes them; the reserved ones (13-15, 21-31) the daemon answers ENOSYS.
+// 1-31 are all version 1's: parse_header passes them; the reserved ones (14-15, 21-31) the daemon answers ENOSYS.
 bool op_known(std::uint16_t op) { return op >= 1 && op <= kLastOp; }
-bool op_reserved(std::uint16_t op) { return (op >= 13 && op <= 15) || (op >= 21 && op <= kLastOp); }
+bool op_reserved(std::uint16_t op) { return (op >= 14 && op <= 15) || (op >= 21 && op <= kLastOp); }
+bool op_from_daemon(std::uint16_t op) { return op == static_cast<std::uint16_t>(Op::msi); }
 
 std::string Refusal::to_string() const {
   if (op > kLastOp || kNames[op].empty()) return fmt::format("op {}: {}: {}", op, field, reason);
@@ -73,8 +75,13 @@ std::optional<Refusal> parse_header(std::span<const std::byte> packet, bool from
     if ((h.flags & kFlagPosted) && h.op != static_cast<std::uint16_t>(Op::mmio_write))
       return refuse(h.op, "header.flags", "only MMIO_WRITE may be posted");
     if (h.status != 0) return refuse(h.op, "header.status", "must be zero in a request");
+    if (op_from_daemon(h.op))
+      return refuse(h.op, "header.op", fmt::format("{} ({}) is a message the daemon sends; a client never sends it",
+                                                   op_name(h.op), h.op));
   } else if (!(h.flags & kFlagReply)) {
     return refuse(h.op, "header.flags", "a message from the daemon must carry REPLY");
+  } else if (op_from_daemon(h.op) && h.status == 0 && (!(h.flags & kFlagAsync) || h.tag != 0)) {
+    return refuse(h.op, "header.flags", fmt::format("{} is unsolicited: REPLY|ASYNC with tag 0", op_name(h.op)));
   }
   out.body = packet.subspan(sizeof(Header));
   return std::nullopt;
@@ -174,7 +181,7 @@ std::optional<Refusal> check_wishes(std::uint16_t op, const WireWishes& w) {
   const std::pair<std::uint32_t, std::pair<const char*, std::uint8_t>> bools[] = {
       {kWishRil, {"wishes.ril", w.ril}},          {kWishAts, {"wishes.ats", w.ats}},
       {kWishGran4k, {"wishes.gran4k", w.gran4k}}, {kWishGran16k, {"wishes.gran16k", w.gran16k}},
-      {kWishGran64k, {"wishes.gran64k", w.gran64k}}};
+      {kWishGran64k, {"wishes.gran64k", w.gran64k}}, {kWishMsi, {"wishes.msi", w.msi}}};
   for (const auto& [bit, field] : bools)
     if ((w.present & bit) && field.second > 1)
       return refuse(op, field.first, fmt::format("{} is not a boolean (0 or 1)", field.second));

@@ -43,7 +43,8 @@ enum class Op : std::uint16_t {
   set_irq = 10,
   stats = 11,
   sim_dma = 12,        // the simulated host only: a device's DMA engine reads or writes (tests, the demo)
-  // 13-15 and 21-31: reserved (docs/protocol.md); the daemon answers ENOSYS.
+  msi = 13,            // daemon -> client only (kFeatureMsi): a vSMMU's MSI to an address outside guest RAM
+  // 14-15 and 21-31: reserved (docs/protocol.md); the daemon answers ENOSYS.
   dirty_start = 16,    // live migration (docs/migration.md): the VM's dirty log on
   dirty_stop = 17,     //   and off
   dirty_get = 18,      //   one region's dirty bitmap, into the VMM's bitmap file
@@ -53,13 +54,16 @@ enum class Op : std::uint16_t {
 inline constexpr std::uint16_t kLastOp = 31;
 std::string_view op_name(std::uint16_t op);
 bool op_known(std::uint16_t op);       // defined in version 1 (reserved numbers included)
-// 13-15 and 21-31: numbers held for later ops; version 1 answers them ENOSYS.
+// 14-15 and 21-31: numbers held for later ops; version 1 answers them ENOSYS.
 bool op_reserved(std::uint16_t op);
+// Ops only the daemon sends, unsolicited (REPLY|ASYNC, tag 0): MSI. A client sending one is refused (EINVAL).
+bool op_from_daemon(std::uint16_t op);
 
 // Header::flags
 inline constexpr std::uint16_t kFlagReply = 1u << 0;   // daemon -> client: the answer to request `tag`
 inline constexpr std::uint16_t kFlagPosted = 1u << 1;  // client -> daemon: answer only if it fails (MMIO_WRITE)
-inline constexpr std::uint16_t kFlagAsync = 1u << 2;   // daemon -> client: a posted request's failure
+inline constexpr std::uint16_t kFlagAsync = 1u << 2;   // daemon -> client: a posted request's failure, or
+                                                        //   (with tag 0) a message the daemon starts (MSI)
 inline constexpr std::uint16_t kKnownFlags = kFlagReply | kFlagPosted | kFlagAsync;
 
 struct Header {
@@ -88,7 +92,8 @@ struct HelloRequest {
 inline constexpr std::uint64_t kFeaturePostedWrites = 1u << 0;  // MMIO_WRITE with kFlagPosted
 inline constexpr std::uint64_t kFeatureSimDma = 1u << 1;        // SIM_DMA (the daemon runs the simulated host)
 inline constexpr std::uint64_t kFeatureMigration = 1u << 2;     // DIRTY_START/STOP/GET, SAVE_STATE, LOAD_STATE
-inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma | kFeatureMigration;
+inline constexpr std::uint64_t kFeatureMsi = 1u << 3;           // MSI messages; CREATE_VSMMU's MSI wish
+inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma | kFeatureMigration | kFeatureMsi;
 
 enum class HostKind : std::uint32_t { sim = 1, kernel = 2 };
 struct HelloReply {
@@ -112,15 +117,15 @@ struct WireWishes {
   std::uint8_t ipa_bits = 0, oas_bits = 0, sid_bits = 0, ssid_bits = 0;
   std::uint8_t ril = 0, ats = 0, st_level = 0, tt_endian = 0;
   std::uint8_t gran4k = 0, gran16k = 0, gran64k = 0, cmdq_log2 = 0;
-  std::uint8_t eventq_log2 = 0, reserved[3] = {};
-};
-static_assert(sizeof(WireWishes) == 20);
+  std::uint8_t eventq_log2 = 0, msi = 0, reserved[2] = {};  // msi: was reserved (zero), so an older daemon
+};                                                            // refuses kWishMsi as an unknown bit
+static_assert(sizeof(WireWishes) == 20 && offsetof(WireWishes, msi) == 17);
 enum : std::uint32_t {
   kWishIpaBits = 1u << 0, kWishOasBits = 1u << 1, kWishSidBits = 1u << 2, kWishSsidBits = 1u << 3,
   kWishRil = 1u << 4, kWishAts = 1u << 5, kWishStLevel = 1u << 6, kWishTtEndian = 1u << 7,
   kWishGran4k = 1u << 8, kWishGran16k = 1u << 9, kWishGran64k = 1u << 10, kWishCmdqLog2 = 1u << 11,
-  kWishEventqLog2 = 1u << 12,
-  kKnownWishes = (1u << 13) - 1,
+  kWishEventqLog2 = 1u << 12, kWishMsi = 1u << 13,
+  kKnownWishes = (1u << 14) - 1,
 };
 
 // A device: on the kernel host its VFIO cdev fd rides in the packet (exactly one); on the simulated host
@@ -254,6 +259,21 @@ struct SimDmaReply {
   std::uint32_t faulted = 0;              // 1: the DMA stopped at a fault (the event went to the guest)
   std::uint64_t bytes = 0;                // bytes that landed before the fault
 };
+
+// MSI (daemon -> client, kFeatureMsi; Header: REPLY|ASYNC, tag 0, vsmmu = the vSMMU): the vSMMU's MSI write
+// (EVENTQ_IRQ_CFG0-2, GERROR_IRQ_CFG0-2, CMD_SYNC CS=IRQ; IHI 0070 3.18) to an address that is not the
+// connection's guest RAM (those the daemon writes itself): the VMM delivers it (an ITS doorbell: inject the LPI).
+// One raised by a request is sent before that request's reply.
+struct MsiMessage {
+  std::uint32_t size = sizeof(MsiMessage);
+  std::uint32_t reserved = 0;
+  std::uint64_t address = 0;              // the doorbell, as the guest programmed it (IRQ_CFG0.ADDR, MSIAddr)
+  std::uint32_t data = 0;                 // the payload (IRQ_CFG1, MSIData)
+  std::uint32_t dropped = 0;              // MSIs of this connection dropped before this one (the client was
+};                                        //   not reading: kMaxQueuedMsis unsent), since the last one sent
+static_assert(sizeof(MsiMessage) == 24 && offsetof(MsiMessage, address) == 8 && offsetof(MsiMessage, data) == 16);
+// The daemon queues at most this many unsent MSIs per connection; more are dropped (and counted in `dropped`).
+inline constexpr std::uint32_t kMaxQueuedMsis = 256;
 
 // ---- live migration (docs/migration.md; docs/protocol.md "Live migration")
 

@@ -50,6 +50,9 @@ class ServedVsmmu : public std::enable_shared_from_this<ServedVsmmu> {
   Result<void> attach(nesting::DeviceSpec device);
   Result<void> detach(std::uint32_t vsid);
   void set_irq(IrqLine line, host::UniqueFd eventfd);
+  // The vSMMU's MSIs outside guest RAM go to `sink` (the session's MSI messages), called on this strand.
+  // Without it they abort (GERROR.MSI_*_ABT_ERR). Set before the vSMMU is reachable by requests.
+  void route_msis(nesting::VirtualSmmu::MsiHandler sink) { vsmmu_->set_msi_handler(std::move(sink)); }
   VsmmuStatsReply stats();
   // SAVE_STATE: the state (nesting::VirtualSmmu::save_state) written into `fd` (truncated to its length, from
   // offset 0); returns the length. LOAD_STATE: `bytes` read from offset 0 of `fd` and loaded; the event fds are

@@ -49,6 +49,7 @@ nesting::VsmmuWishes to_wishes(const WireWishes& w) {
   if (has(kWishGran64k)) n.gran64k = w.gran64k != 0;
   if (has(kWishCmdqLog2)) n.cmdq_log2 = w.cmdq_log2;
   if (has(kWishEventqLog2)) n.eventq_log2 = w.eventq_log2;
+  if (has(kWishMsi)) n.msi = w.msi != 0;
   return n;
 }
 
@@ -178,6 +179,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     r.features = hello->fixed.features & kFeaturePostedWrites;
     if (server_.options().host == HostKind::sim) r.features |= hello->fixed.features & kFeatureSimDma;
     r.features |= hello->fixed.features & kFeatureMigration;  // on every host: conservative where it cannot track
+    r.features |= hello->fixed.features & kFeatureMsi;        // on every host: the vSMMU's own MSIs
     r.host = static_cast<std::uint32_t>(server_.options().host);
     r.max_message = limits.max_message;
     r.max_fds = limits.max_fds;
@@ -206,6 +208,12 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
       return refuse(h, Refusal{ENOSPC, h.op, "vsmmu", fmt::format("this connection already has max_vsmmus ({}) vSMMUs", limits.max_vsmmus)});
     if (devices_ >= limits.max_devices)
       return refuse(h, Refusal{ENOSPC, h.op, "device", fmt::format("this connection already has max_devices ({}) devices", limits.max_devices)});
+    // The MSI wish gives the guest EVENTQ/GERROR MSIs it will aim at its interrupt controller: without MSI
+    // messages they would reach nothing (GERROR.MSI_*_ABT_ERR) and the guest's interrupts would be dead.
+    if ((c->fixed.wishes.present & kWishMsi) && c->fixed.wishes.msi && !(features_ & kFeatureMsi))
+      return refuse(h, Refusal{EOPNOTSUPP, h.op, "wishes.msi",
+                               "IDR0.MSI needs kFeatureMsi offered in HELLO and granted in its reply: the vSMMU's MSIs to "
+                               "the guest's interrupt controller reach the VMM only as MSI messages"});
     if (auto m = guest_memory(); !m) return refuse(h, "host", m.error());
     const std::uint32_t handle = next_handle_++;
     nesting::VirtualSmmuConfig config;
@@ -222,6 +230,12 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     const auto& ids = (*v)->id_registers();
     auto served = std::make_shared<ServedVsmmu>(server_.io(), handle, fmt::format("{} {}", label_, config.name), memory_,
                                                 std::move(*v));
+    if (features_ & kFeatureMsi)
+      served->route_msis([weak = weak_from_this(), handle](std::uint64_t address, std::uint32_t data) {
+        // On the vSMMU's strand, inside the call that raised it: posted before that call's reply.
+        if (auto self = weak.lock())
+          boost::asio::post(self->strand_, [self, handle, address, data] { self->send_msi(handle, address, data); });
+      });
     vsmmus_.emplace(handle, served);
     ++devices_;
     server_.register_vsmmu(served);
@@ -419,6 +433,31 @@ void Session::refuse(const Header& request, const Refusal& refusal, std::uint16_
 
 void Session::refuse(const Header& request, std::string field, const Error& error, std::uint16_t extra_flags) {
   refuse(request, Refusal{error.err, request.op, std::move(field), reason_of(error)}, extra_flags);
+}
+
+template <class T>
+bool Session::unsolicited(Op op, std::uint32_t vsmmu, const T& body, std::size_t max_queued,
+                          std::initializer_list<std::span<const std::byte>> tail) {
+  if (closed_ || out_.size() >= max_queued) return false;
+  Header h;
+  h.op = static_cast<std::uint16_t>(op);
+  h.flags = kFlagReply | kFlagAsync;
+  h.tag = 0;
+  h.vsmmu = vsmmu;
+  reply(build(h, body, tail));
+  return true;
+}
+
+void Session::send_msi(std::uint32_t vsmmu, std::uint64_t address, std::uint32_t data) {
+  MsiMessage m;
+  m.address = address;
+  m.data = data;
+  m.dropped = msis_dropped_;
+  if (unsolicited(Op::msi, vsmmu, m, kMaxQueuedMsis)) {
+    msis_dropped_ = 0;
+  } else if (!closed_ && msis_dropped_++ == 0) {
+    log::warn(kLog, "{}: the client is not reading: MSIs are dropped (counted in the next one sent)", label_);
+  }
 }
 
 void Session::reply(std::vector<std::byte> packet) {

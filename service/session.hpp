@@ -49,6 +49,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(const Header& request, const Refusal& refusal, std::uint16_t extra_flags = 0);
   void refuse(const Header& request, std::string field, const Error& error, std::uint16_t extra_flags = 0);
   void reply(std::vector<std::byte> packet);
+  // A message the client did not ask for (REPLY|ASYNC, tag 0, on `vsmmu`): MSI now; any later daemon-initiated
+  // op (a NOTICE) goes the same way. On the strand. Returns false when it was dropped: more than `max_queued`
+  // packets wait unsent (the client is not reading).
+  template <class T>
+  bool unsolicited(Op op, std::uint32_t vsmmu, const T& body, std::size_t max_queued,
+                   std::initializer_list<std::span<const std::byte>> tail = {});
+  void send_msi(std::uint32_t vsmmu, std::uint64_t address, std::uint32_t data);
   void flush();
   void request_done();
   bool can_read() const;
@@ -71,6 +78,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<ClientMemory> memory_;
   std::map<std::uint32_t, std::shared_ptr<ServedVsmmu>> vsmmus_;
   std::uint32_t next_handle_ = 1;
+  std::uint32_t msis_dropped_ = 0;               // since the last MSI sent (MsiMessage::dropped)
   std::size_t devices_ = 0;
 };
 

@@ -393,12 +393,16 @@ void RegisterFile::raise_gerror(Gerror errors) {
 }
 
 // An interrupt: an MSI when the SMMU implements them and software gave an address, else the wired line
-// (IHI 0070 3.18). An MSI write that aborts is a global error of its own.
+// (IHI 0070 3.18). The MSI is a 32-bit write of the data: into memory when the address is memory (a CMD_SYNC
+// completion a driver polls, Linux's MSIPOLL), else to the owner (msi_outside_memory). A write nobody takes
+// aborts, a global error of its own (IHI 0070 7.5).
 void RegisterFile::signal(Irq line, IrqCfg0 msi_address, std::uint32_t msi_data, Gerror msi_abort) {
   const std::uint64_t addr = msi_address.get(IrqCfg0::ADDR);
   if (ids_.idr0.get(Idr0::MSI) && addr != 0) {
     ++counters_.msis;
-    if (!mem_.write32(addr, msi_data)) raise_gerror(msi_abort);
+    if (mem_.write32(addr, msi_data) || effects_.msi_outside_memory(addr, msi_data)) return;
+    ++counters_.msis_aborted;
+    raise_gerror(msi_abort);
     return;
   }
   ++pending_irqs_[static_cast<std::size_t>(line)];

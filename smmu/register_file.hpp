@@ -34,6 +34,11 @@ class RegisterEffects {
   virtual void bypass_changed(Gbpa /*now*/) {}
   // EVENTQ_CONS written: software freed records.
   virtual void events_consumed() {}
+  // An MSI (IHI 0070 3.18) to an address the SMMU's memory does not take: not RAM, so a device's register such
+  // as an interrupt controller's doorbell. The owner delivers it (a vSMMU hands it to its VMM) and returns
+  // true; false leaves it undelivered, and the write aborts as on a bus with nothing there
+  // (GERROR.MSI_*_ABT_ERR, IHI 0070 7.5), which is all an SMMU whose memory is its whole bus can do.
+  virtual bool msi_outside_memory(std::uint64_t /*address*/, std::uint32_t /*data*/) { return false; }
 
  protected:
   ~RegisterEffects() = default;
@@ -44,7 +49,8 @@ struct RegisterFileCounters {
   std::uint64_t events = 0;          // records written to the event queue
   std::uint64_t events_lost = 0;     // records discarded: queue full (overflow), disabled, or write aborted
   std::uint64_t syncs = 0;           // CMD_SYNCs completed
-  std::uint64_t msis = 0;            // MSI writes made
+  std::uint64_t msis = 0;            // MSI writes made (into memory or handed to the owner)
+  std::uint64_t msis_aborted = 0;    //   of which nobody took (MSI_*_ABT_ERR raised)
 };
 
 // The register state software programs and the SMMU updates, as raw register values (IHI 0070 6.3): what a

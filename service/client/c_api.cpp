@@ -17,7 +17,7 @@ using namespace vsmmu::service;
 static_assert(VSMMU_HOST_SIM == static_cast<std::uint32_t>(HostKind::sim));
 static_assert(VSMMU_HOST_KERNEL == static_cast<std::uint32_t>(HostKind::kernel));
 static_assert(VSMMU_FEATURE_POSTED_WRITES == kFeaturePostedWrites && VSMMU_FEATURE_SIM_DMA == kFeatureSimDma &&
-              VSMMU_FEATURE_MIGRATION == kFeatureMigration);
+              VSMMU_FEATURE_MIGRATION == kFeatureMigration && VSMMU_FEATURE_MSI == kFeatureMsi);
 static_assert(VSMMU_DIRTY_MODE_HARDWARE == static_cast<std::uint32_t>(DirtyLogMode::hardware));
 static_assert(VSMMU_DIRTY_MODE_CONSERVATIVE == static_cast<std::uint32_t>(DirtyLogMode::conservative));
 static_assert(VSMMU_DIRTY_NO_CLEAR == kDirtyGetNoClear && VSMMU_DIRTY_CONSERVATIVE == kDirtyConservative &&
@@ -128,6 +128,7 @@ WireWishes wire_wishes(const vsmmu_wishes& w) {
   out.gran64k = w.gran64k;
   out.cmdq_log2 = w.cmdq_log2;
   out.eventq_log2 = w.eventq_log2;
+  out.msi = w.msi;
   std::copy(std::begin(w.reserved), std::end(w.reserved), std::begin(out.reserved));
   return out;
 }
@@ -269,6 +270,20 @@ int vsmmu_client_check_posted(vsmmu_client* client) {
                                             first.message, failures.kept.front().vsmmu, failures.kept.front().tag,
                                             failures.kept.size() + failures.dropped)});
   });
+}
+
+int vsmmu_client_take_msis(vsmmu_client* client, uint32_t handle, vsmmu_msi* out, uint32_t max, uint32_t* count) {
+  return guarded(client, [&](Client& c) {
+    if (!count || (max > 0 && !out)) return report(client, EINVAL, "vsmmu_client_take_msis: out or count is NULL");
+    *count = 0;
+    for (const Msi& m : c.take_msis(handle, max))
+      out[(*count)++] = vsmmu_msi{m.vsmmu, m.dropped, m.address, m.data, 0};
+    return 0;
+  });
+}
+
+int vsmmu_client_fd(vsmmu_client* client) {
+  return guarded(client, [&](Client& c) { return c.socket_fd(); });
 }
 
 int vsmmu_client_set_irq(vsmmu_client* client, uint32_t handle, uint32_t line, int eventfd) {

@@ -157,6 +157,10 @@ Result<std::optional<Packet>> Client::receive_one(Op awaited, std::uint64_t tag)
     log::warn(kLog, "a packet from the daemon carried fds; replies carry none (closed)");
   Packet packet;
   if (auto bad = parse_header(std::span(buffer_.data(), received->size), false, packet)) return malformed(awaited, *bad);
+  if ((packet.header.flags & kFlagAsync) && packet.header.status == 0 && op_from_daemon(packet.header.op)) {
+    keep_msi(packet);
+    return std::optional<Packet>();
+  }
   if (packet.header.flags & kFlagAsync) {
     keep_posted_failure(packet);
     return std::optional<Packet>();
@@ -180,6 +184,20 @@ void Client::keep_posted_failure(const Packet& packet) {
   const Refusal r = parse_error(packet);
   posted_.kept.push_back(PostedFailure{packet.header.vsmmu, packet.header.tag,
                                        refusal_error(static_cast<Op>(packet.header.op), r)});
+}
+
+void Client::keep_msi(const Packet& packet) {
+  Body<MsiMessage> body;
+  if (auto bad = decode_body(packet, body)) {
+    log::warn(kLog, "an MSI message the client cannot read was dropped: {}", bad->to_string());
+    return;
+  }
+  if (msis_.size() >= kMaxKeptMsis) {
+    msis_dropped_ += 1 + body.fixed.dropped;
+    return;
+  }
+  msis_.push_back(Msi{packet.header.vsmmu, body.fixed.address, body.fixed.data, body.fixed.dropped + msis_dropped_});
+  msis_dropped_ = 0;
 }
 
 template <class T>
@@ -416,16 +434,35 @@ Result<void> Client::load_state(std::uint32_t handle, std::span<const std::byte>
   return load_state_from(handle, fd.get(), state.size());
 }
 
-PostedFailures Client::take_posted_failures() {
-  std::lock_guard lock(mu_);
-  // Outside a request, whatever waits on the socket is an ASYNC failure or a late reply (tag 0 is never sent).
+// Outside a request, whatever waits on the socket is an ASYNC failure, an MSI or a late reply (tag 0 is never sent).
+void Client::read_waiting() {
   for (pollfd p{socket_.get(), POLLIN, 0}; ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);) {
     if (auto r = receive_one(Op::mmio_write, 0); !r) {
-      log::debug(kLog, "reading waiting packets for posted failures: {}", r.error());
+      log::debug(kLog, "reading waiting packets: {}", r.error());
       break;
     }
   }
+}
+
+PostedFailures Client::take_posted_failures() {
+  std::lock_guard lock(mu_);
+  read_waiting();
   return std::exchange(posted_, PostedFailures{});
+}
+
+std::vector<Msi> Client::take_msis(std::uint32_t vsmmu, std::size_t max) {
+  std::lock_guard lock(mu_);
+  read_waiting();
+  std::vector<Msi> out;
+  for (auto it = msis_.begin(); it != msis_.end() && out.size() < max;) {
+    if (vsmmu != 0 && it->vsmmu != vsmmu) {
+      ++it;
+      continue;
+    }
+    out.push_back(*it);
+    it = msis_.erase(it);
+  }
+  return out;
 }
 
 }  // namespace vsmmu::service

@@ -11,12 +11,14 @@
 // sent and its reply awaited with the mutex held, so at most one request is in flight on a connection (a VMM
 // that wants vSMMUs to proceed in parallel opens one Client per vSMMU). Posted MMIO writes are the exception:
 // they are sent and not waited for; the daemon answers only their failures, as ASYNC replies, which the client
-// keeps for take_posted_failures() whenever it meets them while reading.
+// keeps for take_posted_failures() whenever it meets them while reading; MSI messages (kFeatureMsi) likewise
+// for take_msis().
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -91,9 +93,18 @@ struct PostedFailures {
   std::uint64_t dropped = 0;               // how many more came
 };
 
+// A vSMMU's MSI to an address outside guest RAM (an MSI message, kFeatureMsi): the VMM delivers it.
+struct Msi {
+  std::uint32_t vsmmu = 0;
+  std::uint64_t address = 0;
+  std::uint32_t data = 0;
+  std::uint32_t dropped = 0;               // MSIs the daemon dropped before this one (the client was not reading)
+};
+
 class Client {
  public:
   static constexpr std::size_t kMaxKeptFailures = 64;
+  static constexpr std::size_t kMaxKeptMsis = 4096;  // beyond, MSIs read are dropped (Msi::dropped of the next)
   // The largest receive buffer the client allocates, whatever max_message the daemon announces.
   static constexpr std::uint32_t kMaxBuffer = 16u << 20;
   // The smallest max_message a version-1 daemon may announce: every fixed reply, with room for its error text.
@@ -168,6 +179,14 @@ class Client {
   // waiting on the socket (read without blocking).
   PostedFailures take_posted_failures();
 
+  // ---- MSIs (kFeatureMsi; docs/protocol.md "MSI (13)")
+  bool msis() const { return (hello_.features & kFeatureMsi) != 0; }
+  // The MSI messages received for `vsmmu` (0: every vSMMU), oldest first, at most `max`: those met while reading
+  // replies and those waiting on the socket (read without blocking). The socket (socket_fd()) is readable when
+  // one waits.
+  std::vector<Msi> take_msis(std::uint32_t vsmmu = 0, std::size_t max = SIZE_MAX);
+  int socket_fd() const { return socket_.get(); }
+
  private:
   Client(host::UniqueFd socket, std::chrono::milliseconds timeout);
 
@@ -182,6 +201,8 @@ class Client {
   // Reads one packet: a reply is returned, an ASYNC failure kept (nullopt), a stale reply dropped (nullopt).
   Result<std::optional<Packet>> receive_one(Op awaited, std::uint64_t tag);
   void keep_posted_failure(const Packet& packet);
+  void keep_msi(const Packet& packet);
+  void read_waiting();  // mu_ held: every packet waiting on the socket, without blocking
   // The fixed part of a reply's body; its tail must be empty unless `tail` takes it.
   template <class T>
   Result<T> decode(Op op, const Packet& reply, std::span<const std::byte>* tail = nullptr);
@@ -194,6 +215,8 @@ class Client {
   std::uint64_t next_tag_ = 1;
   std::vector<std::byte> buffer_;
   PostedFailures posted_;
+  std::deque<Msi> msis_;
+  std::uint32_t msis_dropped_ = 0;         // read but not kept (kMaxKeptMsis), for the next kept one
 };
 
 }  // namespace vsmmu::service

@@ -113,13 +113,22 @@ Result<std::size_t> RemoteVsmmu::process_events() {
     }
   }
   std::array<std::function<void()>, kLines.size()> handlers;
+  nesting::VirtualSmmu::MsiHandler msi_handler;
   {
     std::lock_guard lock(handlers_mu_);
     handlers = handlers_;
+    msi_handler = msi_handler_;
   }
   for (std::size_t i = 0; i < kLines.size(); ++i)
     if (fired[i] && handlers[i]) handlers[i]();
+  if (msi_handler && client_.msis())
+    for (const Msi& m : client_.take_msis(handle_)) msi_handler(m.address, m.data);
   return std::size_t{0};
+}
+
+void RemoteVsmmu::set_msi_handler(nesting::VirtualSmmu::MsiHandler handler) {
+  std::lock_guard lock(handlers_mu_);
+  msi_handler_ = std::move(handler);
 }
 
 nesting::VirtualSmmuStats RemoteVsmmu::stats() const {

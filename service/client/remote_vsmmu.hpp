@@ -44,13 +44,17 @@ class RemoteVsmmu final : public nesting::VsmmuEndpoint {
   void set_irq_handler(smmu::Irq line, std::function<void()> handler);
   // The eventfd the daemon signals for `line`, or -1 (cmd_sync, priq): a VMM may hand it to KVM as an irqfd.
   int irq_fd(smmu::Irq line) const;
+  // As VirtualSmmu::set_msi_handler: the vSMMU's MSIs outside guest RAM (with the MSI wish), which the daemon sends
+  // as MSI messages (kFeatureMsi). Called from process_events() for those the Client has received for this vSMMU
+  // (its socket, Client::socket_fd(), is readable when one waits).
+  void set_msi_handler(nesting::VirtualSmmu::MsiHandler handler);
 
   // ---- the VMM's side
   Result<void> add_device(const RemoteDevice& device);
   Result<void> remove_device(std::uint32_t vsid);
   // The eventq and gerror eventfds.
   std::vector<int> event_fds() const override;
-  // Drains the eventfds and calls the handlers of the lines that fired; returns 0 (the daemon writes the event
+  // Drains the eventfds and calls the handlers of the lines that fired, then the MSI handler; returns 0 (the daemon writes the event
   // records into guest RAM itself).
   Result<std::size_t> process_events() override;
   // The daemon's figures (STATS); if it cannot be asked, the last figures it gave, and a logged warning.
@@ -72,6 +76,7 @@ class RemoteVsmmu final : public nesting::VsmmuEndpoint {
   const nesting::GuestIdRegisters ids_;
   std::array<host::UniqueFd, kLines.size()> irq_fds_;
   std::array<std::function<void()>, kLines.size()> handlers_;
+  nesting::VirtualSmmu::MsiHandler msi_handler_;
   std::mutex handlers_mu_;
   mutable std::mutex stats_mu_;
   mutable nesting::VirtualSmmuStats last_stats_;

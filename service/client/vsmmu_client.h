@@ -44,6 +44,7 @@ struct vsmmu_client;
 #define VSMMU_FEATURE_POSTED_WRITES (1ull << 0)
 #define VSMMU_FEATURE_SIM_DMA (1ull << 1)
 #define VSMMU_FEATURE_MIGRATION (1ull << 2) /* vsmmu_client_dirty_*, vsmmu_client_save_state/load_state */
+#define VSMMU_FEATURE_MSI (1ull << 3)       /* the vSMMUs' MSIs outside guest RAM: vsmmu_client_take_msis */
 
 /* How guest invalidations reach the host (vsmmu_create_args.policy). */
 #define VSMMU_POLICY_BATCHED 0u     /* one host call per vIOMMU between two CMD_SYNCs */
@@ -72,7 +73,7 @@ struct vsmmu_wishes {
   uint8_t ipa_bits, oas_bits, sid_bits, ssid_bits;
   uint8_t ril, ats, st_level, tt_endian;
   uint8_t gran4k, gran16k, gran64k, cmdq_log2;
-  uint8_t eventq_log2, reserved[3];
+  uint8_t eventq_log2, msi, reserved[2];
 };
 #define VSMMU_WISH_IPA_BITS (1u << 0)
 #define VSMMU_WISH_OAS_BITS (1u << 1)
@@ -87,6 +88,7 @@ struct vsmmu_wishes {
 #define VSMMU_WISH_GRAN64K (1u << 10)
 #define VSMMU_WISH_CMDQ_LOG2 (1u << 11)
 #define VSMMU_WISH_EVENTQ_LOG2 (1u << 12)
+#define VSMMU_WISH_MSI (1u << 13) /* IDR0.MSI; needs VSMMU_FEATURE_MSI (MSIs outside guest RAM come as messages) */
 
 /* What the daemon said at connection: its host and the limits it enforces on this connection. */
 struct vsmmu_daemon_info {
@@ -219,6 +221,21 @@ VSMMU_CLIENT_API int vsmmu_client_mmio_write(struct vsmmu_client *client, uint32
 /* 0 if no posted write failed since the last call; otherwise the first failure's negative errno, with its text
  * and the count of failures in vsmmu_client_last_error. */
 VSMMU_CLIENT_API int vsmmu_client_check_posted(struct vsmmu_client *client);
+
+/* A vSMMU's MSI to an address outside guest RAM (VSMMU_FEATURE_MSI, the MSI wish): the VMM delivers it. */
+struct vsmmu_msi {
+  uint32_t vsmmu;   /* the vSMMU's handle */
+  uint32_t dropped; /* MSIs dropped before this one (the client was not reading) */
+  uint64_t address; /* the doorbell the guest programmed (IRQ_CFG0, MSIAddr) */
+  uint32_t data;    /* its payload (IRQ_CFG1, MSIData) */
+  uint32_t reserved;
+};
+/* Up to `max` MSIs received for vSMMU `handle` (0: any), oldest first, into out[]; *count says how many. Reads
+ * what waits on the connection without blocking (vsmmu_client_fd is readable then). */
+VSMMU_CLIENT_API int vsmmu_client_take_msis(struct vsmmu_client *client, uint32_t handle, struct vsmmu_msi *out,
+                                            uint32_t max, uint32_t *count);
+/* The connection's socket, to poll for readability (MSIs, posted failures); the client keeps it. */
+VSMMU_CLIENT_API int vsmmu_client_fd(struct vsmmu_client *client);
 
 /* The eventfd the daemon signals for a VSMMU_IRQ_* line; -1 clears it. */
 VSMMU_CLIENT_API int vsmmu_client_set_irq(struct vsmmu_client *client, uint32_t handle, uint32_t line, int eventfd);

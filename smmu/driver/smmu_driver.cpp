@@ -35,6 +35,24 @@ std::string describe(const CommandError& e) {
                    : fmt::format("{} at index {:#x} (the command is unreadable)", cerror_name(e.cerror), e.index);
 }
 
+// The probe's ID register reads, counted with the driver's other accesses.
+class CountingMmio final : public SmmuMmio {
+ public:
+  CountingMmio(SmmuMmio& inner, MmioAccesses& counts) : inner_(inner), counts_(counts) {}
+  Result<std::uint64_t> mmio_read(std::uint64_t offset, unsigned size) override {
+    ++counts_.reads;
+    return inner_.mmio_read(offset, size);
+  }
+  Result<void> mmio_write(std::uint64_t offset, std::uint64_t value, unsigned size) override {
+    ++counts_.writes;
+    return inner_.mmio_write(offset, value, size);
+  }
+
+ private:
+  SmmuMmio& inner_;
+  MmioAccesses& counts_;
+};
+
 }  // namespace
 
 Result<SmmuDriver> SmmuDriver::start(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc,
@@ -63,9 +81,16 @@ Result<void> SmmuDriver::allocate_structures() {
 
 // arm_smmu_device_hw_probe + arm_smmu_device_reset.
 Result<void> SmmuDriver::reset() {
-  auto features = probe_features(*mmio_, options_.need_stage1);
+  CountingMmio counted(*mmio_, accesses_);
+  auto features = probe_features(counted, options_.need_stage1);
   if (!features) return fail(features.error(), kWhere, "{}", options_.name);
   features_ = *features;
+  // ARM_SMMU_OPT_MSIPOLL: MSIs on a coherent SMMU (arm_smmu_device_hw_probe).
+  const bool can_msipoll = features_.msi() && features_.id.cohacc;
+  if (options_.msipoll.value_or(false) && !can_msipoll)
+    return fail(ENXIO, kWhere, "{}: MSI polling asked, but the SMMU has IDR0.MSI {} and IDR0.COHACC {} (both needed)",
+                options_.name, features_.msi() ? 1 : 0, features_.id.cohacc ? 1 : 0);
+  msipoll_ = options_.msipoll.value_or(can_msipoll);
   sid_bits_ = std::min(options_.sid_bits, features_.sid_bits());
   // A level-2 table resolves SPLIT bits: with no more StreamIDs than that, Linux keeps the table linear.
   const bool two_level = features_.two_level_strtab() && !options_.force_linear && sid_bits_ > kStrtabSplit;
@@ -109,6 +134,7 @@ Result<void> SmmuDriver::reset() {
       {regs::CMDQ_CONS, 0},
   });
   if (!written) return written;
+  prod_ = cons_ = 0;
   VSMMU_TRY(write_cr0(enables.set(Cr0::CMDQEN, true)));
 
   // Nothing cached from before may survive into translation. Linux sends TLBI_NSNH_ALL whatever the stages;
@@ -127,18 +153,34 @@ Result<void> SmmuDriver::reset() {
   if (!eventq) return eventq;
   VSMMU_TRY(write_cr0(enables.set(Cr0::EVENTQEN, true)));
 
-  // arm_smmu_setup_irqs: interrupts off, MSI addresses cleared (wired interrupts), then the ones wanted.
-  VSMMU_TRY(write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, 0));
-  VSMMU_TRY(write_regs({{regs::GERROR_IRQ_CFG0, 0}, {regs::EVENTQ_IRQ_CFG0, 0}}));
-  const IrqCtrl irq = IrqCtrl{}.set(IrqCtrl::GERROR_IRQEN, options_.irqs).set(IrqCtrl::EVENTQ_IRQEN, options_.irqs);
-  VSMMU_TRY(write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, irq.value()));
+  VSMMU_TRY(setup_irqs());
 
   if (options_.gbpa_abort)
     VSMMU_TRY(update_gbpa(*options_.gbpa_abort));
   return write_cr0(enables.set(Cr0::SMMUEN, true));
 }
 
+// arm_smmu_setup_irqs with arm_smmu_setup_msis: interrupts off, MSI addresses cleared (wired interrupts), the
+// MSIs the platform gives programmed as arm_smmu_write_msi_msg does (CFG2: Device-nGnRE), then the ones wanted on.
+Result<void> SmmuDriver::setup_irqs() {
+  VSMMU_TRY(write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, 0));
+  VSMMU_TRY(write_regs({{regs::GERROR_IRQ_CFG0, 0}, {regs::EVENTQ_IRQ_CFG0, 0}}));
+  constexpr unsigned kDeviceNGnRE = 1;  // Linux's ARM_SMMU_MEMATTR_DEVICE_nGnRE (IHI 0070 6.3.23 MemAttr)
+  const auto program = [&](const std::optional<MsiTarget>& target, const RegisterInfo& cfg0, const RegisterInfo& cfg1,
+                           const RegisterInfo& cfg2) -> Result<void> {
+    if (!target || !features_.msi()) return {};
+    return write_regs({{cfg0, IrqCfg0{}.set(IrqCfg0::ADDR, target->address).value()},
+                       {cfg1, IrqCfg1{}.set(IrqCfg1::DATA, target->data).value()},
+                       {cfg2, IrqCfg2{}.set(IrqCfg2::MemAttr, kDeviceNGnRE).value()}});
+  };
+  VSMMU_TRY(program(options_.eventq_msi, regs::EVENTQ_IRQ_CFG0, regs::EVENTQ_IRQ_CFG1, regs::EVENTQ_IRQ_CFG2));
+  VSMMU_TRY(program(options_.gerror_msi, regs::GERROR_IRQ_CFG0, regs::GERROR_IRQ_CFG1, regs::GERROR_IRQ_CFG2));
+  const IrqCtrl irq = IrqCtrl{}.set(IrqCtrl::GERROR_IRQEN, options_.irqs).set(IrqCtrl::EVENTQ_IRQEN, options_.irqs);
+  return write_acked(regs::IRQ_CTRL, regs::IRQ_CTRLACK, irq.value());
+}
+
 Result<std::uint32_t> SmmuDriver::read_reg(const RegisterInfo& reg) {
+  ++accesses_.reads;
   auto v = mmio_->read32(reg.offset);
   if (!v) return fail(v.error(), kWhere, "{}: reading {}", options_.name, reg.name);
   return v;
@@ -151,6 +193,7 @@ Result<void> SmmuDriver::write_regs(std::initializer_list<std::pair<RegisterInfo
 }
 
 Result<void> SmmuDriver::write_reg(const RegisterInfo& reg, std::uint64_t value) {
+  ++accesses_.writes;
   auto r = reg.width == 64 ? mmio_->write64(reg.offset, value)
                            : mmio_->write32(reg.offset, static_cast<std::uint32_t>(value));
   if (!r) return fail(r.error(), kWhere, "{}: writing {:#x} to {}", options_.name, value, reg.name);
@@ -260,44 +303,63 @@ Result<void> SmmuDriver::attach_stage1(std::uint32_t sid, std::uint32_t ssid, st
 // ---------------------------------------------------------------------------------------------------------
 // Command queue
 
-Result<void> SmmuDriver::push(std::span<const Command> cmds) { return push(cmds, nullptr, nullptr); }
+Result<void> SmmuDriver::push(std::span<const Command> cmds) { return push(cmds, false, nullptr); }
 
-Result<void> SmmuDriver::push(std::span<const Command> cmds, const Command* tail, std::uint32_t* tail_index) {
+// arm_smmu_cmdq_issue_cmdlist, one thread: the commands written from the PROD the driver keeps, then one CMDQ_PROD
+// write. CMDQ_CONS is read only when the queue looks full.
+Result<void> SmmuDriver::push(std::span<const Command> cmds, bool with_sync, std::uint32_t* sync_index) {
   const QueueIndex q{cmdq_log2_};
-  auto prod = read_reg(regs::CMDQ_PROD);
-  auto cons = read_reg(regs::CMDQ_CONS);
-  if (!prod || !cons) return std::unexpected((!prod ? prod : cons).error());
-  std::uint32_t p = q.advance(QueueProd::of(*prod).get(QueueProd::WR), 0);
-  std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
+  std::uint32_t p = prod_;
+  const auto publish = [&]() -> Result<void> {
+    VSMMU_TRY(write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value()));
+    prod_ = p;
+    return {};
+  };
   const auto put = [&](const Command& cmd) -> Result<void> {
-    if (q.full(p, c)) {
+    if (q.full(p, cons_)) {
       // Publish what is written and wait for the SMMU to make room (arm_smmu_cmdq_poll_until_not_full).
-      VSMMU_TRY(write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value()));
-      VSMMU_TRY_ASSIGN(auto room, wait_for_cons(p, q.entries() - 1, "room in the command queue"));
-      c = room;
+      VSMMU_TRY(publish());
+      VSMMU_TRY(wait_for_cons(p, q.entries() - 1, "room in the command queue"));
     }
-    if (!mem_->write_record(cmdq_ + q.index(p) * Command::bytes, cmd))
-      return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, cmdq_ + q.index(p) * Command::bytes);
+    const std::uint64_t at = cmdq_ + q.index(p) * Command::bytes;
+    if (!mem_->write_record(at, cmd)) return fail(EFAULT, kWhere, "{}: cannot write the command queue at {:#x}", options_.name, at);
     p = q.advance(p);
     return {};
   };
   for (const auto& cmd : cmds)
     VSMMU_TRY(put(cmd));
-  if (tail) {
-    *tail_index = p;
-    VSMMU_TRY(put(*tail));
+  if (with_sync) {
+    // arm_smmu_cmdq_build_sync_cmd: with MSIPOLL the CMD_SYNC's MSI (CS=IRQ, MSIData 0) targets its own slot.
+    *sync_index = p;
+    const Command sync = msipoll_ ? cmd_sync(SyncCs::irq).set(Command::MSIAddr, cmdq_ + q.index(p) * Command::bytes)
+                                  : cmd_sync();
+    VSMMU_TRY(put(sync));
   }
-  return write_reg(regs::CMDQ_PROD, QueueProd{}.set(QueueProd::WR, p).value());
+  return publish();
 }
 
 Result<void> SmmuDriver::issue(std::span<const Command> cmds) {
   const QueueIndex q{cmdq_log2_};
-  const Command sync = cmd_sync();
   std::uint32_t at = 0;
-  VSMMU_TRY(push(cmds, &sync, &at));
+  VSMMU_TRY(push(cmds, true, &at));
+  if (msipoll_) return wait_for_sync_msi(at);
   // Done once CONS is past the CMD_SYNC: nothing pushed after it is left unconsumed.
   VSMMU_TRY(wait_for_cons(q.advance(at), 0, "the CMD_SYNC"));
   return {};
+}
+
+Result<bool> SmmuDriver::handle_command_error(std::string_view what, std::uint32_t& skipped_here) {
+  VSMMU_TRY_ASSIGN(auto err, command_error());
+  if (!err) return false;
+  if (!options_.skip_command_errors)
+    return fail(EIO, kWhere, "{}: the command queue stopped waiting for {}: {}", options_.name, what, describe(*err));
+  // A fetch abort is retried, so it can repeat: give up after one skip per queue entry.
+  if (++skipped_here > QueueIndex{cmdq_log2_}.entries())
+    return fail(EIO, kWhere, "{}: the command queue keeps stopping: {}", options_.name, describe(*err));
+  log::error(kWhere, "{}: skipping the command in error: {}", options_.name, describe(*err));
+  ++skipped_;
+  VSMMU_TRY(acknowledge_command_error(true));
+  return true;
 }
 
 Result<std::uint32_t> SmmuDriver::wait_for_cons(std::uint32_t prod, std::uint32_t pending, std::string_view what) {
@@ -308,17 +370,10 @@ Result<std::uint32_t> SmmuDriver::wait_for_cons(std::uint32_t prod, std::uint32_
     auto cons = read_reg(regs::CMDQ_CONS);
     if (!cons) return cons;
     const std::uint32_t c = QueueCons::of(*cons).get(QueueCons::RD);
+    cons_ = c;
     if (q.count(prod, c) <= pending) return c;
-    VSMMU_TRY_ASSIGN(auto err, command_error());
-    if (err) {
-      if (!options_.skip_command_errors)
-        return fail(EIO, kWhere, "{}: the command queue stopped waiting for {}: {}", options_.name, what, describe(*err));
-      // A fetch abort is retried, so it can repeat: give up after one skip per queue entry.
-      if (++skipped_here > q.entries())
-        return fail(EIO, kWhere, "{}: the command queue keeps stopping: {}", options_.name, describe(*err));
-      log::error(kWhere, "{}: skipping the command in error: {}", options_.name, describe(*err));
-      ++skipped_;
-      VSMMU_TRY(acknowledge_command_error(true));
+    VSMMU_TRY_ASSIGN(const bool skipped, handle_command_error(what, skipped_here));
+    if (skipped) {
       deadline = Clock::now() + options_.poll_timeout;
       continue;
     }
@@ -326,6 +381,30 @@ Result<std::uint32_t> SmmuDriver::wait_for_cons(std::uint32_t prod, std::uint32_
       return fail(ETIMEDOUT, kWhere, "{}: CMDQ_CONS did not pass {} within {} us: CMDQ_CONS = {:#x}, expected {} of the "
                   "entries before PROD {:#x} left", options_.name, what, options_.poll_timeout.count(), *cons,
                   pending == 0 ? std::string("none") : fmt::format("at most {}", pending), prod);
+    std::this_thread::yield();
+  }
+}
+
+Result<void> SmmuDriver::wait_for_sync_msi(std::uint32_t index) {
+  const QueueIndex q{cmdq_log2_};
+  const std::uint64_t slot = cmdq_ + q.index(index) * Command::bytes;
+  auto deadline = Clock::now() + options_.poll_timeout;
+  std::uint32_t skipped_here = 0;
+  for (;;) {
+    auto word = mem_->read32(slot);
+    if (!word) return fail(EFAULT, kWhere, "{}: cannot read the CMD_SYNC at {:#x} in the command queue", options_.name, slot);
+    if (*word == 0) {
+      cons_ = q.advance(index);  // everything up to the CMD_SYNC consumed, without reading CMDQ_CONS
+      return {};
+    }
+    VSMMU_TRY_ASSIGN(const bool skipped, handle_command_error("the CMD_SYNC", skipped_here));
+    if (skipped) {
+      deadline = Clock::now() + options_.poll_timeout;
+      continue;
+    }
+    if (Clock::now() >= deadline)
+      return fail(ETIMEDOUT, kWhere, "{}: the CMD_SYNC at index {:#x} was not completed by its MSI within {} us: its "
+                  "first word at {:#x} reads {:#x}, not 0", options_.name, index, options_.poll_timeout.count(), slot, *word);
     std::this_thread::yield();
   }
 }

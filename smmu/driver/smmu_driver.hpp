@@ -35,6 +35,19 @@
 
 namespace vsmmu::smmu::driver {
 
+// Where an MSI goes, as the platform's MSI controller gives it (an ITS doorbell and an event ID, say).
+struct MsiTarget {
+  std::uint64_t address = 0;
+  std::uint32_t data = 0;
+};
+
+// The driver's accesses to the SMMU's registers, each a VM exit when the SMMU is a VMM's.
+struct MmioAccesses {
+  std::uint64_t reads = 0;
+  std::uint64_t writes = 0;
+  std::uint64_t total() const { return reads + writes; }
+};
+
 // What the driver is asked for; the SMMU's ID registers cap the sizes.
 struct Options {
   std::string name = "smmu";        // in messages
@@ -44,7 +57,15 @@ struct Options {
   unsigned eventq_log2 = 7;         // capped by IDR1.EVENTQS
   bool need_stage1 = false;         // refuse an SMMU without stage 1
   bool record_invalid_sids = true;  // CR2.RECINVSID, as Linux sets it
-  bool irqs = true;                 // IRQ_CTRL: event queue and global error interrupts (wired)
+  bool irqs = true;                 // IRQ_CTRL: event queue and global error interrupts
+  // The event queue's and global errors' MSIs (arm_smmu_setup_msis): programmed into *_IRQ_CFG0-2 when the
+  // SMMU has IDR0.MSI; otherwise (or without a target) the interrupts are wired.
+  std::optional<MsiTarget> eventq_msi{}, gerror_msi{};
+  // CMD_SYNC completion polled in memory (Linux's ARM_SMMU_OPT_MSIPOLL): each CMD_SYNC's MSI writes 0 over its
+  // own queue slot, which the driver watches instead of reading CMDQ_CONS. Default as Linux decides: IDR0.MSI on
+  // a coherent SMMU (IDR0.COHACC; Linux takes coherency from firmware, which is taken to agree), unless
+  // disabled (its disable_msipolling). true on an SMMU without both is refused.
+  std::optional<bool> msipoll{};
   std::optional<bool> gbpa_abort{}; // before SMMUEN, update GBPA.ABORT to this (Linux's disable_bypass)
   bool skip_command_errors = false; // skip failed commands while waiting, as arm_smmu_cmdq_skip_err; else fail
   std::chrono::microseconds poll_timeout{1'000'000};  // per wait (Linux's ARM_SMMU_POLL_TIMEOUT_US)
@@ -83,6 +104,10 @@ class SmmuDriver {
 
   const Features& features() const { return features_; }
   const Options& options() const { return options_; }
+  // Whether CMD_SYNCs complete by MSI into their queue slot (Options::msipoll as decided at start()).
+  bool msipoll() const { return msipoll_; }
+  // Register accesses made since start() (its probe and reset included).
+  const MmioAccesses& mmio_accesses() const { return accesses_; }
   unsigned sid_bits() const { return sid_bits_; }
   StreamTableFormat strtab_format() const { return strtab_fmt_; }
   unsigned cmdq_log2() const { return cmdq_log2_; }
@@ -114,8 +139,8 @@ class SmmuDriver {
   // ---- command queue
   // Writes commands at PROD and publishes them with one CMDQ_PROD write, waiting for room when the queue is full.
   Result<void> push(std::span<const Command> cmds);
-  // push(cmds + CMD_SYNC), then waits until CMDQ_CONS passes the CMD_SYNC. A command error fails (EIO, the error
-  // left active for inspection) unless Options::skip_command_errors.
+  // push(cmds + CMD_SYNC), then waits for the CMD_SYNC: its MSI in memory with MSIPOLL, else CMDQ_CONS passing it.
+  // A command error fails (EIO, the error left active for inspection) unless Options::skip_command_errors.
   Result<void> issue(std::span<const Command> cmds);
   Result<void> issue(const Command& cmd) { return issue(std::span(&cmd, 1)); }
   // The error the command queue stopped on, if GERROR.CMDQ_ERR is active.
@@ -147,9 +172,18 @@ class SmmuDriver {
   Result<std::uint32_t> read_reg(const RegisterInfo& reg);
   template <class Done, class Expected>
   Result<std::uint32_t> poll(const RegisterInfo& reg, Done done, Expected expected);
-  Result<void> push(std::span<const Command> cmds, const Command* tail, std::uint32_t* last_index);
+  // push(), then a CMD_SYNC (its index in *sync_index) when with_sync.
+  Result<void> push(std::span<const Command> cmds, bool with_sync, std::uint32_t* sync_index);
   // Polls CMDQ_CONS until at most `pending` of the entries before `prod` are unconsumed; returns CONS.RD.
   Result<std::uint32_t> wait_for_cons(std::uint32_t prod, std::uint32_t pending, std::string_view what);
+  // MSIPOLL: polls the first word of the CMD_SYNC at `index` in memory until its MSI wrote 0
+  // (__arm_smmu_cmdq_poll_until_msi). A command error (what Linux's GERROR interrupt reports) is read only
+  // while the word has not changed.
+  Result<void> wait_for_sync_msi(std::uint32_t index);
+  // A command error met while waiting: fails unless Options::skip_command_errors, else skips it (at most one
+  // per queue entry per wait). Returns whether it was skipped (false: no error).
+  Result<bool> handle_command_error(std::string_view what, std::uint32_t& skipped_here);
+  Result<void> setup_irqs();
 
   SmmuMmio* mmio_;
   PhysicalMemory* mem_;
@@ -162,6 +196,12 @@ class SmmuDriver {
   std::uint64_t strtab_ = 0, cmdq_ = 0, eventq_ = 0;
   std::map<std::uint32_t, CdTable> cd_tables_;
   std::uint64_t skipped_ = 0;
+  bool msipoll_ = false;
+  // The command queue as the driver last knew it (Linux's cmdq->q.llq): PROD as it wrote it, CONS as it last
+  // read it or learnt it from a CMD_SYNC's completion. CMDQ_PROD is never read back; CMDQ_CONS only when the
+  // queue looks full or (without MSIPOLL) to see a CMD_SYNC pass.
+  std::uint32_t prod_ = 0, cons_ = 0;
+  MmioAccesses accesses_;
 };
 
 }  // namespace vsmmu::smmu::driver

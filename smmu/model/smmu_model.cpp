@@ -131,6 +131,7 @@ Counters SmmuModel::counters() const {
   c.events_lost = r.events_lost;
   c.syncs = r.syncs;
   c.msis = r.msis;
+  c.msis_aborted = r.msis_aborted;
   return c;
 }
 

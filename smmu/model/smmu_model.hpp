@@ -107,6 +107,7 @@ struct Counters {
   std::uint64_t events_lost = 0;     // records discarded: queue full (overflow), disabled, or write aborted
   std::uint64_t syncs = 0;           // CMD_SYNCs completed
   std::uint64_t msis = 0;            // MSI writes made
+  std::uint64_t msis_aborted = 0;    //   of which reached no memory (MSI_*_ABT_ERR)
 };
 
 class SmmuModel final : public SmmuMmio, private RegisterEffects {

@@ -10,6 +10,7 @@ import struct
 
 HELLO, CREATE, DESTROY, ADD_REGION, REMOVE_REGION, ATTACH, DETACH, MMIO_READ, MMIO_WRITE, SET_IRQ, STATS, \
     SIM_DMA = range(1, 13)
+MSI = 13  # the daemon's message: a client sending it is refused (EINVAL)
 DIRTY_START, DIRTY_STOP, DIRTY_GET, SAVE_STATE, LOAD_STATE = range(16, 21)
 POSTED = 1 << 1
 MAGIC = 0x554d4d53
@@ -34,8 +35,8 @@ def hello(vmin=1, vmax=1, features=0, max_message=0):
     return packet(HELLO, sized('<IIIIQII', MAGIC, vmin, vmax, features, max_message, 0))
 
 
-def wishes(present=0, values=bytes(13)):
-    return struct.pack('<I', present) + values + bytes(3)
+def wishes(present=0, values=bytes(14)):
+    return struct.pack('<I', present) + values + bytes(16 - len(values))
 
 
 def create(name=b'', device=b'', policy=0, flags=0, vsid=0x10, w=None):
@@ -73,6 +74,8 @@ SEEDS = {
     # wishes: IPA 48 bits, SSID 5 bits, 2-level stream table (present: ipa_bits, ssid_bits, st_level)
     'create_sim_wishes': context() + create(b'v', b'nic0', w=wishes(1 | 8 | 64, bytes([48, 0, 0, 5, 0, 0, 1]) +
                                                                      bytes(6))),
+    # the MSI wish (present bit 13, byte 17 of WireWishes)
+    'create_sim_msi_wish': context() + create(b'v', b'nic0', w=wishes(1 << 13, bytes(13) + b'\x01')),
     'create_kernel': context(1, KERNEL) + create(b'vsmmu0'),
     'destroy': context() + packet(DESTROY, sized('<II', 0), vsmmu=1),
     'add_region': context(1) + add_region(0x40000000, 0x8000000),
@@ -100,6 +103,7 @@ SEEDS = {
     'load_state': context(1) + packet(LOAD_STATE, sized('<IIQ', 0, 4096), vsmmu=1),
     # refused: a reserved op (ENOSYS), and a longer body whose extra bytes are zero (accepted) or not (E2BIG)
     'reserved_op': context() + packet(14, sized('<II', 0), vsmmu=1),
+    'msi_from_client': context() + packet(MSI, sized('<IIQII', 0, 0x08090040, 0x21, 0), vsmmu=1),
     'mmio_read_longer_zero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 0), vsmmu=1),
     'mmio_read_longer_nonzero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 1), vsmmu=1),
 }

@@ -47,6 +47,27 @@ TEST(IdRegisters, AutoWishesGiveAStageOneVsmmuShapedByTheHost) {
   EXPECT_FALSE(g->idr0.get(Idr0::ATS));            // PCI_ATS_NOT_SUPPORTED
 }
 
+// IDR0.MSI is the vSMMU's own: its MSIs are written by the vSMMU into guest RAM or handed to the VMM, not the
+// physical SMMU's (this host has IDR0.MSI = 0). Off unless asked, since only a VMM that delivers them can offer it;
+// when asked, given with COHACC, which Linux needs besides MSI to poll CMD_SYNC completions in memory
+// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c, arm_smmu_device_hw_probe: ARM_SMMU_OPT_MSIPOLL). pinned() keeps it
+// for a migration's destination.
+TEST(IdRegisters, MsiIsGivenOnlyWhenAskedAndAlwaysWithCohacc) {
+  ASSERT_FALSE(host::HwInfo(qemu_smmu()).id_registers().idr0.get(Idr0::MSI));
+  auto plain = derive_id_registers(qemu_smmu(), wishes(40), "vsmmu0");
+  ASSERT_TRUE(plain) << plain.error();
+  EXPECT_FALSE(plain->idr0.get(Idr0::MSI));
+  VsmmuWishes w = wishes(40);
+  w.msi = true;
+  auto msi = derive_id_registers(qemu_smmu(), w, "vsmmu0");
+  ASSERT_TRUE(msi) << msi.error();
+  EXPECT_TRUE(msi->idr0.get(Idr0::MSI));
+  EXPECT_TRUE(msi->idr0.get(Idr0::COHACC));
+  EXPECT_EQ(msi->idr0.value() & ~mask_of<0>(Idr0::MSI), plain->idr0.value()) << "MSI changes nothing else";
+  EXPECT_EQ(pinned(w, *msi).msi, std::optional<bool>(true));
+  EXPECT_EQ(pinned(wishes(40), *plain).msi, std::optional<bool>(false));
+}
+
 TEST(IdRegisters, EachIncompatibilityIsNamed) {
   VsmmuWishes w = wishes(48);
   w.oas_bits = 48;          // host OAS 44

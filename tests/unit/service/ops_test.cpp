@@ -113,7 +113,12 @@ TEST(OpsCreate, MalformedWishesAreRefusedNamingTheWish) {
   c.wishes.ril = 2;
   EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.ril", "boolean"));
   c.wishes.ril = 0;
-  c.wishes.reserved[2] = 1;
+  c.wishes.present = kWishMsi;
+  c.wishes.msi = 2;
+  EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.msi", "boolean"));
+  c.wishes.msi = 1;
+  EXPECT_TRUE(decode(create_with(c, "v", "nic0")));  // the feature it needs is the session's to check
+  c.wishes.reserved[1] = 1;
   EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.reserved"));
 }
 

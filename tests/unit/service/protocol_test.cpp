@@ -309,8 +309,9 @@ TEST(ProtocolHeader, AnUnknownOpIsRefusedWithEnosys) {
   }
 }
 
-// docs/protocol.md, "Ops": 13-15 and 21-31 are reserved; every one is answered ENOSYS, whatever its body or fds,
-// so a client can probe for them. 16-20 are live migration's ("Live migration (16-20)").
+// docs/protocol.md, "Ops": 14-15 and 21-31 are reserved; every one is answered ENOSYS, whatever its body or fds,
+// so a client can probe for them. 16-20 are live migration's ("Live migration (16-20)"), 13 the daemon's MSI
+// message ("MSI (13)"), which a client may not send: EINVAL.
 TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
   for (std::uint16_t op = 13; op <= kLastOp; ++op) {
     SCOPED_TRACE(op);
@@ -318,9 +319,13 @@ TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
     h.op = op;
     h.vsmmu = 1;
     const bool migration = op >= 16 && op <= 20;
-    EXPECT_EQ(op_reserved(op), !migration);
+    const bool msi = op == 13;
+    EXPECT_EQ(op_reserved(op), !migration && !msi);
+    EXPECT_EQ(op_from_daemon(op), msi);
     EXPECT_TRUE(op_known(op));
-    if (!migration) {
+    if (msi) {
+      EXPECT_TRUE(refused(decode(build(h, MsiMessage{})), EINVAL, "header.op", "MSI (13) is a message the daemon sends"));
+    } else if (!migration) {
       EXPECT_TRUE(refused(decode(build(h, StatsRequest{}), 1), ENOSYS, "header.op",
                           "is reserved (docs/protocol.md); this daemon does not implement it"));
     }
@@ -335,6 +340,33 @@ TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
       << r.error().to_string();
   h.op = 21;
   EXPECT_TRUE(refused(decode(raw(h, {})), ENOSYS, "header.op", "21 is reserved"));
+}
+
+// docs/protocol.md, "MSI (13)": the daemon's MSI message is unsolicited, REPLY|ASYNC with tag 0; a client takes
+// nothing else as one (an error reply echoing op 13 to a client that sent it is a reply like any other).
+TEST(ProtocolHeader, AnMsiMessageIsReplyAsyncWithTagZero) {
+  Header h;
+  h.op = static_cast<std::uint16_t>(Op::msi);
+  h.flags = kFlagReply | kFlagAsync;
+  h.vsmmu = 1;
+  const auto good = build(h, MsiMessage{.address = 0x0809'0040, .data = 0x21});
+  Packet p;
+  EXPECT_FALSE(parse_header(good, false, p));
+  Body<MsiMessage> body;
+  ASSERT_FALSE(decode_body(p, body));
+  EXPECT_EQ(body.fixed.address, 0x0809'0040U);
+  EXPECT_EQ(body.fixed.data, 0x21U);
+  h.tag = 7;
+  auto bad = parse_header(build(h, MsiMessage{}), false, p);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->field, "header.flags");
+  h.tag = 0;
+  h.flags = kFlagReply;
+  EXPECT_TRUE(parse_header(build(h, MsiMessage{}), false, p));
+  h.flags = kFlagReply;
+  h.tag = 7;
+  h.status = EINVAL;
+  EXPECT_FALSE(parse_header(build(h, ErrorReply{}), false, p)) << "the refusal of a client's op 13";
 }
 
 // docs/protocol.md, "Header": flags the protocol does not define are refused, not ignored.

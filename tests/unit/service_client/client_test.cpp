@@ -3,6 +3,8 @@
 // client, the body under the zero-extension rule) and answers what each test scripts.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -110,6 +112,15 @@ class FakeDaemon {
  private:
   int fd_;
 };
+
+// The daemon's MSI message (docs/protocol.md "MSI (13)") of `vsmmu` to an ITS doorbell with `data`.
+std::vector<std::byte> msi_packet(std::uint32_t vsmmu, std::uint32_t data) {
+  Header h;
+  h.op = static_cast<std::uint16_t>(Op::msi);
+  h.flags = kFlagReply | kFlagAsync;
+  h.vsmmu = vsmmu;
+  return build(h, MsiMessage{.address = 0x0809'0040, .data = data});
+}
 
 // A client on one end of a socketpair, the fake daemon running `script` on the other.
 class ClientTest : public ::testing::Test {
@@ -241,6 +252,37 @@ TEST_F(ClientTest, APostedWritesFailureIsKeptAndNeverTakenAsTheNextReply) {
   EXPECT_EQ(failures.kept[0].error.message, "CMDQ_BASE: outside guest RAM");
   EXPECT_EQ(failures.kept[0].error.err, EFAULT);
   EXPECT_TRUE(client->take_posted_failures().kept.empty());
+}
+
+// docs/protocol.md "MSI (13)": MSI messages (REPLY|ASYNC, tag 0) met while awaiting a reply are kept, never taken
+// for the reply, and handed out by take_msis per vSMMU, oldest first, with the address and data they carry.
+TEST_F(ClientTest, MsiMessagesAreKeptAndTakenPerVsmmu) {
+  start([](FakeDaemon& d) {
+    d.answer_hello();
+    const Received read = d.expect(Op::mmio_read);
+    d.send(msi_packet(3, 1));
+    d.send(msi_packet(4, 2));
+    d.send(msi_packet(3, 3));
+    MmioReadReply reply;
+    reply.value = 7;
+    d.reply(read, reply);
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  auto r = client->mmio_read(3, 0x9c, 4);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(*r, 7u);
+  const auto three = client->take_msis(3);
+  ASSERT_EQ(three.size(), 2u);
+  EXPECT_EQ(three[0].data, 1u);
+  EXPECT_EQ(three[1].data, 3u);
+  EXPECT_EQ(three[0].address, 0x0809'0040u);
+  const auto rest = client->take_msis();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].vsmmu, 4u);
+  EXPECT_EQ(rest[0].data, 2u);
+  EXPECT_TRUE(client->take_msis().empty());
+  EXPECT_TRUE(client->take_posted_failures().kept.empty()) << "an MSI is no posted failure";
 }
 
 TEST_F(ClientTest, PostedFailuresWaitingOnTheSocketAreTakenWithoutARequestAndBounded) {
@@ -609,6 +651,7 @@ TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
     EXPECT_EQ(add.fds.size(), 1u);
     d.refuse(add, EINVAL, "gpa", "0x1001 is not page aligned");
     d.answer_read(0x0800'0002, 0x0);
+    d.send(msi_packet(1, 0x21));
     d.receive();  // the client closes
   });
 
@@ -628,6 +671,18 @@ TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
   std::uint64_t idr0 = 0;
   EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, &idr0), 0) << vsmmu_client_last_error(client);
   EXPECT_EQ(idr0, 0x0800'0002u);
+  pollfd readable{vsmmu_client_fd(client), POLLIN, 0};
+  ASSERT_EQ(::poll(&readable, 1, 5000), 1) << "the MSI waits on the connection";
+  vsmmu_msi msis[4]{};
+  std::uint32_t count = 0;
+  EXPECT_EQ(vsmmu_client_take_msis(client, 2, msis, 4, &count), 0);
+  EXPECT_EQ(count, 0u) << "vSMMU 2 has none";
+  EXPECT_EQ(vsmmu_client_take_msis(client, 1, msis, 4, &count), 0);
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(msis[0].vsmmu, 1u);
+  EXPECT_EQ(msis[0].address, 0x0809'0040u);
+  EXPECT_EQ(msis[0].data, 0x21u);
+  EXPECT_EQ(vsmmu_client_take_msis(client, 1, nullptr, 4, &count), -EINVAL);
   EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, nullptr), -EINVAL);
   vsmmu_client_close(client);
   daemon.join();

@@ -188,6 +188,7 @@ TEST_F(CommandQueueTest, DisabledQueueConsumesNothing) {
 // CMD_SYNC with CS=IRQ: an MSI of MSIData to MSIAddr when given (Linux polls that word), else the wired
 // interrupt (IHI 0070 4.7.3).
 TEST_F(CommandQueueTest, SyncSignalsByMsiOrWiredInterrupt) {
+  const std::uint64_t msis = smmu->counters().msis;  // the driver's own CMD_SYNCs (MSIPOLL) so far
   ASSERT_TRUE(driver->push(std::array{cmd_sync(SyncCs::irq)}));
   EXPECT_EQ(sync_irqs, 1U);
   const std::uint64_t word = kHostPool + kHostPoolSize - 8;
@@ -195,12 +196,13 @@ TEST_F(CommandQueueTest, SyncSignalsByMsiOrWiredInterrupt) {
       driver->push(std::array{cmd_sync(SyncCs::irq).set(Command::MSIAddr, word).set(Command::MSIData, 0xfeed)}));
   EXPECT_EQ(mem.read32(word).value(), 0xfeedU);
   EXPECT_EQ(sync_irqs, 1U);
-  EXPECT_EQ(smmu->counters().msis, 1U);
+  EXPECT_EQ(smmu->counters().msis, msis + 1);
   // An MSI to nowhere is a global error of its own (IHI 0070 7.5 MSI_CMDQ_ABT_ERR).
   ASSERT_TRUE(driver->push(std::array{cmd_sync(SyncCs::irq).set(Command::MSIAddr, 0x7000'0000)}));
   EXPECT_TRUE(
       Gerror::active(Gerror::of(reg(regs::GERROR)), Gerror::of(reg(regs::GERRORN))).get(Gerror::MSI_CMDQ_ABT_ERR));
   EXPECT_FALSE(driver->command_error().value());  // the queue itself goes on
+  EXPECT_EQ(smmu->counters().msis_aborted, 1U);    // the software SMMU's bus has nothing but its memory
 }
 
 }  // namespace
