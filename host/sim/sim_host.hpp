@@ -80,6 +80,8 @@ class SimHost final : public Host {
   Result<void> unbind_device(DeviceId dev) override;
   Result<HwInfo> get_hw_info(DeviceId dev) override;
   DeviceLocation device_location(DeviceId dev) const override;  // from the hardware profile
+  // The SMMU's software MSI window (SmmuSpec::msi_window), "msi".
+  Result<std::vector<ReservedRegion>> reserved_regions(DeviceId dev) const override;
   Result<ObjectId> ioas_alloc() override;
   Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
                                  std::uint32_t flags) override;

@@ -21,10 +21,6 @@
 
 namespace vsmmu::host::sim {
 
-// IOMMU_RESV_SW_MSI of arm-smmu-v3 (MSI_IOVA_BASE, MSI_IOVA_LENGTH): reserved in an IOAS while a device of
-// the SMMU is attached to a domain of it.
-inline constexpr std::uint64_t kSwMsiBase = 0x8000000;
-inline constexpr std::uint64_t kSwMsiLength = 0x100000;
 inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr std::uint64_t kUlongMax = ~0ULL;
 
