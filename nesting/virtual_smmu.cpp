@@ -112,11 +112,22 @@ void VirtualSmmu::set_irq_handler(Irq line, std::function<void()> handler) {
   irq_handlers_[static_cast<std::size_t>(line)] = std::move(handler);
 }
 
+void VirtualSmmu::set_notice_handler(std::function<void(std::string_view)> handler) {
+  std::lock_guard lock(mu_);
+  notice_handler_ = std::move(handler);
+}
+
 void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
   auto pending = regs_.take_pending_irqs();
-  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; })) return;
+  auto notices = std::exchange(pending_notices_, {});
+  if (notices.empty() && std::ranges::all_of(pending, [](unsigned n) { return n == 0; })) return;
   auto handlers = irq_handlers_;
+  auto notice = notice_handler_;
   lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
+  for (const auto& n : notices) {
+    if (notice) notice(n);
+    else log::warn("vsmmu", "{}", n);
+  }
   for (std::size_t line = 0; line < pending.size(); ++line)
     for (unsigned n = 0; n < pending[line]; ++n)
       if (handlers[line]) handlers[line]();
