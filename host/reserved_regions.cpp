@@ -91,4 +91,10 @@ std::optional<IovaRange> msi_window(std::span<const ReservedRegion> regions) {
   return best;
 }
 
+std::optional<IovaRange> allowed_overlap(const IovaRange& window, std::span<const IovaRange> allowed) {
+  for (const auto& r : allowed)
+    if (window.overlaps(r.start, r.size())) return r;
+  return std::nullopt;
+}
+
 }  // namespace vsmmu::host

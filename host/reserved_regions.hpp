@@ -53,6 +53,11 @@ Result<std::vector<ReservedRegion>> parse_reserved_regions(std::string_view text
 // there be several, the lowest).
 std::optional<IovaRange> msi_window(std::span<const ReservedRegion> regions);
 
+// Whether IOMMU_IOAS_IOVA_RANGES' answer (the IOVA an IOAS still allows) leaves `window` out, as it does once a
+// device with that reserved region is attached (drivers/iommu/iommufd/io_pagetable.c
+// iopt_table_enforce_dev_resv_regions); the first allowed range that overlaps it otherwise.
+std::optional<IovaRange> allowed_overlap(const IovaRange& window, std::span<const IovaRange> allowed);
+
 // "0x8000000-0x80fffff"
 std::string to_string(const IovaRange& r);
 

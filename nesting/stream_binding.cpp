@@ -113,11 +113,10 @@ void VirtualSmmu::check_window_reserved(const Device& d) {
               ranges.error());
     return;
   }
-  for (const auto& r : *ranges)
-    if (r.contains(d.msi_window->start) || r.contains(d.msi_window->last))
-      log::warn(kWhere, "{}: the host lists {} as its MSI window, but IOAS {} still allows IOVA {}: the host's "
-                "reserved regions and the IOAS disagree", device_name(d), host::to_string(*d.msi_window),
-                memory_.ioas(), host::to_string(r));
+  if (const auto r = host::allowed_overlap(*d.msi_window, *ranges))
+    log::warn(kWhere, "{}: the host lists {} as its MSI window, but IOAS {} still allows IOVA {}: the host's "
+              "reserved regions and the IOAS disagree", device_name(d), host::to_string(*d.msi_window),
+              memory_.ioas(), host::to_string(*r));
 }
 
 std::vector<DeviceMsiWindow> VirtualSmmu::msi_windows() const {

@@ -28,7 +28,8 @@ constexpr const char* kHelp =
     "and if not, exactly why. For each device it binds it, reads and decodes the physical SMMU's ID registers\n"
     "(IOMMU_GET_HW_INFO), then proves nesting by doing it: IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE,\n"
     "an abort nested HWPT attached; and asks for dirty tracking, plain (DIRTY_TRACKING, HTTU) and under\n"
-    "nesting (NEST_PARENT|DIRTY_TRACKING). Everything it makes is destroyed and the device left unbound.\n"
+    "nesting (NEST_PARENT|DIRTY_TRACKING), and reads the host's MSI window for it (reserved_regions).\n"
+    "Everything it makes is destroyed and the device left unbound.\n"
     "Devices are grouped by physical SMMU, with the ID registers a vSMMU there would show a guest.\n\n"
     "  --host kernel        the real host: /dev/iommu and VFIO cdevs (default)\n"
     "  --host sim[:PROFILE] the simulated host with kernel profile PROFILE (default \"upstream\"; embedded: {})\n"
@@ -153,6 +154,14 @@ json guest_json(const GuestIdRegisters& g) {
           {"aidr", hex(g.aidr.value())}};
 }
 
+// The host's MSI window for the device (docs/interrupts.md): {"base", "last", "size", "check"}, or null with
+// "msi_window_error" beside it when unknown.
+json msi_window_json(const DeviceReport& d) {
+  if (!d.msi_window) return d.msi_window_error ? json{{"error", error_json(*d.msi_window_error)}} : json(nullptr);
+  return {{"base", hex(d.msi_window->start)}, {"last", hex(d.msi_window->last)}, {"size", hex(d.msi_window->size())},
+          {"check", d.msi_window_check}};
+}
+
 json report_json(const ProbeReport& r) {
   json devices = json::array();
   for (const auto& d : r.devices) {
@@ -170,7 +179,8 @@ json report_json(const ProbeReport& r) {
                        {"hw_info", d.hw_info ? hw_info_json(*d.hw_info) : json(nullptr)},
                        {"features", d.features ? features_json(*d.features) : json(nullptr)},
                        {"dirty_tracking", dirty_json(d.dirty)},
-                       {"nested_dirty_tracking", dirty_json(d.nested_dirty)}});
+                       {"nested_dirty_tracking", dirty_json(d.nested_dirty)},
+                       {"msi_window", msi_window_json(d)}});
   }
   json smmus = json::array();
   for (const auto& g : r.smmus) {
@@ -212,6 +222,14 @@ void print_text(const ProbeReport& r) {
     if (d.nested_dirty)
       fmt::print("  nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): {}: {}\n", d.nested_dirty->available ? "yes" : "no",
                  d.nested_dirty->detail);
+    if (d.msi_window)
+      fmt::print("  host MSI window: {} (the guest's IORT RMR / DT reserved-memory must map it 1:1; guest RAM must "
+                 "avoid it){}\n", host::to_string(*d.msi_window),
+                 d.msi_window_check.empty() ? "" : fmt::format("; {}", d.msi_window_check));
+    else if (d.msi_window_error)
+      fmt::print("  host MSI window: unknown: {}\n", d.msi_window_error->to_string());
+    else
+      fmt::print("  host MSI window: none reported\n");
   }
   for (const auto& g : r.smmus) {
     std::vector<std::string> names;
