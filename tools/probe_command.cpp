@@ -14,6 +14,7 @@
 #include "nesting/nesting_probe.hpp"
 #include "smmu/format.hpp"
 #include "tools/commands.hpp"
+#include "tools/host_choice.hpp"
 #include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
@@ -58,9 +59,7 @@ int unusable(const Error& e, std::string_view hint = {}) {
 }
 
 struct Options {
-  bool sim = false;
-  std::string kernel_profile = "upstream";
-  std::optional<std::string> hardware;
+  HostChoice host;  // the kernel unless --host sim
   bool json = false;
   std::vector<std::string> devices;
 };
@@ -68,7 +67,6 @@ struct Options {
 // Parses the arguments; nullopt after printing help (exit 0) or a usage error (exit 2), said in `status`.
 std::optional<Options> parse(std::span<const std::string_view> args, int& status) {
   Options o;
-  bool host_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto a = args[i];
     if (is_help(a)) {
@@ -76,35 +74,27 @@ std::optional<Options> parse(std::span<const std::string_view> args, int& status
       status = kOk;
       return std::nullopt;
     }
+    auto taken = o.host.take(args, i);
+    if (!taken) {
+      fmt::print(stderr, "vsmmu probe: {}\n\n", taken.error().message);
+      print_help(stderr);
+      status = kUnusable;
+      return std::nullopt;
+    }
+    if (*taken) continue;
     if (a == "--json") {
       o.json = true;
-    } else if ((a == "--host" || a == "--hardware") && i + 1 < args.size()) {
-      const std::string v(args[++i]);
-      if (a == "--hardware") {
-        o.hardware = v;
-      } else if (v == "kernel") {
-        host_given = true;
-      } else if (v == "sim" || v.starts_with("sim:")) {
-        host_given = o.sim = true;
-        if (v.size() > 4) o.kernel_profile = v.substr(4);
-      } else {
-        fmt::print(stderr, "vsmmu probe: --host {}: expected kernel, sim or sim:PROFILE\n", v);
-        status = kUnusable;
-        return std::nullopt;
-      }
     } else if (!a.starts_with("-")) {
       o.devices.emplace_back(a);
     } else {
-      fmt::print(stderr, "vsmmu probe: unexpected argument '{}'{}\n\n", a,
-                 a == "--host" || a == "--hardware" ? " (needs a value)" : "");
+      fmt::print(stderr, "vsmmu probe: unexpected argument '{}'\n\n", a);
       print_help(stderr);
       status = kUnusable;
       return std::nullopt;
     }
   }
-  if (o.hardware && !o.sim) {
-    fmt::print(stderr, "vsmmu probe: --hardware describes the simulated host; add --host sim{}\n",
-               host_given ? " instead of --host kernel" : "");
+  if (auto c = o.host.check(); !c) {
+    fmt::print(stderr, "vsmmu probe: {}\n", c.error().message);
     status = kUnusable;
     return std::nullopt;
   }
@@ -256,30 +246,13 @@ int probe_command(std::span<const std::string_view> args) {
   auto o = parse(args, status);
   if (!o) return status;
 
-  std::unique_ptr<host::Host> h;
-  if (o->sim) {
-    auto kernel = host::sim::resolve_kernel_profile(o->kernel_profile);
-    if (!kernel) return unusable(kernel.error());
-    auto hardware = host::sim::resolve_hardware_profile(o->hardware.value_or("default"));
-    if (!hardware) return unusable(hardware.error());
-    if (o->devices.empty())
-      for (const auto& d : hardware->devices) o->devices.push_back(d.name);
-    auto sim = host::sim::SimHost::create(std::move(*kernel), std::move(*hardware));
-    if (!sim) return unusable(sim.error());
-    h = std::move(*sim);
-  } else {
-    auto kernel = host::KernelHost::open();
-    if (!kernel)
-      return unusable(kernel.error(), "\n(`vsmmu probe --host sim` shows what the probe reports on a simulated host)");
-    if (o->devices.empty()) o->devices = host::KernelHost::vfio_devices();
-    if (o->devices.empty())
-      return unusable(fail(ENOENT, "probe",
-                           "no VFIO device cdev in /dev/vfio/devices: bind the devices to vfio-pci on a kernel with "
-                           "CONFIG_VFIO_DEVICE_CDEV=y, or name them (vsmmu probe 0000:01:00.0)")
-                          .error());
-    h = std::move(*kernel);
-  }
-
+  auto opened = open_host(o->host, o->devices);
+  if (!opened)
+    return unusable(opened.error(), o->host.sim || opened.error().where != "open"
+                                        ? ""
+                                        : "\n(`vsmmu probe --host sim` shows what the probe reports on a simulated host)");
+  const auto& h = opened->host;
+  o->devices = opened->devices;
   const auto report = probe(*h, o->devices);
   if (o->json)
     fmt::print("{}\n", report_json(report).dump(2));
