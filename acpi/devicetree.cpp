@@ -160,7 +160,70 @@ Result<void> check_spec(const VsmmuSpec& spec) {
     return fail(EINVAL, "dt.gen", "'combined' is the SMMU's only line when it has one; do not list it with others");
   for (const auto& m : spec.iommu_map)
     if (m.length == 0) return fail(EINVAL, "dt.gen", "an iommu-map entry at RID {:#x} covers no RIDs", m.rid_base);
+  if (spec.msi_windows.empty())
+    return fail(EINVAL, "dt.gen", "the reserved-memory nodes need the host's MSI window: read it from the host (the "
+                "devices' reserved regions) or give it (--msi-window BASE,SIZE)");
+  for (const auto& [base, size] : spec.msi_windows)
+    if (size == 0 || base + size - 1 < base)
+      return fail(EINVAL, "dt.gen", "the MSI window {:#x},{:#x} is empty or wraps past 2^64", base, size);
   return {};
+}
+
+// The MSI windows as reserved-memory children the PCIe host's memory-region names, each with
+// iommu-addresses = <&host base size> in the host's parent's cells (of_translate_dma_region) and reg = the same
+// range in /reserved-memory's cells: a 1:1 (IOMMU_RESV_DIRECT) region in the guest.
+Result<void> add_msi_windows(Writer& w, const std::string& host_path, const VsmmuSpec& spec) {
+  void* fdt = w.fdt();
+  int host = fdt_path_offset(fdt, host_path.c_str());
+  VSMMU_TRY(w.check(host, "finding the PCIe host again"));
+  std::uint32_t host_phandle = fdt_get_phandle(fdt, host);
+  if (host_phandle == 0) {
+    VSMMU_TRY(w.check(fdt_generate_phandle(fdt, &host_phandle), "allocating a phandle for the PCIe host"));
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, host, "phandle", host_phandle), "the PCIe host's phandle"));
+  }
+  const int host_parent = fdt_parent_offset(fdt, host);
+  VSMMU_TRY(w.check(host_parent, "the PCIe host's parent"));
+  const int iova_address_cells = fdt_address_cells(fdt, host_parent), iova_size_cells = fdt_size_cells(fdt, host_parent);
+
+  int rm = fdt_path_offset(fdt, "/reserved-memory");
+  if (rm < 0) {
+    const int root_address_cells = fdt_address_cells(fdt, 0), root_size_cells = fdt_size_cells(fdt, 0);
+    rm = fdt_add_subnode(fdt, 0, "reserved-memory");
+    VSMMU_TRY(w.check(rm, "adding /reserved-memory"));
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, rm, "#address-cells", static_cast<std::uint32_t>(root_address_cells)),
+                      "/reserved-memory #address-cells"));
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, rm, "#size-cells", static_cast<std::uint32_t>(root_size_cells)),
+                      "/reserved-memory #size-cells"));
+    VSMMU_TRY(w.check(fdt_setprop(fdt, rm, "ranges", nullptr, 0), "/reserved-memory ranges"));
+  }
+  const int reg_address_cells = fdt_address_cells(fdt, rm), reg_size_cells = fdt_size_cells(fdt, rm);
+  std::vector<std::uint8_t> regions;
+  for (const auto& [base, size] : spec.msi_windows) {
+    const std::string name = fmt::format("msi-window@{:x}", base);
+    rm = fdt_path_offset(fdt, "/reserved-memory");
+    if (fdt_subnode_offset(fdt, rm, name.c_str()) >= 0)
+      return fail(EEXIST, "dt.gen", "the tree already has /reserved-memory/{}", name);
+    std::vector<std::uint8_t> reg, iommu_addresses;
+    VSMMU_TRY(push_cells(reg, base, reg_address_cells, "MSI window base"));
+    VSMMU_TRY(push_cells(reg, size, reg_size_cells, "MSI window size"));
+    push_be32(iommu_addresses, host_phandle);
+    VSMMU_TRY(push_cells(iommu_addresses, base, iova_address_cells, "MSI window IOVA"));
+    VSMMU_TRY(push_cells(iommu_addresses, size, iova_size_cells, "MSI window size"));
+    std::uint32_t phandle = 0;
+    VSMMU_TRY(w.check(fdt_generate_phandle(fdt, &phandle), "allocating a phandle"));
+    const int node = fdt_add_subnode(fdt, rm, name.c_str());
+    VSMMU_TRY(w.check(node, "adding an MSI window node"));
+    VSMMU_TRY(w.check(fdt_setprop(fdt, node, "reg", reg.data(), static_cast<int>(reg.size())), "reg"));
+    VSMMU_TRY(w.check(fdt_setprop(fdt, node, "iommu-addresses", iommu_addresses.data(),
+                                  static_cast<int>(iommu_addresses.size())), "iommu-addresses"));
+    VSMMU_TRY(w.check(fdt_setprop(fdt, node, "no-map", nullptr, 0), "no-map"));
+    VSMMU_TRY(w.check(fdt_setprop_u32(fdt, node, "phandle", phandle), "phandle"));
+    push_be32(regions, phandle);
+  }
+  host = fdt_path_offset(fdt, host_path.c_str());
+  VSMMU_TRY(w.check(host, "finding the PCIe host again"));
+  return w.check(fdt_appendprop(fdt, host, "memory-region", regions.data(), static_cast<int>(regions.size())),
+                 "memory-region");
 }
 
 }  // namespace
@@ -173,7 +236,7 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
   if (!fresh)
     if (auto ok = check_blob(std::vector<std::uint8_t>(base.begin(), base.end()), "dt.gen"); !ok)
       return fail(EINVAL, "dt.gen", "the base tree is {}", ok.error().message);
-  if (auto r = w.open(base, 1024 + spec.iommu_map.size() * 16 + spec.irqs.size() * 32); !r)
+  if (auto r = w.open(base, 1024 + spec.iommu_map.size() * 16 + spec.irqs.size() * 32 + spec.msi_windows.size() * 256); !r)
     return std::unexpected(r.error());
   void* fdt = w.fdt();
 
@@ -237,6 +300,7 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
     if (auto r = w.check(fdt_setprop(fdt, node, "iommu-map", map.data(), static_cast<int>(map.size())), "iommu-map"); !r)
       return std::unexpected(r.error());
   }
+  VSMMU_TRY(add_msi_windows(w, host_path, spec));
   return w.finish();
 }
 

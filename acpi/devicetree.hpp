@@ -39,9 +39,16 @@ struct VsmmuSpec {
   // The PCIe host node. In an existing tree: its path, or empty for the first "pci-host-ecam-generic"
   // node. In a new tree: the path of the placeholder host node to create.
   std::string pcie_path;
+  // The host's MSI windows (base, size; docs/interrupts.md), which the guest must keep identity-mapped in its
+  // stage 1: each becomes a /reserved-memory child with reg = the window and iommu-addresses = <&host window>
+  // (bindings/reserved-memory/reserved-memory.yaml; Linux's of_iommu_get_resv_regions makes a reg equal to its
+  // IOVA an IOMMU_RESV_DIRECT region, mapped 1:1), named by the PCIe host's memory-region. Required: the
+  // host, not a default, says where its doorbell is mapped.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> msi_windows;
 };
 
-// Adds the vSMMU node (under the root, named smmuv3@<base>) and the PCIe host's iommu-map to `base`,
+// Adds the vSMMU node (under the root, named smmuv3@<base>), the PCIe host's iommu-map and the MSI windows'
+// reserved-memory nodes (msi-window@<base>) to `base`,
 // or to a new minimal tree when `base` is empty. Interrupts use the GIC's three-cell form
 // <GIC_SPI spi IRQ_TYPE_EDGE_RISING>, as QEMU's virt board writes them.
 Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, const VsmmuSpec& spec);

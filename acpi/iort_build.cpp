@@ -202,10 +202,15 @@ Result<void> check_spec(const GuestIort& spec) {
   if (spec.smmus.empty()) return fail(EINVAL, "iort.build", "a guest IORT needs at least one vSMMU");
   if (spec.root_complexes.empty())
     return fail(EINVAL, "iort.build", "a guest IORT needs at least one PCI root complex behind the vSMMU");
-  if (spec.msi_rmr && (spec.msi_window_size == 0 || spec.msi_window_base % 0x10000 || spec.msi_window_size % 0x10000))
+  if (spec.msi_rmr && spec.msi_windows.empty())
     return fail(EINVAL, "iort.build",
-                "the MSI window [{:#x}, +{:#x}) must be non-empty and 64 KiB aligned (DEN 0049 Table 23)",
-                spec.msi_window_base, spec.msi_window_size);
+                "the RMR nodes need the host's MSI window: read it from the host (the devices' reserved regions) "
+                "or give it (--msi-window BASE,SIZE), or leave the RMR nodes out");
+  for (const auto& w : spec.msi_rmr ? spec.msi_windows : std::vector<RmrRange>{})
+    if (w.length == 0 || w.base % 0x10000 || w.length % 0x10000)
+      return fail(EINVAL, "iort.build",
+                  "the MSI window [{:#x}, +{:#x}) must be non-empty and 64 KiB aligned (DEN 0049 Table 23)", w.base,
+                  w.length);
   for (std::size_t i = 0; i < spec.smmus.size(); ++i) {
     const auto& s = spec.smmus[i];
     for (std::size_t j = 0; j < i; ++j)
@@ -351,7 +356,7 @@ Result<std::vector<std::uint8_t>> build_guest(const GuestIort& spec) {
       if (maps.empty()) continue;
       // Flags 0: the range may not be remapped (the guest keeps it 1:1) and is device memory, as an
       // MSI doorbell is.
-      b.rmr(kRmrRevision, identifier++, Rmr{0, {RmrRange{spec.msi_window_base, spec.msi_window_size}}}, maps);
+      b.rmr(kRmrRevision, identifier++, Rmr{0, spec.msi_windows}, maps);
     }
   }
   return b.finish();

@@ -93,9 +93,10 @@ struct GuestIort {
   std::vector<GuestRootComplex> root_complexes;
   // One RMR node per vSMMU reserving the host kernel's MSI IOVA window for its vSIDs, so the guest maps
   // it 1:1 in stage 1 and the host's stage 2 can point it at the physical doorbell.
+  // The windows come from the host (its devices' reserved regions, docs/interrupts.md) or the user: with
+  // msi_rmr, none is refused (there is no default: the host decides where its doorbell is mapped).
   bool msi_rmr = true;
-  std::uint64_t msi_window_base = 0x8000000;  // MSI_IOVA_BASE of the arm-smmu-v3 driver
-  std::uint64_t msi_window_size = 0x100000;   // MSI_IOVA_LENGTH
+  std::vector<RmrRange> msi_windows;  // each RMR node lists them all
 };
 
 Result<std::vector<std::uint8_t>> build_guest(const GuestIort& spec);

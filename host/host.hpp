@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "host/reserved_regions.hpp"
 #include "smmu/registers.hpp"
 
 namespace vsmmu::host {
@@ -67,11 +68,6 @@ struct DeviceLocation {
   std::string root_complex;              // sim: the profile's name; kernel: the host bridge ("pci0000:00")
   std::string smmu;                      // sim: the profile's name; kernel: the IOMMU's sysfs name
   std::optional<std::uint32_t> stream_id;  // the physical StreamID
-};
-
-struct IovaRange {
-  std::uint64_t start = 0;
-  std::uint64_t last = 0;  // inclusive
 };
 
 // IOMMU_HWPT_ALLOC, as the kernel takes it (data is the driver-specific payload, e.g. the 16-byte vSTE).
@@ -171,6 +167,12 @@ class Host {
   // PCI address, root complex, physical SMMU and StreamID of a bound device, when the host knows them.
   // Not an ioctl: a backend that cannot tell leaves it empty, hence the default.
   virtual DeviceLocation device_location(DeviceId /*dev*/) const { return {}; }
+  // The reserved IOVA regions of a bound device's iommu group (host/reserved_regions.hpp), among them its
+  // software MSI window (msi_window()). The kernel: sysfs (reserved_regions of the group); the sim host: its
+  // SMMU's window from the hardware profile. Not an ioctl: a backend that cannot tell returns none.
+  virtual Result<std::vector<ReservedRegion>> reserved_regions(DeviceId /*dev*/) const {
+    return std::vector<ReservedRegion>{};
+  }
 
   // IOAS
   virtual Result<ObjectId> ioas_alloc() = 0;

@@ -1,6 +1,8 @@
 // Events: a vEVENTQ per vIOMMU while the guest's event queue is enabled (depth = the guest queue's size);
 // its records (already carrying the vSID) go into the guest's event queue; losses on the host side become the
 // guest queue's overflow (IHI 0070 7.4), as do records that find the guest queue full.
+#include <utility>
+
 #include "base/try.hpp"
 #include "nesting/virtual_smmu.hpp"
 #include "nesting/virtual_smmu_state.hpp"
@@ -44,6 +46,7 @@ std::size_t VirtualSmmu::drain_host_events() {
         }
         Event e;
         for (std::size_t w = 0; w < r.evt.size(); ++w) e.dw[w] = r.evt[w];
+        diagnose_msi_fault(e);
         if (holding_) {
           // Saved for migration: guest RAM is no longer written; the record travels in the next save, or reaches
           // the guest when a resumed source is accessed. At most a guest queue's worth, as the host's queue.
@@ -56,6 +59,30 @@ std::size_t VirtualSmmu::drain_host_events() {
     }
   }
   return written;
+}
+
+// Under nesting the host programs a device's MSI address with an IOVA in its software MSI window, which the
+// device's write takes through the guest's stage 1 before the host's stage 2 maps it to the ITS doorbell. A
+// guest whose stage 1 lacks the window (it ignored, or never got, the IORT RMR / DT reserved-memory node that
+// describes it) sees stage-1 translation faults there, and the device's interrupts never arrive: the guest
+// gets the record (IHI 0070 7.3.12 F_TRANSLATION, 7.3.15 F_PERMISSION; S2 = 0 for a stage-1 fault), the VMM's
+// operator a notice saying what went wrong, once per device.
+void VirtualSmmu::diagnose_msi_fault(const Event& e) {
+  const EventId id = e.get(Event::ID);
+  if ((id != EventId::F_TRANSLATION && id != EventId::F_PERMISSION) || e.get(Event::S2)) return;
+  const auto it = devices_.find(e.get(Event::SID));
+  if (it == devices_.end() || !it->second->msi_window) return;
+  Device& d = *it->second;
+  const std::uint64_t addr = e.get(Event::InputAddr);
+  if (!d.msi_window->contains(addr)) return;
+  ++stats_.msi_window_faults;
+  if (std::exchange(d.msi_notice_sent, true)) return;
+  pending_notices_.push_back(fmt::format(
+      "{}: DMA to {:#x} faulted in the guest's stage 1 ({}): the guest's stage 1 does not map the host's MSI window "
+      "{}, so the device's MSIs are lost; check the guest's handling of the IORT RMR node (ACPI) or the "
+      "reserved-memory node with iommu-addresses (device tree) that keeps the window identity-mapped (`vsmmu iort "
+      "gen` and `vsmmu dt gen` emit them)",
+      device_name(d), addr, event_name(id), host::to_string(*d.msi_window)));
 }
 
 Result<std::size_t> VirtualSmmu::process_events() {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "base/log.hpp"
 #include "base/try.hpp"
@@ -69,8 +70,58 @@ Result<void> GuestMemory::LockedView::remove(std::uint64_t base) {
   return regions_.remove(base);
 }
 
+namespace {
+// One wording for both orders (RAM added over a window, a window over RAM): both ranges, whose window, why,
+// and what to do.
+std::string overlap_message(const GuestRamRegion& ram, const ReservedMsiWindow& w) {
+  return fmt::format("guest RAM {:#x}-{:#x} overlaps the host's MSI window {} of {} (IOMMU_RESV_SW_MSI): the host "
+                     "maps the device's interrupt doorbell there in stage 2, and the guest must keep the window "
+                     "identity-mapped in its stage 1 (docs/interrupts.md); move the RAM out of the window (for "
+                     "example above {:#x}) or put the device behind another VM",
+                     ram.gpa, ram.gpa + ram.size - 1, host::to_string(w.window), w.owner, w.window.last + 1);
+}
+}  // namespace
+
+MsiWindowReservation::MsiWindowReservation(MsiWindowReservation&& o) noexcept
+    : memory_(std::exchange(o.memory_, nullptr)), id_(std::exchange(o.id_, 0)) {}
+MsiWindowReservation& MsiWindowReservation::operator=(MsiWindowReservation&& o) noexcept {
+  if (this != &o) {
+    if (memory_) memory_->release_msi_window(id_);
+    memory_ = std::exchange(o.memory_, nullptr);
+    id_ = std::exchange(o.id_, 0);
+  }
+  return *this;
+}
+MsiWindowReservation::~MsiWindowReservation() {
+  if (memory_) memory_->release_msi_window(id_);
+}
+
+Result<MsiWindowReservation> GuestMemory::reserve_msi_window(const host::IovaRange& window, std::string owner) {
+  std::lock_guard lock(regions_mu_);
+  ReservedMsiWindow w{window, std::move(owner)};
+  for (const auto& r : regions_)
+    if (window.overlaps(r.gpa, r.size)) return fail(EADDRINUSE, kWhere, "{}", overlap_message(r, w));
+  const std::uint64_t id = next_window_id_++;
+  msi_windows_.emplace(id, std::move(w));
+  return MsiWindowReservation(*this, id);
+}
+
+void GuestMemory::release_msi_window(std::uint64_t id) {
+  std::lock_guard lock(regions_mu_);
+  msi_windows_.erase(id);
+}
+
+std::vector<ReservedMsiWindow> GuestMemory::msi_windows() const {
+  std::lock_guard lock(regions_mu_);
+  std::vector<ReservedMsiWindow> out;
+  for (const auto& [id, w] : msi_windows_) out.push_back(w);
+  return out;
+}
+
 Result<void> GuestMemory::add_region(const GuestRamRegion& region) {
   std::lock_guard lock(regions_mu_);
+  for (const auto& [id, w] : msi_windows_)
+    if (w.window.overlaps(region.gpa, region.size)) return fail(EADDRINUSE, kWhere, "{}", overlap_message(region, w));
   return add(region);
 }
 

@@ -6,13 +6,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <mutex>
 #include <shared_mutex>
 #include <span>
 #include <vector>
 
 #include "host/handles.hpp"
+#include "host/reserved_regions.hpp"
 #include "nesting/dirty_tracking.hpp"
 #include "smmu/memory.hpp"
 
@@ -33,6 +36,31 @@ struct GuestRamLayout {
   std::uint64_t size = 0;
 };
 
+class GuestMemory;
+
+// A device's software MSI window (IOMMU_RESV_SW_MSI) held against guest RAM: while it lives, no RAM region
+// may overlap the window (GuestMemory::reserve_msi_window). Released when destroyed.
+class MsiWindowReservation {
+ public:
+  MsiWindowReservation() = default;
+  MsiWindowReservation(MsiWindowReservation&& o) noexcept;
+  MsiWindowReservation& operator=(MsiWindowReservation&& o) noexcept;
+  ~MsiWindowReservation();
+  explicit operator bool() const { return memory_ != nullptr; }
+
+ private:
+  friend class GuestMemory;
+  MsiWindowReservation(GuestMemory& memory, std::uint64_t id) : memory_(&memory), id_(id) {}
+  GuestMemory* memory_ = nullptr;
+  std::uint64_t id_ = 0;
+};
+
+// A window held by reserve_msi_window, and whose it is.
+struct ReservedMsiWindow {
+  host::IovaRange window;
+  std::string owner;  // "vsmmu0 device nic0 (vSID 0x10)"
+};
+
 class GuestMemory {
  public:
   // Maps the VMM's regions into a new IOAS at IOVA = GPA. Regions must be page aligned and not overlap.
@@ -40,6 +68,7 @@ class GuestMemory {
   // Adds a region to the IOAS and the view (a VMM's hot-added RAM), or removes one by its GPA: unmapped from
   // the IOAS first, so no device reaches it once this returns. Safe while vSMMUs use the memory from other
   // threads: a vSMMU access to a removed region is a bus fault the guest sees as one (an abort).
+  // A region overlapping a reserved MSI window (reserve_msi_window) is refused: EADDRINUSE.
   Result<void> add_region(const GuestRamRegion& region);
   Result<void> remove_region(std::uint64_t gpa);
   // Allocates the RAM itself (one memfd per region, zero-filled, mapped shared) and maps it: for the demo,
@@ -49,6 +78,14 @@ class GuestMemory {
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
   ~GuestMemory();
+
+  // Under nesting a device's MSI write goes through the guest's stage 1 and then the IOAS, where the host
+  // reserves the device's software MSI window (IOMMU_RESV_SW_MSI) for the ITS doorbell: guest RAM there could
+  // be mapped neither in the IOAS nor 1:1 in the guest's stage 1. Holds `window` for `owner` (a device) while
+  // the reservation lives; refused with EADDRINUSE, naming both ranges, when guest RAM overlaps it (the kernel
+  // says EADDRINUSE too when it reserves over a mapping: iopt_table_enforce_dev_resv_regions).
+  Result<MsiWindowReservation> reserve_msi_window(const host::IovaRange& window, std::string owner);
+  std::vector<ReservedMsiWindow> msi_windows() const;
 
   smmu::PhysicalMemory& view() { return view_; }
   const smmu::PhysicalMemory& view() const { return view_; }
@@ -62,7 +99,9 @@ class GuestMemory {
   const std::vector<GuestRamRegion>& regions() const { return regions_; }
 
  private:
+  friend class MsiWindowReservation;
   struct Owned;  // memfds and mappings made by allocate()
+  void release_msi_window(std::uint64_t id);
   explicit GuestMemory(host::Host& host);
   Result<void> add(const GuestRamRegion& r);
 
@@ -89,6 +128,8 @@ class GuestMemory {
   std::unique_ptr<DirtyTracker> dirty_;      // after ioas_: made with it
   mutable std::mutex regions_mu_;            // add_region / remove_region
   std::vector<GuestRamRegion> regions_;      // mapped into ioas_
+  std::map<std::uint64_t, ReservedMsiWindow> msi_windows_;  // by reservation id; under regions_mu_
+  std::uint64_t next_window_id_ = 1;
 };
 
 }  // namespace vsmmu::nesting

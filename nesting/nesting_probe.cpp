@@ -159,6 +159,19 @@ struct NestedObjects {
   host::Attachment attached;
 };
 
+// The window sysfs (or the profile) gave, against what IOMMU_IOAS_IOVA_RANGES says with the device attached.
+void check_msi_window(host::Host& host, host::ObjectId ioas, DeviceReport& r) {
+  auto ranges = host.ioas_iova_ranges(ioas);
+  if (!ranges) {
+    r.msi_window_check = fmt::format("IOMMU_IOAS_IOVA_RANGES failed: {}", ranges.error().to_string());
+  } else if (const auto allowed = host::allowed_overlap(*r.msi_window, *ranges)) {
+    r.msi_window_check = fmt::format("the IOAS still allows {} with the device attached: the host's reserved "
+                                     "regions and IOMMU_IOAS_IOVA_RANGES disagree", host::to_string(*allowed));
+  } else {
+    r.msi_window_check = "reserved in the IOAS (IOMMU_IOAS_IOVA_RANGES)";
+  }
+}
+
 void prove_nesting(host::Host& host, host::DeviceId dev, DeviceReport& r) {
   NestedObjects o;
   auto ioas = host.ioas_alloc();
@@ -179,6 +192,7 @@ void prove_nesting(host::Host& host, host::DeviceId dev, DeviceReport& r) {
 
   if (!record(r, "attach to NEST_PARENT", host.attach(dev, *parent))) return;
   o.attached = host::Attachment(host, dev);
+  if (r.msi_window) check_msi_window(host, *ioas, r);
   auto viommu = host.viommu_alloc(dev, *parent, host::uapi::kViommuTypeArmSmmuv3);
   if (!record(r, "vIOMMU", viommu)) return;
   o.viommu = HostObject(host, *viommu);
@@ -266,6 +280,8 @@ DeviceReport probe_device(host::Host& host, const std::string& device) {
   {
     host::BoundDevice bound(host, *dev);
     r.location = host.device_location(*dev);
+    if (auto regions = host.reserved_regions(*dev)) r.msi_window = host::msi_window(*regions);
+    else r.msi_window_error = regions.error();
     auto hw = host.get_hw_info(*dev);
     if (record(r, "GET_HW_INFO", hw)) {
       r.hw_info = *hw;

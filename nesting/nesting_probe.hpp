@@ -66,6 +66,14 @@ struct DeviceReport {
   std::optional<SmmuFeatures> features;
   std::optional<DirtyTracking> dirty;         // IOMMU_HWPT_ALLOC DIRTY_TRACKING (stage 1, HTTU)
   std::optional<DirtyTracking> nested_dirty;  // NEST_PARENT|DIRTY_TRACKING (stage-2 dirty under nesting)
+  // The host's software MSI window for it (Host::reserved_regions; docs/interrupts.md): what the guest's IORT
+  // RMR / DT reserved-memory must describe and guest RAM must avoid. nullopt with msi_window_error when the
+  // host could not tell, without either when it reports none.
+  std::optional<host::IovaRange> msi_window;
+  std::optional<Error> msi_window_error;
+  // The cross-check with IOMMU_IOAS_IOVA_RANGES once the device is attached to the nest parent: empty when not
+  // made, else what it found ("reserved in the IOAS" or the disagreement).
+  std::string msi_window_check;
 
   // "nic0 (0000:01:00.0, root complex pcie0, SMMU smmu0, StreamID 0x100)": the device and what is known of it.
   std::string where() const;

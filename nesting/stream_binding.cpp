@@ -47,6 +47,13 @@ Result<VirtualSmmu::BoundCandidate> VirtualSmmu::bind(host::Host& host, const st
   auto hw = host.get_hw_info(*id);
   if (!hw) return fail(hw.error(), kWhere, "{}: IOMMU_GET_HW_INFO", c.what);
   c.hw = *hw;
+  // Not an ioctl (sysfs on a kernel host): not counted as a host call. Without it the device still nests; only
+  // the RAM check and the MSI diagnosis (docs/interrupts.md) are lost.
+  if (auto regions = host.reserved_regions(*id); regions)
+    c.dev->msi_window = host::msi_window(*regions);
+  else
+    log::warn(kWhere, "{}: the host's reserved regions are unknown, so guest RAM is not checked against its MSI "
+              "window and its MSI faults are not diagnosed: {}", c.what, regions.error());
   return c;
 }
 
@@ -76,6 +83,9 @@ Result<void> VirtualSmmu::add_bound_device_locked(BoundCandidate c) {
   Device& d = *c.dev;
   const std::string& what = c.what;
   VSMMU_TRY(vsid_fits(d.vsid, what));
+  if (d.msi_window) {
+    VSMMU_TRY_ASSIGN(d.msi_reservation, memory_.reserve_msi_window(*d.msi_window, what));
+  }
   VSMMU_TRY_ASSIGN(d.viommu, join_viommu(d, c.hw, what));
   VSMMU_TRY_ASSIGN(d.stream, d.viommu->open_stream(d.bound.id(), d.vsid, what));
   devices_.emplace(d.vsid, std::move(c.dev));
@@ -86,7 +96,35 @@ Result<void> VirtualSmmu::add_bound_device_locked(BoundCandidate c) {
     return fail(r.error().err, kWhere, "{}: {}", what, r.error().message);
   }
   log::info(kWhere, "{}: joined {} ({})", what, d.viommu->label(), state_name(d.stream.state));
+  if (d.msi_window) check_window_reserved(d);
   return {};
+}
+
+// The other source of the window: IOMMU_IOAS_IOVA_RANGES, where the kernel cuts every attached device's
+// reserved regions out of the IOAS (drivers/iommu/iommufd/io_pagetable.c iopt_table_enforce_dev_resv_regions).
+// The window the host reported should not be usable IOVA there once the device is attached; if it is, the host's
+// two answers disagree, and the operator hears of it.
+void VirtualSmmu::check_window_reserved(const Device& d) {
+  if (d.stream.state == StreamState::blocked) return;  // not attached: the IOAS does not reserve it yet
+  ++stats_.host_calls;
+  auto ranges = host_.ioas_iova_ranges(memory_.ioas());
+  if (!ranges) {
+    log::warn(kWhere, "{}: cannot cross-check its MSI window with IOMMU_IOAS_IOVA_RANGES: {}", device_name(d),
+              ranges.error());
+    return;
+  }
+  if (const auto r = host::allowed_overlap(*d.msi_window, *ranges))
+    log::warn(kWhere, "{}: the host lists {} as its MSI window, but IOAS {} still allows IOVA {}: the host's "
+              "reserved regions and the IOAS disagree", device_name(d), host::to_string(*d.msi_window),
+              memory_.ioas(), host::to_string(*r));
+}
+
+std::vector<DeviceMsiWindow> VirtualSmmu::msi_windows() const {
+  std::lock_guard lock(mu_);
+  std::vector<DeviceMsiWindow> out;
+  for (const auto& [vsid, d] : devices_)
+    if (d->msi_window) out.push_back(DeviceMsiWindow{vsid, d->name, *d->msi_window});
+  return out;
 }
 
 // The Viommu of the device's physical SMMU: an existing one if the device sits behind it, else a new one.

@@ -117,6 +117,11 @@ void VirtualSmmu::set_msi_handler(MsiHandler handler) {
   msi_handler_ = std::move(handler);
 }
 
+void VirtualSmmu::set_notice_handler(std::function<void(std::string_view)> handler) {
+  std::lock_guard lock(mu_);
+  notice_handler_ = std::move(handler);
+}
+
 // Taken only with a handler to give it to; without one the RegisterFile raises MSI_*_ABT_ERR.
 bool VirtualSmmu::msi_outside_memory(std::uint64_t address, std::uint32_t data) {
   if (!msi_handler_) return false;
@@ -124,14 +129,22 @@ bool VirtualSmmu::msi_outside_memory(std::uint64_t address, std::uint32_t data) 
   return true;
 }
 
-// The wired lines' handlers, then the MSIs', in the order the vSMMU raised each kind.
+// The notices, the wired lines' handlers, then the MSIs', in the order the vSMMU raised each kind.
 void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
   auto pending = regs_.take_pending_irqs();
-  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; }) && pending_msis_.empty()) return;
+  if (std::ranges::all_of(pending, [](unsigned n) { return n == 0; }) && pending_msis_.empty() &&
+      pending_notices_.empty())
+    return;
   auto handlers = irq_handlers_;
+  auto notices = std::exchange(pending_notices_, {});
+  auto notice = notice_handler_;
   auto msis = std::exchange(pending_msis_, {});
   auto msi_handler = msis.empty() ? MsiHandler{} : msi_handler_;
   lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
+  for (const auto& n : notices) {
+    if (notice) notice(n);
+    else log::warn("vsmmu", "{}", n);
+  }
   for (std::size_t line = 0; line < pending.size(); ++line)
     for (unsigned n = 0; n < pending[line]; ++n)
       if (handlers[line]) handlers[line]();

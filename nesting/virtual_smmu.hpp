@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <string_view>
 #include <vector>
 
 #include "invalidation/planner.hpp"
@@ -87,6 +88,18 @@ struct VirtualSmmuStats : ViommuStats {
   std::uint64_t deferred = 0;             // times an access's budget ran out with commands left for later
   std::uint64_t msis = 0;                 // MSI writes: into guest RAM or to the MSI handler
   std::uint64_t msis_aborted = 0;         //   of which went nowhere (GERROR.MSI_*_ABT_ERR)
+  // Stage-1 faults (F_TRANSLATION, F_PERMISSION) at an address in the faulting device's host MSI window: its
+  // MSIs, which the guest's stage 1 does not map 1:1 (each also forwarded to the guest; docs/interrupts.md).
+  std::uint64_t msi_window_faults = 0;
+};
+
+// The host's software MSI window of one of the vSMMU's devices (Host::reserved_regions, IOMMU_RESV_SW_MSI):
+// the guest's stage 1 must map it 1:1 for the device's MSIs to reach the host's doorbell. Devices behind
+// different physical SMMUs may have different windows.
+struct DeviceMsiWindow {
+  std::uint32_t vsid = 0;
+  std::string device;          // as DeviceSpec named it
+  host::IovaRange window;
 };
 
 // What the vSMMU did with one device's stream, for tests and tools.
@@ -119,6 +132,11 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   using MsiHandler = std::function<void(std::uint64_t address, std::uint32_t data)>;
   void set_msi_handler(MsiHandler handler);
 
+  // One-line notices for the VMM's operator, beyond what the guest is told (today: a device whose MSIs fault in
+  // the guest's stage 1, once per device; docs/interrupts.md). Called after the lock is released, as the
+  // interrupt handlers are; without a handler the vSMMU logs them at warning.
+  void set_notice_handler(std::function<void(std::string_view)> handler);
+
   // ---- the VMM's side
   // Hot-plug: the device follows the guest's STE for its vSID (GBPA while SMMUEN = 0) from the start. A failure
   // leaves the vSMMU holding what it held before; removing a physical SMMU's last device releases its vIOMMU.
@@ -147,6 +165,9 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   static Result<std::unique_ptr<VirtualSmmu>> restore(GuestMemory& memory, const VirtualSmmuConfig& config,
                                                       std::vector<DeviceSpec> devices, std::span<const std::byte> state);
 
+  // The host's MSI window of each device that has one, by vSID: guest RAM may not overlap any (GuestMemory
+  // refuses it), and the guest's firmware tables must reserve each 1:1 (`vsmmu iort gen`, `vsmmu dt gen`).
+  std::vector<DeviceMsiWindow> msi_windows() const;
   const GuestIdRegisters& id_registers() const override { return ids_; }
   const std::string& name() const { return config_.name; }
   VirtualSmmuStats stats() const override;
@@ -175,6 +196,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<void> add_bound_device_locked(BoundCandidate candidate);
   Result<void> vsid_fits(std::uint32_t vsid, const std::string& what) const;
   Result<Viommu*> join_viommu(Device& dev, const host::HwInfo& hw, const std::string& what);
+  void check_window_reserved(const Device& d);
   void drop_unused_viommus();
   // Re-reads the streams in `sids`; CFGI_CD_ALL goes to the host for translating streams whose vSTE did not
   // change (guest_index: the guest command that asked, for a refusal).
@@ -201,6 +223,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   Result<void> enable_event_queues();
   void disable_event_queues();
   std::size_t drain_host_events();
+  // A stage-1 fault in the device's host MSI window: counted, and a notice the first time for the device.
+  void diagnose_msi_fault(const smmu::Event& e);
 
   // live migration (migration.cpp); mu_ held
   // A resumed source: the records held since save_state() go into the guest's event queue.
@@ -231,6 +255,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::array<std::function<void()>, 4> irq_handlers_;
   MsiHandler msi_handler_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> pending_msis_;  // for msi_handler_, fired unlocked
+  std::function<void(std::string_view)> notice_handler_;
+  std::vector<std::string> pending_notices_;                  // given to notice_handler_ by unlock_and_fire
   bool programmed_ = false;                                   // the guest has written a register
   bool holding_ = false;                                      // saved: host records are held, not written
   bool quiet_ = false;                                        // loading: streams re-read record no events

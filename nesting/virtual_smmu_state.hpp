@@ -22,6 +22,10 @@ struct VirtualSmmu::Device {
   // Set when a CFGI_STE* found the translating vSTE unchanged: the host keeps the same nested HWPT (attaching
   // it again changes nothing), so the CDs the STE locates must be invalidated explicitly (IHI 0070 4.3.1).
   bool cds_stale = false;
+  // The host's software MSI window for it (Host::reserved_regions), held against guest RAM while it is here.
+  std::optional<host::IovaRange> msi_window;
+  MsiWindowReservation msi_reservation;
+  bool msi_notice_sent = false;  // a stage-1 fault in the window was reported to the VMM
 };
 
 // A device bound to iommufd with its physical SMMU's IOMMU_GET_HW_INFO, before it joins the vSMMU.

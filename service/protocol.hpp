@@ -226,7 +226,14 @@ struct VsmmuStatsReply {
   std::uint64_t events = 0, events_lost = 0, deferred = 0;
   std::uint64_t host_objects = 0;         // what the vSMMU holds on the host now
   std::uint64_t posted_failures = 0;      // posted writes that failed (each also sent as a kFlagAsync reply)
+  // Appended after version 1 (zero: a daemon that does not report them). The host's MSI window of the vSMMU's
+  // devices (docs/interrupts.md): base and size of the lowest, and how many distinct windows its devices have
+  // (more than one behind physical SMMUs whose drivers differ); all 0 when the host reports none.
+  std::uint64_t msi_window_base = 0, msi_window_size = 0, msi_windows = 0;
+  std::uint64_t msi_window_faults = 0;    // stage-1 faults inside a device's window (VirtualSmmuStats)
 };
+// What a version-1 daemon sends; a client accepts it, the appended fields reading as zero.
+inline constexpr std::size_t kVsmmuStatsReplyV1Size = offsetof(VsmmuStatsReply, msi_window_base);
 struct DaemonStatsReply {
   std::uint32_t size = sizeof(DaemonStatsReply);
   std::uint32_t reserved = 0;

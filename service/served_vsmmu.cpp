@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <set>
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -61,6 +63,9 @@ ServedVsmmu::ServedVsmmu(boost::asio::io_context& io, std::uint32_t handle, std:
   vsmmu_->set_irq_handler(smmu::Irq::eventq, [this] { fire(IrqLine::eventq); });
   vsmmu_->set_irq_handler(smmu::Irq::gerror, [this] { fire(IrqLine::gerror); });
   vsmmu_->set_irq_handler(smmu::Irq::cmd_sync, [this] { fire(IrqLine::cmd_sync); });
+  // Notices for the operator (a device whose MSIs fault in the guest's stage 1, docs/interrupts.md): logged
+  // with the vSMMU's label.
+  vsmmu_->set_notice_handler([this](std::string_view notice) { log::warn(kLog, "{}: {}", label_, notice); });
   refresh_counts();
 }
 
@@ -141,6 +146,14 @@ VsmmuStatsReply ServedVsmmu::stats() {
   r.deferred = s.deferred;
   r.host_objects = vsmmu_->host_objects();
   r.posted_failures = posted_failures_;
+  r.msi_window_faults = s.msi_window_faults;
+  std::set<host::IovaRange> windows;
+  for (const auto& w : vsmmu_->msi_windows()) windows.insert(w.window);
+  if (!windows.empty()) {
+    r.msi_window_base = windows.begin()->start;
+    r.msi_window_size = windows.begin()->size();
+    r.msi_windows = windows.size();
+  }
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include "acpi/json.hpp"
 #include "acpi/spec_text.hpp"
 #include "tools/commands.hpp"
+#include "tools/host_choice.hpp"
 #include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
@@ -31,8 +32,8 @@ void usage(std::FILE* out) {
 constexpr const char* kGenHelp =
     "usage: vsmmu dt gen --smmu SPEC [--map SPEC ...] [--in BASE.dtb] [--pcie PATH] -o OUT.dtb\n\n"
     "Adds an \"arm,smmu-v3\" node (reg, interrupts and interrupt-names for the lines given, #iommu-cells = <1>,\n"
-    "dma-coherent, a fresh phandle) under the root, and sets the PCIe host's iommu-map\n"
-    "<rid-base &smmu vsid-base length> for each --map. Without --in, writes a minimal tree holding the\n"
+    "dma-coherent, a fresh phandle) under the root, sets the PCIe host's iommu-map\n"
+    "<rid-base &smmu vsid-base length> for each --map, and reserves the host's MSI window. Without --in, writes a minimal tree holding the\n"
     "vSMMU and a placeholder host node.\n\n"
     "  --smmu base=ADDR[,size=BYTES][,eventq=GSIV][,priq=GSIV][,cmdq-sync=GSIV][,gerror=GSIV][,combined=GSIV]\n"
     "         [,noncoherent]     the vSMMU; GSIVs as in the IORT (SPI number + 32); size defaults to 0x20000\n"
@@ -40,6 +41,13 @@ constexpr const char* kGenHelp =
     "                            an iommu-map entry (default: rid=0,count=0x10000, vSID = RID)\n"
     "  --in BASE.dtb             the VMM's tree to extend (its root needs a GIC interrupt-parent)\n"
     "  --pcie PATH               the PCIe host node (default: the first pci-host-ecam-generic; \"/pcie\" in a new tree)\n"
+    "  --msi-window BASE,SIZE[,BASE,SIZE...]\n"
+    "                            the host's MSI window(s): /reserved-memory/msi-window@BASE with reg and\n"
+    "                            iommu-addresses = <&pcie BASE SIZE>, named by the host's memory-region, so the\n"
+    "                            guest maps it 1:1 (default: read from the host)\n"
+    "  --host kernel|sim[:PROFILE] [--hardware FILE|NAME] [--device DEV ...]\n"
+    "                            where the MSI window is read from (the devices' reserved regions); default the\n"
+    "                            embedded simulated host, every device of it (kernel: every VFIO cdev)\n"
     "  -o OUT.dtb                where to write\n\n"
     "example:\n"
     "  vsmmu dt gen --in virt.dtb --smmu base=0x9050000,eventq=106,priq=107,cmdq-sync=109,gerror=108 \\\n"
@@ -67,12 +75,19 @@ int gen(std::span<const std::string_view> args) {
   std::optional<dt::VsmmuSpec> spec;
   std::vector<dt::IommuMap> maps;
   std::optional<std::string> in, out, pcie;
+  HostChoice from;
+  from.sim = true;  // the embedded simulated host unless --host kernel
+  std::vector<std::string> devices;
+  std::optional<std::vector<host::IovaRange>> windows;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto a = args[i];
     if (is_help(a)) {
       fmt::print("{}", kGenHelp);
       return kOk;
     }
+    auto taken = from.take(args, i);
+    if (!taken) return unusable(taken.error());
+    if (*taken) continue;
     if (i + 1 >= args.size()) {
       fmt::print(stderr, "vsmmu dt gen: {} {}\n\n{}", a, a.starts_with("-") ? "needs a value" : "is unexpected",
                  kGenHelp);
@@ -93,6 +108,12 @@ int gen(std::span<const std::string_view> args) {
       pcie = v;
     } else if (a == "-o") {
       out = v;
+    } else if (a == "--msi-window") {
+      auto w = parse_msi_windows(v);
+      if (!w) return unusable(w.error());
+      windows = *w;
+    } else if (a == "--device") {
+      devices.push_back(v);
     } else {
       fmt::print(stderr, "vsmmu dt gen: unknown option '{}'\n\n{}", a, kGenHelp);
       return kUnusable;
@@ -104,6 +125,15 @@ int gen(std::span<const std::string_view> args) {
   }
   spec->iommu_map = maps.empty() ? std::vector<dt::IommuMap>{{0, 0, 0x10000}} : maps;
   spec->pcie_path = pcie.value_or("");
+  const bool from_host = !windows;
+  auto found = windows ? Result<std::vector<host::IovaRange>>(*windows) : host_msi_windows(from, devices);
+  if (!found) return unusable(found.error());
+  std::vector<std::string> names;
+  for (const auto& r : *found) {
+    spec->msi_windows.emplace_back(r.start, r.size());
+    names.push_back(host::to_string(r));
+  }
+  if (from_host) fmt::print("host MSI window{}: {}\n", found->size() > 1 ? "s" : "", fmt::join(names, ", "));
   std::vector<std::uint8_t> base;
   if (in) {
     auto bytes = read_file(*in);
@@ -113,8 +143,9 @@ int gen(std::span<const std::string_view> args) {
   auto blob = dt::add_vsmmu(base, *spec);
   if (!blob) return unusable(blob.error());
   if (auto w = write_file(*out, *blob); !w) return unusable(w.error());
-  fmt::print("wrote {}: {} bytes; /smmuv3@{:x} with {} interrupts, iommu-map of {} entries\n", *out, blob->size(),
-             spec->base, spec->irqs.size(), spec->iommu_map.size());
+  fmt::print("wrote {}: {} bytes; /smmuv3@{:x} with {} interrupts, iommu-map of {} entries, {} reserved MSI "
+             "window{}\n", *out, blob->size(), spec->base, spec->irqs.size(), spec->iommu_map.size(),
+             spec->msi_windows.size(), spec->msi_windows.size() > 1 ? "s" : "");
   return kOk;
 }
 

@@ -18,7 +18,9 @@
 #include "acpi/iort_patch.hpp"
 #include "acpi/json.hpp"
 #include "acpi/spec_text.hpp"
+#include "base/try.hpp"
 #include "tools/commands.hpp"
+#include "tools/host_choice.hpp"
 #include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
@@ -71,7 +73,12 @@ constexpr const char* kGenHelp =
     "  --its ID                an ITS translation ID (repeatable; default 0)\n"
     "  --no-its                no ITS group\n"
     "  --no-rmr                no RMR nodes for the MSI window\n"
-    "  --msi-window BASE,SIZE  the reserved MSI window (default 0x8000000,0x100000)\n"
+    "  --msi-window BASE,SIZE[,BASE,SIZE...]\n"
+    "                          the host's MSI window(s) the RMR nodes reserve (default: read from the host)\n"
+    "  --host kernel|sim[:PROFILE] [--hardware FILE|NAME] [--device DEV ...]\n"
+    "                          where the MSI window is read from: the devices' reserved regions (sysfs\n"
+    "                          reserved_regions of their iommu groups); default the embedded simulated host,\n"
+    "                          every device of it (kernel: every VFIO cdev)\n"
     "  --revision 5|6          table revision (default 5: SMMUv3 nodes revision 4; 6: revision 5)\n"
     "  --oem-id ID --oem-table-id ID --oem-revision N\n"
     "  -o FILE                 where to write the table\n\n"
@@ -242,6 +249,10 @@ int check(std::span<const std::string_view> args) {
 
 int gen(std::span<const std::string_view> args) {
   GuestIort spec;
+  HostChoice from;
+  from.sim = true;  // the embedded simulated host unless --host kernel
+  std::vector<std::string> devices;
+  std::optional<std::vector<host::IovaRange>> windows;
   std::vector<text::GuestMap> maps;
   std::optional<std::string> out, host_iort;
   std::optional<std::size_t> host_rc;
@@ -255,9 +266,12 @@ int gen(std::span<const std::string_view> args) {
     if (a == "--canwbs") { canwbs = true; continue; }
     if (a == "--no-its") { spec.its_ids.clear(); its_given = true; continue; }
     if (a == "--no-rmr") { spec.msi_rmr = false; continue; }
+    auto taken = from.take(args, i);
+    if (!taken) return unusable(taken.error());
+    if (*taken) continue;
     constexpr std::string_view with_value[] = {"--smmu",       "--map",   "--its",    "--host-iort",
                                                "--host-rc",    "--msi-window", "--revision", "--oem-id",
-                                               "--oem-table-id", "--oem-revision", "-o"};
+                                               "--oem-table-id", "--oem-revision", "-o", "--device"};
     if (std::find(std::begin(with_value), std::end(with_value), a) == std::end(with_value)) {
       fmt::print(stderr, "vsmmu iort gen: unknown option '{}'\n\n{}", a, kGenHelp);
       return kUnusable;
@@ -286,14 +300,11 @@ int gen(std::span<const std::string_view> args) {
       if (!n) return unusable(n.error());
       host_rc = *n;
     } else if (a == "--msi-window") {
-      const auto comma = v->find(',');
-      auto base = text::number(v->substr(0, comma), "MSI window base");
-      auto size = comma == std::string::npos ? Result<std::uint64_t>(fail(EINVAL, "iort gen", "--msi-window needs BASE,SIZE"))
-                                             : text::number(v->substr(comma + 1), "MSI window size");
-      if (!base) return unusable(base.error());
-      if (!size) return unusable(size.error());
-      spec.msi_window_base = *base;
-      spec.msi_window_size = *size;
+      auto w = parse_msi_windows(*v);
+      if (!w) return unusable(w.error());
+      windows = *w;
+    } else if (a == "--device") {
+      devices.push_back(*v);
     } else if (a == "--revision") {
       auto n = num("revision");
       if (!n) return unusable(n.error());
@@ -315,6 +326,17 @@ int gen(std::span<const std::string_view> args) {
     return kUnusable;
   }
   if (maps.empty()) maps.push_back(text::GuestMap{GuestRidMap{0, 0x10000, 0, 0}, 0});
+  if (spec.msi_rmr) {
+    const bool from_host = !windows;
+    auto w = windows ? Result<std::vector<host::IovaRange>>(*windows) : host_msi_windows(from, devices);
+    if (!w) return unusable(w.error());
+    std::vector<std::string> names;
+    for (const auto& r : *w) {
+      spec.msi_windows.push_back(RmrRange{r.start, r.size()});
+      names.push_back(host::to_string(r));
+    }
+    if (from_host) fmt::print("host MSI window{}: {}\n", w->size() > 1 ? "s" : "", fmt::join(names, ", "));
+  }
   bool host_has_canwbs = false;
   if (host_iort) {
     auto bytes = read_file(*host_iort);

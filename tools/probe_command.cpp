@@ -14,6 +14,7 @@
 #include "nesting/nesting_probe.hpp"
 #include "smmu/format.hpp"
 #include "tools/commands.hpp"
+#include "tools/host_choice.hpp"
 #include "tools/subcommands.hpp"
 
 namespace vsmmu::tools {
@@ -28,7 +29,8 @@ constexpr const char* kHelp =
     "and if not, exactly why. For each device it binds it, reads and decodes the physical SMMU's ID registers\n"
     "(IOMMU_GET_HW_INFO), then proves nesting by doing it: IOAS, NEST_PARENT HWPT, attach, vIOMMU, vDEVICE,\n"
     "an abort nested HWPT attached; and asks for dirty tracking, plain (DIRTY_TRACKING, HTTU) and under\n"
-    "nesting (NEST_PARENT|DIRTY_TRACKING). Everything it makes is destroyed and the device left unbound.\n"
+    "nesting (NEST_PARENT|DIRTY_TRACKING), and reads the host's MSI window for it (reserved_regions).\n"
+    "Everything it makes is destroyed and the device left unbound.\n"
     "Devices are grouped by physical SMMU, with the ID registers a vSMMU there would show a guest.\n\n"
     "  --host kernel        the real host: /dev/iommu and VFIO cdevs (default)\n"
     "  --host sim[:PROFILE] the simulated host with kernel profile PROFILE (default \"upstream\"; embedded: {})\n"
@@ -57,9 +59,7 @@ int unusable(const Error& e, std::string_view hint = {}) {
 }
 
 struct Options {
-  bool sim = false;
-  std::string kernel_profile = "upstream";
-  std::optional<std::string> hardware;
+  HostChoice host;  // the kernel unless --host sim
   bool json = false;
   std::vector<std::string> devices;
 };
@@ -67,7 +67,6 @@ struct Options {
 // Parses the arguments; nullopt after printing help (exit 0) or a usage error (exit 2), said in `status`.
 std::optional<Options> parse(std::span<const std::string_view> args, int& status) {
   Options o;
-  bool host_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto a = args[i];
     if (is_help(a)) {
@@ -75,35 +74,27 @@ std::optional<Options> parse(std::span<const std::string_view> args, int& status
       status = kOk;
       return std::nullopt;
     }
+    auto taken = o.host.take(args, i);
+    if (!taken) {
+      fmt::print(stderr, "vsmmu probe: {}\n\n", taken.error().message);
+      print_help(stderr);
+      status = kUnusable;
+      return std::nullopt;
+    }
+    if (*taken) continue;
     if (a == "--json") {
       o.json = true;
-    } else if ((a == "--host" || a == "--hardware") && i + 1 < args.size()) {
-      const std::string v(args[++i]);
-      if (a == "--hardware") {
-        o.hardware = v;
-      } else if (v == "kernel") {
-        host_given = true;
-      } else if (v == "sim" || v.starts_with("sim:")) {
-        host_given = o.sim = true;
-        if (v.size() > 4) o.kernel_profile = v.substr(4);
-      } else {
-        fmt::print(stderr, "vsmmu probe: --host {}: expected kernel, sim or sim:PROFILE\n", v);
-        status = kUnusable;
-        return std::nullopt;
-      }
     } else if (!a.starts_with("-")) {
       o.devices.emplace_back(a);
     } else {
-      fmt::print(stderr, "vsmmu probe: unexpected argument '{}'{}\n\n", a,
-                 a == "--host" || a == "--hardware" ? " (needs a value)" : "");
+      fmt::print(stderr, "vsmmu probe: unexpected argument '{}'\n\n", a);
       print_help(stderr);
       status = kUnusable;
       return std::nullopt;
     }
   }
-  if (o.hardware && !o.sim) {
-    fmt::print(stderr, "vsmmu probe: --hardware describes the simulated host; add --host sim{}\n",
-               host_given ? " instead of --host kernel" : "");
+  if (auto c = o.host.check(); !c) {
+    fmt::print(stderr, "vsmmu probe: {}\n", c.error().message);
     status = kUnusable;
     return std::nullopt;
   }
@@ -153,6 +144,14 @@ json guest_json(const GuestIdRegisters& g) {
           {"aidr", hex(g.aidr.value())}};
 }
 
+// The host's MSI window for the device (docs/interrupts.md): {"base", "last", "size", "check"}, or null with
+// "msi_window_error" beside it when unknown.
+json msi_window_json(const DeviceReport& d) {
+  if (!d.msi_window) return d.msi_window_error ? json{{"error", error_json(*d.msi_window_error)}} : json(nullptr);
+  return {{"base", hex(d.msi_window->start)}, {"last", hex(d.msi_window->last)}, {"size", hex(d.msi_window->size())},
+          {"check", d.msi_window_check}};
+}
+
 json report_json(const ProbeReport& r) {
   json devices = json::array();
   for (const auto& d : r.devices) {
@@ -170,7 +169,8 @@ json report_json(const ProbeReport& r) {
                        {"hw_info", d.hw_info ? hw_info_json(*d.hw_info) : json(nullptr)},
                        {"features", d.features ? features_json(*d.features) : json(nullptr)},
                        {"dirty_tracking", dirty_json(d.dirty)},
-                       {"nested_dirty_tracking", dirty_json(d.nested_dirty)}});
+                       {"nested_dirty_tracking", dirty_json(d.nested_dirty)},
+                       {"msi_window", msi_window_json(d)}});
   }
   json smmus = json::array();
   for (const auto& g : r.smmus) {
@@ -212,6 +212,14 @@ void print_text(const ProbeReport& r) {
     if (d.nested_dirty)
       fmt::print("  nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): {}: {}\n", d.nested_dirty->available ? "yes" : "no",
                  d.nested_dirty->detail);
+    if (d.msi_window)
+      fmt::print("  host MSI window: {} (the guest's IORT RMR / DT reserved-memory must map it 1:1; guest RAM must "
+                 "avoid it){}\n", host::to_string(*d.msi_window),
+                 d.msi_window_check.empty() ? "" : fmt::format("; {}", d.msi_window_check));
+    else if (d.msi_window_error)
+      fmt::print("  host MSI window: unknown: {}\n", d.msi_window_error->to_string());
+    else
+      fmt::print("  host MSI window: none reported\n");
   }
   for (const auto& g : r.smmus) {
     std::vector<std::string> names;
@@ -238,30 +246,13 @@ int probe_command(std::span<const std::string_view> args) {
   auto o = parse(args, status);
   if (!o) return status;
 
-  std::unique_ptr<host::Host> h;
-  if (o->sim) {
-    auto kernel = host::sim::resolve_kernel_profile(o->kernel_profile);
-    if (!kernel) return unusable(kernel.error());
-    auto hardware = host::sim::resolve_hardware_profile(o->hardware.value_or("default"));
-    if (!hardware) return unusable(hardware.error());
-    if (o->devices.empty())
-      for (const auto& d : hardware->devices) o->devices.push_back(d.name);
-    auto sim = host::sim::SimHost::create(std::move(*kernel), std::move(*hardware));
-    if (!sim) return unusable(sim.error());
-    h = std::move(*sim);
-  } else {
-    auto kernel = host::KernelHost::open();
-    if (!kernel)
-      return unusable(kernel.error(), "\n(`vsmmu probe --host sim` shows what the probe reports on a simulated host)");
-    if (o->devices.empty()) o->devices = host::KernelHost::vfio_devices();
-    if (o->devices.empty())
-      return unusable(fail(ENOENT, "probe",
-                           "no VFIO device cdev in /dev/vfio/devices: bind the devices to vfio-pci on a kernel with "
-                           "CONFIG_VFIO_DEVICE_CDEV=y, or name them (vsmmu probe 0000:01:00.0)")
-                          .error());
-    h = std::move(*kernel);
-  }
-
+  auto opened = open_host(o->host, o->devices);
+  if (!opened)
+    return unusable(opened.error(), o->host.sim || opened.error().where != "open"
+                                        ? ""
+                                        : "\n(`vsmmu probe --host sim` shows what the probe reports on a simulated host)");
+  const auto& h = opened->host;
+  o->devices = opened->devices;
   const auto report = probe(*h, o->devices);
   if (o->json)
     fmt::print("{}\n", report_json(report).dump(2));

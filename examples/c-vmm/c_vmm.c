@@ -185,6 +185,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "c_vmm: the vSMMU counted %" PRIu64 " CMD_SYNCs, not 1\n", stats.syncs);
     goto out_vsmmu;
   }
+  /* The host's MSI window: guest RAM must stay out of it, and the guest's IORT RMR (or DT reserved-memory)
+   * must describe it so the guest maps it 1:1 (docs/interrupts.md). */
+  if (stats.msi_windows)
+    printf("host MSI window: 0x%" PRIx64 "-0x%" PRIx64 "\n", stats.msi_window_base,
+           stats.msi_window_base + stats.msi_window_size - 1);
 
   /* One round of live migration's dirty log: the pages of guest RAM devices wrote, one bit per 4 KiB page in a
    * bitmap file the daemon writes (docs/protocol.md "Live migration (16-20)"). */

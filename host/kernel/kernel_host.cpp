@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -164,24 +166,58 @@ Result<void> KernelHost::unbind_device(DeviceId dev) {
   return {};
 }
 
-DeviceLocation KernelHost::device_location(DeviceId dev) const {
-  DeviceLocation loc;
+std::optional<std::filesystem::path> KernelHost::sysfs_device(DeviceId dev) const {
   auto it = devices_.find(dev);
   struct stat st {};
-  if (it == devices_.end() || ::fstat(it->second.fd.get(), &st) != 0 || !S_ISCHR(st.st_mode)) return loc;
+  if (it == devices_.end() || ::fstat(it->second.fd.get(), &st) != 0 || !S_ISCHR(st.st_mode)) return std::nullopt;
   std::error_code ec;
   // /sys/dev/char/M:m/device resolves to /sys/devices/pci0000:00/.../0000:01:00.0 for a vfio-pci device.
   const fs::path pci = fs::canonical(
       fs::path(options_.sysfs_char_dir) / fmt::format("{}:{}", major(st.st_rdev), minor(st.st_rdev)) / "device", ec);
-  if (ec) return loc;
-  if (parse_bdf(pci.filename().string())) loc.pci_address = pci.filename().string();
-  for (const auto& part : pci)
+  if (ec) return std::nullopt;
+  return pci;
+}
+
+DeviceLocation KernelHost::device_location(DeviceId dev) const {
+  DeviceLocation loc;
+  const auto pci = sysfs_device(dev);
+  if (!pci) return loc;
+  std::error_code ec;
+  if (parse_bdf(pci->filename().string())) loc.pci_address = pci->filename().string();
+  for (const auto& part : *pci)
     if (part.string().starts_with("pci")) {
       loc.root_complex = part.string();
       break;
     }
-  if (auto iommu = fs::read_symlink(pci / "iommu", ec); !ec) loc.smmu = iommu.filename().string();
+  if (auto iommu = fs::read_symlink(*pci / "iommu", ec); !ec) loc.smmu = iommu.filename().string();
   return loc;
+}
+
+// The group's reserved_regions file (drivers/iommu/iommu.c iommu_group_show_resv_regions): every region the
+// IOMMU driver and the firmware (IORT RMR, DT reserved-memory) reserve for the group's devices, the software
+// MSI window among them, whether or not the device is attached anywhere. IOMMU_IOAS_IOVA_RANGES gives the
+// other view: the IOVA an IOAS still allows, with the windows of the devices attached to it cut out; it only
+// shows the window once a device is attached (iopt_table_enforce_dev_resv_regions), and does not say which
+// hole is which. The vSMMU checks one against the other once its first device is attached (VirtualSmmu).
+Result<std::vector<ReservedRegion>> KernelHost::reserved_regions(DeviceId dev) const {
+  VSMMU_TRY_ASSIGN(auto d, find_device(dev, "reserved_regions"));
+  const auto pci = sysfs_device(dev);
+  if (!pci)
+    return fail(ENODEV, "reserved_regions",
+                "device {} ({}): its cdev has no device in {} (is sysfs mounted?); pass the MSI window by hand", dev,
+                d->label, options_.sysfs_char_dir);
+  std::error_code ec;
+  const fs::path group = fs::canonical(*pci / "iommu_group", ec);
+  if (ec)
+    return fail(ENODEV, "reserved_regions", "device {} ({}): {} has no iommu_group link: it is not behind an IOMMU",
+                dev, d->label, pci->string());
+  const fs::path file = group / "reserved_regions";
+  std::ifstream in(file);
+  if (!in)
+    return fail(errno ? errno : EIO, "reserved_regions", "device {} ({}): cannot read {}: {}", dev, d->label,
+                file.string(), std::strerror(errno));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_reserved_regions(text, file.string());
 }
 
 std::vector<std::string> KernelHost::vfio_devices(const KernelHostOptions& options) {

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,6 +63,9 @@ class KernelHost final : public Host {
   // From sysfs: the cdev's PCI device, the host bridge above it and its "iommu" link (the StreamID is not
   // in sysfs).
   DeviceLocation device_location(DeviceId dev) const override;
+  // The group's /sys/kernel/iommu_groups/N/reserved_regions, found through the cdev's PCI device's
+  // iommu_group link.
+  Result<std::vector<ReservedRegion>> reserved_regions(DeviceId dev) const override;
 
   Result<ObjectId> ioas_alloc() override;
   Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
@@ -113,6 +118,8 @@ class KernelHost final : public Host {
   Result<DeviceId> bind_fd(UniqueFd fd, std::string label);
   Result<const Device*> find_device(DeviceId dev, const char* where) const;
   Result<std::string> resolve_device_path(const std::string& path_or_name) const;
+  // The cdev's device in sysfs (/sys/devices/pci0000:00/.../0000:01:00.0), or nullopt.
+  std::optional<std::filesystem::path> sysfs_device(DeviceId dev) const;
   // ioctl on the iommufd, retried on EINTR; returns 0 or the errno.
   int iommufd_ioctl(unsigned long request, void* arg) const;
 

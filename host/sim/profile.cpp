@@ -280,6 +280,17 @@ Result<SmmuSpec> parse_smmu(const json& j, std::string path, std::string_view so
       s.errata.push_back(v);
     }
   }
+  // The software MSI window its driver reserves (IOMMU_RESV_SW_MSI): arm-smmu-v3's unless the profile says.
+  VSMMU_TRY_ASSIGN(auto window, n.array("msi_window", false));
+  if (window) {
+    if (window->size() != 2)
+      return n.error("msi_window", fmt::format("has {} values; allowed: exactly 2 (base, size)", window->size()));
+    VSMMU_TRY_ASSIGN(auto base, n.number_value((*window)[0], "msi_window[0]", 0, (1ULL << 48) - 1));
+    VSMMU_TRY_ASSIGN(auto size, n.number_value((*window)[1], "msi_window[1]", 1, 1ULL << 32));
+    if (base % 4096 != 0 || size % 4096 != 0)
+      return n.error("msi_window", fmt::format("[{:#x}, {:#x}] is not 4 KiB aligned; base and size must be", base, size));
+    s.msi_window = IovaRange{base, base + size - 1};
+  }
   VSMMU_TRY(n.no_unknown_keys());
 
   // What the simulated host needs of the hardware it runs on.

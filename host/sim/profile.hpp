@@ -15,6 +15,7 @@
 #include "base/error.hpp"
 #include "host/bdf.hpp"
 #include "host/sim/its_doorbell.hpp"
+#include "host/reserved_regions.hpp"
 #include "smmu/model/smmu_model.hpp"
 #include "smmu/id_features.hpp"
 #include "smmu/registers.hpp"
@@ -48,6 +49,10 @@ struct SmmuSpec {
   // Erratum numbers listed in the profile on top of those its IIDR implies (the driver's
   // arm_smmu_device_iidr_probe); see docs/sim-host.md for the ones the simulated driver knows.
   std::vector<std::string> errata;
+  // Its driver's software MSI window (IOMMU_RESV_SW_MSI): reserved in an IOAS while one of its devices is
+  // attached to a domain there, and reported as the devices' "msi" reserved region. Profile key "msi_window":
+  // [base, size]; arm-smmu-v3's MSI_IOVA_BASE/MSI_IOVA_LENGTH unless given.
+  IovaRange msi_window = kArmSmmuV3SwMsi;
 
   smmu::IdFeatures features() const { return smmu::IdFeatures::of(config.ids()); }
   // The StreamID bits the simulated driver's stream table covers: IDR1.SIDSIZE, capped at 2^24 StreamIDs for

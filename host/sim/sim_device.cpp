@@ -100,6 +100,15 @@ DeviceLocation SimHost::device_location(DeviceId dev) const {
   return DeviceLocation{spec.bdf.to_string(), rc.name, s_->hw.smmus[rc.smmu].name, spec.sid};
 }
 
+// arm_smmu_get_resv_regions: the SMMU's software MSI window (and, on a real host, the IORT's RMRs, which the
+// profiles do not describe).
+Result<std::vector<ReservedRegion>> SimHost::reserved_regions(DeviceId dev) const {
+  std::lock_guard lock(s_->mu);
+  const auto* d = s_->get<DeviceObj>(dev);
+  if (!d) return fail(ENOENT, "reserved_regions", "device {} is not bound through this host (bind_device first)", dev);
+  return std::vector<ReservedRegion>{{s_->hw.smmus[s_->smmu_of_spec(d->spec)].msi_window, ReservedRegionType::msi}};
+}
+
 Result<HwInfoIoctl> SimHost::get_hw_info_ioctl(DeviceId dev, std::span<std::byte> buffer) {
   constexpr const char* kCall = "IOMMU_GET_HW_INFO";
   std::lock_guard lock(s_->mu);
@@ -203,13 +212,13 @@ ObjectId SimHost::State::ioas_of_hwpt(ObjectId hwpt_id) {
 
 Result<void> SimHost::State::reserve_sw_msi(IoasObj& ioas, ObjectId ioas_id, ObjectId dev_id, const char* call) {
   // iopt_table_enforce_dev_resv_regions: the device's reserved regions may not hold a mapping.
-  const std::uint64_t last = kSwMsiBase + kSwMsiLength - 1;
+  const IovaRange w = hw.smmus[smmu_of_spec(get<DeviceObj>(dev_id)->spec)].msi_window;
   for (const auto& [iova, a] : ioas.areas)
-    if (a.iova <= last && a.last() >= kSwMsiBase)
+    if (w.overlaps(a.iova, a.length))
       return fail(EADDRINUSE, call, "IOAS {} maps [{:#x}, {:#x}], which overlaps the SMMU's software MSI window "
                   "[{:#x}, {:#x}] that dev_id {} needs reserved; unmap it or map elsewhere", ioas_id, a.iova, a.last(),
-                  kSwMsiBase, last, dev_id);
-  ioas.reserved.push_back({kSwMsiBase, last, Reservation::Kind::sw_msi, dev_id});
+                  w.start, w.last, dev_id);
+  ioas.reserved.push_back({w.start, w.last, Reservation::Kind::sw_msi, dev_id});
   return {};
 }
 

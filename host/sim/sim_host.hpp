@@ -97,6 +97,8 @@ class SimHost final : public Host {
   Result<void> unbind_device(DeviceId dev) override;
   Result<HwInfo> get_hw_info(DeviceId dev) override;
   DeviceLocation device_location(DeviceId dev) const override;  // from the hardware profile
+  // The SMMU's software MSI window (SmmuSpec::msi_window), "msi".
+  Result<std::vector<ReservedRegion>> reserved_regions(DeviceId dev) const override;
   Result<ObjectId> ioas_alloc() override;
   Result<std::uint64_t> ioas_map(ObjectId ioas, void* user_va, std::uint64_t length, std::uint64_t iova,
                                  std::uint32_t flags) override;
@@ -146,7 +148,7 @@ class SimHost final : public Host {
   // ---- MSIs (docs/sim-host.md, "MSIs"). Every device of the profile has an MSI capability of 32 vectors.
   // VFIO_DEVICE_SET_IRQS(VFIO_PCI_MSI_IRQ_INDEX, ACTION_TRIGGER, count = vectors) on a bound device (by name or
   // BDF): the ITS gives vector i EventID i; iommu_dma_prepare_msi -> iommufd_sw_msi maps the ITS doorbell's page
-  // into the device's domain (a nested HWPT's nest parent) at the SW MSI window (kSwMsiBase), read-write, unless
+  // into the device's domain (a nested HWPT's nest parent) at the SW MSI window (SmmuSpec::msi_window), read-write, unless
   // it is there already, and remembers that the device needs it in every domain it attaches to from now on;
   // iommu_dma_compose_msi_msg makes each address the window's page plus GITS_TRANSLATER's offset in its page.
   // A device attached to nothing gets the doorbell's physical address (nothing to map it into). EINVAL: not

@@ -129,10 +129,13 @@ Result<std::uint64_t> SimHost::State::map_area(ObjectId ioas_id, Area area, std:
   area.page_offset = page_offset;
   // A domain keeps the ITS doorbell's page (iommufd_sw_msi_install) after its devices detached and the SW MSI
   // reservation went with them: mapping over it fails in iommu_map, as the page table holds a leaf there.
-  for (ObjectId h : ioas.domains)
-    if (get<HwptPagingObj>(h)->present_sw_msi && iova < kSwMsiBase + kPageSize && iova + (length - 1) >= kSwMsiBase)
+  for (ObjectId h : ioas.domains) {
+    const auto* p = get<HwptPagingObj>(h);
+    const std::uint64_t at = hw.smmus[p->smmu].msi_window.start;
+    if (p->present_sw_msi && iova < at + kPageSize && iova + (length - 1) >= at)
       return fail(EEXIST, call, "[{:#x}, +{:#x}) overlaps IOVA {:#x}, where HWPT {} maps the ITS doorbell page for "
-                  "MSIs; map elsewhere or destroy that HWPT first", iova, length, kSwMsiBase, h);
+                  "MSIs; map elsewhere or destroy that HWPT first", iova, length, at, h);
+  }
 
   // Place the memory in host-physical memory with the IOVA's offset modulo 1 GiB, so blocks can map it.
   VSMMU_TRY_ASSIGN(auto pa, mem.place(backing, 1ULL << 30, iova));

@@ -28,9 +28,10 @@ Result<void> SimHost::State::install_sw_msi(ObjectId paging_id, const char* call
   // iommu_map(domain, sw_msi_start + pgoff * PAGE_SIZE, msi_addr & PAGE_MASK, PAGE_SIZE, IOMMU_WRITE |
   // IOMMU_READ | IOMMU_MMIO): one ITS here, so page 0 of the window.
   const std::uint64_t page = mem.its().translater_pa() & ~(kPageSize - 1);
-  if (auto r = p.domain->map(kSwMsiBase, page, kPageSize, true, true, false); !r)
+  const std::uint64_t at = hw.smmus[p.smmu].msi_window.start;  // the SMMU's IOMMU_RESV_SW_MSI window
+  if (auto r = p.domain->map(at, page, kPageSize, true, true, false); !r)
     return fail(r.error().err, call, "mapping the ITS doorbell page {:#x} at IOVA {:#x} of paging HWPT {} failed: {}",
-                page, kSwMsiBase, paging_id, r.error().message);
+                page, at, paging_id, r.error().message);
   p.present_sw_msi = true;
   return {};
 }
@@ -67,7 +68,8 @@ Result<std::vector<MsiMessage>> SimHost::enable_msi(std::string_view device, uns
     d = s_->get<DeviceObj>(id);
     d->required_sw_msi = true;
     // iommu_dma_compose_msi_msg: the window's page, with the doorbell's offset in its page.
-    address = kSwMsiBase + (address & (kPageSize - 1));
+    address = s_->hw.smmus[s_->get<HwptPagingObj>(s_->paging_of(*d->attached))->smmu].msi_window.start +
+              (address & (kPageSize - 1));
   }
   d->msi.clear();
   for (unsigned v = 0; v < vectors; ++v) d->msi.push_back(MsiMessage{address, v});  // its_alloc_device_irq: 0..n-1

@@ -21,10 +21,6 @@
 
 namespace vsmmu::host::sim {
 
-// IOMMU_RESV_SW_MSI of arm-smmu-v3 (MSI_IOVA_BASE, MSI_IOVA_LENGTH): reserved in an IOAS while a device of
-// the SMMU is attached to a domain of it.
-inline constexpr std::uint64_t kSwMsiBase = 0x8000000;
-inline constexpr std::uint64_t kSwMsiLength = 0x100000;
 inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr std::uint64_t kUlongMax = ~0ULL;
 
@@ -81,7 +77,7 @@ struct HwptPagingObj {
   bool auto_domain = false;             // created by attaching a device to the IOAS itself
   std::unique_ptr<S2Domain> domain;
   std::optional<ObjectId> fault;
-  // hwpt_paging->present_sw_msi: the ITS doorbell's page is mapped at kSwMsiBase (until the domain goes).
+  // hwpt_paging->present_sw_msi: the ITS doorbell's page is mapped at its SMMU's SW MSI window base (until the domain goes).
   bool present_sw_msi = false;
 };
 
@@ -169,7 +165,7 @@ struct SimHost::State {
   Result<void> reserve_sw_msi(IoasObj& ioas, ObjectId ioas_id, ObjectId dev_id, const char* call);
   // find_hwpt_paging: a paging HWPT itself, a nested HWPT's nest parent (its id).
   ObjectId paging_of(ObjectId hwpt_id);
-  // iommufd_sw_msi_install: maps the ITS doorbell's page into the paging HWPT's domain at kSwMsiBase, once
+  // iommufd_sw_msi_install: maps the ITS doorbell's page into the paging HWPT's domain at its SMMU's SW MSI window base, once
   // (sim_msi.cpp).
   Result<void> install_sw_msi(ObjectId paging_id, const char* call);
   void release_reservations(IoasObj& ioas, Reservation::Kind kind, ObjectId owner);

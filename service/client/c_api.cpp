@@ -315,6 +315,10 @@ int vsmmu_client_stats(vsmmu_client* client, uint32_t handle, vsmmu_stats* stats
     out.deferred = r.deferred;
     out.host_objects = r.host_objects;
     out.posted_failures = r.posted_failures;
+    out.msi_window_base = r.msi_window_base;
+    out.msi_window_size = r.msi_window_size;
+    out.msi_windows = r.msi_windows;
+    out.msi_window_faults = r.msi_window_faults;
     return copy_out(client, out, stats, "stats");
   });
 }

@@ -201,9 +201,9 @@ void Client::keep_msi(const Packet& packet) {
 }
 
 template <class T>
-Result<T> Client::decode(Op op, const Packet& reply, std::span<const std::byte>* tail) {
+Result<T> Client::decode(Op op, const Packet& reply, std::span<const std::byte>* tail, std::size_t min_size) {
   Body<T> body;
-  if (auto bad = decode_body(reply, body)) return malformed(op, *bad);
+  if (auto bad = decode_body(reply, body, min_size)) return malformed(op, *bad);
   if (tail) {
     *tail = body.tail;
   } else {
@@ -318,7 +318,7 @@ Result<VsmmuStatsReply> Client::vsmmu_stats(std::uint32_t handle) {
     return fail(EINVAL, where(Op::stats), "vSMMU handle 0 names no vSMMU (daemon_stats() reads the daemon's figures)");
   std::lock_guard lock(mu_);
   VSMMU_TRY_ASSIGN(const Packet packet, call(Op::stats, handle, StatsRequest{}));
-  return decode<VsmmuStatsReply>(Op::stats, packet);
+  return decode<VsmmuStatsReply>(Op::stats, packet, nullptr, kVsmmuStatsReplyV1Size);
 }
 
 Result<DaemonStatsReply> Client::daemon_stats() {

@@ -205,7 +205,8 @@ class Client {
   void read_waiting();  // mu_ held: every packet waiting on the socket, without blocking
   // The fixed part of a reply's body; its tail must be empty unless `tail` takes it.
   template <class T>
-  Result<T> decode(Op op, const Packet& reply, std::span<const std::byte>* tail = nullptr);
+  Result<T> decode(Op op, const Packet& reply, std::span<const std::byte>* tail = nullptr,
+                   std::size_t min_size = sizeof(T));
   Result<void> decode_empty(Op op, const Packet& reply);
 
   host::UniqueFd socket_;

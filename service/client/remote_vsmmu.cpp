@@ -35,6 +35,7 @@ nesting::VirtualSmmuStats from_wire(const VsmmuStatsReply& r) {
   s.events = r.events;
   s.events_lost = r.events_lost;
   s.deferred = r.deferred;
+  s.msi_window_faults = r.msi_window_faults;
   return s;
 }
 

@@ -139,6 +139,11 @@ struct vsmmu_stats {
   uint64_t events, events_lost, deferred;
   uint64_t host_objects;    /* what the vSMMU holds on the host now */
   uint64_t posted_failures; /* posted writes that failed */
+  /* The host's MSI window of the vSMMU's devices (the lowest, and how many distinct ones; 0 if none reported),
+     which guest RAM may not overlap and the guest's IORT RMR / DT reserved-memory must map 1:1; and the stage-1
+     faults seen inside a device's window (docs/interrupts.md). Zero from an older daemon. */
+  uint64_t msi_window_base, msi_window_size, msi_windows;
+  uint64_t msi_window_faults;
 };
 
 /* A DMA by a simulated device's engine (the simulated host only). */

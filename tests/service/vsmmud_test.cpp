@@ -65,6 +65,22 @@ std::uint64_t settled_host_objects(const Daemon& d, std::uint64_t want) {
   return n;
 }
 
+// A guest inside the daemon's vSMMU `remote`, its device at `vsid` attached to a stage 1 that maps one buffer
+// page at kVa (and nothing else); the page's GPA in `buf`.
+std::unique_ptr<testkit::GuestHarness> guest_with_buffer(std::unique_ptr<RemoteVsmmu> remote, Ram& ram,
+                                                         std::uint32_t vsid, std::uint64_t& buf) {
+  testkit::GuestHarnessConfig config;
+  config.table_pool_size = 8ULL << 20;
+  auto guest = testkit::GuestHarness::create_remote(std::move(remote), ram.view(), kRamGpa, kRamSize, config);
+  EXPECT_TRUE(guest) << guest.error();
+  if (!guest) return nullptr;
+  auto b = (*guest)->alloc(0x1000);
+  EXPECT_TRUE(b);
+  if (!b || !(*guest)->map(1, kVa, *b, 0x1000) || !(*guest)->attach(vsid, 1)) return nullptr;
+  buf = *b;
+  return std::move(*guest);
+}
+
 // A guest inside a vSMMU of the daemon, DMA through both stages by the simulated device, bytes checked.
 void guest_dma(Client& client, Ram& ram, const char* device, const char* engine, std::uint32_t vsid) {
   ASSERT_TRUE(client.add_region(kRamGpa, kRamSize, ram.fd(), 0));
@@ -72,14 +88,9 @@ void guest_dma(Client& client, Ram& ram, const char* device, const char* engine,
   options.name = std::string("vsmmu-") + device;
   auto remote = RemoteVsmmu::create(client, options, {vsid, device, -1});
   ASSERT_TRUE(remote) << remote.error();
-  testkit::GuestHarnessConfig config;
-  config.table_pool_size = 8ULL << 20;
-  auto guest = testkit::GuestHarness::create_remote(std::move(*remote), ram.view(), kRamGpa, kRamSize, config);
-  ASSERT_TRUE(guest) << guest.error();
-  auto buf = (*guest)->alloc(0x1000);
-  ASSERT_TRUE(buf);
-  ASSERT_TRUE((*guest)->map(1, kVa, *buf, 0x1000));
-  ASSERT_TRUE((*guest)->attach(vsid, 1));
+  std::uint64_t buf = 0;
+  auto guest = guest_with_buffer(std::move(*remote), ram, vsid, buf);
+  ASSERT_TRUE(guest);
   const std::string text = fmt::format("DMA by {} through vsmmud", device);
   SimDma dma;
   dma.engine = engine;
@@ -88,7 +99,7 @@ void guest_dma(Client& client, Ram& ram, const char* device, const char* engine,
   auto r = client.sim_dma(dma);
   ASSERT_TRUE(r) << r.error();
   EXPECT_EQ(r->reply.faulted, 0u);
-  EXPECT_EQ(std::memcmp((*guest)->bytes(*buf + 0x80, text.size()).data(), text.data(), text.size()), 0);
+  EXPECT_EQ(std::memcmp(guest->bytes(buf + 0x80, text.size()).data(), text.data(), text.size()), 0);
 }
 
 // ---- the socket
@@ -375,6 +386,78 @@ TEST(Vsmmud, CExampleVmmRunsAgainstTheDaemon) {
   EXPECT_EQ(WEXITSTATUS(::pclose(p)), 0) << out;
   EXPECT_EQ(settled_host_objects(d, 0), 0u) << out;
   EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace vsmmu::servicetest
+
+namespace vsmmu::servicetest {
+namespace {
+
+constexpr std::uint64_t kMsiBase = 0x800'0000, kMsiLast = 0x80f'ffff;  // arm-smmu-v3's MSI_IOVA_BASE/LENGTH
+
+// docs/interrupts.md over the socket: STATS reports the host's MSI window of the vSMMU's devices; ADD_REGION
+// over it is refused (EADDRINUSE, both ranges named) and the daemon keeps nothing of the region; a device whose
+// MSIs fault in the guest's stage 1 is logged at warning, once.
+TEST(Vsmmud, TheHostsMsiWindowReachesTheVmmAndKeepsRamOut) {
+  Daemon d;
+  auto client = connect(d);
+  ASSERT_TRUE(client);
+  Ram ram;
+  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, ram.fd(), 0));
+  VsmmuOptions options;
+  options.name = "vsmmu-msi";
+  auto remote = RemoteVsmmu::create(*client, options, {0x10, "nic0", -1});
+  ASSERT_TRUE(remote) << remote.error();
+  const std::uint32_t handle = (*remote)->handle();
+  auto stats = client->vsmmu_stats(handle);
+  ASSERT_TRUE(stats) << stats.error();
+  EXPECT_EQ(stats->msi_window_base, kMsiBase);
+  EXPECT_EQ(stats->msi_window_size, kMsiLast - kMsiBase + 1);
+  EXPECT_EQ(stats->msi_windows, 1u);
+  EXPECT_EQ(stats->msi_window_faults, 0u);
+
+  auto over = testkit::MemfdRam::create(kMsiBase, 0x200000, "over-the-window");
+  ASSERT_TRUE(over) << over.error();
+  const auto regions = client->daemon_stats()->connection_regions;
+  auto refused = client->add_region(kMsiBase, 0x200000, (*over)->fd(), 0);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().err, EADDRINUSE);
+  const std::string msg = refused.error().to_string();
+  for (const char* w : {"guest RAM 0x8000000-0x81fffff", "MSI window 0x8000000-0x80fffff", "nic0", "vSID 0x10"})
+    EXPECT_NE(msg.find(w), std::string::npos) << w << " missing in: " << msg;
+  EXPECT_EQ(client->daemon_stats()->connection_regions, regions);
+
+  // The guest maps a buffer but not the window; the device's MSI write (a DMA at an IOVA in the window) faults.
+  std::uint64_t buf = 0;
+  auto guest = guest_with_buffer(std::move(*remote), ram, 0x10, buf);
+  ASSERT_TRUE(guest);
+  const std::byte word[4]{};
+  for (int i = 0; i < 2; ++i) {
+    SimDma dma;
+    dma.engine = "nic0.dma";
+    dma.iova = kMsiBase + 0x40;
+    dma.data = word;
+    auto r = client->sim_dma(dma);
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_NE(r->reply.faulted, 0u);
+  }
+  std::uint64_t faults = 0;
+  for (int i = 0; i < 300 && faults < 2; ++i) {
+    auto ev = guest->events();
+    ASSERT_TRUE(ev) << ev.error();
+    auto s = client->vsmmu_stats(handle);
+    ASSERT_TRUE(s) << s.error();
+    faults = s->msi_window_faults;
+    if (faults < 2) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(faults, 2u);
+  EXPECT_EQ(d.stop(), 0) << d.log();
+  const std::string log = d.log();
+  const auto first = log.find("faulted in the guest's stage 1");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("faulted in the guest's stage 1", first + 1), std::string::npos) << "once per device: " << log;
+  EXPECT_NE(log.find("vsmmu-msi"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   spec.base = 0x9050000;
   spec.irqs = {{"eventq", 106}, {"gerror", 108}};
   spec.iommu_map = {{0, 0, 0x10000}};
+  spec.msi_windows = {{0x8000000, 0x100000}};
   auto extended = dt::add_vsmmu(bytes, spec);
   if (!extended) return 0;
   auto again = dt::inspect(*extended);

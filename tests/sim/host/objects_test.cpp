@@ -167,6 +167,26 @@ TEST_F(SimObjects, IovaRangesFollowDomainsAndAttachedDevices) {
   EXPECT_EQ(err_of(host->ioas_map(ioas, buffer.data(), 0x800, 0x100'0000, kMapRW)), EINVAL);
 }
 
+// The device's reserved regions (the group's reserved_regions in sysfs on a kernel host): its SMMU's software
+// MSI window, bound or attached, the same range IOAS_IOVA_RANGES cuts out once it is attached
+// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c arm_smmu_get_resv_regions, MSI_IOVA_BASE/LENGTH).
+TEST_F(SimObjects, ReservedRegionsNameTheSoftwareMsiWindowTheIoasReserves) {
+  const auto dev = must(host->bind_device("nic0"));
+  const auto regions = must(host->reserved_regions(dev));
+  ASSERT_EQ(regions.size(), 1U);
+  EXPECT_EQ(regions[0].type, ReservedRegionType::msi);
+  const auto window = msi_window(regions);
+  ASSERT_TRUE(window);
+  EXPECT_EQ(*window, kArmSmmuV3SwMsi);
+  const auto ioas = must(host->ioas_alloc());
+  ASSERT_TRUE(host->attach(dev, paging(dev, ioas)));
+  const auto r = must(host->ioas_iova_ranges(ioas));
+  ASSERT_EQ(r.size(), 2U);
+  EXPECT_EQ(r[0].last + 1, window->start);
+  EXPECT_EQ(r[1].start, window->last + 1);
+  EXPECT_EQ(err_of(host->reserved_regions(dev + 100)), ENOENT);
+}
+
 // iova_alignment is 1 until a domain exists; a domain needs every mapping in whole IOMMU pages, so a
 // mapping of memory that starts mid-page keeps a paging HWPT from being built (iopt_check_iova_alignment:
 // EADDRINUSE).

@@ -117,6 +117,10 @@ TEST(SimProfiles, ErrorsNameFileKeyAndAllowedValues) {
   expect_mentions(hw_error(R"({"kind": "hardware", "name": "t", "smmus": [{"name": "s0"}],
       "root_complexes": [{"name": "rc0", "smmu": "s0"}], "devices": [{"name": "a", "bdf": "00:01.0", "root_complex": "rc0"}],
       "dma_engines": [{"name": "e", "device": "a", "fault_retry_bytes": 3}]})"), {"dma_engines[0].fault_retry_bytes", "power of two"});
+  expect_mentions(hw_error(hw_with_smmu(R"(, "msi_window": [134217728])")), {"smmus[0].msi_window", "exactly 2"});
+  expect_mentions(hw_error(hw_with_smmu(R"(, "msi_window": [134217728, 0])")), {"msi_window[1]"});
+  expect_mentions(hw_error(hw_with_smmu(R"(, "msi_window": ["0x8000800", "0x100000"])")),
+                  {"smmus[0].msi_window", "4 KiB aligned"});
   expect_mentions(hw_error(R"({"kind": "kernel", "name": "t"})"), {"kind", "hardware profile is needed"});
   expect_mentions(hw_error("{not json"), {"test.json", "not valid JSON"});
 
@@ -205,6 +209,23 @@ TEST(SimProfiles, FileErrorsNameThePath) {
   ::unlink(tmpl);
   ASSERT_FALSE(k);
   expect_mentions(k.error().message, {tmpl, "nested_atach_without_vdevice", "\"nested_attach_without_vdevice\""});
+}
+
+}  // namespace
+}  // namespace vsmmu::host::sim::test
+
+namespace vsmmu::host::sim::test {
+namespace {
+
+// An SMMU's software MSI window (IOMMU_RESV_SW_MSI) is arm-smmu-v3's MSI_IOVA_BASE/LENGTH unless the profile
+// gives another: what a host with a differently configured driver would report.
+TEST(SimProfiles, MsiWindowIsArmSmmuV3sUnlessTheProfileSaysOtherwise) {
+  auto def = parse_hardware_profile(hw_with_smmu(""), "t.json");
+  ASSERT_TRUE(def) << def.error();
+  EXPECT_EQ(def->smmus[0].msi_window, kArmSmmuV3SwMsi);
+  auto moved = parse_hardware_profile(hw_with_smmu(R"(, "msi_window": ["0x10000000", "0x10000"])"), "t.json");
+  ASSERT_TRUE(moved) << moved.error();
+  EXPECT_EQ(moved->smmus[0].msi_window, (IovaRange{0x10000000, 0x1000ffff}));
 }
 
 }  // namespace

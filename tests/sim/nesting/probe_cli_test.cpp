@@ -46,6 +46,11 @@ TEST(ProbeCli, SimJsonReportsEveryDeviceOfTheProfile) {
   EXPECT_EQ(nic0["hw_info"]["type"], 2);
   EXPECT_EQ(nic0["dirty_tracking"]["available"], true);
   EXPECT_EQ(nic0["nested_dirty_tracking"]["available"], false);
+  // The host's MSI window (arm-smmu-v3's IOMMU_RESV_SW_MSI), reserved in the IOAS once the device is attached.
+  EXPECT_EQ(nic0["msi_window"]["base"], "0x8000000");
+  EXPECT_EQ(nic0["msi_window"]["last"], "0x80fffff");
+  EXPECT_EQ(nic0["msi_window"]["size"], "0x100000");
+  expect_in(nic0["msi_window"]["check"], "reserved in the IOAS");
   const auto& nvme0 = device(j, "nvme0");
   EXPECT_EQ(nvme0["verdict"], "not_possible");
   expect_in(nvme0["reason"], "root complex pcie2 without CANWBS");

@@ -83,6 +83,23 @@ TEST(NestingProbe, DefaultProfileNestsWhereS2fwbOrCanwbsAllowsIt) {
   expect_nothing_left(*h);
 }
 
+// The probe reads each device's MSI window from the host (the group's reserved_regions; here the profile's SMMU)
+// and, once the device is attached to a nest parent, finds it reserved in the IOAS (IOMMU_IOAS_IOVA_RANGES).
+TEST(NestingProbe, ReportsEachDevicesMsiWindowCheckedAgainstTheIoas) {
+  auto hw = host::sim::embedded_hardware_profile("default");
+  ASSERT_TRUE(hw);
+  hw->smmus[1].msi_window = host::IovaRange{0x9000000, 0x900ffff};  // smmu1: gpu0 and nvme0
+  auto h = make_host("upstream", std::move(*hw));
+  ASSERT_TRUE(h);
+  const auto r = probe(*h, all_devices(*h));
+  EXPECT_EQ(device(r, "nic0").msi_window, host::kArmSmmuV3SwMsi);
+  EXPECT_EQ(device(r, "nic0").msi_window_check, "reserved in the IOAS (IOMMU_IOAS_IOVA_RANGES)");
+  EXPECT_EQ(device(r, "gpu0").msi_window, (host::IovaRange{0x9000000, 0x900ffff}));
+  EXPECT_EQ(device(r, "gpu0").msi_window_check, "reserved in the IOAS (IOMMU_IOAS_IOVA_RANGES)");
+  EXPECT_FALSE(device(r, "gpu0").msi_window_error);
+  expect_nothing_left(*h);
+}
+
 TEST(NestingProbe, NeitherS2fwbNorCanwbsIsRefusedNamingDeviceRootComplexAndWhatIsMissing) {
   auto h = make_host();
   ASSERT_TRUE(h);

@@ -1,6 +1,8 @@
 // `vsmmu iort` and `vsmmu dt` as an operator runs them: exit codes (0 valid with CANWBS, 1 problems or
 // no CANWBS, 2 unusable input), what they print, their JSON, and that the files they write are
 // byte-for-byte the golden tables the library tests pin.
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +122,42 @@ TEST(Cli, GenCarriesCanwbsFromTheHost) {
   const auto bad = vsmmu("iort gen --smmu base=0x9050000,evnt=106 -o '" + dir + "/c.aml'");
   EXPECT_EQ(bad.status, 2);
   expect_in(bad.out, "unknown key 'evnt'");
+}
+
+// docs/interrupts.md: the RMR nodes reserve the window the host reports (default the embedded simulated host,
+// whose arm-smmu-v3 window is MSI_IOVA_BASE/LENGTH), or the one given; a host that cannot say is refused with
+// the way out.
+TEST(Cli, GenTakesTheMsiWindowFromTheHostOrTheCommandLine) {
+  const std::string dir = test::temp_dir();
+  const std::string smmu = "iort gen --smmu base=0x9050000,event=106,pri=107,gerr=108,sync=109 ";
+  const auto from_sim = vsmmu(smmu + "-o '" + dir + "/s.aml'");
+  ASSERT_EQ(from_sim.status, 0) << from_sim.out;
+  expect_in(from_sim.out, "host MSI window: 0x8000000-0x80fffff");
+  expect_in(vsmmu("iort check '" + dir + "/s.aml'").out, "ranges [0x8000000, +0x100000)");
+  const auto given = vsmmu(smmu + "--msi-window 0x9000000,0x10000,0x8000000,0x100000 -o '" + dir + "/g.aml'");
+  ASSERT_EQ(given.status, 0) << given.out;
+  EXPECT_EQ(given.out.find("host MSI window"), std::string::npos) << given.out;
+  expect_in(vsmmu("iort check '" + dir + "/g.aml'").out, "ranges [0x8000000, +0x100000) [0x9000000, +0x10000)");
+  const auto one_device = vsmmu(smmu + "--host sim --device gpu0 -o '" + dir + "/d.aml'");
+  EXPECT_EQ(one_device.status, 0) << one_device.out;
+  const auto no_device = vsmmu(smmu + "--host sim --device nosuch -o '" + dir + "/n.aml'");
+  EXPECT_EQ(no_device.status, 2);
+  expect_in(no_device.out, "nosuch");
+  expect_in(no_device.out, "pass --msi-window BASE,SIZE");
+  EXPECT_EQ(vsmmu(smmu + "--msi-window 0x8000000 -o '" + dir + "/o.aml'").status, 2);  // BASE without SIZE
+  struct stat st {};
+  if (::stat("/dev/iommu", &st) != 0) {
+    const auto kernel = vsmmu(smmu + "--host kernel -o '" + dir + "/k.aml'");
+    EXPECT_EQ(kernel.status, 2);
+    expect_in(kernel.out, "no /dev/iommu");
+    expect_in(kernel.out, "pass --msi-window BASE,SIZE");
+    const auto dt = vsmmu("dt gen --smmu base=0x9050000,eventq=106 --host kernel -o '" + dir + "/k.dtb'");
+    EXPECT_EQ(dt.status, 2);
+    expect_in(dt.out, "pass --msi-window BASE,SIZE");
+  }
+  const auto dt = vsmmu("dt gen --smmu base=0x9050000,eventq=106 --msi-window 0x9000000,0x10000 -o '" + dir + "/w.dtb'");
+  ASSERT_EQ(dt.status, 0) << dt.out;
+  expect_in(dt.out, "1 reserved MSI window");
 }
 
 TEST(Cli, DtGenWritesTheGoldenTreeAndCheckReadsIt) {

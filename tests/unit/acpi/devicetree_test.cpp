@@ -18,6 +18,7 @@ VsmmuSpec qemu_like_spec() {
   s.base = 0x9050000;
   s.irqs = {{"eventq", 106}, {"priq", 107}, {"cmdq-sync", 109}, {"gerror", 108}};
   s.iommu_map = {{0x0, 0x0, 0x100}, {0x200, 0x1000, 0x80}};
+  s.msi_windows = {{0x8000000, 0x100000}};  // arm-smmu-v3's IOMMU_RESV_SW_MSI, as the host reports it
   return s;
 }
 
@@ -115,8 +116,16 @@ TEST(DeviceTree, NewTreeHoldsTheVsmmuAndTheIommuMap) {
                 "phandle = <0x01>;",
                 "dma-coherent;",
             }));
-  // pci-iommu.txt: <rid-base iommu-phandle iommu-base length>.
-  EXPECT_EQ(properties(dts, "pcie"), sorted({"iommu-map = <0x00 0x01 0x00 0x100 0x200 0x01 0x1000 0x80>;"}));
+  // pci-iommu.txt: <rid-base iommu-phandle iommu-base length>. The host names the MSI window's reservation
+  // (memory-region), whose iommu-addresses name the host back: reserved-memory.yaml.
+  EXPECT_EQ(properties(dts, "pcie"), sorted({"iommu-map = <0x00 0x01 0x00 0x100 0x200 0x01 0x1000 0x80>;",
+                                             "phandle = <0x02>;", "memory-region = <0x03>;"}));
+  // The host's MSI window, reg equal to its IOVA: an identity (IOMMU_RESV_DIRECT) region for the guest's
+  // stage 1 (drivers/iommu/of_iommu.c of_iommu_get_resv_regions, iommu_resv_region_get_type).
+  expect_contains(dts, "\treserved-memory {\n\t\tranges;\n\t\t#size-cells = <0x02>;\n\t\t#address-cells = <0x02>;\n\n"
+                       "\t\tmsi-window@8000000 {\n\t\t\tphandle = <0x03>;\n\t\t\tno-map;\n"
+                       "\t\t\tiommu-addresses = <0x02 0x00 0x8000000 0x00 0x100000>;\n"
+                       "\t\t\treg = <0x00 0x8000000 0x00 0x100000>;\n");
   expect_contains(dts, "\t#address-cells = <0x02>;\n");
   expect_contains(dts, "\t#size-cells = <0x02>;\n");
 }
@@ -143,6 +152,10 @@ TEST(DeviceTree, ExistingTreeGetsTheVsmmuUnderTheRootAndTheMapOnItsEcamHost) {
             pcie.end())
       << ::testing::PrintToString(pcie);
   EXPECT_NE(std::find(pcie.begin(), pcie.end(), "compatible = \"pci-host-ecam-generic\";"), pcie.end());
+  EXPECT_NE(std::find(pcie.begin(), pcie.end(), "memory-region = <0x8005>;"), pcie.end())
+      << ::testing::PrintToString(pcie);
+  EXPECT_NE(std::find(pcie.begin(), pcie.end(), "phandle = <0x8004>;"), pcie.end());
+  expect_contains(dts, "iommu-addresses = <0x8004 0x00 0x8000000 0x00 0x100000>;");
   // The GIC and everything else survived.
   EXPECT_EQ(properties(dts, "intc@8000000").size(), 5u);
   expect_contains(dts, "compatible = \"linux,dummy-virt\";");
@@ -160,6 +173,9 @@ TEST(DeviceTree, GenerationRefusesWhatTheBindingForbids) {
   s = qemu_like_spec();
   s.irqs[0].gsiv = 20;  // a PPI, not an SPI
   expect_refused({}, s, "eventq GSIV 20 is not a GIC SPI");
+  s = qemu_like_spec();
+  s.msi_windows.clear();  // no default: the host says where its doorbell is mapped
+  expect_refused({}, s, "need the host's MSI window");
   s = qemu_like_spec();
   s.irqs[0].name = "events";
   expect_refused({}, s, "'events' is not one of");

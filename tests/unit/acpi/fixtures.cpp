@@ -39,6 +39,7 @@ GuestIort guest_two_smmus() {
   GuestIort g;
   g.smmus = {GuestSmmu{0x9050000, 106, 107, 108, 109, true, {}}, GuestSmmu{0x9070000, 110, 0, 112, 113, true, {}}};
   g.root_complexes = {GuestRootComplex{0, {{0x0, 0x100, 0x0, 0}, {0x200, 0x80, 0x1000, 1}}, false, false, 64}};
+  g.msi_windows = {{0x8000000, 0x100000}};  // arm-smmu-v3's IOMMU_RESV_SW_MSI, as the host reports it
   return g;
 }
 

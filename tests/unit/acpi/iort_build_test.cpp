@@ -117,6 +117,16 @@ TEST(IortBuild, RmrRegionsApplyToTheVsidsOfTheirOwnVsmmuOnly) {
   EXPECT_TRUE(rmr_regions(none.table, none.table.nodes[1].offset, 0x10).empty());
 }
 
+// Devices behind physical SMMUs whose drivers reserve different windows: every RMR node lists each window
+// (DEN 0049 Table 23: an RMR node has as many memory range descriptors as it needs).
+TEST(IortBuild, RmrNodesListEveryWindowOfTheHost) {
+  auto g = test::guest_two_smmus();
+  g.msi_windows = {{0x8000000, 0x100000}, {0x9000000, 0x10000}};
+  const auto r = parsed(build_guest(g).value());
+  EXPECT_EQ(*r.table.nodes[4].as<Rmr>(), (Rmr{0, {{0x8000000, 0x100000}, {0x9000000, 0x10000}}}));
+  EXPECT_EQ(*r.table.nodes[5].as<Rmr>(), (Rmr{0, {{0x8000000, 0x100000}, {0x9000000, 0x10000}}}));
+}
+
 TEST(IortBuild, NoItsNoRmrOptions) {
   auto g = test::guest_two_smmus();
   g.its_ids.clear();
@@ -164,8 +174,11 @@ TEST(IortBuild, RefusesSpecsItCannotDescribe) {
   g.identity.revision = 3;
   expect_refused(g, "use 5 (DEN 0049 E.d) or 6");
   g = test::guest_two_smmus();
-  g.msi_window_base = 0x8001000;
+  g.msi_windows = {{0x8001000, 0x100000}};
   expect_refused(g, "64 KiB aligned");
+  g = test::guest_two_smmus();
+  g.msi_windows.clear();  // no default: the host says where its doorbell is mapped
+  expect_refused(g, "need the host's MSI window");
   g = test::guest_two_smmus();
   g.smmus.clear();
   expect_refused(g, "at least one vSMMU");

@@ -72,6 +72,7 @@ TEST(Json, DeviceTreeReport) {
   s.base = 0x9050000;
   s.irqs = {{"eventq", 106}, {"gerror", 108}};
   s.iommu_map = {{0, 0, 0x10000}};
+  s.msi_windows = {{0x8000000, 0x100000}};
   auto blob = dt::add_vsmmu({}, s);
   ASSERT_TRUE(blob);
   auto r = dt::inspect(*blob);

@@ -57,7 +57,9 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(offsetof(MmioWriteRequest, value), 16u);
   EXPECT_EQ(sizeof(SetIrqRequest), 8u);
   EXPECT_EQ(sizeof(StatsRequest), 8u);
-  EXPECT_EQ(sizeof(VsmmuStatsReply), 160u);
+  EXPECT_EQ(sizeof(VsmmuStatsReply), 192u);
+  EXPECT_EQ(kVsmmuStatsReplyV1Size, 160u);  // version 1's 19 counters; msi_window_base is the first appended
+  EXPECT_EQ(offsetof(VsmmuStatsReply, msi_window_faults), 184u);
   EXPECT_EQ(sizeof(DaemonStatsReply), 80u);
   EXPECT_EQ(sizeof(SimDmaRequest), 32u);
   EXPECT_EQ(offsetof(SimDmaRequest, iova), 8u);
