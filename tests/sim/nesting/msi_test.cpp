@@ -84,6 +84,9 @@ TEST_F(MsiSim, TheGuestMapsWhatTheIortRmrReservesAndTheMsiIsDelivered) {
   spec.smmus = {acpi::iort::GuestSmmu{kVsmmuBase, 106, 107, 108, 109, true, {}}};
   // The guest sees nic0 at RID 0x0008 (00:01.0) with vSID kNic0 behind its vSMMU.
   spec.root_complexes = {acpi::iort::GuestRootComplex{0, {{0x0008, 1, kNic0, 0}}, true, false, 64}};
+  // The VMM describes the window the host reports for the vSMMU's devices (Host::reserved_regions).
+  for (const auto& w : g->vsmmu().msi_windows()) spec.msi_windows.push_back({w.window.start, w.window.size()});
+  ASSERT_EQ(spec.msi_windows.size(), 1U);
   const auto bytes = acpi::iort::build_guest(spec);
   ASSERT_TRUE(bytes) << bytes.error();
   const auto report = acpi::iort::parse(*bytes);
