@@ -68,6 +68,15 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(sizeof(SimDmaReply), 16u);
   EXPECT_EQ(sizeof(ErrorReply), 16u);
   EXPECT_EQ(offsetof(ErrorReply, field_len), 8u);
+  // "MSI (13)", "NOTICE (14)"
+  EXPECT_EQ(sizeof(MsiMessage), 24u);
+  EXPECT_EQ(offsetof(MsiMessage, dropped), 20u);
+  EXPECT_EQ(sizeof(NoticeMessage), 24u);
+  EXPECT_EQ(offsetof(NoticeMessage, kind), 4u);
+  EXPECT_EQ(offsetof(NoticeMessage, vsid), 8u);
+  EXPECT_EQ(offsetof(NoticeMessage, dropped), 12u);
+  EXPECT_EQ(offsetof(NoticeMessage, text_len), 16u);
+  EXPECT_EQ(kMaxNoticeText, 1024u);
   // "Live migration (16-20)"
   EXPECT_EQ(sizeof(DirtyStartRequest), 8u);
   EXPECT_EQ(offsetof(DirtyStartRequest, flags), 4u);
