@@ -188,6 +188,7 @@ class CountingEndpoint final : public nesting::VsmmuEndpoint {
   const nesting::GuestIdRegisters& id_registers() const override { return inner_->id_registers(); }
   Result<std::vector<std::byte>> save_state() override { return inner_->save_state(); }
   Result<void> load_state(std::span<const std::byte> state) override { return inner_->load_state(state); }
+  void set_notice_handler(nesting::NoticeHandler handler) override { inner_->set_notice_handler(std::move(handler)); }
 
   std::uint64_t reads = 0, cons_reads = 0;
 

@@ -77,12 +77,12 @@ void VirtualSmmu::diagnose_msi_fault(const Event& e) {
   if (!d.msi_window->contains(addr)) return;
   ++stats_.msi_window_faults;
   if (std::exchange(d.msi_notice_sent, true)) return;
-  pending_notices_.push_back(fmt::format(
+  pending_notices_.push_back(Notice{NoticeKind::msi_window_fault, d.vsid, fmt::format(
       "{}: DMA to {:#x} faulted in the guest's stage 1 ({}): the guest's stage 1 does not map the host's MSI window "
       "{}, so the device's MSIs are lost; check the guest's handling of the IORT RMR node (ACPI) or the "
       "reserved-memory node with iommu-addresses (device tree) that keeps the window identity-mapped (`vsmmu iort "
       "gen` and `vsmmu dt gen` emit them)",
-      device_name(d), addr, event_name(id), host::to_string(*d.msi_window)));
+      device_name(d), addr, event_name(id), host::to_string(*d.msi_window))});
 }
 
 Result<std::size_t> VirtualSmmu::process_events() {

@@ -117,7 +117,7 @@ void VirtualSmmu::set_msi_handler(MsiHandler handler) {
   msi_handler_ = std::move(handler);
 }
 
-void VirtualSmmu::set_notice_handler(std::function<void(std::string_view)> handler) {
+void VirtualSmmu::set_notice_handler(NoticeHandler handler) {
   std::lock_guard lock(mu_);
   notice_handler_ = std::move(handler);
 }
@@ -143,7 +143,7 @@ void VirtualSmmu::unlock_and_fire(std::unique_lock<std::mutex>& lock) {
   lock.unlock();  // a handler (the guest's ISR, in tests) reads registers
   for (const auto& n : notices) {
     if (notice) notice(n);
-    else log::warn("vsmmu", "{}", n);
+    else log::warn("vsmmu", "{}", n.text);
   }
   for (std::size_t line = 0; line < pending.size(); ++line)
     for (unsigned n = 0; n < pending[line]; ++n)

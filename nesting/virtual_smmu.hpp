@@ -135,7 +135,7 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // One-line notices for the VMM's operator, beyond what the guest is told (today: a device whose MSIs fault in
   // the guest's stage 1, once per device; docs/interrupts.md). Called after the lock is released, as the
   // interrupt handlers are; without a handler the vSMMU logs them at warning.
-  void set_notice_handler(std::function<void(std::string_view)> handler);
+  void set_notice_handler(NoticeHandler handler) override;
 
   // ---- the VMM's side
   // Hot-plug: the device follows the guest's STE for its vSID (GBPA while SMMUEN = 0) from the start. A failure
@@ -255,8 +255,8 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   std::array<std::function<void()>, 4> irq_handlers_;
   MsiHandler msi_handler_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> pending_msis_;  // for msi_handler_, fired unlocked
-  std::function<void(std::string_view)> notice_handler_;
-  std::vector<std::string> pending_notices_;                  // given to notice_handler_ by unlock_and_fire
+  NoticeHandler notice_handler_;
+  std::vector<Notice> pending_notices_;                       // given to notice_handler_ by unlock_and_fire
   bool programmed_ = false;                                   // the guest has written a register
   bool holding_ = false;                                      // saved: host records are held, not written
   bool quiet_ = false;                                        // loading: streams re-read record no events

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nesting/id_registers.hpp"
+#include "nesting/notice.hpp"
 #include "smmu/mmio.hpp"
 
 namespace vsmmu::nesting {
@@ -25,6 +26,9 @@ class VsmmuEndpoint : public smmu::SmmuMmio {
   virtual Result<std::size_t> process_events() = 0;
   virtual VirtualSmmuStats stats() const = 0;
   virtual const GuestIdRegisters& id_registers() const = 0;
+  // One-line notices for the VMM's operator (nesting/notice.hpp): the in-process vSMMU calls the handler itself,
+  // the remote one from process_events() with those the daemon sent. Without a handler they are logged at warning.
+  virtual void set_notice_handler(NoticeHandler handler) = 0;
   // Live migration: the vSMMU's state for a destination, and loading one into a vSMMU the guest has not
   // programmed yet (VirtualSmmu::save_state / load_state).
   virtual Result<std::vector<std::byte>> save_state() = 0;

@@ -24,6 +24,7 @@ constexpr std::array<std::string_view, kLastOp + 1> kNames = [] {
   n[11] = "STATS";
   n[12] = "SIM_DMA";
   n[13] = "MSI";
+  n[14] = "NOTICE";
   n[16] = "DIRTY_START";
   n[17] = "DIRTY_STOP";
   n[18] = "DIRTY_GET";
@@ -42,10 +43,12 @@ std::string_view op_name(std::uint16_t op) {
   if (op <= kLastOp && !kNames[op].empty()) return kNames[op];
   return op_reserved(op) ? "reserved op" : "unknown op";
 }
-// 1-31 are all version 1's: parse_header passes them; the reserved ones (14-15, 21-31) the daemon answers ENOSYS.
+// 1-31 are all version 1's: parse_header passes them; the reserved ones (15, 21-31) the daemon answers ENOSYS.
 bool op_known(std::uint16_t op) { return op >= 1 && op <= kLastOp; }
-bool op_reserved(std::uint16_t op) { return (op >= 14 && op <= 15) || (op >= 21 && op <= kLastOp); }
-bool op_from_daemon(std::uint16_t op) { return op == static_cast<std::uint16_t>(Op::msi); }
+bool op_reserved(std::uint16_t op) { return op == 15 || (op >= 21 && op <= kLastOp); }
+bool op_from_daemon(std::uint16_t op) {
+  return op == static_cast<std::uint16_t>(Op::msi) || op == static_cast<std::uint16_t>(Op::notice);
+}
 
 std::string Refusal::to_string() const {
   if (op > kLastOp || kNames[op].empty()) return fmt::format("op {}: {}: {}", op, field, reason);

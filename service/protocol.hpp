@@ -44,7 +44,8 @@ enum class Op : std::uint16_t {
   stats = 11,
   sim_dma = 12,        // the simulated host only: a device's DMA engine reads or writes (tests, the demo)
   msi = 13,            // daemon -> client only (kFeatureMsi): a vSMMU's MSI to an address outside guest RAM
-  // 14-15 and 21-31: reserved (docs/protocol.md); the daemon answers ENOSYS.
+  notice = 14,         // daemon -> client only (kFeatureNotice): a vSMMU's one-line notice for the VMM's operator
+  // 15 and 21-31: reserved (docs/protocol.md); the daemon answers ENOSYS.
   dirty_start = 16,    // live migration (docs/migration.md): the VM's dirty log on
   dirty_stop = 17,     //   and off
   dirty_get = 18,      //   one region's dirty bitmap, into the VMM's bitmap file
@@ -54,16 +55,16 @@ enum class Op : std::uint16_t {
 inline constexpr std::uint16_t kLastOp = 31;
 std::string_view op_name(std::uint16_t op);
 bool op_known(std::uint16_t op);       // defined in version 1 (reserved numbers included)
-// 14-15 and 21-31: numbers held for later ops; version 1 answers them ENOSYS.
+// 15 and 21-31: numbers held for later ops; version 1 answers them ENOSYS.
 bool op_reserved(std::uint16_t op);
-// Ops only the daemon sends, unsolicited (REPLY|ASYNC, tag 0): MSI. A client sending one is refused (EINVAL).
+// Ops only the daemon sends, unsolicited (REPLY|ASYNC, tag 0): MSI, NOTICE. A client sending one is refused (EINVAL).
 bool op_from_daemon(std::uint16_t op);
 
 // Header::flags
 inline constexpr std::uint16_t kFlagReply = 1u << 0;   // daemon -> client: the answer to request `tag`
 inline constexpr std::uint16_t kFlagPosted = 1u << 1;  // client -> daemon: answer only if it fails (MMIO_WRITE)
 inline constexpr std::uint16_t kFlagAsync = 1u << 2;   // daemon -> client: a posted request's failure, or
-                                                        //   (with tag 0) a message the daemon starts (MSI)
+                                                        //   (with tag 0) a message the daemon starts (MSI, NOTICE)
 inline constexpr std::uint16_t kKnownFlags = kFlagReply | kFlagPosted | kFlagAsync;
 
 struct Header {
@@ -93,7 +94,9 @@ inline constexpr std::uint64_t kFeaturePostedWrites = 1u << 0;  // MMIO_WRITE wi
 inline constexpr std::uint64_t kFeatureSimDma = 1u << 1;        // SIM_DMA (the daemon runs the simulated host)
 inline constexpr std::uint64_t kFeatureMigration = 1u << 2;     // DIRTY_START/STOP/GET, SAVE_STATE, LOAD_STATE
 inline constexpr std::uint64_t kFeatureMsi = 1u << 3;           // MSI messages; CREATE_VSMMU's MSI wish
-inline constexpr std::uint64_t kKnownFeatures = kFeaturePostedWrites | kFeatureSimDma | kFeatureMigration | kFeatureMsi;
+inline constexpr std::uint64_t kFeatureNotice = 1u << 4;        // NOTICE messages
+inline constexpr std::uint64_t kKnownFeatures =
+    kFeaturePostedWrites | kFeatureSimDma | kFeatureMigration | kFeatureMsi | kFeatureNotice;
 
 enum class HostKind : std::uint32_t { sim = 1, kernel = 2 };
 struct HelloReply {
@@ -281,6 +284,22 @@ struct MsiMessage {
 static_assert(sizeof(MsiMessage) == 24 && offsetof(MsiMessage, address) == 8 && offsetof(MsiMessage, data) == 16);
 // The daemon queues at most this many unsent MSIs per connection; more are dropped (and counted in `dropped`).
 inline constexpr std::uint32_t kMaxQueuedMsis = 256;
+
+// NOTICE (daemon -> client, kFeatureNotice; Header: REPLY|ASYNC, tag 0, vsmmu = the vSMMU): a one-line notice
+// for the VMM's operator (nesting/notice.hpp), which the daemon also logs at warning. Tail: the text, text_len
+// bytes (at most kMaxNoticeText; the daemon cuts a longer one), no NUL.
+struct NoticeMessage {
+  std::uint32_t size = sizeof(NoticeMessage);
+  std::uint32_t kind = 0;                 // nesting::NoticeKind (1: msi_window_fault)
+  std::uint32_t vsid = 0;                 // the device it concerns
+  std::uint32_t dropped = 0;              // notices of this connection dropped before this one (not reading)
+  std::uint32_t text_len = 0;
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(NoticeMessage) == 24 && offsetof(NoticeMessage, text_len) == 16);
+inline constexpr std::uint32_t kMaxNoticeText = 1024;
+// Like MSIs, a notice is dropped when this many packets wait unsent (the client is not reading).
+inline constexpr std::uint32_t kMaxQueuedNotices = kMaxQueuedMsis;
 
 // ---- live migration (docs/migration.md; docs/protocol.md "Live migration")
 

@@ -76,7 +76,8 @@ struct DecodeContext {
 };
 
 // Decodes one packet from a client with the `fds` count that came with it. A refusal names the op, the field
-// and the reason; reserved ops (14-15, 21-31) are refused with ENOSYS, the daemon's own (MSI, 13) with EINVAL.
+// and the reason; reserved ops (15, 21-31) are refused with ENOSYS, the daemon's own (MSI 13, NOTICE 14) with
+// EINVAL.
 std::expected<Request, Refusal> decode_request(std::span<const std::byte> packet, std::size_t fds,
                                                const DecodeContext& context);
 

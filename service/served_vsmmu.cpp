@@ -63,10 +63,17 @@ ServedVsmmu::ServedVsmmu(boost::asio::io_context& io, std::uint32_t handle, std:
   vsmmu_->set_irq_handler(smmu::Irq::eventq, [this] { fire(IrqLine::eventq); });
   vsmmu_->set_irq_handler(smmu::Irq::gerror, [this] { fire(IrqLine::gerror); });
   vsmmu_->set_irq_handler(smmu::Irq::cmd_sync, [this] { fire(IrqLine::cmd_sync); });
-  // Notices for the operator (a device whose MSIs fault in the guest's stage 1, docs/interrupts.md): logged
-  // with the vSMMU's label.
-  vsmmu_->set_notice_handler([this](std::string_view notice) { log::warn(kLog, "{}: {}", label_, notice); });
+  route_notices({});
   refresh_counts();
+}
+
+// Notices for the operator (a device whose MSIs fault in the guest's stage 1, docs/interrupts.md): always logged
+// with the vSMMU's label, and given to `sink` if there is one.
+void ServedVsmmu::route_notices(nesting::NoticeHandler sink) {
+  vsmmu_->set_notice_handler([this, sink = std::move(sink)](const nesting::Notice& notice) {
+    log::warn(kLog, "{}: {}", label_, notice.text);
+    if (sink) sink(notice);
+  });
 }
 
 ServedVsmmu::~ServedVsmmu() {

@@ -53,6 +53,9 @@ class ServedVsmmu : public std::enable_shared_from_this<ServedVsmmu> {
   // The vSMMU's MSIs outside guest RAM go to `sink` (the session's MSI messages), called on this strand.
   // Without it they abort (GERROR.MSI_*_ABT_ERR). Set before the vSMMU is reachable by requests.
   void route_msis(nesting::VirtualSmmu::MsiHandler sink) { vsmmu_->set_msi_handler(std::move(sink)); }
+  // The vSMMU's notices go to `sink` too (the session's NOTICE messages), after they are logged; on this strand.
+  // Set before the vSMMU is reachable by requests.
+  void route_notices(nesting::NoticeHandler sink);
   VsmmuStatsReply stats();
   // SAVE_STATE: the state (nesting::VirtualSmmu::save_state) written into `fd` (truncated to its length, from
   // offset 0); returns the length. LOAD_STATE: `bytes` read from offset 0 of `fd` and loaded; the event fds are

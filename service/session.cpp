@@ -180,6 +180,7 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
     if (server_.options().host == HostKind::sim) r.features |= hello->fixed.features & kFeatureSimDma;
     r.features |= hello->fixed.features & kFeatureMigration;  // on every host: conservative where it cannot track
     r.features |= hello->fixed.features & kFeatureMsi;        // on every host: the vSMMU's own MSIs
+    r.features |= hello->fixed.features & kFeatureNotice;     // on every host: the vSMMUs' notices
     r.host = static_cast<std::uint32_t>(server_.options().host);
     r.max_message = limits.max_message;
     r.max_fds = limits.max_fds;
@@ -235,6 +236,11 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
         // On the vSMMU's strand, inside the call that raised it: posted before that call's reply.
         if (auto self = weak.lock())
           boost::asio::post(self->strand_, [self, handle, address, data] { self->send_msi(handle, address, data); });
+      });
+    if (features_ & kFeatureNotice)
+      served->route_notices([weak = weak_from_this(), handle](const nesting::Notice& notice) {
+        if (auto self = weak.lock())
+          boost::asio::post(self->strand_, [self, handle, notice] { self->send_notice(handle, notice); });
       });
     vsmmus_.emplace(handle, served);
     ++devices_;
@@ -436,28 +442,39 @@ void Session::refuse(const Header& request, std::string field, const Error& erro
 }
 
 template <class T>
-bool Session::unsolicited(Op op, std::uint32_t vsmmu, const T& body, std::size_t max_queued,
+void Session::unsolicited(Op op, std::uint32_t vsmmu, T body, std::uint32_t& dropped, std::size_t max_queued,
                           std::initializer_list<std::span<const std::byte>> tail) {
-  if (closed_ || out_.size() >= max_queued) return false;
+  if (closed_) return;
+  if (out_.size() >= max_queued) {
+    if (dropped++ == 0)
+      log::warn(kLog, "{}: the client is not reading: {} messages are dropped (counted in the next one sent)", label_,
+                op_name(static_cast<std::uint16_t>(op)));
+    return;
+  }
+  body.dropped = std::exchange(dropped, 0);
   Header h;
   h.op = static_cast<std::uint16_t>(op);
   h.flags = kFlagReply | kFlagAsync;
   h.tag = 0;
   h.vsmmu = vsmmu;
   reply(build(h, body, tail));
-  return true;
 }
 
 void Session::send_msi(std::uint32_t vsmmu, std::uint64_t address, std::uint32_t data) {
   MsiMessage m;
   m.address = address;
   m.data = data;
-  m.dropped = msis_dropped_;
-  if (unsolicited(Op::msi, vsmmu, m, kMaxQueuedMsis)) {
-    msis_dropped_ = 0;
-  } else if (!closed_ && msis_dropped_++ == 0) {
-    log::warn(kLog, "{}: the client is not reading: MSIs are dropped (counted in the next one sent)", label_);
-  }
+  unsolicited(Op::msi, vsmmu, m, msis_dropped_, kMaxQueuedMsis);
+}
+
+void Session::send_notice(std::uint32_t vsmmu, const nesting::Notice& notice) {
+  static_assert(static_cast<std::uint32_t>(nesting::NoticeKind::msi_window_fault) == 1, "docs/protocol.md NOTICE");
+  const std::string_view text = std::string_view(notice.text).substr(0, kMaxNoticeText);
+  NoticeMessage m;
+  m.kind = static_cast<std::uint32_t>(notice.kind);
+  m.vsid = notice.vsid;
+  m.text_len = static_cast<std::uint32_t>(text.size());
+  unsolicited(Op::notice, vsmmu, m, notices_dropped_, kMaxQueuedNotices, {bytes_of(text)});
 }
 
 void Session::reply(std::vector<std::byte> packet) {

@@ -18,6 +18,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "host/handles.hpp"
+#include "nesting/notice.hpp"
 #include "service/client_memory.hpp"
 #include "service/requests.hpp"
 
@@ -49,13 +50,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(const Header& request, const Refusal& refusal, std::uint16_t extra_flags = 0);
   void refuse(const Header& request, std::string field, const Error& error, std::uint16_t extra_flags = 0);
   void reply(std::vector<std::byte> packet);
-  // A message the client did not ask for (REPLY|ASYNC, tag 0, on `vsmmu`): MSI now; any later daemon-initiated
-  // op (a NOTICE) goes the same way. On the strand. Returns false when it was dropped: more than `max_queued`
-  // packets wait unsent (the client is not reading).
+  // A message the client did not ask for (REPLY|ASYNC, tag 0, on `vsmmu`): MSI, NOTICE. On the strand. Dropped
+  // when `max_queued` packets wait unsent (the client is not reading): counted in `dropped`, which the next one
+  // sent carries (T::dropped); the first drop is logged.
   template <class T>
-  bool unsolicited(Op op, std::uint32_t vsmmu, const T& body, std::size_t max_queued,
+  void unsolicited(Op op, std::uint32_t vsmmu, T body, std::uint32_t& dropped, std::size_t max_queued,
                    std::initializer_list<std::span<const std::byte>> tail = {});
   void send_msi(std::uint32_t vsmmu, std::uint64_t address, std::uint32_t data);
+  void send_notice(std::uint32_t vsmmu, const nesting::Notice& notice);
   void flush();
   void request_done();
   bool can_read() const;
@@ -79,6 +81,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::map<std::uint32_t, std::shared_ptr<ServedVsmmu>> vsmmus_;
   std::uint32_t next_handle_ = 1;
   std::uint32_t msis_dropped_ = 0;               // since the last MSI sent (MsiMessage::dropped)
+  std::uint32_t notices_dropped_ = 0;            // since the last NOTICE sent (NoticeMessage::dropped)
   std::size_t devices_ = 0;
 };
 

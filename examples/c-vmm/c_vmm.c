@@ -97,6 +97,8 @@ int main(int argc, char **argv) {
   struct vsmmu_stats stats;
   struct vsmmu_dirty_info dirty_info;
   struct vsmmu_dirty_result dirty;
+  struct vsmmu_notice notice;
+  uint32_t notices = 0;
   unsigned char *ram = MAP_FAILED;
   uint32_t vsmmu = 0, idr0 = 0, idr1 = 0, idr5 = 0, cons = 0;
   uint64_t state_bytes = 0;
@@ -190,6 +192,14 @@ int main(int argc, char **argv) {
   if (stats.msi_windows)
     printf("host MSI window: 0x%" PRIx64 "-0x%" PRIx64 "\n", stats.msi_window_base,
            stats.msi_window_base + stats.msi_window_size - 1);
+  /* The vSMMU's notices for the operator (a device whose MSIs fault in the guest's stage 1, VSMMU_FEATURE_NOTICE),
+   * which the daemon also logs: a VMM takes them when vsmmu_client_fd is readable. This guest made none. */
+  while ((rc = vsmmu_client_take_notices(client, vsmmu, &notice, 1, &notices)) == 0 && notices == 1)
+    printf("vSMMU %" PRIu32 " notice (vSID %#" PRIx32 "): %s\n", notice.vsmmu, notice.vsid, notice.text);
+  if (rc) {
+    failed(client, "taking notices", rc);
+    goto out_vsmmu;
+  }
 
   /* One round of live migration's dirty log: the pages of guest RAM devices wrote, one bit per 4 KiB page in a
    * bitmap file the daemon writes (docs/protocol.md "Live migration (16-20)"). */

@@ -17,7 +17,10 @@ using namespace vsmmu::service;
 static_assert(VSMMU_HOST_SIM == static_cast<std::uint32_t>(HostKind::sim));
 static_assert(VSMMU_HOST_KERNEL == static_cast<std::uint32_t>(HostKind::kernel));
 static_assert(VSMMU_FEATURE_POSTED_WRITES == kFeaturePostedWrites && VSMMU_FEATURE_SIM_DMA == kFeatureSimDma &&
-              VSMMU_FEATURE_MIGRATION == kFeatureMigration && VSMMU_FEATURE_MSI == kFeatureMsi);
+              VSMMU_FEATURE_MIGRATION == kFeatureMigration && VSMMU_FEATURE_MSI == kFeatureMsi &&
+              VSMMU_FEATURE_NOTICE == kFeatureNotice);
+static_assert(VSMMU_NOTICE_MSI_WINDOW_FAULT == static_cast<std::uint32_t>(vsmmu::nesting::NoticeKind::msi_window_fault) &&
+              VSMMU_NOTICE_TEXT_MAX == kMaxNoticeText);
 static_assert(VSMMU_DIRTY_MODE_HARDWARE == static_cast<std::uint32_t>(DirtyLogMode::hardware));
 static_assert(VSMMU_DIRTY_MODE_CONSERVATIVE == static_cast<std::uint32_t>(DirtyLogMode::conservative));
 static_assert(VSMMU_DIRTY_NO_CLEAR == kDirtyGetNoClear && VSMMU_DIRTY_CONSERVATIVE == kDirtyConservative &&
@@ -278,6 +281,20 @@ int vsmmu_client_take_msis(vsmmu_client* client, uint32_t handle, vsmmu_msi* out
     *count = 0;
     for (const Msi& m : c.take_msis(handle, max))
       out[(*count)++] = vsmmu_msi{m.vsmmu, m.dropped, m.address, m.data, 0};
+    return 0;
+  });
+}
+
+int vsmmu_client_take_notices(vsmmu_client* client, uint32_t handle, vsmmu_notice* out, uint32_t max,
+                              uint32_t* count) {
+  return guarded(client, [&](Client& c) {
+    if (!count || (max > 0 && !out)) return report(client, EINVAL, "vsmmu_client_take_notices: out or count is NULL");
+    *count = 0;
+    for (const ReceivedNotice& n : c.take_notices(handle, max)) {
+      vsmmu_notice& o = out[(*count)++];
+      o = vsmmu_notice{n.vsmmu, static_cast<std::uint32_t>(n.notice.kind), n.notice.vsid, n.dropped, {}};
+      n.notice.text.copy(o.text, VSMMU_NOTICE_TEXT_MAX);  // the client took no longer one; o.text is zeroed
+    }
     return 0;
   });
 }

@@ -158,7 +158,7 @@ Result<std::optional<Packet>> Client::receive_one(Op awaited, std::uint64_t tag)
   Packet packet;
   if (auto bad = parse_header(std::span(buffer_.data(), received->size), false, packet)) return malformed(awaited, *bad);
   if ((packet.header.flags & kFlagAsync) && packet.header.status == 0 && op_from_daemon(packet.header.op)) {
-    keep_msi(packet);
+    keep_unsolicited(packet);
     return std::optional<Packet>();
   }
   if (packet.header.flags & kFlagAsync) {
@@ -186,18 +186,27 @@ void Client::keep_posted_failure(const Packet& packet) {
                                        refusal_error(static_cast<Op>(packet.header.op), r)});
 }
 
-void Client::keep_msi(const Packet& packet) {
-  Body<MsiMessage> body;
-  if (auto bad = decode_body(packet, body)) {
-    log::warn(kLog, "an MSI message the client cannot read was dropped: {}", bad->to_string());
+void Client::keep_unsolicited(const Packet& packet) {
+  const auto unreadable = [&](const Refusal& bad) {
+    log::warn(kLog, "a {} message the client cannot read was dropped: {}", op_name(packet.header.op), bad.to_string());
+  };
+  if (packet.header.op == static_cast<std::uint16_t>(Op::msi)) {
+    Body<MsiMessage> body;
+    if (auto bad = decode_body(packet, body)) return unreadable(*bad);
+    msis_.keep(Msi{packet.header.vsmmu, body.fixed.address, body.fixed.data, body.fixed.dropped});
     return;
   }
-  if (msis_.size() >= kMaxKeptMsis) {
-    msis_dropped_ += 1 + body.fixed.dropped;
-    return;
-  }
-  msis_.push_back(Msi{packet.header.vsmmu, body.fixed.address, body.fixed.data, body.fixed.dropped + msis_dropped_});
-  msis_dropped_ = 0;
+  Body<NoticeMessage> body;
+  if (auto bad = decode_body(packet, body)) return unreadable(*bad);
+  if (body.fixed.text_len > kMaxNoticeText)
+    return unreadable(Refusal{EPROTO, packet.header.op, "text_len",
+                              fmt::format("{} is beyond {} (kMaxNoticeText)", body.fixed.text_len, kMaxNoticeText)});
+  const std::pair<const char*, std::uint32_t> pieces[] = {{"text_len", body.fixed.text_len}};
+  std::vector<std::span<const std::byte>> text;
+  if (auto bad = split_tail(packet.header.op, body.tail, pieces, text)) return unreadable(*bad);
+  notices_.keep(ReceivedNotice{packet.header.vsmmu, body.fixed.dropped,
+                               nesting::Notice{static_cast<nesting::NoticeKind>(body.fixed.kind), body.fixed.vsid,
+                                               std::string(as_text(text[0]))}});
 }
 
 template <class T>
@@ -434,7 +443,8 @@ Result<void> Client::load_state(std::uint32_t handle, std::span<const std::byte>
   return load_state_from(handle, fd.get(), state.size());
 }
 
-// Outside a request, whatever waits on the socket is an ASYNC failure, an MSI or a late reply (tag 0 is never sent).
+// Outside a request, whatever waits on the socket is an ASYNC failure, an MSI, a NOTICE or a late reply (tag 0 is
+// never sent).
 void Client::read_waiting() {
   for (pollfd p{socket_.get(), POLLIN, 0}; ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);) {
     if (auto r = receive_one(Op::mmio_write, 0); !r) {
@@ -453,16 +463,13 @@ PostedFailures Client::take_posted_failures() {
 std::vector<Msi> Client::take_msis(std::uint32_t vsmmu, std::size_t max) {
   std::lock_guard lock(mu_);
   read_waiting();
-  std::vector<Msi> out;
-  for (auto it = msis_.begin(); it != msis_.end() && out.size() < max;) {
-    if (vsmmu != 0 && it->vsmmu != vsmmu) {
-      ++it;
-      continue;
-    }
-    out.push_back(*it);
-    it = msis_.erase(it);
-  }
-  return out;
+  return msis_.take(vsmmu, max);
+}
+
+std::vector<ReceivedNotice> Client::take_notices(std::uint32_t vsmmu, std::size_t max) {
+  std::lock_guard lock(mu_);
+  read_waiting();
+  return notices_.take(vsmmu, max);
 }
 
 }  // namespace vsmmu::service

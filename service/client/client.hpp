@@ -12,13 +12,12 @@
 // that wants vSMMUs to proceed in parallel opens one Client per vSMMU). Posted MMIO writes are the exception:
 // they are sent and not waited for; the daemon answers only their failures, as ASYNC replies, which the client
 // keeps for take_posted_failures() whenever it meets them while reading; MSI messages (kFeatureMsi) likewise
-// for take_msis().
+// for take_msis(), NOTICE messages (kFeatureNotice) for take_notices().
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,6 +27,8 @@
 
 #include "base/error.hpp"
 #include "host/handles.hpp"
+#include "nesting/notice.hpp"
+#include "service/client/kept_messages.hpp"
 #include "service/protocol.hpp"
 
 namespace vsmmu::service {
@@ -101,10 +102,18 @@ struct Msi {
   std::uint32_t dropped = 0;               // MSIs the daemon dropped before this one (the client was not reading)
 };
 
+// A vSMMU's notice for the VMM's operator (a NOTICE message, kFeatureNotice), which the daemon also logged.
+struct ReceivedNotice {
+  std::uint32_t vsmmu = 0;
+  std::uint32_t dropped = 0;               // notices dropped before this one (the client was not reading)
+  nesting::Notice notice;                  // kind (a later daemon's kinds pass as they are), vSID, text
+};
+
 class Client {
  public:
   static constexpr std::size_t kMaxKeptFailures = 64;
   static constexpr std::size_t kMaxKeptMsis = 4096;  // beyond, MSIs read are dropped (Msi::dropped of the next)
+  static constexpr std::size_t kMaxKeptNotices = 256;  // likewise (ReceivedNotice::dropped)
   // The largest receive buffer the client allocates, whatever max_message the daemon announces.
   static constexpr std::uint32_t kMaxBuffer = 16u << 20;
   // The smallest max_message a version-1 daemon may announce: every fixed reply, with room for its error text.
@@ -187,6 +196,10 @@ class Client {
   std::vector<Msi> take_msis(std::uint32_t vsmmu = 0, std::size_t max = SIZE_MAX);
   int socket_fd() const { return socket_.get(); }
 
+  // ---- notices (kFeatureNotice; docs/protocol.md "NOTICE (14)"): as take_msis.
+  bool notices() const { return (hello_.features & kFeatureNotice) != 0; }
+  std::vector<ReceivedNotice> take_notices(std::uint32_t vsmmu = 0, std::size_t max = SIZE_MAX);
+
  private:
   Client(host::UniqueFd socket, std::chrono::milliseconds timeout);
 
@@ -201,7 +214,7 @@ class Client {
   // Reads one packet: a reply is returned, an ASYNC failure kept (nullopt), a stale reply dropped (nullopt).
   Result<std::optional<Packet>> receive_one(Op awaited, std::uint64_t tag);
   void keep_posted_failure(const Packet& packet);
-  void keep_msi(const Packet& packet);
+  void keep_unsolicited(const Packet& packet);  // MSI, NOTICE
   void read_waiting();  // mu_ held: every packet waiting on the socket, without blocking
   // The fixed part of a reply's body; its tail must be empty unless `tail` takes it.
   template <class T>
@@ -216,8 +229,8 @@ class Client {
   std::uint64_t next_tag_ = 1;
   std::vector<std::byte> buffer_;
   PostedFailures posted_;
-  std::deque<Msi> msis_;
-  std::uint32_t msis_dropped_ = 0;         // read but not kept (kMaxKeptMsis), for the next kept one
+  KeptMessages<Msi> msis_{kMaxKeptMsis};
+  KeptMessages<ReceivedNotice> notices_{kMaxKeptNotices};
 };
 
 }  // namespace vsmmu::service

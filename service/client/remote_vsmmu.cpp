@@ -115,10 +115,19 @@ Result<std::size_t> RemoteVsmmu::process_events() {
   }
   std::array<std::function<void()>, kLines.size()> handlers;
   nesting::VirtualSmmu::MsiHandler msi_handler;
+  nesting::NoticeHandler notice_handler;
   {
     std::lock_guard lock(handlers_mu_);
     handlers = handlers_;
     msi_handler = msi_handler_;
+    notice_handler = notice_handler_;
+  }
+  // In the order VirtualSmmu calls them: the notices, the wired lines, the MSIs.
+  if (client_.notices()) {
+    for (const ReceivedNotice& n : client_.take_notices(handle_)) {
+      if (notice_handler) notice_handler(n.notice);
+      else log::warn(kLog, "vSMMU {}: {}", handle_, n.notice.text);
+    }
   }
   for (std::size_t i = 0; i < kLines.size(); ++i)
     if (fired[i] && handlers[i]) handlers[i]();
@@ -130,6 +139,11 @@ Result<std::size_t> RemoteVsmmu::process_events() {
 void RemoteVsmmu::set_msi_handler(nesting::VirtualSmmu::MsiHandler handler) {
   std::lock_guard lock(handlers_mu_);
   msi_handler_ = std::move(handler);
+}
+
+void RemoteVsmmu::set_notice_handler(nesting::NoticeHandler handler) {
+  std::lock_guard lock(handlers_mu_);
+  notice_handler_ = std::move(handler);
 }
 
 nesting::VirtualSmmuStats RemoteVsmmu::stats() const {

@@ -48,14 +48,18 @@ class RemoteVsmmu final : public nesting::VsmmuEndpoint {
   // as MSI messages (kFeatureMsi). Called from process_events() for those the Client has received for this vSMMU
   // (its socket, Client::socket_fd(), is readable when one waits).
   void set_msi_handler(nesting::VirtualSmmu::MsiHandler handler);
+  // As VirtualSmmu::set_notice_handler: the vSMMU's notices for the operator, which the daemon sends as NOTICE
+  // messages (kFeatureNotice; it logs them too). Called from process_events() for those the Client has received
+  // for this vSMMU; without a handler they are logged at warning.
+  void set_notice_handler(nesting::NoticeHandler handler) override;
 
   // ---- the VMM's side
   Result<void> add_device(const RemoteDevice& device);
   Result<void> remove_device(std::uint32_t vsid);
   // The eventq and gerror eventfds.
   std::vector<int> event_fds() const override;
-  // Drains the eventfds and calls the handlers of the lines that fired, then the MSI handler; returns 0 (the daemon writes the event
-  // records into guest RAM itself).
+  // Drains the eventfds and calls the notice handler, the handlers of the lines that fired, then the MSI handler;
+  // returns 0 (the daemon writes the event records into guest RAM itself).
   Result<std::size_t> process_events() override;
   // The daemon's figures (STATS); if it cannot be asked, the last figures it gave, and a logged warning.
   nesting::VirtualSmmuStats stats() const override;
@@ -77,6 +81,7 @@ class RemoteVsmmu final : public nesting::VsmmuEndpoint {
   std::array<host::UniqueFd, kLines.size()> irq_fds_;
   std::array<std::function<void()>, kLines.size()> handlers_;
   nesting::VirtualSmmu::MsiHandler msi_handler_;
+  nesting::NoticeHandler notice_handler_;
   std::mutex handlers_mu_;
   mutable std::mutex stats_mu_;
   mutable nesting::VirtualSmmuStats last_stats_;

@@ -45,6 +45,7 @@ struct vsmmu_client;
 #define VSMMU_FEATURE_SIM_DMA (1ull << 1)
 #define VSMMU_FEATURE_MIGRATION (1ull << 2) /* vsmmu_client_dirty_*, vsmmu_client_save_state/load_state */
 #define VSMMU_FEATURE_MSI (1ull << 3)       /* the vSMMUs' MSIs outside guest RAM: vsmmu_client_take_msis */
+#define VSMMU_FEATURE_NOTICE (1ull << 4)    /* the vSMMUs' notices for the operator: vsmmu_client_take_notices */
 
 /* How guest invalidations reach the host (vsmmu_create_args.policy). */
 #define VSMMU_POLICY_BATCHED 0u     /* one host call per vIOMMU between two CMD_SYNCs */
@@ -239,7 +240,22 @@ struct vsmmu_msi {
  * what waits on the connection without blocking (vsmmu_client_fd is readable then). */
 VSMMU_CLIENT_API int vsmmu_client_take_msis(struct vsmmu_client *client, uint32_t handle, struct vsmmu_msi *out,
                                             uint32_t max, uint32_t *count);
-/* The connection's socket, to poll for readability (MSIs, posted failures); the client keeps it. */
+/* A vSMMU's one-line notice for the VMM's operator (VSMMU_FEATURE_NOTICE), which the daemon also logged. */
+#define VSMMU_NOTICE_MSI_WINDOW_FAULT 1u /* a device's DMA faulted in the guest's stage 1 in its host MSI window */
+#define VSMMU_NOTICE_TEXT_MAX 1024u      /* the longest text the daemon sends */
+struct vsmmu_notice {
+  uint32_t vsmmu;   /* the vSMMU's handle */
+  uint32_t kind;    /* VSMMU_NOTICE_* (a later daemon may send kinds this header does not name) */
+  uint32_t vsid;    /* the device it concerns */
+  uint32_t dropped; /* notices dropped before this one (the client was not reading) */
+  char text[VSMMU_NOTICE_TEXT_MAX + 1]; /* NUL-terminated */
+};
+/* Up to `max` notices received for vSMMU `handle` (0: any), oldest first, into out[]; *count says how many. As
+ * vsmmu_client_take_msis, it reads what waits on the connection without blocking. */
+VSMMU_CLIENT_API int vsmmu_client_take_notices(struct vsmmu_client *client, uint32_t handle,
+                                               struct vsmmu_notice *out, uint32_t max, uint32_t *count);
+
+/* The connection's socket, to poll for readability (MSIs, notices, posted failures); the client keeps it. */
 VSMMU_CLIENT_API int vsmmu_client_fd(struct vsmmu_client *client);
 
 /* The eventfd the daemon signals for a VSMMU_IRQ_* line; -1 clears it. */

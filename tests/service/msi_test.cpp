@@ -133,21 +133,28 @@ TEST(VsmmudMsi, WithoutTheFeatureTheWishIsRefusedAndNothingIsSent) {
   EXPECT_TRUE(client->take_msis().empty());
 }
 
-// MSI is the daemon's message: a client that sends op 13 is refused (EINVAL, "header.op") and the connection goes on.
-TEST(VsmmudMsi, AClientSendingMsiIsRefused) {
+// MSI and NOTICE are the daemon's messages: a client that sends op 13 or 14 is refused (EINVAL, "header.op") and
+// the connection goes on.
+TEST(VsmmudMsi, AClientSendingMsiOrNoticeIsRefused) {
   Daemon d;
   auto fd = d.raw_connect();
   ASSERT_TRUE(fd);
   const RawReply hello = roundtrip(fd.get(), hello_packet(kFeatureMsi));
   ASSERT_EQ(hello.header.status, 0);
+  const auto refused = [&](std::uint64_t tag, std::vector<std::byte> packet, const char* reason) {
+    const RawReply r = roundtrip(fd.get(), packet);
+    EXPECT_EQ(r.header.status, EINVAL);
+    EXPECT_EQ(r.header.tag, tag);
+    EXPECT_EQ(r.refusal.field, "header.op");
+    EXPECT_NE(r.refusal.reason.find(reason), std::string::npos) << r.refusal.reason;
+  };
   Header h;
   h.op = static_cast<std::uint16_t>(Op::msi);
   h.tag = 2;
-  const RawReply r = roundtrip(fd.get(), build(h, MsiMessage{}));
-  EXPECT_EQ(r.header.status, EINVAL);
-  EXPECT_EQ(r.header.tag, 2U);
-  EXPECT_EQ(r.refusal.field, "header.op");
-  EXPECT_NE(r.refusal.reason.find("daemon sends"), std::string::npos) << r.refusal.reason;
+  refused(2, build(h, MsiMessage{}), "MSI (13) is a message the daemon sends");
+  h.op = static_cast<std::uint16_t>(Op::notice);
+  h.tag = 4;
+  refused(4, build(h, NoticeMessage{}), "NOTICE (14) is a message the daemon sends");
   Header stats;
   stats.op = static_cast<std::uint16_t>(Op::stats);
   stats.tag = 3;

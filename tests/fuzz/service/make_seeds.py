@@ -10,7 +10,7 @@ import struct
 
 HELLO, CREATE, DESTROY, ADD_REGION, REMOVE_REGION, ATTACH, DETACH, MMIO_READ, MMIO_WRITE, SET_IRQ, STATS, \
     SIM_DMA = range(1, 13)
-MSI = 13  # the daemon's message: a client sending it is refused (EINVAL)
+MSI, NOTICE = 13, 14  # the daemon's messages: a client sending one is refused (EINVAL)
 DIRTY_START, DIRTY_STOP, DIRTY_GET, SAVE_STATE, LOAD_STATE = range(16, 21)
 POSTED = 1 << 1
 MAGIC = 0x554d4d53
@@ -102,8 +102,10 @@ SEEDS = {
     'save_state': context(1) + packet(SAVE_STATE, sized('<II', 0), vsmmu=1),
     'load_state': context(1) + packet(LOAD_STATE, sized('<IIQ', 0, 4096), vsmmu=1),
     # refused: a reserved op (ENOSYS), and a longer body whose extra bytes are zero (accepted) or not (E2BIG)
-    'reserved_op': context() + packet(14, sized('<II', 0), vsmmu=1),
+    'reserved_op': context() + packet(15, sized('<II', 0), vsmmu=1),
     'msi_from_client': context() + packet(MSI, sized('<IIQII', 0, 0x08090040, 0x21, 0), vsmmu=1),
+    # NoticeMessage: kind 1 (msi_window_fault), vsid, dropped, text_len, reserved; the text as the tail
+    'notice_from_client': context() + packet(NOTICE, sized('<IIIIII', 1, 0x10, 0, 6, 0), b'nic0: ', vsmmu=1),
     'mmio_read_longer_zero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 0), vsmmu=1),
     'mmio_read_longer_nonzero': context() + packet(MMIO_READ, sized('<IIQQ', 4, 0x20, 1), vsmmu=1),
 }

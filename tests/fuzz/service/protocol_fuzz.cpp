@@ -82,7 +82,7 @@ void check_request(const Request& r, std::span<const std::byte> packet, std::siz
   check(h.status == 0 && (h.flags & ~kFlagPosted) == 0, "a request decoded with a daemon's flag or a status");
   check((h.op >= 1 && h.op <= 12) || (h.op >= 16 && h.op <= 20), "an unknown or reserved op decoded");
   check(!op_reserved(h.op), "a reserved op decoded");
-  check(!op_from_daemon(h.op), "a daemon-only op (MSI) decoded from a client");
+  check(!op_from_daemon(h.op), "a daemon-only op (MSI, NOTICE) decoded from a client");
   const auto op = static_cast<Op>(h.op);
   // RequestArgs lists the ops in order: 1-12, then 16-20.
   const std::size_t index = h.op <= 12 ? h.op - 1u : h.op - 4u;

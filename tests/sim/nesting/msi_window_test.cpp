@@ -118,8 +118,8 @@ TEST_F(MsiWindowSim, ADeviceWhoseWindowOverlapsRamCannotJoin) {
 TEST_F(MsiWindowSim, AStage1FaultInTheWindowTellsTheVmmOnce) {
   auto g = make({{"nic0", -1, kNic0}});
   ASSERT_TRUE(g);
-  std::vector<std::string> notices;
-  g->vsmmu().set_notice_handler([&](std::string_view n) { notices.emplace_back(n); });
+  std::vector<Notice> notices;
+  g->vsmmu().set_notice_handler([&](const Notice& n) { notices.push_back(n); });
   map_page(*g, kNic0, kAsid);
   // A fault elsewhere is the guest's business alone.
   EXPECT_FALSE(dma("nic0.dma", kVa + 8 * kPage, pattern(4, 1)));
@@ -138,7 +138,9 @@ TEST_F(MsiWindowSim, AStage1FaultInTheWindowTellsTheVmmOnce) {
     EXPECT_FALSE(e.get(Event::S2));
   }
   ASSERT_EQ(notices.size(), 1U);
-  mentions(notices[0], {"nic0", "vSID 0x10", "0x8000040", "MSI window 0x8000000-0x80fffff", "IORT RMR",
+  EXPECT_EQ(notices[0].kind, NoticeKind::msi_window_fault);
+  EXPECT_EQ(notices[0].vsid, kNic0);
+  mentions(notices[0].text, {"nic0", "vSID 0x10", "0x8000040", "MSI window 0x8000000-0x80fffff", "IORT RMR",
                         "reserved-memory", "iommu-addresses", "vsmmu iort gen"});
   EXPECT_EQ(g->vsmmu().stats().msi_window_faults, 2U);
 }
@@ -148,8 +150,8 @@ TEST_F(MsiWindowSim, AStage1FaultInTheWindowTellsTheVmmOnce) {
 TEST_F(MsiWindowSim, AWindowMappedOneToOneRaisesNoNotice) {
   auto g = make({{"nic0", -1, kNic0}});
   ASSERT_TRUE(g);
-  std::vector<std::string> notices;
-  g->vsmmu().set_notice_handler([&](std::string_view n) { notices.emplace_back(n); });
+  std::vector<Notice> notices;
+  g->vsmmu().set_notice_handler([&](const Notice& n) { notices.push_back(n); });
   must(g->map(kAsid, kMsiBase, kMsiBase, host::kArmSmmuV3SwMsi.size()));
   must(g->attach(kNic0, kAsid));
   (void)host->dma_write("nic0.dma", kInWindow, pattern(4, 2));

@@ -68,6 +68,15 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(sizeof(SimDmaReply), 16u);
   EXPECT_EQ(sizeof(ErrorReply), 16u);
   EXPECT_EQ(offsetof(ErrorReply, field_len), 8u);
+  // "MSI (13)", "NOTICE (14)"
+  EXPECT_EQ(sizeof(MsiMessage), 24u);
+  EXPECT_EQ(offsetof(MsiMessage, dropped), 20u);
+  EXPECT_EQ(sizeof(NoticeMessage), 24u);
+  EXPECT_EQ(offsetof(NoticeMessage, kind), 4u);
+  EXPECT_EQ(offsetof(NoticeMessage, vsid), 8u);
+  EXPECT_EQ(offsetof(NoticeMessage, dropped), 12u);
+  EXPECT_EQ(offsetof(NoticeMessage, text_len), 16u);
+  EXPECT_EQ(kMaxNoticeText, 1024u);
   // "Live migration (16-20)"
   EXPECT_EQ(sizeof(DirtyStartRequest), 8u);
   EXPECT_EQ(offsetof(DirtyStartRequest, flags), 4u);
@@ -311,9 +320,9 @@ TEST(ProtocolHeader, AnUnknownOpIsRefusedWithEnosys) {
   }
 }
 
-// docs/protocol.md, "Ops": 14-15 and 21-31 are reserved; every one is answered ENOSYS, whatever its body or fds,
-// so a client can probe for them. 16-20 are live migration's ("Live migration (16-20)"), 13 the daemon's MSI
-// message ("MSI (13)"), which a client may not send: EINVAL.
+// docs/protocol.md, "Ops": 15 and 21-31 are reserved; every one is answered ENOSYS, whatever its body or fds,
+// so a client can probe for them. 16-20 are live migration's ("Live migration (16-20)"), 13 and 14 the daemon's
+// MSI and NOTICE messages ("MSI (13)", "NOTICE (14)"), which a client may not send: EINVAL.
 TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
   for (std::uint16_t op = 13; op <= kLastOp; ++op) {
     SCOPED_TRACE(op);
@@ -321,12 +330,15 @@ TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
     h.op = op;
     h.vsmmu = 1;
     const bool migration = op >= 16 && op <= 20;
-    const bool msi = op == 13;
-    EXPECT_EQ(op_reserved(op), !migration && !msi);
-    EXPECT_EQ(op_from_daemon(op), msi);
+    const bool msi = op == 13, notice = op == 14;
+    EXPECT_EQ(op_reserved(op), !migration && !msi && !notice);
+    EXPECT_EQ(op_from_daemon(op), msi || notice);
     EXPECT_TRUE(op_known(op));
     if (msi) {
       EXPECT_TRUE(refused(decode(build(h, MsiMessage{})), EINVAL, "header.op", "MSI (13) is a message the daemon sends"));
+    } else if (notice) {
+      EXPECT_TRUE(refused(decode(build(h, NoticeMessage{})), EINVAL, "header.op",
+                          "NOTICE (14) is a message the daemon sends; a client never sends it"));
     } else if (!migration) {
       EXPECT_TRUE(refused(decode(build(h, StatsRequest{}), 1), ENOSYS, "header.op",
                           "is reserved (docs/protocol.md); this daemon does not implement it"));
@@ -334,11 +346,12 @@ TEST(ProtocolHeader, EveryReservedOpIsRefusedWithEnosys) {
   }
   EXPECT_EQ(op_name(16), "DIRTY_START");
   EXPECT_EQ(op_name(20), "LOAD_STATE");
+  EXPECT_EQ(op_name(14), "NOTICE");
   Header h;
-  h.op = 14;
+  h.op = 15;
   auto r = decode(raw(h, {}));
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().to_string().rfind("op 14: header.op: 14 is reserved", 0), 0u)
+  EXPECT_EQ(r.error().to_string().rfind("op 15: header.op: 15 is reserved", 0), 0u)
       << r.error().to_string();
   h.op = 21;
   EXPECT_TRUE(refused(decode(raw(h, {})), ENOSYS, "header.op", "21 is reserved"));
@@ -369,6 +382,36 @@ TEST(ProtocolHeader, AnMsiMessageIsReplyAsyncWithTagZero) {
   h.tag = 7;
   h.status = EINVAL;
   EXPECT_FALSE(parse_header(build(h, ErrorReply{}), false, p)) << "the refusal of a client's op 13";
+}
+
+// docs/protocol.md, "NOTICE (14)": the daemon's notice is unsolicited like MSI (REPLY|ASYNC, tag 0); its body
+// gives the kind, the vSID and the length of the text that follows as its tail.
+TEST(ProtocolHeader, ANoticeIsReplyAsyncWithTagZeroAndItsTextIsTheTail) {
+  Header h;
+  h.op = static_cast<std::uint16_t>(Op::notice);
+  h.flags = kFlagReply | kFlagAsync;
+  h.vsmmu = 2;
+  const std::string_view text = "nic0 (vSID 0x10): DMA to 0x8000040 faulted";
+  const auto good = build(h, NoticeMessage{.kind = 1, .vsid = 0x10, .text_len = static_cast<std::uint32_t>(text.size())},
+                          {bytes_of(text)});
+  Packet p;
+  ASSERT_FALSE(parse_header(good, false, p));
+  Body<NoticeMessage> body;
+  ASSERT_FALSE(decode_body(p, body));
+  EXPECT_EQ(body.fixed.kind, 1U);
+  EXPECT_EQ(body.fixed.vsid, 0x10U);
+  const std::pair<const char*, std::uint32_t> pieces[] = {{"text_len", body.fixed.text_len}};
+  std::vector<std::span<const std::byte>> parts;
+  ASSERT_FALSE(split_tail(p.header.op, body.tail, pieces, parts));
+  EXPECT_EQ(as_text(parts[0]), text);
+  h.tag = 7;
+  auto bad = parse_header(build(h, NoticeMessage{}), false, p);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->field, "header.flags");
+  EXPECT_NE(bad->reason.find("NOTICE is unsolicited: REPLY|ASYNC with tag 0"), std::string::npos) << bad->reason;
+  h.tag = 0;
+  h.flags = kFlagReply;
+  EXPECT_TRUE(parse_header(build(h, NoticeMessage{}), false, p));
 }
 
 // docs/protocol.md, "Header": flags the protocol does not define are refused, not ignored.

@@ -122,6 +122,19 @@ std::vector<std::byte> msi_packet(std::uint32_t vsmmu, std::uint32_t data) {
   return build(h, MsiMessage{.address = 0x0809'0040, .data = data});
 }
 
+// The daemon's NOTICE (docs/protocol.md "NOTICE (14)") of `vsmmu` about `vsid`, with `dropped` before it.
+std::vector<std::byte> notice_packet(std::uint32_t vsmmu, std::uint32_t vsid, std::string_view text,
+                                     std::uint32_t dropped = 0) {
+  Header h;
+  h.op = static_cast<std::uint16_t>(Op::notice);
+  h.flags = kFlagReply | kFlagAsync;
+  h.vsmmu = vsmmu;
+  return build(h,
+               NoticeMessage{.kind = static_cast<std::uint32_t>(nesting::NoticeKind::msi_window_fault),
+                             .vsid = vsid, .dropped = dropped, .text_len = static_cast<std::uint32_t>(text.size())},
+               {bytes_of(text)});
+}
+
 // A client on one end of a socketpair, the fake daemon running `script` on the other.
 class ClientTest : public ::testing::Test {
  protected:
@@ -143,6 +156,23 @@ class ClientTest : public ::testing::Test {
   }
   void TearDown() override {
     if (daemon_.joinable()) daemon_.join();
+  }
+  // A client that read a register of vSMMU 3 while the daemon sent `unsolicited` before the read's reply.
+  std::unique_ptr<Client> read_amid(std::vector<std::vector<std::byte>> unsolicited) {
+    start([unsolicited = std::move(unsolicited)](FakeDaemon& d) {
+      d.answer_hello();
+      const Received read = d.expect(Op::mmio_read);
+      for (const auto& p : unsolicited) d.send(p);
+      MmioReadReply reply;
+      reply.value = 7;
+      d.reply(read, reply);
+    });
+    auto client = connect();
+    if (!client) return nullptr;
+    auto r = client->mmio_read(3, 0x9c, 4);
+    EXPECT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r.value_or(0), 7u) << "the reply, not a message sent before it";
+    return client;
   }
 
   UniqueFd client_end_, daemon_end_;
@@ -257,21 +287,8 @@ TEST_F(ClientTest, APostedWritesFailureIsKeptAndNeverTakenAsTheNextReply) {
 // docs/protocol.md "MSI (13)": MSI messages (REPLY|ASYNC, tag 0) met while awaiting a reply are kept, never taken
 // for the reply, and handed out by take_msis per vSMMU, oldest first, with the address and data they carry.
 TEST_F(ClientTest, MsiMessagesAreKeptAndTakenPerVsmmu) {
-  start([](FakeDaemon& d) {
-    d.answer_hello();
-    const Received read = d.expect(Op::mmio_read);
-    d.send(msi_packet(3, 1));
-    d.send(msi_packet(4, 2));
-    d.send(msi_packet(3, 3));
-    MmioReadReply reply;
-    reply.value = 7;
-    d.reply(read, reply);
-  });
-  auto client = connect();
+  auto client = read_amid({msi_packet(3, 1), msi_packet(4, 2), msi_packet(3, 3)});
   ASSERT_TRUE(client);
-  auto r = client->mmio_read(3, 0x9c, 4);
-  ASSERT_TRUE(r.has_value()) << r.error();
-  EXPECT_EQ(*r, 7u);
   const auto three = client->take_msis(3);
   ASSERT_EQ(three.size(), 2u);
   EXPECT_EQ(three[0].data, 1u);
@@ -283,6 +300,61 @@ TEST_F(ClientTest, MsiMessagesAreKeptAndTakenPerVsmmu) {
   EXPECT_EQ(rest[0].data, 2u);
   EXPECT_TRUE(client->take_msis().empty());
   EXPECT_TRUE(client->take_posted_failures().kept.empty()) << "an MSI is no posted failure";
+}
+
+// docs/protocol.md "NOTICE (14)": notices met while awaiting a reply are kept beside the MSIs (each in its own
+// queue), never taken for the reply, and handed out per vSMMU with their kind, vSID and text.
+TEST_F(ClientTest, NoticesAreKeptBesideMsisAndTakenPerVsmmu) {
+  auto client = read_amid({notice_packet(3, 0x10, "nic0 (vSID 0x10): DMA to 0x8000040 faulted"), msi_packet(3, 1),
+                           notice_packet(4, 0x20, "nic1 (vSID 0x20): DMA to 0x8000080 faulted")});
+  ASSERT_TRUE(client);
+  const auto three = client->take_notices(3);
+  ASSERT_EQ(three.size(), 1u);
+  EXPECT_EQ(three[0].vsmmu, 3u);
+  EXPECT_EQ(three[0].notice.kind, nesting::NoticeKind::msi_window_fault);
+  EXPECT_EQ(three[0].notice.vsid, 0x10u);
+  EXPECT_EQ(three[0].notice.text, "nic0 (vSID 0x10): DMA to 0x8000040 faulted");
+  EXPECT_EQ(client->take_msis().size(), 1u) << "the MSI between the notices is kept as an MSI";
+  const auto rest = client->take_notices();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].notice.vsid, 0x20u);
+  EXPECT_TRUE(client->take_notices().empty());
+}
+
+// Notices waiting on the socket are read by take_notices without a request; past kMaxKeptNotices they are dropped
+// and counted, with those the daemon dropped, in the next one kept. A notice whose text is longer than it says,
+// or beyond kMaxNoticeText, is dropped (logged), not kept half-read.
+TEST_F(ClientTest, NoticesWaitingAreTakenWithoutARequestBoundedAndChecked) {
+  std::promise<void> sent, taken, sent_last;
+  start([&](FakeDaemon& d) {
+    d.answer_hello();
+    Header h;
+    h.op = static_cast<std::uint16_t>(Op::notice);
+    h.flags = kFlagReply | kFlagAsync;
+    h.vsmmu = 1;
+    d.send(build(h, NoticeMessage{.text_len = 2}, {bytes_of("abc")}));  // the tail is longer than text_len
+    const std::string long_text(kMaxNoticeText + 1, 'x');
+    d.send(build(h, NoticeMessage{.text_len = kMaxNoticeText + 1}, {bytes_of(long_text)}));
+    for (std::size_t i = 0; i < Client::kMaxKeptNotices + 3; ++i) d.send(notice_packet(1, 0x10, "n", 1));
+    sent.set_value();
+    taken.get_future().wait();
+    d.send(notice_packet(1, 0x10, "last"));
+    sent_last.set_value();
+  });
+  auto client = connect();
+  ASSERT_TRUE(client);
+  // take_notices(1, 0) reads what waits and takes nothing: the socket never fills while the daemon sends.
+  for (auto done = sent.get_future(); done.wait_for(10ms) != std::future_status::ready;) (void)client->take_notices(1, 0);
+  const auto kept = client->take_notices(1);
+  ASSERT_EQ(kept.size(), Client::kMaxKeptNotices) << "the two malformed ones dropped, the rest bounded";
+  EXPECT_EQ(kept[0].dropped, 1u) << "the daemon's own count";
+  EXPECT_EQ(kept[0].notice.text, "n");
+  taken.set_value();
+  sent_last.get_future().wait();
+  const auto last = client->take_notices();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].notice.text, "last");
+  EXPECT_EQ(last[0].dropped, 6u) << "the 3 the client dropped, each with the daemon's 1";
 }
 
 TEST_F(ClientTest, PostedFailuresWaitingOnTheSocketAreTakenWithoutARequestAndBounded) {
@@ -652,6 +724,7 @@ TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
     d.refuse(add, EINVAL, "gpa", "0x1001 is not page aligned");
     d.answer_read(0x0800'0002, 0x0);
     d.send(msi_packet(1, 0x21));
+    d.send(notice_packet(1, 0x10, "nic0 (vSID 0x10): DMA to 0x8000040 faulted"));
     d.receive();  // the client closes
   });
 
@@ -683,6 +756,18 @@ TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
   EXPECT_EQ(msis[0].address, 0x0809'0040u);
   EXPECT_EQ(msis[0].data, 0x21u);
   EXPECT_EQ(vsmmu_client_take_msis(client, 1, nullptr, 4, &count), -EINVAL);
+  auto notices = std::make_unique<vsmmu_notice[]>(2);  // the notice follows the MSI: read now or soon
+  count = 0;
+  for (int i = 0; i < 500 && count == 0; ++i) {
+    ASSERT_EQ(vsmmu_client_take_notices(client, 1, notices.get(), 2, &count), 0) << vsmmu_client_last_error(client);
+    if (count == 0) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(notices[0].vsmmu, 1u);
+  EXPECT_EQ(notices[0].kind, VSMMU_NOTICE_MSI_WINDOW_FAULT);
+  EXPECT_EQ(notices[0].vsid, 0x10u);
+  EXPECT_STREQ(notices[0].text, "nic0 (vSID 0x10): DMA to 0x8000040 faulted");
+  EXPECT_EQ(vsmmu_client_take_notices(client, 1, nullptr, 2, &count), -EINVAL);
   EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, nullptr), -EINVAL);
   vsmmu_client_close(client);
   daemon.join();
