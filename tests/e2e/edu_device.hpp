@@ -82,27 +82,6 @@ class Edu final : public CopyDevice, public MsiSource {
     return transfer(kEduBuffer, iova, len, kEduToRam);
   }
 
-  // The reserved region of type "msi" of the device's iommu group (drivers/iommu/iommu.c
-  // iommu_group_show_resv_regions: "0x%016llx 0x%016llx %s", end inclusive).
-  // TODO(lead): Host::reserved_regions() + msi_window() (host/reserved_regions.hpp) once merged.
-  Result<host::IovaRange> msi_window() override {
-    const std::string path = sysfs_dir() + "/iommu_group/reserved_regions";
-    std::ifstream in(path);
-    if (!in) return fail(ENOENT, "edu", "{}: cannot read {}: is the device behind an IOMMU?", name_, path);
-    std::optional<host::IovaRange> found;
-    std::string all;
-    for (std::string line; std::getline(in, line);) {
-      all += line + "; ";
-      char type[32] = {};
-      unsigned long long start = 0, end = 0;
-      if (std::sscanf(line.c_str(), "%llx %llx %31s", &start, &end, type) != 3)
-        return fail(EINVAL, "edu", "{}: {}: \"{}\" is not \"0x<start> 0x<end> <type>\"", name_, path, line);
-      if (std::string_view(type) == "msi") found = host::IovaRange{start, end};
-    }
-    if (!found) return fail(ENOENT, "edu", "{}: no region of type msi in {} ({})", name_, path, all);
-    return *found;
-  }
-
   // VFIO_DEVICE_SET_IRQS on VFIO_PCI_MSI_IRQ_INDEX, one vector, an eventfd as its trigger: vfio-pci allocates the
   // vector (the ITS maps its doorbell through iommu_dma_prepare_msi) and enables the device's MSI capability.
   Result<void> enable_msi() override {

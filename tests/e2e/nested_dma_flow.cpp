@@ -144,6 +144,7 @@ class Flow {
     auto dev = must(host_.bind_device(o_.path), fmt::format("bind {}", o_.path));
     if (!dev) return false;
     auto hw = must(host_.get_hw_info(*dev), "IOMMU_GET_HW_INFO");
+    msi_window_of(*dev);
     if (auto u = host_.unbind_device(*dev); !u) r_.check(false, "unbind after GET_HW_INFO", u.error().to_string());
     if (!hw) return false;
     hw_ = *hw;
@@ -153,6 +154,20 @@ class Flow {
                     fmt::format("type {} idr {:#010x} iidr {:#x} aidr {:#x} capabilities {:#x}{}", hw->type,
                                 fmt::join(hw->idr, " "), hw->iidr, hw->aidr, hw->capabilities,
                                 qemu ? " (QEMU's SMMUv3)" : " (expected QEMU's SMMUv3: type 2, kQemuSmmuv3*)"));
+  }
+
+  // 1a. The device's reserved regions (Host::reserved_regions: the kernel's sysfs reserved_regions of its iommu
+  // group, the sim host's SMMU window) and the MSI window among them, kept for step 6.
+  void msi_window_of(host::DeviceId dev) {
+    auto regions = must(host_.reserved_regions(dev), "the device's reserved regions (Host::reserved_regions)");
+    if (!regions) return;
+    std::string listed;
+    for (const auto& r : *regions) listed += fmt::format(" {} {};", host::to_string(r.range), host::to_string(r.type));
+    window_ = host::msi_window(*regions);
+    r_.check(window_ && window_->start % kPage == 0 && window_->size() % kPage == 0,
+             "the host's MSI window (Host::reserved_regions)",
+             window_ ? fmt::format("{}, {} KiB; regions:{}", host::to_string(*window_), window_->size() / 1024, listed)
+                     : fmt::format("no region of type msi among:{}", listed.empty() ? " none" : listed));
   }
 
   // 1b. The vSMMU over GET_HW_INFO; the guest driver probes and enables it.
@@ -507,27 +522,33 @@ class Flow {
       return;
     }
     auto& msi = *o_.msi;
-    auto window = must(msi.msi_window(), "the host's MSI window");
-    if (!window) return;
-    const std::uint64_t size = window->last - window->start + 1;
-    if (!r_.check(window->start % kPage == 0 && size % kPage == 0, "the host's MSI window",
-                  fmt::format("[{:#x}, {:#x}], {} KiB (the device's iommu group: reserved region of type msi)",
-                              window->start, window->last, size / 1024)))
+    if (!window_) {
+      r_.check(false, "MSI through the guest's stage 1", "step 1 found no MSI window for the device");
       return;
+    }
+    const host::IovaRange window = *window_;
+    // The vSMMU read the same window through its own binding (VirtualSmmu::msi_windows).
+    const auto windows = g_->vsmmu().msi_windows();
+    const auto mine = std::ranges::find_if(windows, [&](const nesting::DeviceMsiWindow& w) { return w.vsid == o_.vsid; });
+    r_.check(mine != windows.end() && mine->window == window, "the vSMMU holds the same MSI window for the device",
+             mine != windows.end() ? fmt::format("vSID {:#x}: {}", o_.vsid, host::to_string(mine->window))
+                                   : fmt::format("no window for vSID {:#x} among {} device(s)", o_.vsid, windows.size()));
     if (auto ranges = must(host_.ioas_iova_ranges(g_->memory().ioas()), "IOMMU_IOAS_IOVA_RANGES")) {
       std::string allowed;
       for (const auto& r : *ranges) allowed += fmt::format(" [{:#x}, {:#x}]", r.start, r.last);
-      const bool hole = std::ranges::none_of(
-          *ranges, [&](const host::IovaRange& r) { return r.start <= window->last && r.last >= window->start; });
-      r_.check(hole, "the kernel reserved the window in the guest's IOAS", "allowed IOVA ranges:" + allowed);
+      r_.check(!host::allowed_overlap(window, *ranges), "the kernel reserved the window in the guest's IOAS",
+               "allowed IOVA ranges:" + allowed);
     }
-    if (!ok(g_->map(kAsid, window->start, window->start, size),
-            fmt::format("stage-1 1:1 map of the window (VA {:#x} -> IPA {:#x}, as for an IORT RMR)", window->start,
-                        window->start)))
+    // The notice handler of the vSMMU the guest has now (step 2b replaced the first one).
+    notices_.clear();
+    g_->vsmmu().set_notice_handler([this](std::string_view n) { notices_.emplace_back(n); });
+    if (!ok(g_->map(kAsid, window.start, window.start, window.size()),
+            fmt::format("stage-1 1:1 map of the window (VA {:#x} -> IPA {:#x}, as for an IORT RMR)", window.start,
+                        window.start)))
       return;
-    if (!ok(msi.enable_msi(), "VFIO_DEVICE_SET_IRQS: MSI on, an eventfd as its trigger")) return;
-    msi_delivery(msi, *window);
-    ok(msi.disable_msi(), "VFIO_DEVICE_SET_IRQS: MSI off (count 0), eventfd closed");
+    if (!ok(msi.enable_msi(), "MSI on, one vector (VFIO_DEVICE_SET_IRQS)")) return;
+    msi_delivery(msi, window);
+    ok(msi.disable_msi(), "MSI off (VFIO_DEVICE_SET_IRQS, count 0)");
   }
 
   // Raises one interrupt; whether the trigger fired, and how long after the raise it returned.
@@ -540,8 +561,28 @@ class Flow {
     return std::pair{*fired, std::chrono::duration_cast<std::chrono::microseconds>(took)};
   }
 
+  // The window unmapped: the device raises an interrupt, which must not arrive, and the guest reads one
+  // F_TRANSLATION at the MSI address. False if the flow cannot go on.
+  bool blocked_msi(MsiSource& msi, std::uint64_t addr, std::string_view again) {
+    auto blocked = raise(msi, o_.msi_blocked_wait, fmt::format("raise an interrupt (window unmapped{})", again));
+    if (!blocked) return false;
+    r_.check(!blocked->first, fmt::format("without the 1:1 map the MSI is blocked{}", again),
+             blocked->first ? fmt::format("it arrived after {} us", blocked->second.count())
+                            : fmt::format("nothing arrived in {} ms", o_.msi_blocked_wait.count()));
+    auto ev = must(wait_for_events(*g_, o_.event_wait, std::chrono::milliseconds(300)), "guest event queue");
+    if (!ev) return false;
+    // One 4-byte write is one transaction: one record, a write faulting at stage 1 in the MSI address's page.
+    const bool one = ev->records.size() == 1 && ev->records[0].get(Event::ID) == EventId::F_TRANSLATION &&
+                     ev->records[0].get(Event::SID) == o_.vsid && !ev->records[0].get(Event::RnW) &&
+                     !ev->records[0].get(Event::S2) && ev->records[0].get(Event::InputAddr) / kPage == addr / kPage;
+    r_.check(one, fmt::format("F_TRANSLATION at the MSI address reached the guest{}", again),
+             fmt::format("expected one record, F_TRANSLATION, SID = vSID {:#x}, RnW=W, S2=0, InputAddr in {:#x}'s "
+                         "page: {}", o_.vsid, addr, events_summary(*ev)));
+    return true;
+  }
+
   void msi_delivery(MsiSource& msi, const host::IovaRange& window) {
-    const std::uint64_t size = window.last - window.start + 1;
+    const std::uint64_t size = window.size();
     auto addr = must(msi.msi_address(), "the device's MSI address");
     if (!addr) return;
     if (!r_.check(*addr >= window.start && *addr <= window.last, "the host put the device's MSI address in the window",
@@ -550,9 +591,9 @@ class Flow {
 
     auto first = raise(msi, o_.msi_wait, "raise an interrupt (window mapped 1:1)");
     if (!first) return;
-    r_.check(first->first, "the MSI went through the guest's stage 1: the eventfd fired",
+    r_.check(first->first, "the MSI went through the guest's stage 1 and arrived",
              first->first ? fmt::format("after {} us", first->second.count())
-                          : fmt::format("no signal in {} ms", o_.msi_wait.count()));
+                          : fmt::format("nothing arrived in {} ms", o_.msi_wait.count()));
     if (auto ev = must(wait_for_events(*g_, std::chrono::milliseconds(300), std::chrono::milliseconds(100)),
                        "guest event queue"))
       r_.check(ev->records.empty(), "no event for the delivered MSI", events_summary(*ev));
@@ -567,29 +608,33 @@ class Flow {
              "the TLBI for the window reached the host",
              fmt::format("{} call(s), {} entr(ies) forwarded", after.invalidate_calls - before.invalidate_calls,
                          after.forwarded - before.forwarded));
-    auto blocked = raise(msi, o_.msi_blocked_wait, "raise an interrupt (window unmapped)");
-    if (!blocked) return;
-    r_.check(!blocked->first, "without the 1:1 map the MSI is blocked",
-             blocked->first ? fmt::format("the eventfd fired after {} us", blocked->second.count())
-                            : fmt::format("no eventfd signal in {} ms", o_.msi_blocked_wait.count()));
-    if (auto ev = must(wait_for_events(*g_, o_.event_wait, std::chrono::milliseconds(300)), "guest event queue")) {
-      // One 4-byte write is one transaction: one record, a write faulting at stage 1 in the MSI address's page.
-      const bool one = ev->records.size() == 1 && ev->records[0].get(Event::ID) == EventId::F_TRANSLATION &&
-                       ev->records[0].get(Event::SID) == o_.vsid && !ev->records[0].get(Event::RnW) &&
-                       !ev->records[0].get(Event::S2) && ev->records[0].get(Event::InputAddr) / kPage == *addr / kPage;
-      r_.check(one, "F_TRANSLATION at the MSI address reached the guest",
-               fmt::format("expected one record, F_TRANSLATION, SID = vSID {:#x}, RnW=W, S2=0, InputAddr in {:#x}'s "
-                           "page: {}", o_.vsid, *addr, events_summary(*ev)));
-    }
-    // TODO(lead, issue 14): here the vSMMU's MSI-window diagnosis - its one-line notice to the VMM that the guest's
-    // stage 1 does not map the host's MSI window - must have fired for this fault (vSID, InputAddr in the window).
+    const auto faults_before = g_->vsmmu().stats().msi_window_faults;
+    if (!blocked_msi(msi, *addr, "")) return;
+    // VirtualSmmu::diagnose_msi_fault: a stage-1 fault in the device's window is counted and the VMM told, once.
+    const auto faults = g_->vsmmu().stats().msi_window_faults - faults_before;
+    r_.check(faults == 1, "the vSMMU counted an MSI-window fault",
+             fmt::format("msi_window_faults +{} (expected +1)", faults));
+    const std::string vsid = fmt::format("vSID {:#x}", o_.vsid), at = fmt::format("{:#x}", *addr),
+                      in = fmt::format("MSI window {}", host::to_string(window));
+    const bool names = notices_.size() == 1 && std::ranges::all_of(std::array{vsid, at, in}, [&](const std::string& w) {
+                         return notices_[0].find(w) != std::string::npos;
+                       });
+    r_.check(names, "the vSMMU told the VMM once: the guest's stage 1 lacks the host's MSI window",
+             fmt::format("{} notice(s), expected one naming \"{}\", \"{}\" and \"{}\"{}{}", notices_.size(), vsid, at, in,
+                         notices_.empty() ? "" : ": ", notices_.empty() ? "" : notices_.front()));
+    // A second MSI faults the same way: counted, forwarded to the guest, but the VMM already knows.
+    const auto second_before = g_->vsmmu().stats().msi_window_faults;
+    if (!blocked_msi(msi, *addr, ", again")) return;
+    const auto second = g_->vsmmu().stats().msi_window_faults - second_before;
+    r_.check(second == 1 && notices_.size() == 1, "a second blocked MSI: counted, no second notice",
+             fmt::format("msi_window_faults +{} (expected +1), {} notice(s) in all (expected 1)", second, notices_.size()));
 
     if (!ok(g_->map(kAsid, window.start, window.start, size), "stage-1 1:1 map of the window again")) return;
     auto again = raise(msi, o_.msi_wait, "raise an interrupt (window mapped again)");
     if (!again) return;
     r_.check(again->first, "with the 1:1 map back the MSI arrives again",
-             again->first ? fmt::format("the eventfd fired after {} us", again->second.count())
-                          : fmt::format("no signal in {} ms", o_.msi_wait.count()));
+             again->first ? fmt::format("it arrived after {} us", again->second.count())
+                          : fmt::format("nothing arrived in {} ms", o_.msi_wait.count()));
   }
 
   // 7. Teardown: every host object goes with the vSMMU; the device can serve a second vSMMU after.
@@ -619,6 +664,8 @@ class Flow {
   Report& r_;
   host::HwInfo hw_;
   std::unique_ptr<GuestHarness> g_;
+  std::optional<host::IovaRange> window_;  // the device's MSI window (step 1), for step 6
+  std::vector<std::string> notices_;       // the vSMMU's notices to the VMM during step 6
   std::uint64_t src_ = 0, dst_ = 0, third_ = 0;
   std::array<std::uint64_t, 2> guards_{};
 };

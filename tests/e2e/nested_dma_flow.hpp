@@ -20,11 +20,13 @@
 //   5. a command batch with an illegal command at index 2: the commands before it go to the host in one
 //      HWPT_INVALIDATE, CMDQ_CONS.ERR = CERROR_ILL at index 2; then edge-case commands the planner forwards,
 //      which the host accepts (Linux 7.3 checks no invalidation fields);
-//   6. where the device can raise an MSI (FlowOptions::msi): the host's MSI window, reserved in the IOAS; the
-//      guest's stage 1 maps it 1:1 (as a Linux guest maps an IORT RMR); the host enables the device's MSI with an
-//      eventfd, the device raises one and the eventfd fires; without the 1:1 map (unmap + TLBI + CMD_SYNC) the
-//      MSI is blocked and F_TRANSLATION at the MSI address reaches the guest's event queue; with the map back the
-//      MSI arrives again; MSI disabled;
+//   6. where the device can raise an MSI (FlowOptions::msi): the host's MSI window (Host::reserved_regions on
+//      step 1's bind), the same the vSMMU read for the device, reserved in the IOAS; the guest's stage 1 maps it
+//      1:1 (as a Linux guest maps an IORT RMR); the host enables the device's MSI, the device raises one and it
+//      arrives; without the 1:1 map (unmap + TLBI + CMD_SYNC) the MSI is blocked, F_TRANSLATION at the MSI
+//      address reaches the guest's event queue, the vSMMU counts an MSI-window fault and tells the VMM in one
+//      notice; a second blocked MSI is counted but no second notice; with the map back the MSI arrives again;
+//      MSI disabled;
 //   7. teardown, and a second vSMMU on the same device after it.
 #pragma once
 
@@ -66,17 +68,17 @@ inline constexpr std::uint32_t kQemuSmmuv3Aidr = 1;
 // through VFIO_DEVICE_SET_IRQS). The host maps its interrupt doorbell into the nest parent's stage 2 inside its
 // MSI window and points the device's MSI address there; under nesting that write is a stage-1 input address
 // like any DMA, so the guest's stage 1 must map the window 1:1 for the interrupt to arrive.
+// The host's MSI window is not the device's to tell: the flow reads it through the Host seam
+// (Host::reserved_regions) on a bind of its own, as the vSMMU does on its binding.
 class MsiSource {
  public:
   virtual ~MsiSource() = default;
-  // The host's software MSI window for the device (the reserved region of type "msi" of its iommu group).
-  virtual Result<host::IovaRange> msi_window() = 0;
-  // MSI on, one vector, an eventfd as its trigger.
+  // MSI on, one vector (edu: an eventfd as its trigger).
   virtual Result<void> enable_msi() = 0;
   // The MSI address the host programmed into the device (an IOVA in the window).
   virtual Result<std::uint64_t> msi_address() = 0;
-  // The device raises an interrupt; true if the trigger fired within `wait`. The device's interrupt status is
-  // acknowledged afterwards either way.
+  // The device raises an interrupt; true if it arrived (edu: the trigger fired) within `wait`. The device's
+  // interrupt status is acknowledged afterwards either way.
   virtual Result<bool> raise_and_wait(std::chrono::milliseconds wait) = 0;
   // MSI off, the trigger closed. Harmless when MSI is off.
   virtual Result<void> disable_msi() = 0;

@@ -7,7 +7,10 @@
 //   3. unmap B + TLBI_NH_VA + CMD_SYNC (one HWPT_INVALIDATE in the daemon): edu's copy to B is blocked, and the
 //      F_TRANSLATION with the vSID reaches the guest's event queue, written by the daemon, which signals the
 //      event-queue eventfd on its own;
-//   4. DESTROY_VSMMU leaves the daemon holding only the connection's IOAS; SIGTERM stops it with exit status 0.
+//   4. edu's MSI: the host's window (VSMMU_STATS) not in the guest's stage 1, the MSI is blocked, the guest
+//      reads F_TRANSLATION at the MSI address and the daemon's vSMMU counts an MSI-window fault; with the window
+//      mapped 1:1 the MSI arrives;
+//   5. DESTROY_VSMMU leaves the daemon holding only the connection's IOAS; SIGTERM stops it with exit status 0.
 // Prints one PASS/FAIL/INFO line per step; exits 1 if any step failed.
 //
 // Usage: e2e_vsmmud [--device /dev/vfio/devices/vfio0] [--vsid 0x10]     (boot with the CANWBS IORT override)
@@ -29,11 +32,13 @@
 
 #include <fmt/format.h>
 
+#include "base/try.hpp"
 #include "host/handles.hpp"
 #include "host/kernel/kernel_host.hpp"
 #include "service/client/client.hpp"
 #include "service/client/remote_vsmmu.hpp"
 #include "smmu/event.hpp"
+#include "smmu/format.hpp"
 #include "testing/daemon_process.hpp"
 #include "testing/guest_harness.hpp"
 #include "testing/memfd_ram.hpp"
@@ -48,6 +53,70 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kRamGpa = 0x4000'0000, kRamSize = 64ULL << 20;
 constexpr std::uint64_t kVaA = 0x200000, kVaB = 0x300000;  // below edu's 28-bit DMA mask (hw/misc/edu.c)
 constexpr std::uint16_t kAsid = 1;
+
+// Every record the guest's event queue receives until `first` passes with none, or 300 ms with no more after one.
+Result<smmu::driver::DrainedEvents> collect_events(testkit::GuestHarness& g, std::chrono::milliseconds first) {
+  smmu::driver::DrainedEvents all;
+  auto deadline = Clock::now() + first;
+  while (Clock::now() < deadline) {
+    VSMMU_TRY_ASSIGN(auto ev, g.events());
+    if (!ev.records.empty()) deadline = Clock::now() + std::chrono::milliseconds(300);
+    all.overflow |= ev.overflow;
+    all.records.insert(all.records.end(), ev.records.begin(), ev.records.end());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return all;
+}
+
+// Step 6 of the main flow through the daemon: edu's MSI under a guest whose stage 1 does not map the host's MSI
+// window (the window as the daemon's vSMMU read it, VSMMU_STATS) is blocked, the guest reads F_TRANSLATION at
+// the MSI address, and the daemon's vSMMU counts it (msi_window_faults); with the window mapped 1:1 the MSI
+// arrives.
+void msi_through_the_daemon(e2e::Report& report, service::Client& c, service::RemoteVsmmu& vsmmu,
+                            testkit::GuestHarness& g, e2e::Edu& edu, std::uint32_t vsid) {
+  auto st = c.vsmmu_stats(vsmmu.handle());
+  if (!report.check(st && st->msi_windows == 1 && st->msi_window_size != 0, "VSMMU_STATS: the host's MSI window",
+                    st ? fmt::format("{} window(s), the first [{:#x}, +{:#x})", st->msi_windows, st->msi_window_base,
+                                     st->msi_window_size)
+                       : st.error().to_string()))
+    return;
+  const host::IovaRange window{st->msi_window_base, st->msi_window_base + st->msi_window_size - 1};
+  (void)collect_events(g, std::chrono::milliseconds(200));  // what is left of step 3's faults
+  if (!report.check(edu.enable_msi().has_value(), "MSI on (VFIO_DEVICE_SET_IRQS on the VMM's fd)", "an eventfd as its trigger"))
+    return;
+  auto addr = edu.msi_address();
+  if (report.check(addr && window.contains(*addr), "the host put edu's MSI address in the window",
+                   addr ? fmt::format("MSI address {:#x}, window {}", *addr, host::to_string(window))
+                        : addr.error().to_string())) {
+    const auto faults_before = vsmmu.stats().msi_window_faults;
+    auto blocked = edu.raise_and_wait(std::chrono::milliseconds(2000));
+    report.check(blocked && !*blocked, "without the window in stage 1 the MSI is blocked",
+                 blocked ? (*blocked ? "the eventfd fired" : "no eventfd signal in 2000 ms") : blocked.error().to_string());
+    auto ev = collect_events(g, std::chrono::milliseconds(3000));
+    const bool one = ev && ev->records.size() == 1 &&
+                     ev->records[0].get(smmu::Event::ID) == smmu::EventId::F_TRANSLATION &&
+                     ev->records[0].get(smmu::Event::SID) == vsid &&
+                     ev->records[0].get(smmu::Event::InputAddr) / 4096 == *addr / 4096;
+    report.check(one, "F_TRANSLATION at the MSI address in the guest's event queue",
+                 ev ? fmt::format("{} record(s){}", ev->records.size(),
+                                  ev->records.empty() ? "" : "; first: " + smmu::to_string(ev->records.front()))
+                    : ev.error().to_string());
+    // The daemon's vSMMU diagnosed it (VirtualSmmu::diagnose_msi_fault). Its one-line notice goes to the daemon's
+    // log today; the NOTICE message that carries it to the VMM is being added to the protocol (service/): once
+    // it is, check here that the client got exactly one notice naming vSID 0x10, the MSI address and the window.
+    const auto faults = vsmmu.stats().msi_window_faults - faults_before;
+    report.check(faults == 1, "the daemon's vSMMU counted an MSI-window fault",
+                 fmt::format("msi_window_faults +{} (expected +1)", faults));
+    auto mapped = g.map(kAsid, window.start, window.start, window.size());
+    if (report.check(mapped.has_value(), "stage-1 1:1 map of the window", mapped ? "done" : mapped.error().to_string())) {
+      auto arrived = edu.raise_and_wait(std::chrono::milliseconds(5000));
+      report.check(arrived && *arrived, "with the window mapped 1:1 the MSI arrives",
+                   arrived ? (*arrived ? "the eventfd fired" : "no eventfd signal in 5000 ms") : arrived.error().to_string());
+    }
+  }
+  auto off = edu.disable_msi();
+  report.check(off.has_value(), "MSI off", off ? "done" : off.error().to_string());
+}
 
 void run(e2e::Report& report, const std::string& device, std::uint32_t vsid) {
   std::error_code ec;
@@ -149,6 +218,8 @@ void run(e2e::Report& report, const std::string& device, std::uint32_t vsid) {
         found = found || (r.get(smmu::Event::ID) == smmu::EventId::F_TRANSLATION && r.get(smmu::Event::SID) == vsid);
     report.check(found, "F_TRANSLATION with the vSID in the guest's event queue",
                  ev ? fmt::format("{} record(s) read", ev->records.size()) : ev.error().to_string());
+
+    msi_through_the_daemon(report, c, vsmmu, g, edu, vsid);
 
     const auto objects = vsmmu.host_objects();
     report.note("host objects of the vSMMU", objects ? fmt::format("{}", *objects) : objects.error().to_string());

@@ -1,6 +1,6 @@
 // The e2e tier's main flow (tests/e2e/nested_dma_flow.hpp) on the simulated host's "qemu-virt" profile: the
 // same steps the guest program e2e_vsmmu runs on the real arm-smmu-v3 + iommufd driver with QEMU's SMMUv3 and
-// edu, with a simulated DMA engine in edu's place. Where the two differ, the simulator is wrong (docs/e2e.md).
+// edu, step 6's MSIs included, with a simulated DMA engine and the sim host's MSIs in edu's place. Where the two differ, the simulator is wrong (docs/e2e.md).
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -21,10 +21,14 @@ namespace {
 using host::sim::SimHost;
 
 // edu's model: a 4 KiB buffer, filled from RAM by a DMA read and written back by a DMA write. A blocked transfer
-// is no error: as on edu, only memory and the event queue tell.
-class SimEdu final : public CopyDevice {
+// is no error: as on edu, only memory and the event queue tell. Its MSI is the sim host's (docs/sim-host.md,
+// "MSIs"): one vector enabled as VFIO_DEVICE_SET_IRQS does, raised as edu's write of 0x60 sends it (one 4-byte
+// write of the data to the address through the SMMU); it arrived when the ITS took it, where e2e_vsmmu's
+// eventfd fires.
+class SimEdu final : public CopyDevice, public MsiSource {
  public:
-  SimEdu(SimHost& host, std::string engine) : host_(host), engine_(std::move(engine)) {}
+  SimEdu(SimHost& host, std::string device, std::string engine)
+      : host_(host), device_(std::move(device)), engine_(std::move(engine)) {}
   Result<void> prepare() override { return {}; }
   Result<void> to_device(std::uint64_t iova, std::uint64_t len) override {
     VSMMU_TRY(host_.dma_read(engine_, iova, std::span(buffer_).first(len)));
@@ -35,10 +39,32 @@ class SimEdu final : public CopyDevice {
     return {};
   }
 
+  Result<void> enable_msi() override {
+    VSMMU_TRY_ASSIGN(auto messages, host_.enable_msi(device_, 1));
+    message_ = messages.at(0);
+    return {};
+  }
+  Result<std::uint64_t> msi_address() override {
+    if (!message_) return fail(EINVAL, "SimEdu", "{}: MSI is not enabled", device_);
+    return message_->address;
+  }
+  // Synchronous on the sim host: nothing to wait for.
+  Result<bool> raise_and_wait(std::chrono::milliseconds /*wait*/) override {
+    const std::uint64_t before = host_.msis_delivered();
+    VSMMU_TRY_ASSIGN(auto out, host_.raise_msi(engine_, 0));
+    return out.delivered && host_.msis_delivered() == before + 1;
+  }
+  Result<void> disable_msi() override {
+    if (!message_) return {};
+    message_.reset();
+    return host_.disable_msi(device_);
+  }
+
  private:
   SimHost& host_;
-  std::string engine_;
+  std::string device_, engine_;
   std::vector<std::byte> buffer_ = std::vector<std::byte>(kBufferBytes);
+  std::optional<host::sim::MsiMessage> message_;  // while MSI is on
 };
 
 std::unique_ptr<SimHost> qemu_virt() {
@@ -57,10 +83,12 @@ std::unique_ptr<SimHost> qemu_virt() {
 TEST(QemuVirtFlow, TheE2eFlowPassesOnTheSimulatedQemuSmmu) {
   auto host = qemu_virt();
   ASSERT_TRUE(host);
-  SimEdu edu(*host, "edu.dma");
+  SimEdu edu(*host, "edu", "edu.dma");
   FlowOptions o;
   o.bind = [] { return nesting::DeviceSpec{"edu", -1, 0x10}; };
   o.path = "edu";
+  o.msi = &edu;
+  o.msi_blocked_wait = std::chrono::milliseconds(0);  // the sim host's MSI is synchronous: nothing comes later
   o.event_wait = std::chrono::milliseconds(100);
   o.host_objects = [&]() -> std::optional<std::size_t> { return host->stats().objects; };
   std::vector<std::string> lines;
@@ -76,7 +104,16 @@ TEST(QemuVirtFlow, TheE2eFlowPassesOnTheSimulatedQemuSmmu) {
                            "restored: the TLBI reached the host in one HWPT_INVALIDATE", "the DMA to unmapped B was blocked",
                            "F_TRANSLATION reached the guest", "the guest read C_BAD_STE with its vSID",
                            "the device's DMA was blocked", "CMDQ_CONS.ERR = CERROR_ILL at index 2",
-                           "the command after it ran once the queue resumed", "second vSMMU: the stream translates"})
+                           "the command after it ran once the queue resumed",
+                           "the host's MSI window (Host::reserved_regions)",
+                           "the vSMMU holds the same MSI window for the device",
+                           "the kernel reserved the window in the guest's IOAS",
+                           "the host put the device's MSI address in the window",
+                           "the MSI went through the guest's stage 1 and arrived", "without the 1:1 map the MSI is blocked",
+                           "F_TRANSLATION at the MSI address reached the guest", "the vSMMU counted an MSI-window fault",
+                           "the vSMMU told the VMM once: the guest's stage 1 lacks the host's MSI window",
+                           "a second blocked MSI: counted, no second notice", "with the 1:1 map back the MSI arrives again",
+                           "second vSMMU: the stream translates"})
     EXPECT_TRUE(std::ranges::any_of(report.steps(), [&](const StepResult& s) { return s.name == step; })) << step;
   EXPECT_EQ(report.failures(), 0U);
   const auto stats = host->stats();
