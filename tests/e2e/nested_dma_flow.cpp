@@ -541,7 +541,7 @@ class Flow {
     }
     // The notice handler of the vSMMU the guest has now (step 2b replaced the first one).
     notices_.clear();
-    g_->vsmmu().set_notice_handler([this](std::string_view n) { notices_.emplace_back(n); });
+    g_->vsmmu().set_notice_handler([this](const nesting::Notice& n) { notices_.emplace_back(n.text); });
     if (!ok(g_->map(kAsid, window.start, window.start, window.size()),
             fmt::format("stage-1 1:1 map of the window (VA {:#x} -> IPA {:#x}, as for an IORT RMR)", window.start,
                         window.start)))

@@ -35,6 +35,7 @@
 #include "base/try.hpp"
 #include "host/handles.hpp"
 #include "host/kernel/kernel_host.hpp"
+#include "nesting/notice.hpp"
 #include "service/client/client.hpp"
 #include "service/client/remote_vsmmu.hpp"
 #include "smmu/event.hpp"
@@ -89,6 +90,8 @@ void msi_through_the_daemon(e2e::Report& report, service::Client& c, service::Re
                    addr ? fmt::format("MSI address {:#x}, window {}", *addr, host::to_string(window))
                         : addr.error().to_string())) {
     const auto faults_before = vsmmu.stats().msi_window_faults;
+    std::vector<nesting::Notice> notices;
+    vsmmu.set_notice_handler([&](const nesting::Notice& n) { notices.push_back(n); });
     auto blocked = edu.raise_and_wait(std::chrono::milliseconds(2000));
     report.check(blocked && !*blocked, "without the window in stage 1 the MSI is blocked",
                  blocked ? (*blocked ? "the eventfd fired" : "no eventfd signal in 2000 ms") : blocked.error().to_string());
@@ -101,12 +104,20 @@ void msi_through_the_daemon(e2e::Report& report, service::Client& c, service::Re
                  ev ? fmt::format("{} record(s){}", ev->records.size(),
                                   ev->records.empty() ? "" : "; first: " + smmu::to_string(ev->records.front()))
                     : ev.error().to_string());
-    // The daemon's vSMMU diagnosed it (VirtualSmmu::diagnose_msi_fault). Its one-line notice goes to the daemon's
-    // log today; the NOTICE message that carries it to the VMM is being added to the protocol (service/): once
-    // it is, check here that the client got exactly one notice naming vSID 0x10, the MSI address and the window.
+    // The daemon's vSMMU diagnosed it (VirtualSmmu::diagnose_msi_fault) and sent the line as a NOTICE (op 14),
+    // which RemoteVsmmu::process_events hands to the handler.
     const auto faults = vsmmu.stats().msi_window_faults - faults_before;
     report.check(faults == 1, "the daemon's vSMMU counted an MSI-window fault",
                  fmt::format("msi_window_faults +{} (expected +1)", faults));
+    auto pumped = vsmmu.process_events();
+    const bool told = pumped && notices.size() == 1 && notices[0].kind == nesting::NoticeKind::msi_window_fault &&
+                      notices[0].vsid == vsid &&
+                      notices[0].text.find(fmt::format("{:#x}", *addr)) != std::string::npos &&
+                      notices[0].text.find(host::to_string(window)) != std::string::npos;
+    report.check(told, "the VMM got one NOTICE naming the vSID, the MSI address and the window",
+                 !pumped ? pumped.error().to_string()
+                         : fmt::format("{} notice(s){}", notices.size(), notices.empty() ? "" : ": " + notices[0].text));
+    vsmmu.set_notice_handler({});
     auto mapped = g.map(kAsid, window.start, window.start, window.size());
     if (report.check(mapped.has_value(), "stage-1 1:1 map of the window", mapped ? "done" : mapped.error().to_string())) {
       auto arrived = edu.raise_and_wait(std::chrono::milliseconds(5000));
