@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "host/fault_records.hpp"
 #include "host/reserved_regions.hpp"
 #include "smmu/registers.hpp"
 
@@ -208,6 +209,22 @@ class Host {
   // fd to wait); EINVAL when buf is shorter than a header, or than the first queued record (which stays
   // queued). Returns the bytes written to buf. An fd that is not open is EBADF.
   virtual Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) = 0;
+  // read(2) of a fault queue fd (as fault_queue_alloc returned it) with the kernel's answers
+  // (drivers/iommu/iommufd/eventq.c iommufd_fault_fops_read): whole struct iommu_hwpt_pgfault records
+  // (host/fault_records.hpp, 40 bytes), whole fault groups only, oldest first; every fault of a group carries
+  // the group's cookie; 0 when nothing is queued (it never blocks: poll the fd, POLLIN while faults wait).
+  // EINVAL when buf.size() is not a multiple of the record size. Returns the bytes written to buf.
+  virtual Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) = 0;
+  // write(2) of struct iommu_hwpt_page_response records to a fault queue fd (iommufd_fault_fops_write): each
+  // answers the delivered group with that cookie once (SUCCESS: the device retries; INVALID: it aborts).
+  // EINVAL when the size is not a multiple of the record size, or for a cookie no delivered group has (the
+  // responses before it were applied). Returns the bytes consumed.
+  virtual Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) = 0;
+  // Whether a bound device can stall its transactions on a fault (arm-smmu-v3's master->stall_enabled: the
+  // firmware's dma-can-stall with IDR0.STALL_MODEL allowing stalls, or STALL_MODEL "forced"): only then can a
+  // nested HWPT with a fault queue report its faults (arm-smmu-v3 has no PRI-based I/O page faults).
+  // Not an ioctl: a backend that cannot tell says no.
+  virtual Result<bool> device_can_stall(DeviceId /*dev*/) const { return false; }
 
   virtual Result<void> destroy(ObjectId id) = 0;
 };

@@ -87,6 +87,13 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   const bool msi = w.msi.value_or(false);
   if (msi && !cohacc)
     r.add("MSI asked on a non-coherent vSMMU (IDR0.COHACC = 0): the guest could not poll CMD_SYNC completions in memory");
+  // Stalls (IHI 0070 3.12.2): the guest's model is the host's, since the physical SMMU stalls the transactions.
+  const bool host_stalls = h.stall_model == StallModel::stall_and_terminate || h.stall_model == StallModel::stall_forced;
+  const bool stall = w.stall.value_or(false);
+  if (stall && !host_stalls)
+    r.add("stalls asked, the physical SMMU terminates faulting transactions (IDR0.STALL_MODEL {})",
+          static_cast<unsigned>(h.stall_model));
+  const StallModel stall_model = stall && host_stalls ? h.stall_model : StallModel::terminate;
   g.idr0.set(Idr0::S1P, true)
       .set(Idr0::TTF, Ttf::aarch64)
       .set(Idr0::COHACC, cohacc)
@@ -95,7 +102,7 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
       .set(Idr0::ASID16, h.asid16)
       .set(Idr0::CD2L, h.cd2l)
       .set(Idr0::TTENDIAN, endian)
-      .set(Idr0::STALL_MODEL, StallModel::terminate)  // no stall forwarding yet: the guest must not rely on it
+      .set(Idr0::STALL_MODEL, stall_model)
       .set(Idr0::TERM_MODEL, h.term_model)
       .set(Idr0::ST_LEVEL, st_level);
 
@@ -166,6 +173,7 @@ VsmmuWishes pinned(const VsmmuWishes& w, const GuestIdRegisters& g) {
   p.gran16k = f.gran16k;
   p.gran64k = f.gran64k;
   p.msi = f.msi;
+  p.stall = f.stall_model != StallModel::terminate;
   return p;
 }
 

@@ -37,6 +37,11 @@ struct VsmmuWishes {
   // the SMMU an MSI parent; a VMM that does neither would leave the guest's interrupts dead. Deciding "auto"
   // from the VMM's abilities is another issue's.
   std::optional<bool> msi;
+  // IDR0.STALL_MODEL: the guest may set CD.S and have a device's faulting transactions stall until it answers
+  // with CMD_RESUME / CMD_STALL_TERM (I/O page faults for shared virtual addressing, docs/vsva.md). Needs a
+  // physical SMMU that stalls (its STALL_MODEL not "terminate"); the guest is given the host's model (a host
+  // that forces stalls gives "forced"). Off while auto (the forwarding of stalls is being built).
+  std::optional<bool> stall;
 };
 
 // What the guest reads from IDR0-5, IIDR and AIDR.

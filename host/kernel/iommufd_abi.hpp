@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "host/fault_records.hpp"
+
 namespace vsmmu::host::kabi {
 
 // The ARM payloads (vSTE, commands, events) are passed as the kernel's __le64 words unchanged.
@@ -134,10 +136,10 @@ inline constexpr std::uint16_t kOptionOpSet = 0;
 inline constexpr std::uint16_t kOptionOpGet = 1;
 inline constexpr std::uint32_t kHwInfoFlagInputType = 1U << 0;   // 6.17+: in_data_type selects the type
 inline constexpr std::uint32_t kHwptDirtyTrackingEnable = 1U << 0;
-inline constexpr std::uint32_t kPgfaultFlagsPasidValid = 1U << 0;
-inline constexpr std::uint32_t kPgfaultFlagsLastPage = 1U << 1;
-inline constexpr std::uint32_t kPageResponseSuccess = 0;
-inline constexpr std::uint32_t kPageResponseInvalid = 1;
+using uapi::kPageResponseInvalid;
+using uapi::kPageResponseSuccess;
+using uapi::kPgfaultFlagsLastPage;
+using uapi::kPgfaultFlagsPasidValid;
 inline constexpr std::uint32_t kVfioDeviceBindFlagToken = 1U << 0;
 inline constexpr std::uint32_t kVfioDeviceAttachPasid = 1U << 0;
 inline constexpr std::uint32_t kVfioDeviceDetachPasid = 1U << 0;
@@ -382,37 +384,9 @@ struct iommu_viommu_arm_smmuv3_invalidate {
 static_assert(sizeof(iommu_viommu_arm_smmuv3_invalidate) == 16);
 static_assert(offsetof(iommu_viommu_arm_smmuv3_invalidate, cmd) == 0);
 
-// Read from a fault queue fd (IOMMU_FAULT_QUEUE_ALLOC).
-struct iommu_hwpt_pgfault {
-  std::uint32_t flags = 0;
-  std::uint32_t dev_id = 0;
-  std::uint32_t pasid = 0;
-  std::uint32_t grpid = 0;
-  std::uint32_t perm = 0;
-  std::uint32_t reserved = 0;
-  alignas(8) std::uint64_t addr = 0;
-  std::uint32_t length = 0;
-  std::uint32_t cookie = 0;
-};
-static_assert(sizeof(iommu_hwpt_pgfault) == 40);
-static_assert(offsetof(iommu_hwpt_pgfault, flags) == 0);
-static_assert(offsetof(iommu_hwpt_pgfault, dev_id) == 4);
-static_assert(offsetof(iommu_hwpt_pgfault, pasid) == 8);
-static_assert(offsetof(iommu_hwpt_pgfault, grpid) == 12);
-static_assert(offsetof(iommu_hwpt_pgfault, perm) == 16);
-static_assert(offsetof(iommu_hwpt_pgfault, reserved) == 20);
-static_assert(offsetof(iommu_hwpt_pgfault, addr) == 24);
-static_assert(offsetof(iommu_hwpt_pgfault, length) == 32);
-static_assert(offsetof(iommu_hwpt_pgfault, cookie) == 36);
-
-// Written to a fault queue fd to answer the fault group with that cookie.
-struct iommu_hwpt_page_response {
-  std::uint32_t cookie = 0;
-  std::uint32_t code = kPageResponseSuccess;
-};
-static_assert(sizeof(iommu_hwpt_page_response) == 8);
-static_assert(offsetof(iommu_hwpt_page_response, cookie) == 0);
-static_assert(offsetof(iommu_hwpt_page_response, code) == 4);
+// The fault queue's records are shared with the sim host and the vSMMU: host/fault_records.hpp.
+using uapi::iommu_hwpt_page_response;
+using uapi::iommu_hwpt_pgfault;
 
 struct iommu_fault_alloc {
   std::uint32_t size = sizeof(iommu_fault_alloc);

@@ -463,6 +463,33 @@ Result<std::size_t> KernelHost::read_veventq(int fd, std::span<std::byte> buf) {
   }
 }
 
+Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> buf) {
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    const int err = errno;
+    if (err == EINVAL)
+      return fail(err, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
+                  buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
+    return fail(err, "read(fault queue)", "fd {}: {}", fd, std::strerror(err));
+  }
+}
+
+Result<std::size_t> KernelHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
+  for (;;) {
+    const ssize_t n = ::write(fd, responses.data(), responses.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    const int err = errno;
+    if (err == EINVAL)
+      return fail(err, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
+                  "records, or a cookie that names no delivered fault group", fd, responses.size(),
+                  sizeof(kabi::iommu_hwpt_page_response));
+    return fail(err, "write(fault queue)", "fd {}: {}", fd, std::strerror(err));
+  }
+}
+
 Result<void> KernelHost::destroy(ObjectId id) {
   kabi::iommu_destroy req{.id = id};
   if (int err = iommufd_ioctl(kabi::kIommuDestroy, &req))

@@ -90,6 +90,8 @@ class KernelHost final : public Host {
   InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) override;
   // read(2) on the fd: the kernel's own rules.
   Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
+  Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) override;
+  Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) override;
 
   Result<void> destroy(ObjectId id) override;
 

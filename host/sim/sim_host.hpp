@@ -119,6 +119,8 @@ class SimHost final : public Host {
   InvalidateOutcome hwpt_invalidate(const InvalidateRequest& req) override;
   // The simulated kernel's own queue (veventq.hpp), with iommufd_veventq_fops_read's rules.
   Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
+  Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) override;
+  Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) override;
   Result<void> destroy(ObjectId id) override;
 
   // ---- The simulated host's own controls.
