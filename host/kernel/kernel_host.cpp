@@ -62,6 +62,16 @@ bool is_vfio_name(std::string_view s) {
 }
 
 
+// A read(2) or write(2) retried while a signal interrupts it: the bytes moved, or the errno.
+template <class Io>
+std::expected<std::size_t, int> retry_on_eintr(Io io) {
+  for (;;) {
+    const ssize_t n = io();
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) return std::unexpected(errno);
+  }
+}
+
 }  // namespace
 
 
@@ -451,43 +461,31 @@ InvalidateOutcome KernelHost::hwpt_invalidate(const InvalidateRequest& r) {
 }
 
 Result<std::size_t> KernelHost::read_veventq(int fd, std::span<std::byte> buf) {
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno == EINTR) continue;
-    const int err = errno;
-    if (err == EINVAL)
-      return fail(err, "read(vEVENTQ)", "fd {}: a buffer of {} bytes is shorter than the next record (the "
-                  "record stays queued)", fd, buf.size());
-    return fail(err, "read(vEVENTQ)", "fd {}: {}", fd, std::strerror(err));
-  }
+  const auto n = retry_on_eintr([&] { return ::read(fd, buf.data(), buf.size()); });
+  if (n) return *n;
+  if (n.error() == EINVAL)
+    return fail(EINVAL, "read(vEVENTQ)", "fd {}: a buffer of {} bytes is shorter than the next record (the "
+                "record stays queued)", fd, buf.size());
+  return fail(n.error(), "read(vEVENTQ)", "fd {}: {}", fd, std::strerror(n.error()));
 }
 
 Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> buf) {
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno == EINTR) continue;
-    const int err = errno;
-    if (err == EINVAL)
-      return fail(err, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
-                  buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
-    return fail(err, "read(fault queue)", "fd {}: {}", fd, std::strerror(err));
-  }
+  const auto n = retry_on_eintr([&] { return ::read(fd, buf.data(), buf.size()); });
+  if (n) return *n;
+  if (n.error() == EINVAL)
+    return fail(EINVAL, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
+                buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
+  return fail(n.error(), "read(fault queue)", "fd {}: {}", fd, std::strerror(n.error()));
 }
 
 Result<std::size_t> KernelHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
-  for (;;) {
-    const ssize_t n = ::write(fd, responses.data(), responses.size());
-    if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno == EINTR) continue;
-    const int err = errno;
-    if (err == EINVAL)
-      return fail(err, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
-                  "records, or a cookie that names no delivered fault group", fd, responses.size(),
-                  sizeof(kabi::iommu_hwpt_page_response));
-    return fail(err, "write(fault queue)", "fd {}: {}", fd, std::strerror(err));
-  }
+  const auto n = retry_on_eintr([&] { return ::write(fd, responses.data(), responses.size()); });
+  if (n) return *n;
+  if (n.error() == EINVAL)
+    return fail(EINVAL, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
+                "records, or a cookie that names no delivered fault group", fd, responses.size(),
+                sizeof(kabi::iommu_hwpt_page_response));
+  return fail(n.error(), "write(fault queue)", "fd {}: {}", fd, std::strerror(n.error()));
 }
 
 Result<void> KernelHost::destroy(ObjectId id) {
