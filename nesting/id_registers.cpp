@@ -30,7 +30,7 @@ class Refusals {
   std::vector<std::string> lines_;
 };
 
-// A wish that must not exceed what the host has (TTF, SIDSIZE, SSIDSIZE, OAS, RIL, ATS).
+// A wish that must not exceed what the host has (SIDSIZE, SSIDSIZE, RIL).
 template <class T>
 T at_most(Refusals& r, const char* field, std::optional<T> wish, T host_value, T auto_value) {
   if (!wish) return std::min(auto_value, host_value);
@@ -46,6 +46,13 @@ T equal_to(Refusals& r, const char* field, std::optional<T> wish, T host_value) 
     r.add("{} {} asked, the physical SMMU has {} (must be equal)", field, static_cast<unsigned>(*wish),
           static_cast<unsigned>(host_value));
   return host_value;
+}
+
+// The smallest architectural OAS (IHI 0070 6.3.6) covering `ipa_bits`; 52 above.
+unsigned smallest_oas_covering(unsigned ipa_bits) {
+  for (unsigned bits : {32U, 36U, 40U, 42U, 44U, 48U})
+    if (bits >= ipa_bits) return bits;
+  return 52;
 }
 
 bool endian_supported(TtEndian host, TtEndian guest) {
@@ -72,7 +79,15 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
 
   // IDR0: stage 1 only, AArch64 tables, coherent walks; no HTTU/BTM for nesting (include/uapi/linux/iommufd.h,
   // struct iommu_hw_info_arm_smmuv3).
-  const bool ats = at_most(r, "ATS", w.ats, h.ats && !(hw.capabilities & host::uapi::kCapPciAtsNotSupported), false);
+  // ATS is the SMMU's (IDR0.ATS); auto leaves it off when the device the registers derive from cannot use it
+  // (IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED). That flag is a device's, not the SMMU's, so it refuses nothing: the
+  // guest enables ATS per device through the PCI ATS capability the VMM shows it (to be hidden for such a
+  // device), and the kernel never enables ATS for it whatever the vSTE's EATS says (arm-smmu-v3.c,
+  // arm_smmu_attach_prepare: ats_enabled needs arm_smmu_ats_supported). So such a device may join a vSMMU
+  // whose guest sees ATS.
+  const bool ats_unusable = (hw.capabilities & host::uapi::kCapPciAtsNotSupported) != 0;
+  const bool ats = w.ats.value_or(h.ats && !ats_unusable);
+  if (ats && !h.ats) r.add("ATS 1 asked, the physical SMMU has 0 (IDR0.ATS)");
   const StLevel st_level = equal_to(r, "ST_LEVEL", w.st_level, h.st_level);
   TtEndian endian = w.tt_endian.value_or(h.ttendian == TtEndian::mixed ? TtEndian::little : h.ttendian);
   if (!endian_supported(h.ttendian, endian))
@@ -84,12 +99,12 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   // always given, and with it the MSI wish: Linux polls CMD_SYNC completions in memory (MSIPOLL) only on a
   // coherent SMMU (arm_smmu_device_hw_probe). Were COHACC ever not given, MSI would be refused below.
   const bool cohacc = true;
-  const bool msi = w.msi.value_or(false);
+  const bool msi = w.msi.value_or(w.msi_delivery);
   if (msi && !cohacc)
     r.add("MSI asked on a non-coherent vSMMU (IDR0.COHACC = 0): the guest could not poll CMD_SYNC completions in memory");
   // Stalls (IHI 0070 3.12.2): the guest's model is the host's, since the physical SMMU stalls the transactions.
   const bool host_stalls = h.stall_model == StallModel::stall_and_terminate || h.stall_model == StallModel::stall_forced;
-  const bool stall = w.stall.value_or(false);
+  const bool stall = w.stall.value_or(kAutoStall && host_stalls);
   if (stall && !host_stalls)
     r.add("stalls asked, the physical SMMU terminates faulting transactions (IDR0.STALL_MODEL {})",
           static_cast<unsigned>(h.stall_model));
@@ -108,9 +123,13 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
 
   // IDR1: stream and substream widths, queue sizes.
   const unsigned sid_bits = at_most<unsigned>(r, "SIDSIZE", w.sid_bits, h.sidsize, kAutoSidBits);
-  const unsigned ssid_bits = at_most<unsigned>(r, "SSIDSIZE", w.ssid_bits, h.ssidsize, 0);
-  if (ssid_bits > 0 && !g.idr0.get(Idr0::CD2L) && ssid_bits > 10)
-    r.add("SSIDSIZE {} asked without 2-level CD tables (IDR0.CD2L=0): a linear CD table that large is not usable", ssid_bits);
+  const unsigned max_ssid_bits = h.cd2l ? kMaxSsidBits : kMaxLinearSsidBits;
+  const unsigned ssid_bits = at_most<unsigned>(r, "SSIDSIZE", w.ssid_bits, h.ssidsize, max_ssid_bits);
+  if (ssid_bits > kMaxSsidBits)
+    r.add("SSIDSIZE {} asked: the architecture allows at most {} SubstreamID bits", ssid_bits, kMaxSsidBits);
+  else if (!h.cd2l && ssid_bits > kMaxLinearSsidBits)
+    r.add("SSIDSIZE {} asked without 2-level CD tables (IDR0.CD2L=0): a linear CD table that large is not usable "
+          "(at most {})", ssid_bits, kMaxLinearSsidBits);
   g.idr1.set(Idr1::SIDSIZE, sid_bits)
       .set(Idr1::SSIDSIZE, ssid_bits)
       .set(Idr1::CMDQS, std::min(w.cmdq_log2, kMaxQueueLog2))
@@ -119,19 +138,26 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
   // IDR3: range invalidation and break-before-make level pass through; no FWB (no guest stage 2).
   g.idr3.set(Idr3::RIL, at_most(r, "RIL", w.ril, h.ril, true)).set(Idr3::BBML, h.bbml);
 
-  // IDR5: output size from the guest's IPA size, granules equal to the host's, VAX passes through.
+  // IDR5: the output size is the guest's IPA size (the vSMMU is stage 1 only); granules equal to the host's, VAX
+  // passes through. The physical SMMU's OAS bounds both: its stage 2 maps the guest's physical addresses.
   const unsigned host_oas = h.oas_bits();
-  unsigned auto_oas = 52;
-  for (unsigned bits : {32U, 36U, 40U, 42U, 44U, 48U, 52U})
-    if (bits >= w.ipa_bits) {
-      auto_oas = bits;
-      break;
-    }
-  const unsigned oas = at_most(r, "OAS", w.oas_bits, host_oas, auto_oas);
+  unsigned oas = std::min(host_oas, kMaxAutoOasBits);
+  if (w.oas_bits) {
+    oas = *w.oas_bits;
+    if (oas > host_oas) r.add("OAS {} asked, the physical SMMU has {}", oas, host_oas);
+  } else if (w.ipa_bits) {
+    oas = smallest_oas_covering(*w.ipa_bits);
+    if (*w.ipa_bits > 52)
+      r.add("IPA {} bits asked: the largest architectural OAS is 52 bits", *w.ipa_bits);
+    else if (oas > host_oas)
+      r.add("IPA {} bits asked, the physical SMMU's OAS is {} bits: its stage 2 cannot map guest physical addresses "
+            "that wide; ask for at most {} bits or leave the IPA size on auto", *w.ipa_bits, host_oas, host_oas);
+  }
+  const unsigned ipa_bits = w.ipa_bits.value_or(oas);
   const auto oas_enc = oas_for_bits(oas);
   if (!oas_enc) r.add("OAS {} bits is not an architectural size (32, 36, 40, 42, 44, 48, 52)", oas);
-  if (oas < w.ipa_bits)
-    r.add("OAS {} bits cannot reach the guest's {}-bit physical address space", oas, w.ipa_bits);
+  if (oas < ipa_bits && ipa_bits <= 52)
+    r.add("OAS {} bits cannot reach the guest's {}-bit physical address space", oas, ipa_bits);
   g.idr5.set(Idr5::OAS, oas_enc.value_or(Oas::bits48))
       .set(Idr5::GRAN4K, equal_to(r, "GRAN4K", w.gran4k, h.gran4k))
       .set(Idr5::GRAN16K, equal_to(r, "GRAN16K", w.gran16k, h.gran16k))

@@ -296,6 +296,44 @@ DeviceReport probe_device(host::Host& host, const std::string& device) {
   return r;
 }
 
+
+namespace {
+
+// Each auto wish's value in `guest` (derived with default wishes) and the rule that gave it (VsmmuWishes).
+std::vector<AutoValue> auto_values_of(const smmu::IdFeatures& host, std::uint64_t capabilities, const GuestIdRegisters& guest) {
+  const smmu::IdFeatures g = smmu::IdFeatures::of(guest);
+  const unsigned oas = g.oas_bits();
+  const std::string oas_why = oas < host.oas_bits()
+      ? fmt::format("the physical SMMU has {}; auto stops at {} (a VMM may ask for more)", host.oas_bits(), kMaxAutoOasBits)
+      : std::string("the physical SMMU's");
+  std::string ssid_why = "the physical SMMU's";
+  if (g.ssidsize < host.ssidsize)
+    ssid_why = host.cd2l ? fmt::format("the physical SMMU has {}; at most {}", host.ssidsize, kMaxSsidBits)
+                         : fmt::format("the physical SMMU has {}, without 2-level CD tables (IDR0.CD2L=0): at most {}",
+                                       host.ssidsize, kMaxLinearSsidBits);
+  const bool host_stalls = host.stall_model != smmu::StallModel::terminate && host.stall_model != smmu::StallModel::reserved;
+  const bool stalls = g.stall_model != smmu::StallModel::terminate;
+  return {
+      {"oas_bits", oas, oas_why},
+      {"ipa_bits", oas, "the OAS"},
+      {"ssid_bits", g.ssidsize, ssid_why},
+      {"ril", g.ril, "the physical SMMU's"},
+      {"ats", g.ats,
+       !host.ats ? "the physical SMMU has no ATS"
+       : (capabilities & host::uapi::kCapPciAtsNotSupported) && !g.ats
+           ? "a device behind it cannot use ATS (IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED); on for a vSMMU whose first device can"
+           : "the physical SMMU's"},
+      {"stall", stalls,
+       stalls ? "the physical SMMU's stall model"
+       : host_stalls ? "off while auto (stall forwarding is being completed); the physical SMMU stalls: ask for stall=on"
+                     : "the physical SMMU terminates faulting transactions"},
+      {"msi", g.msi, g.msi ? "the VMM delivers the vSMMU's MSIs"
+                           : "on only for a VMM that delivers the vSMMU's MSIs (set_msi_handler, kCreateMsiDelivery)"},
+  };
+}
+
+}  // namespace
+
 ProbeReport probe(host::Host& host, const std::vector<std::string>& devices) {
   ProbeReport report;
   report.host = host.name();
@@ -327,6 +365,7 @@ ProbeReport probe(host::Host& host, const std::vector<std::string>& devices) {
                                  [&](std::size_t i) { return report.devices[i].verdict == NestingVerdict::possible; });
     g.guest = any ? derive_id_registers(g.hw_info, VsmmuWishes{}, fmt::format("a vSMMU on {}", g.name))
                   : fail(EOPNOTSUPP, kWhere, "no vSMMU: no device behind {} can nest", g.name);
+    if (g.guest) g.auto_values = auto_values_of(g.features.id, g.hw_info.capabilities, *g.guest);
   }
   return report;
 }

@@ -79,6 +79,13 @@ struct DeviceReport {
   std::string where() const;
 };
 
+// What one wish left on "auto" (VsmmuWishes) gives a guest on a physical SMMU, and why.
+struct AutoValue {
+  std::string field;                  // "oas_bits", "ipa_bits", "ssid_bits", "ril", "ats", "stall", "msi"
+  unsigned value = 0;                 // bits, or 0/1
+  std::string why;                    // "the host's", "the host has 52; auto stops at 48", ...
+};
+
 // Devices that share a physical SMMU, and what a vSMMU over it would show the guest.
 struct SmmuGroup {
   std::string name;                   // the host's name for it, or "SMMU n (identical ID registers)"
@@ -87,6 +94,7 @@ struct SmmuGroup {
   SmmuFeatures features;
   std::vector<std::size_t> devices;   // indices into ProbeReport::devices
   Result<GuestIdRegisters> guest = fail(ENODEV, "vsmmu.probe", "not derived");  // derive_id_registers, default wishes
+  std::vector<AutoValue> auto_values;  // what `guest` took for each auto wish (empty without `guest`)
 };
 
 struct ProbeReport {

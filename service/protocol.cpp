@@ -184,7 +184,8 @@ std::optional<Refusal> check_wishes(std::uint16_t op, const WireWishes& w) {
   const std::pair<std::uint32_t, std::pair<const char*, std::uint8_t>> bools[] = {
       {kWishRil, {"wishes.ril", w.ril}},          {kWishAts, {"wishes.ats", w.ats}},
       {kWishGran4k, {"wishes.gran4k", w.gran4k}}, {kWishGran16k, {"wishes.gran16k", w.gran16k}},
-      {kWishGran64k, {"wishes.gran64k", w.gran64k}}, {kWishMsi, {"wishes.msi", w.msi}}};
+      {kWishGran64k, {"wishes.gran64k", w.gran64k}}, {kWishMsi, {"wishes.msi", w.msi}},
+      {kWishStall, {"wishes.stall", w.stall}}};
   for (const auto& [bit, field] : bools)
     if ((w.present & bit) && field.second > 1)
       return refuse(op, field.first, fmt::format("{} is not a boolean (0 or 1)", field.second));

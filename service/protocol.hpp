@@ -114,21 +114,23 @@ struct HelloReply {
 };
 
 // The VMM's wishes for the guest's ID registers (nesting::VsmmuWishes); a field counts only if its bit is
-// set in `present`, otherwise the daemon derives it from the host.
+// set in `present`. A clear bit is "auto": the daemon derives the field from the host (VsmmuWishes says how),
+// the default for every field.
 struct WireWishes {
   std::uint32_t present = 0;              // kWish* bits
   std::uint8_t ipa_bits = 0, oas_bits = 0, sid_bits = 0, ssid_bits = 0;
   std::uint8_t ril = 0, ats = 0, st_level = 0, tt_endian = 0;
   std::uint8_t gran4k = 0, gran16k = 0, gran64k = 0, cmdq_log2 = 0;
-  std::uint8_t eventq_log2 = 0, msi = 0, reserved[2] = {};  // msi: was reserved (zero), so an older daemon
-};                                                            // refuses kWishMsi as an unknown bit
-static_assert(sizeof(WireWishes) == 20 && offsetof(WireWishes, msi) == 17);
+  // msi and stall were reserved (zero), so a daemon that predates one refuses its bit as unknown.
+  std::uint8_t eventq_log2 = 0, msi = 0, stall = 0, reserved[1] = {};
+};
+static_assert(sizeof(WireWishes) == 20 && offsetof(WireWishes, msi) == 17 && offsetof(WireWishes, stall) == 18);
 enum : std::uint32_t {
   kWishIpaBits = 1u << 0, kWishOasBits = 1u << 1, kWishSidBits = 1u << 2, kWishSsidBits = 1u << 3,
   kWishRil = 1u << 4, kWishAts = 1u << 5, kWishStLevel = 1u << 6, kWishTtEndian = 1u << 7,
   kWishGran4k = 1u << 8, kWishGran16k = 1u << 9, kWishGran64k = 1u << 10, kWishCmdqLog2 = 1u << 11,
-  kWishEventqLog2 = 1u << 12, kWishMsi = 1u << 13,
-  kKnownWishes = (1u << 14) - 1,
+  kWishEventqLog2 = 1u << 12, kWishMsi = 1u << 13, kWishStall = 1u << 14,
+  kKnownWishes = (1u << 15) - 1,
 };
 
 // A device: on the kernel host its VFIO cdev fd rides in the packet (exactly one); on the simulated host
@@ -142,12 +144,16 @@ struct CreateRequest {
   WireWishes wishes;
   std::uint32_t commands_per_access = 0;  // 0: the daemon's default
   std::uint32_t host_calls_per_access = 0;
-  std::uint32_t flags = 0;                // kCreateGbpaAbort
+  std::uint32_t flags = 0;                // kCreateGbpaAbort, kCreateMsiDelivery
   std::uint32_t vsid = 0;                 // the first device's StreamID in the guest
   std::uint32_t name_len = 0;             // the vSMMU's name (empty: the daemon names it)
   std::uint32_t device_name_len = 0;      // the simulated host's device name
 };
 inline constexpr std::uint32_t kCreateGbpaAbort = 1u << 0;
+// The VMM delivers this vSMMU's MSI messages to the guest's interrupt controller (needs kFeatureMsi): the MSI
+// wish's "auto" is then on (nesting::VsmmuWishes::msi_delivery).
+inline constexpr std::uint32_t kCreateMsiDelivery = 1u << 1;
+inline constexpr std::uint32_t kKnownCreateFlags = kCreateGbpaAbort | kCreateMsiDelivery;
 struct CreateReply {
   std::uint32_t size = sizeof(CreateReply);
   std::uint32_t handle = 0;               // the vSMMU, for Header::vsmmu

@@ -164,10 +164,10 @@ Decoded create(const Packet& p, std::size_t fds, const DecodeContext& context) {
   if (auto bad = device_source(op, fds, r.device_name_len, context)) return std::unexpected(*bad);
   if (r.policy > static_cast<std::uint32_t>(Policy::per_command))
     return refuse(op, "body.policy", fmt::format("{} is not a policy: 0 (batched) or 1 (per_command)", r.policy));
-  if (r.flags & ~kCreateGbpaAbort)
+  if (r.flags & ~kKnownCreateFlags)
     return refuse(op, "body.flags",
-                  fmt::format("unknown bits {:#x} are set (only {:#x}, GBPA abort)", r.flags & ~kCreateGbpaAbort,
-                              kCreateGbpaAbort));
+                  fmt::format("unknown bits {:#x} are set (only {:#x} GBPA abort, {:#x} MSI delivery)",
+                              r.flags & ~kKnownCreateFlags, kCreateGbpaAbort, kCreateMsiDelivery));
   if (auto bad = check_wishes(op, r.wishes)) return std::unexpected(*bad);
   if (auto bad = name_length(op, "name_len", r.name_len, true, "the vSMMU's name")) return std::unexpected(*bad);
   const std::pair<const char*, std::uint32_t> pieces[] = {{"name_len", r.name_len},

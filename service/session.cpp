@@ -8,6 +8,7 @@
 #include "service/packet_io.hpp"
 #include "service/served_vsmmu.hpp"
 #include "service/server.hpp"
+#include "service/wire_wishes.hpp"
 
 namespace vsmmu::service {
 
@@ -32,26 +33,6 @@ std::vector<std::byte> ok(const Header& request, const T& body, std::initializer
 
 // An error as a refusal's reason: where and what; the errno travels in the reply's status (a client adds it once).
 std::string reason_of(const Error& e) { return fmt::format("{}: {}", e.where, e.message); }
-
-nesting::VsmmuWishes to_wishes(const WireWishes& w) {
-  nesting::VsmmuWishes n;
-  auto has = [&](std::uint32_t bit) { return (w.present & bit) != 0; };
-  if (has(kWishIpaBits)) n.ipa_bits = w.ipa_bits;
-  if (has(kWishOasBits)) n.oas_bits = w.oas_bits;
-  if (has(kWishSidBits)) n.sid_bits = w.sid_bits;
-  if (has(kWishSsidBits)) n.ssid_bits = w.ssid_bits;
-  if (has(kWishRil)) n.ril = w.ril != 0;
-  if (has(kWishAts)) n.ats = w.ats != 0;
-  if (has(kWishStLevel)) n.st_level = static_cast<smmu::StLevel>(w.st_level);
-  if (has(kWishTtEndian)) n.tt_endian = static_cast<smmu::TtEndian>(w.tt_endian);
-  if (has(kWishGran4k)) n.gran4k = w.gran4k != 0;
-  if (has(kWishGran16k)) n.gran16k = w.gran16k != 0;
-  if (has(kWishGran64k)) n.gran64k = w.gran64k != 0;
-  if (has(kWishCmdqLog2)) n.cmdq_log2 = w.cmdq_log2;
-  if (has(kWishEventqLog2)) n.eventq_log2 = w.eventq_log2;
-  if (has(kWishMsi)) n.msi = w.msi != 0;
-  return n;
-}
 
 nesting::DeviceSpec to_device(const DeviceRef& d, std::vector<host::UniqueFd>& fds) {
   nesting::DeviceSpec spec;
@@ -215,11 +196,16 @@ void Session::execute(Request& req, std::vector<host::UniqueFd>& fds) {
       return refuse(h, Refusal{EOPNOTSUPP, h.op, "wishes.msi",
                                "IDR0.MSI needs kFeatureMsi offered in HELLO and granted in its reply: the vSMMU's MSIs to "
                                "the guest's interrupt controller reach the VMM only as MSI messages"});
+    // Declaring MSI delivery (which turns the MSI wish's auto on) likewise needs the messages to deliver.
+    if ((c->fixed.flags & kCreateMsiDelivery) && !(features_ & kFeatureMsi))
+      return refuse(h, Refusal{EOPNOTSUPP, h.op, "body.flags",
+                               "kCreateMsiDelivery needs kFeatureMsi offered in HELLO and granted in its reply: the "
+                               "vSMMU's MSIs reach the VMM only as MSI messages"});
     if (auto m = guest_memory(); !m) return refuse(h, "host", m.error());
     const std::uint32_t handle = next_handle_++;
     nesting::VirtualSmmuConfig config;
     config.name = c->name.empty() ? fmt::format("c{}-vsmmu{}", id_, handle) : c->name;
-    config.wishes = to_wishes(c->fixed.wishes);
+    config.wishes = from_wire(c->fixed.wishes, (c->fixed.flags & kCreateMsiDelivery) != 0);
     config.policy = c->fixed.policy == static_cast<std::uint32_t>(Policy::per_command) ? nesting::InvalidationPolicy::per_command
                                                                                        : nesting::InvalidationPolicy::batched;
     config.gbpa_abort_at_reset = (c->fixed.flags & kCreateGbpaAbort) != 0;

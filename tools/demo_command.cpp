@@ -32,12 +32,14 @@
 #include "host/sim/sim_host.hpp"
 #include "service/client/client.hpp"
 #include "service/client/remote_vsmmu.hpp"
+#include "service/wire_wishes.hpp"
 #include "smmu/driver/commands.hpp"
 #include "smmu/format.hpp"
 #include "testing/daemon_process.hpp"
 #include "testing/guest_harness.hpp"
 #include "testing/memfd_ram.hpp"
 #include "tools/commands.hpp"
+#include "tools/wish_flags.hpp"
 
 namespace vsmmu::tools {
 namespace {
@@ -71,6 +73,7 @@ void step(std::string_view what) { say("\n== {}\n", what); }
 std::string text_for(const DemoDevice& d) { return fmt::format("hello from {} (vSID {:#x}) through both stages", d.name, d.vsid); }
 
 struct Demo {
+  VsmmuWishes wishes;  // the wish flags; every field auto by default
   // in process
   std::unique_ptr<SimHost> host;
   // through vsmmud
@@ -98,9 +101,10 @@ Result<void> start_daemon(Demo& d, const std::string& kernel, const std::string&
   return {};
 }
 
-GuestHarnessConfig harness_config() {
+GuestHarnessConfig harness_config(const VsmmuWishes& wishes) {
   GuestHarnessConfig c;
   c.vsmmu.name = "vsmmu0";
+  c.vsmmu.wishes = wishes;
   c.ram_gpa = kRamGpa;
   c.ram_size = kRamSize;
   for (const auto& dev : kDevices) c.devices.push_back({dev.name, -1, dev.vsid});
@@ -114,7 +118,7 @@ Result<void> create_in_process(Demo& d, const std::string& kernel, const std::st
   VSMMU_TRY_ASSIGN(auto h, SimHost::create(kp, hp));
   d.host = std::move(h);
   step("VMM: guest RAM (a memfd) mapped into the IOAS as stage 2; a vSMMU for nic0 and nic1");
-  const auto c = harness_config();
+  const auto c = harness_config(d.wishes);
   VSMMU_TRY_ASSIGN(auto g, GuestHarness::create(*d.host, c));
   d.guest = std::move(g);
   say("guest RAM: [{:#x}, +{:#x}) in IOAS {}\n", c.ram_gpa, c.ram_size, d.guest->memory().ioas());
@@ -148,9 +152,10 @@ Result<void> create_remote(Demo& d, const std::string& connect, const std::strin
   VSMMU_TRY_ASSIGN(auto ram, testkit::MemfdRam::create(kRamGpa, kRamSize, "vsmmu-demo-ram"));
   d.ram = std::move(ram);
   VSMMU_TRY(d.client->add_region(kRamGpa, kRamSize, d.ram->fd(), 0));
-  const auto c = harness_config();
+  const auto c = harness_config(d.wishes);
   service::VsmmuOptions options;
   options.name = c.vsmmu.name;
+  options.wishes = service::to_wire(d.wishes);
   VSMMU_TRY_ASSIGN(auto remote, service::RemoteVsmmu::create(*d.client, options, {kDevices[0].vsid, kDevices[0].name, -1}));
   for (std::size_t i = 1; i < std::size(kDevices); ++i)
     VSMMU_TRY(remote->add_device({kDevices[i].vsid, kDevices[i].name, -1}));
@@ -391,9 +396,10 @@ Result<void> migrate(Demo& d, const std::string& kernel, const std::string& hard
   std::uint64_t last_dirty = 0;
   VSMMU_TRY_ASSIGN(const std::uint64_t last_copied, copy_round(d, *dst_ram, bitmap, false, last_dirty));
   VSMMU_TRY(d.client->dirty_stop());
-  const auto c = harness_config();
+  const auto c = harness_config(d.wishes);
   service::VsmmuOptions options;
   options.name = c.vsmmu.name;
+  options.wishes = service::to_wire(d.wishes);
   VSMMU_TRY_ASSIGN(auto target, service::RemoteVsmmu::create(*dst_client, options, {kDevices[0].vsid, kDevices[0].name, -1}));
   for (std::size_t i = 1; i < std::size(kDevices); ++i)
     VSMMU_TRY(target->add_device({kDevices[i].vsid, kDevices[i].name, -1}));
@@ -467,7 +473,8 @@ Result<void> leave(Demo& d, const std::string& socket) {
 }
 
 constexpr std::string_view kUsage =
-    "usage: vsmmu demo [--connect SOCKET | --in-process | --migrate] [--kernel PROFILE] [--hardware PROFILE] [--json]\n\n"
+    "usage: vsmmu demo [--connect SOCKET | --in-process | --migrate] [--kernel PROFILE] [--hardware PROFILE] [--json]\n"
+    "                  [wish flags]\n\n"
     "Runs a VM's nested virtual SMMUv3 end to end on the simulated host: guest RAM mapped as stage 2, a vSMMU\n"
     "for two devices, the guest's arm-smmu-v3 probe, stage-1 mappings, DMA with data checks, an unmap that is\n"
     "stale until TLBI_NH_VA + CMD_SYNC, the fault the guest then reads, and a report.\n"
@@ -482,16 +489,26 @@ constexpr std::string_view kUsage =
     "destination. Its kernel profile defaults to nested-dirty (exact dirty pages); --kernel upstream shows the\n"
     "conservative mode of today's kernels.\n"
     "--json prints the report as one JSON document instead of the text.\n"
+    "Wish flags, the guest's ID registers as the VMM asks for them (docs/virtual-smmu.md; default auto):\n"
     "Exit status: 0 when every step held, 1 when one did not, 2 for a usage error.\n";
+
+std::string usage() { return fmt::format("{}", kUsage).insert(kUsage.find("Exit status"), kWishFlagsUsage); }
 
 }  // namespace
 
 int demo_command(std::span<const std::string_view> args) {
   std::string kernel, hardware = "default", connect;
   bool in_process = false, as_json = false, migrating = false;
+  VsmmuWishes wishes;
   for (std::size_t i = 0; i < args.size(); ++i) {
+    auto wish = parse_wish_flag(args, i, wishes);
+    if (!wish) {
+      fmt::print(stderr, "vsmmu demo: {}\n\n{}", wish.error().message, usage());
+      return 2;
+    }
+    if (*wish) continue;
     if (args[i] == "--help" || args[i] == "-h") {
-      fmt::print("{}", kUsage);
+      fmt::print("{}", usage());
       return 0;
     }
     if (args[i] == "--in-process") {
@@ -511,21 +528,22 @@ int demo_command(std::span<const std::string_view> args) {
       ++i;
       continue;
     }
-    fmt::print(stderr, "vsmmu demo: unexpected argument '{}'\n\n{}", args[i], kUsage);
+    fmt::print(stderr, "vsmmu demo: unexpected argument '{}'\n\n{}", args[i], usage());
     return 2;
   }
   if (in_process && !connect.empty()) {
-    fmt::print(stderr, "vsmmu demo: --connect and --in-process exclude each other\n\n{}", kUsage);
+    fmt::print(stderr, "vsmmu demo: --connect and --in-process exclude each other\n\n{}", usage());
     return 2;
   }
   if (migrating && (in_process || !connect.empty())) {
     fmt::print(stderr, "vsmmu demo: --migrate starts its own two vsmmuds (source and destination host); it excludes "
-               "--connect and --in-process\n\n{}", kUsage);
+               "--connect and --in-process\n\n{}", usage());
     return 2;
   }
   if (kernel.empty()) kernel = migrating ? "nested-dirty" : "upstream";
   g_text = !as_json;
   Demo d;
+  d.wishes = wishes;
   Result<void> r = in_process ? create_in_process(d, kernel, hardware) : create_remote(d, connect, kernel, hardware);
   if (r) r = probe_and_map(d);
   if (r) r = dma(d);

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -144,6 +145,28 @@ json guest_json(const GuestIdRegisters& g) {
           {"aidr", hex(g.aidr.value())}};
 }
 
+// What each wish left on auto gives (nesting::AutoValue): {"oas_bits": {"value": 44, "why": ...}, "ril": {"value":
+// true, ...}, ...}; bits as numbers, features as booleans.
+bool auto_is_bits(const std::string& field) { return field.ends_with("_bits"); }
+json auto_json(const std::vector<AutoValue>& values) {
+  json out = json::object();
+  for (const auto& a : values)
+    out[a.field] = {{"value", auto_is_bits(a.field) ? json(a.value) : json(a.value != 0)}, {"why", a.why}};
+  return out;
+}
+std::string_view auto_name(const std::string& field) {
+  static const std::pair<std::string_view, std::string_view> names[] = {
+      {"oas_bits", "OAS"}, {"ipa_bits", "IPA"}, {"ssid_bits", "SSIDSIZE"}, {"ril", "RIL"},
+      {"ats", "ATS"},      {"stall", "stalls"}, {"msi", "MSI"}};
+  for (const auto& [key, name] : names)
+    if (key == field) return name;
+  return field;
+}
+std::string auto_text(const AutoValue& a) {
+  if (auto_is_bits(a.field)) return fmt::format("{} bits", a.value);
+  return a.value ? "on" : "off";
+}
+
 // The host's MSI window for the device (docs/interrupts.md): {"base", "last", "size", "check"}, or null with
 // "msi_window_error" beside it when unknown.
 json msi_window_json(const DeviceReport& d) {
@@ -180,7 +203,8 @@ json report_json(const ProbeReport& r) {
                      {"named_by_host", g.named_by_host},
                      {"devices", names},
                      {"features", features_json(g.features)},
-                     {"guest_ipa_bits", VsmmuWishes{}.ipa_bits},
+                     {"guest_ipa_bits", g.guest ? json(smmu::address_bits(g.guest->idr5.get(smmu::Idr5::OAS))) : json(nullptr)},
+                     {"auto", auto_json(g.auto_values)},
                      {"guest_id_registers", g.guest ? guest_json(*g.guest) : json(nullptr)},
                      {"guest_error", g.guest ? json(nullptr) : error_json(g.guest.error())}});
   }
@@ -226,14 +250,14 @@ void print_text(const ProbeReport& r) {
     for (auto i : g.devices) names.push_back(r.devices[i].device);
     fmt::print("\n{}: {}\n", g.name, fmt::join(names, ", "));
     if (!g.guest) {
-      fmt::print("  guest ID registers (default wishes, {}-bit IPA): none: {}\n", VsmmuWishes{}.ipa_bits,
-                 g.guest.error().message);
+      fmt::print("  guest ID registers (every wish auto): none: {}\n", g.guest.error().message);
       continue;
     }
+    for (const auto& a : g.auto_values) fmt::print("  {} auto -> {}: {}\n", auto_name(a.field), auto_text(a), a.why);
     const auto& v = *g.guest;
-    fmt::print("  guest ID registers (default wishes, {}-bit IPA): IDR0 {:#010x} IDR1 {:#010x} IDR3 {:#010x} IDR5 {:#010x} IIDR {:#010x} "
+    fmt::print("  guest ID registers (every wish auto): IDR0 {:#010x} IDR1 {:#010x} IDR3 {:#010x} IDR5 {:#010x} IIDR {:#010x} "
                "AIDR {:#010x}\n    {}\n    {}\n    {}\n    {}\n",
-               VsmmuWishes{}.ipa_bits, v.idr0.value(), v.idr1.value(), v.idr3.value(), v.idr5.value(), v.iidr.value(), v.aidr.value(), v.idr0,
+               v.idr0.value(), v.idr1.value(), v.idr3.value(), v.idr5.value(), v.iidr.value(), v.aidr.value(), v.idr0,
                v.idr1, v.idr3, v.idr5);
   }
   fmt::print("\nsummary: {} of {} devices can nest\n", r.possible(), r.devices.size());

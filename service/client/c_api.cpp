@@ -3,6 +3,7 @@
 #include "service/client/vsmmu_client.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -27,7 +28,7 @@ static_assert(VSMMU_DIRTY_NO_CLEAR == kDirtyGetNoClear && VSMMU_DIRTY_CONSERVATI
               VSMMU_DIRTY_REMOVED == kDirtyRemoved && VSMMU_STATE_MAX_BYTES == kMaxStateBytes);
 static_assert(VSMMU_POLICY_BATCHED == static_cast<std::uint32_t>(Policy::batched));
 static_assert(VSMMU_POLICY_PER_COMMAND == static_cast<std::uint32_t>(Policy::per_command));
-static_assert(VSMMU_CREATE_GBPA_ABORT == kCreateGbpaAbort);
+static_assert(VSMMU_CREATE_GBPA_ABORT == kCreateGbpaAbort && VSMMU_CREATE_MSI_DELIVERY == kCreateMsiDelivery);
 static_assert(VSMMU_IRQ_EVENTQ == static_cast<std::uint32_t>(IrqLine::eventq));
 static_assert(VSMMU_IRQ_GERROR == static_cast<std::uint32_t>(IrqLine::gerror));
 static_assert(VSMMU_IRQ_CMD_SYNC == static_cast<std::uint32_t>(IrqLine::cmd_sync));
@@ -38,7 +39,9 @@ static_assert(VSMMU_WISH_IPA_BITS == kWishIpaBits && VSMMU_WISH_OAS_BITS == kWis
               VSMMU_WISH_RIL == kWishRil && VSMMU_WISH_ATS == kWishAts && VSMMU_WISH_ST_LEVEL == kWishStLevel &&
               VSMMU_WISH_TT_ENDIAN == kWishTtEndian && VSMMU_WISH_GRAN4K == kWishGran4k &&
               VSMMU_WISH_GRAN16K == kWishGran16k && VSMMU_WISH_GRAN64K == kWishGran64k &&
-              VSMMU_WISH_CMDQ_LOG2 == kWishCmdqLog2 && VSMMU_WISH_EVENTQ_LOG2 == kWishEventqLog2);
+              VSMMU_WISH_CMDQ_LOG2 == kWishCmdqLog2 && VSMMU_WISH_EVENTQ_LOG2 == kWishEventqLog2 &&
+              VSMMU_WISH_MSI == kWishMsi && VSMMU_WISH_STALL == kWishStall);
+static_assert(offsetof(vsmmu_wishes, stall) == offsetof(WireWishes, stall));
 static_assert(sizeof(vsmmu_wishes) == sizeof(WireWishes));
 
 struct vsmmu_client {
@@ -132,6 +135,7 @@ WireWishes wire_wishes(const vsmmu_wishes& w) {
   out.cmdq_log2 = w.cmdq_log2;
   out.eventq_log2 = w.eventq_log2;
   out.msi = w.msi;
+  out.stall = w.stall;
   std::copy(std::begin(w.reserved), std::end(w.reserved), std::begin(out.reserved));
   return out;
 }
@@ -215,9 +219,10 @@ int vsmmu_client_create_vsmmu(vsmmu_client* client, const vsmmu_create_args* arg
     if (a.wishes) options.wishes = wire_wishes(*a.wishes);
     options.commands_per_access = a.commands_per_access;
     options.host_calls_per_access = a.host_calls_per_access;
-    if (a.flags & ~VSMMU_CREATE_GBPA_ABORT)
-      return report(client, EINVAL, fmt::format("args.flags: unknown bits {:#x}", a.flags & ~VSMMU_CREATE_GBPA_ABORT));
+    constexpr std::uint32_t kKnown = VSMMU_CREATE_GBPA_ABORT | VSMMU_CREATE_MSI_DELIVERY;
+    if (a.flags & ~kKnown) return report(client, EINVAL, fmt::format("args.flags: unknown bits {:#x}", a.flags & ~kKnown));
     options.gbpa_abort = (a.flags & VSMMU_CREATE_GBPA_ABORT) != 0;
+    options.msi_delivery = (a.flags & VSMMU_CREATE_MSI_DELIVERY) != 0;
     auto created = c.create_vsmmu(options, device_of(a.vsid, a.device_name, a.device_fd));
     if (!created) return report(client, created.error());
     *handle = created->handle;

@@ -236,7 +236,7 @@ Result<CreateReply> Client::create_vsmmu(const VsmmuOptions& options, const Remo
   req.wishes = options.wishes;
   req.commands_per_access = options.commands_per_access;
   req.host_calls_per_access = options.host_calls_per_access;
-  req.flags = options.gbpa_abort ? kCreateGbpaAbort : 0;
+  req.flags = (options.gbpa_abort ? kCreateGbpaAbort : 0) | (options.msi_delivery ? kCreateMsiDelivery : 0);
   req.vsid = device.vsid;
   req.name_len = length_of(bytes_of(options.name));
   req.device_name_len = length_of(bytes_of(device.name));

@@ -41,6 +41,9 @@ struct VsmmuOptions {
   std::uint32_t commands_per_access = 0;   // 0: the daemon's default
   std::uint32_t host_calls_per_access = 0; // 0: the daemon's default
   bool gbpa_abort = false;                 // GBPA.ABORT's reset value (kCreateGbpaAbort)
+  // The VMM delivers the vSMMU's MSI messages (take_msis, RemoteVsmmu::set_msi_handler) to the guest's interrupt
+  // controller: kCreateMsiDelivery, needs msis(); the MSI wish's auto is then on.
+  bool msi_delivery = false;
 };
 
 // A device behind a vSMMU as the client names it: by name on the simulated host, by its VFIO cdev fd on the

@@ -53,6 +53,9 @@ struct vsmmu_client;
 
 /* vsmmu_create_args.flags */
 #define VSMMU_CREATE_GBPA_ABORT (1u << 0) /* GBPA.ABORT resets to 1 */
+/* The VMM delivers the vSMMU's MSIs (vsmmu_client_take_msis) to the guest's interrupt controller; needs
+ * VSMMU_FEATURE_MSI. The MSI wish's "auto" is then on. */
+#define VSMMU_CREATE_MSI_DELIVERY (1u << 1)
 
 /* Interrupt lines (vsmmu_client_set_irq). */
 #define VSMMU_IRQ_EVENTQ 0u
@@ -68,14 +71,17 @@ struct vsmmu_client;
 #define VSMMU_DMA_SSID_VALID (1u << 0)
 
 /* The guest's ID registers, as the VMM wishes them; a field counts only if its VSMMU_WISH_* bit is in
- * `present`, otherwise the daemon takes the host's. */
+ * `present`. A clear bit is "auto", the default (present = VSMMU_WISHES_AUTO): the host's value capped by what
+ * the vSMMU supports (OAS and the IPA size the host's up to 48 bits, SSIDSIZE/RIL/ATS the host's, MSI on with
+ * VSMMU_CREATE_MSI_DELIVERY, stalls off; docs/protocol.md "CREATE_VSMMU"). */
 struct vsmmu_wishes {
   uint32_t present;
   uint8_t ipa_bits, oas_bits, sid_bits, ssid_bits;
   uint8_t ril, ats, st_level, tt_endian;
   uint8_t gran4k, gran16k, gran64k, cmdq_log2;
-  uint8_t eventq_log2, msi, reserved[2];
+  uint8_t eventq_log2, msi, stall, reserved[1];
 };
+#define VSMMU_WISHES_AUTO 0u /* `present` with every field on auto */
 #define VSMMU_WISH_IPA_BITS (1u << 0)
 #define VSMMU_WISH_OAS_BITS (1u << 1)
 #define VSMMU_WISH_SID_BITS (1u << 2)
@@ -90,6 +96,7 @@ struct vsmmu_wishes {
 #define VSMMU_WISH_CMDQ_LOG2 (1u << 11)
 #define VSMMU_WISH_EVENTQ_LOG2 (1u << 12)
 #define VSMMU_WISH_MSI (1u << 13) /* IDR0.MSI; needs VSMMU_FEATURE_MSI (MSIs outside guest RAM come as messages) */
+#define VSMMU_WISH_STALL (1u << 14) /* IDR0.STALL_MODEL: 1 gives the host's stall model, refused on a host that terminates */
 
 /* What the daemon said at connection: its host and the limits it enforces on this connection. */
 struct vsmmu_daemon_info {
@@ -111,7 +118,7 @@ struct vsmmu_create_args {
   uint32_t size;
   uint32_t policy;                   /* VSMMU_POLICY_* */
   const char *name;                  /* NULL or "": the daemon names it */
-  const struct vsmmu_wishes *wishes; /* NULL: every field from the host */
+  const struct vsmmu_wishes *wishes; /* NULL: every field on auto */
   const char *device_name;           /* the simulated host: the device's name */
   int32_t device_fd;                 /* the kernel host: its VFIO cdev fd (used when device_name is NULL) */
   uint32_t vsid;                     /* the device's StreamID in the guest */

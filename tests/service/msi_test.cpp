@@ -133,6 +133,44 @@ TEST(VsmmudMsi, WithoutTheFeatureTheWishIsRefusedAndNothingIsSent) {
   EXPECT_TRUE(client->take_msis().empty());
 }
 
+// The MSI wish's "auto" (docs/protocol.md "CREATE_VSMMU"): on exactly for a VMM that declares kCreateMsiDelivery,
+// a promise that needs kFeatureMsi; a stated wish wins. The other fields left on auto follow the device's physical
+// SMMU: gpu0's smmu1 has a 44-bit OAS, which its guest gets without asking.
+TEST(VsmmudMsi, MsiDeliveryTurnsTheAutoMsiOnAndTheRestFollowsTheHost) {
+  Daemon d;
+  auto client = connect(d);
+  ASSERT_TRUE(client);
+  auto ram = testkit::MemfdRam::create(kRamGpa, kRamSize, "test-ram");
+  ASSERT_TRUE(ram) << ram.error();
+  ASSERT_TRUE(client->add_region(kRamGpa, kRamSize, (*ram)->fd(), 0));
+  auto silent = client->create_vsmmu({}, {kNic0, "nic0", -1});
+  ASSERT_TRUE(silent) << silent.error();
+  EXPECT_FALSE(smmu::Idr0::of(silent->idr[0]).get(smmu::Idr0::MSI)) << "no promise to deliver: wired";
+  EXPECT_EQ(smmu::Idr5::of(silent->idr[5]).get(smmu::Idr5::OAS), smmu::Oas::bits48);
+  VsmmuOptions delivering;
+  delivering.msi_delivery = true;
+  auto on = client->create_vsmmu(delivering, {0x18, "nic1", -1});
+  ASSERT_TRUE(on) << on.error();
+  EXPECT_TRUE(smmu::Idr0::of(on->idr[0]).get(smmu::Idr0::MSI));
+  VsmmuOptions declined = delivering;
+  declined.wishes.present = kWishMsi;
+  declined.wishes.msi = 0;
+  auto off = client->create_vsmmu(declined, {0x20, "gpu0", -1});
+  ASSERT_TRUE(off) << off.error();
+  EXPECT_FALSE(smmu::Idr0::of(off->idr[0]).get(smmu::Idr0::MSI));
+  EXPECT_EQ(smmu::Idr5::of(off->idr[5]).get(smmu::Idr5::OAS), smmu::Oas::bits44);
+
+  Daemon plain;
+  auto without = connect(plain, kKnownFeatures & ~kFeatureMsi);
+  ASSERT_TRUE(without);
+  ASSERT_TRUE(without->add_region(kRamGpa, kRamSize, (*ram)->fd(), 0));
+  auto refused = without->create_vsmmu(delivering, {kNic0, "nic0", -1});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().err, EOPNOTSUPP);
+  EXPECT_NE(refused.error().to_string().find("body.flags: kCreateMsiDelivery needs kFeatureMsi"), std::string::npos)
+      << refused.error();
+}
+
 // MSI and NOTICE are the daemon's messages: a client that sends op 13 or 14 is refused (EINVAL, "header.op") and
 // the connection goes on.
 TEST(VsmmudMsi, AClientSendingMsiOrNoticeIsRefused) {

@@ -61,6 +61,17 @@ TEST(ProbeCli, SimJsonReportsEveryDeviceOfTheProfile) {
   EXPECT_EQ(j["smmus"][0]["name"], "smmu0");
   EXPECT_EQ(j["smmus"][0]["devices"], json({"nic0", "nic1"}));
   EXPECT_EQ(j["smmus"][0]["guest_id_registers"]["idr"].size(), 6U);
+  // What every wish on auto gives each physical SMMU: smmu1's 44-bit OAS becomes the guest's IPA size.
+  const auto& auto1 = j["smmus"][1]["auto"];
+  EXPECT_EQ(auto1["oas_bits"]["value"], 44);
+  EXPECT_EQ(auto1["ipa_bits"]["value"], 44);
+  EXPECT_EQ(j["smmus"][1]["guest_ipa_bits"], 44);
+  EXPECT_EQ(auto1["ssid_bits"]["value"], 8);
+  EXPECT_EQ(auto1["ril"]["value"], false);
+  EXPECT_EQ(auto1["ats"]["value"], false);
+  EXPECT_EQ(auto1["stall"]["value"], false);
+  EXPECT_EQ(auto1["msi"]["value"], false);
+  expect_in(auto1["oas_bits"]["why"], "the physical SMMU's");
 }
 
 TEST(ProbeCli, SimTextVerdictsAndProfiles) {
@@ -83,8 +94,8 @@ TEST(ProbeCli, SimTextVerdictsAndProfiles) {
 
 // The simulated QEMU SMMUv3 says what `vsmmu probe` said in the e2e guest on the real one (tests/e2e: e2e_probe_canwbs,
 // e2e_probe_no_canwbs): edu nests on the CANWBS root complex; without CANWBS IOMMU_VIOMMU_ALLOC is refused for the
-// missing S2FWB and CANWBS; the same features, the same steps, and no guest ID registers for a 48-bit IPA space on
-// a 44-bit OAS.
+// missing S2FWB and CANWBS; the same features, the same steps, and, with every wish on auto, a guest whose IPA
+// size is the SMMU's 44-bit OAS.
 TEST(ProbeCli, SimQemuVirtSaysWhatTheRealKernelSaid) {
   const auto r = vsmmu("probe --host sim --hardware qemu-virt");
   EXPECT_EQ(r.status, 1) << r.out;
@@ -98,7 +109,12 @@ TEST(ProbeCli, SimQemuVirtSaysWhatTheRealKernelSaid) {
   expect_in(r.out, "  done: bind, GET_HW_INFO, ARM SMMUv3, IOAS, NEST_PARENT HWPT, attach to NEST_PARENT\n  refused: vIOMMU: "
                    "IOMMU_VIOMMU_ALLOC");
   expect_in(r.out, "nested dirty tracking (NEST_PARENT|DIRTY_TRACKING): no: the SMMU has no HTTU dirty state");
-  expect_in(r.out, "OAS 44 bits cannot reach the guest's 48-bit physical address space");
+  expect_in(r.out, "  OAS auto -> 44 bits: the physical SMMU's\n  IPA auto -> 44 bits: the OAS\n"
+                   "  SSIDSIZE auto -> 0 bits: the physical SMMU's\n  RIL auto -> on: the physical SMMU's\n"
+                   "  ATS auto -> off: the physical SMMU has no ATS\n"
+                   "  stalls auto -> off: the physical SMMU terminates faulting transactions\n  MSI auto -> off: on only "
+                   "for a VMM that delivers the vSMMU's MSIs");
+  expect_in(r.out, "  guest ID registers (every wish auto): IDR0 ");
 }
 
 TEST(ProbeCli, UsageErrorsExitTwoAndHelpHasAnExample) {

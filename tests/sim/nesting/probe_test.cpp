@@ -203,8 +203,8 @@ TEST(NestingProbe, DecodesTheRepeatTlbiCfgiErratumFlagAndRefusesOtherIommus) {
 }
 
 // Devices are grouped by the SMMU the host names, and each group gets the vSMMU's ID registers
-// derive_id_registers computes with default wishes (a 48-bit guest IPA): stage 1 only, SIDSIZE capped at 16,
-// the host's granules - or why not: smmu1's IDR5.OAS is 44 bits, which cannot reach a 48-bit IPA space.
+// derive_id_registers computes with every wish on auto: stage 1 only, SIDSIZE capped at 16, the host's granules,
+// and the host's OAS as the guest's IPA size (smmu1's 44 bits, which a 48-bit default once refused).
 TEST(NestingProbe, GroupsBySmmuWithTheGuestIdRegisters) {
   auto h = make_host();
   ASSERT_TRUE(h);
@@ -224,9 +224,48 @@ TEST(NestingProbe, GroupsBySmmuWithTheGuestIdRegisters) {
   const auto& s1 = r.smmus[1];
   EXPECT_EQ(s1.name, "smmu1");
   EXPECT_EQ(s1.devices, (std::vector<std::size_t>{2, 3}));
-  ASSERT_FALSE(s1.guest);
-  EXPECT_EQ(s1.guest.error().err, EINVAL);
-  expect_in(s1.guest.error().message, "OAS 44 bits cannot reach the guest's 48-bit physical address space");
+  ASSERT_TRUE(s1.guest) << s1.guest.error();
+  EXPECT_EQ(s1.guest->idr5.get(smmu::Idr5::OAS), smmu::Oas::bits44);
+}
+
+const AutoValue& auto_value(const SmmuGroup& g, const std::string& field) {
+  for (const auto& a : g.auto_values)
+    if (a.field == field) return a;
+  static const AutoValue none{"missing", 0, "missing"};
+  ADD_FAILURE() << field << " missing from " << g.name << "'s auto values";
+  return none;
+}
+
+// What "auto" gives on each physical SMMU of the default profile (host/sim/profiles/hardware/default.json), with
+// the reason, as `vsmmu probe` prints it: smmu0 (48-bit OAS, 20 SubstreamID bits, RIL, ATS but nic1 without it)
+// and smmu1 (44 bits, 8 SubstreamID bits, no RIL, no ATS). The values are those of the group's guest registers.
+TEST(NestingProbe, EachSmmuSaysWhatAutoGives) {
+  auto h = make_host();
+  ASSERT_TRUE(h);
+  const auto r = probe(*h, all_devices(*h));
+  ASSERT_EQ(r.smmus.size(), 2U);
+  const auto& s0 = r.smmus[0];
+  ASSERT_TRUE(s0.guest) << s0.guest.error();
+  ASSERT_EQ(s0.auto_values.size(), 7U);
+  EXPECT_EQ(auto_value(s0, "oas_bits").value, 48U);
+  EXPECT_EQ(auto_value(s0, "ipa_bits").value, 48U);
+  EXPECT_EQ(auto_value(s0, "ssid_bits").value, s0.guest->idr1.get(smmu::Idr1::SSIDSIZE));
+  EXPECT_EQ(auto_value(s0, "ssid_bits").value, s0.features.id.cd2l ? 20U : kMaxLinearSsidBits);
+  EXPECT_EQ(auto_value(s0, "ril").value, 1U);
+  EXPECT_EQ(auto_value(s0, "ats").value, 0U);
+  expect_in(auto_value(s0, "ats").why, "IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED");
+  EXPECT_EQ(auto_value(s0, "stall").value, 0U);
+  EXPECT_EQ(auto_value(s0, "msi").value, 0U);
+  expect_in(auto_value(s0, "msi").why, "delivers the vSMMU's MSIs");
+
+  const auto& s1 = r.smmus[1];
+  ASSERT_TRUE(s1.guest) << s1.guest.error();
+  EXPECT_EQ(auto_value(s1, "oas_bits").value, 44U);
+  EXPECT_EQ(auto_value(s1, "ipa_bits").value, 44U);
+  EXPECT_EQ(auto_value(s1, "ssid_bits").value, 8U);
+  EXPECT_EQ(auto_value(s1, "ril").value, 0U);
+  EXPECT_EQ(auto_value(s1, "ats").value, 0U);
+  expect_in(auto_value(s1, "ats").why, "no ATS");
 }
 
 // IOMMU_HWPT_ALLOC: DIRTY_TRACKING needs HTTU dirty state (IDR0.HTTU = 2) and coherent walks;

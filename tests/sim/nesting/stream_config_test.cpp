@@ -141,7 +141,9 @@ class BadVsteSim : public NestingSim, public ::testing::WithParamInterface<BadVs
 
 TEST_P(BadVsteSim, GuestReadsCBadSteAndTheDeviceBlocks) {
   const BadVste& bad = GetParam();
-  auto g = make({{"nic0", -1, kNic0}});
+  VirtualSmmuConfig no_substreams;
+  no_substreams.wishes.ssid_bits = 0;  // auto would give smmu0's 20 bits; the S1CDMax case needs none
+  auto g = make({{"nic0", -1, kNic0}}, no_substreams);
   ASSERT_TRUE(g);
   ASSERT_EQ(g->vsmmu().id_registers().idr1.get(Idr1::SSIDSIZE), 0U) << "the S1CDMax case assumes no substreams";
   const std::uint64_t gpa = map_page(*g, kNic0, kAsid);

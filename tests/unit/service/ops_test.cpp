@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "packets.hpp"
+#include "service/wire_wishes.hpp"
 
 namespace vsmmu::service::test {
 namespace {
@@ -101,8 +102,10 @@ TEST(OpsCreate, AnUnknownPolicyOrFlagIsRefused) {
   c.policy = 2;
   EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "body.policy", "per_command"));
   c.policy = 0;
-  c.flags = 1u << 1;
-  EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "body.flags", "unknown bits 0x2"));
+  c.flags = 1u << 2;
+  EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "body.flags", "unknown bits 0x4"));
+  c.flags = kCreateGbpaAbort | kCreateMsiDelivery;  // the feature MSI delivery needs is the session's to check
+  EXPECT_TRUE(decode(create_with(c, "v", "nic0")));
 }
 
 TEST(OpsCreate, MalformedWishesAreRefusedNamingTheWish) {
@@ -118,8 +121,73 @@ TEST(OpsCreate, MalformedWishesAreRefusedNamingTheWish) {
   EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.msi", "boolean"));
   c.wishes.msi = 1;
   EXPECT_TRUE(decode(create_with(c, "v", "nic0")));  // the feature it needs is the session's to check
-  c.wishes.reserved[1] = 1;
+  c.wishes.present = kWishStall;
+  c.wishes.stall = 2;
+  EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.stall", "boolean"));
+  c.wishes.stall = 1;
+  EXPECT_TRUE(decode(create_with(c, "v", "nic0")));
+  c.wishes.present = 1u << 15;  // the first bit after kWishStall
+  EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.present", "unknown bits 0x8000"));
+  c.wishes.present = kWishStall;
+  c.wishes.reserved[0] = 1;
   EXPECT_TRUE(refused(decode(create_with(c, "v", "nic0")), EINVAL, "wishes.reserved"));
+}
+
+// CREATE_VSMMU's wishes (docs/protocol.md, "CREATE_VSMMU"; service/wire_wishes.hpp): a clear `present` bit is
+// "auto", a set one the stated value; every field a VMM states crosses the wire and reaches the vSMMU unchanged,
+// and a VMM that states nothing leaves every field on auto.
+TEST(OpsCreate, WishesRoundTripWithAutoAsAClearBit) {
+  const WireWishes none = to_wire(nesting::VsmmuWishes{});
+  EXPECT_EQ(none.present, 0u);
+  CreateRequest c = create_body("v", "nic0");
+  c.wishes = none;
+  auto plain = decode(create_with(c, "v", "nic0"));
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  const nesting::VsmmuWishes autos = from_wire(std::get<CreateArgs>(plain->args).fixed.wishes, false);
+  EXPECT_FALSE(autos.ipa_bits || autos.oas_bits || autos.sid_bits || autos.ssid_bits || autos.ril || autos.ats ||
+               autos.st_level || autos.tt_endian || autos.gran4k || autos.gran16k || autos.gran64k || autos.msi ||
+               autos.stall);
+  EXPECT_FALSE(autos.msi_delivery);
+
+  nesting::VsmmuWishes n;
+  n.ipa_bits = 40;
+  n.oas_bits = 44;
+  n.sid_bits = 8;
+  n.ssid_bits = 5;
+  n.ril = false;
+  n.ats = true;
+  n.st_level = smmu::StLevel::two_level;
+  n.tt_endian = smmu::TtEndian::big;
+  n.gran4k = true;
+  n.gran16k = false;
+  n.gran64k = true;
+  n.cmdq_log2 = 8;
+  n.eventq_log2 = 7;
+  n.msi = false;
+  n.stall = true;
+  c.wishes = to_wire(n);
+  EXPECT_EQ(c.wishes.present, kKnownWishes) << "every field stated";
+  c.flags = kCreateMsiDelivery;
+  auto stated = decode(create_with(c, "v", "nic0"));
+  ASSERT_TRUE(stated) << stated.error().to_string();
+  const auto& args = std::get<CreateArgs>(stated->args);
+  const nesting::VsmmuWishes back = from_wire(args.fixed.wishes, (args.fixed.flags & kCreateMsiDelivery) != 0);
+  EXPECT_EQ(back.ipa_bits, n.ipa_bits);
+  EXPECT_EQ(back.oas_bits, n.oas_bits);
+  EXPECT_EQ(back.sid_bits, n.sid_bits);
+  EXPECT_EQ(back.ssid_bits, n.ssid_bits);
+  EXPECT_EQ(back.ril, n.ril);
+  EXPECT_EQ(back.ats, n.ats);
+  EXPECT_EQ(back.st_level, n.st_level);
+  EXPECT_EQ(back.tt_endian, n.tt_endian);
+  EXPECT_EQ(back.gran4k, n.gran4k);
+  EXPECT_EQ(back.gran16k, n.gran16k);
+  EXPECT_EQ(back.gran64k, n.gran64k);
+  EXPECT_EQ(back.cmdq_log2, n.cmdq_log2);
+  EXPECT_EQ(back.eventq_log2, n.eventq_log2);
+  EXPECT_EQ(back.msi, n.msi);
+  EXPECT_EQ(back.stall, n.stall);
+  EXPECT_TRUE(back.msi_delivery);
 }
 
 // docs/protocol.md, "Names".

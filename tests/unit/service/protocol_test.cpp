@@ -32,6 +32,8 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(sizeof(WireWishes), 20u);
   EXPECT_EQ(offsetof(WireWishes, ipa_bits), 4u);
   EXPECT_EQ(offsetof(WireWishes, eventq_log2), 16u);
+  EXPECT_EQ(offsetof(WireWishes, msi), 17u);
+  EXPECT_EQ(offsetof(WireWishes, stall), 18u);
   EXPECT_EQ(sizeof(CreateRequest), 52u);
   EXPECT_EQ(offsetof(CreateRequest, wishes), 8u);
   EXPECT_EQ(offsetof(CreateRequest, commands_per_access), 28u);
@@ -146,10 +148,11 @@ TEST(ProtocolFormat, EveryRequestBuiltWithBuildDecodesToWhatWasSent) {
   {
     CreateRequest c = create_body("vsmmu0", "nic0");
     c.policy = static_cast<std::uint32_t>(Policy::per_command);
-    c.flags = kCreateGbpaAbort;
+    c.flags = kCreateGbpaAbort | kCreateMsiDelivery;
     c.commands_per_access = 64;
-    c.wishes.present = kWishSsidBits;
+    c.wishes.present = kWishSsidBits | kWishStall;
     c.wishes.ssid_bits = 5;
+    c.wishes.stall = 1;
     auto r = decode(create_with(c, "vsmmu0", "nic0"));
     ASSERT_TRUE(r) << r.error().to_string();
     const auto& a = args<CreateArgs>(r);
@@ -158,9 +161,11 @@ TEST(ProtocolFormat, EveryRequestBuiltWithBuildDecodesToWhatWasSent) {
     EXPECT_EQ(a.device.vsid, 0x10u);
     EXPECT_EQ(a.device.fd_index, -1);
     EXPECT_EQ(a.fixed.policy, 1u);
-    EXPECT_EQ(a.fixed.flags, kCreateGbpaAbort);
+    EXPECT_EQ(a.fixed.flags, kCreateGbpaAbort | kCreateMsiDelivery);
     EXPECT_EQ(a.fixed.commands_per_access, 64u);
+    EXPECT_EQ(a.fixed.wishes.present, kWishSsidBits | kWishStall);
     EXPECT_EQ(a.fixed.wishes.ssid_bits, 5u);
+    EXPECT_EQ(a.fixed.wishes.stall, 1u);
   }
   {
     auto r = decode(build(request(Op::destroy_vsmmu, 3), DestroyRequest{}));

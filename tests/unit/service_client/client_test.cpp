@@ -449,9 +449,10 @@ TEST_F(ClientTest, CreateCarriesTheNamesAsTheTailAndADeviceFdBesideIt) {
     const Received create = d.expect(Op::create_vsmmu);
     const auto req = create.body<CreateRequest>();
     EXPECT_EQ(req.vsid, 0x10u);
-    EXPECT_EQ(req.flags, kCreateGbpaAbort);
-    EXPECT_EQ(req.wishes.present, kWishSidBits);
+    EXPECT_EQ(req.flags, kCreateGbpaAbort | kCreateMsiDelivery);
+    EXPECT_EQ(req.wishes.present, kWishSidBits | kWishStall);
     EXPECT_EQ(req.wishes.sid_bits, 8u);
+    EXPECT_EQ(req.wishes.stall, 0u);
     Body<CreateRequest> b;
     ASSERT_FALSE(decode_body(create.packet(), b).has_value());
     EXPECT_EQ(as_text(b.tail), "smmu0");  // the vSMMU's name; no device name: the fd names the device
@@ -468,7 +469,8 @@ TEST_F(ClientTest, CreateCarriesTheNamesAsTheTailAndADeviceFdBesideIt) {
   VsmmuOptions options;
   options.name = "smmu0";
   options.gbpa_abort = true;
-  options.wishes.present = kWishSidBits;
+  options.msi_delivery = true;
+  options.wishes.present = kWishSidBits | kWishStall;  // stall stated off
   options.wishes.sid_bits = 8;
   UniqueFd device(::eventfd(0, EFD_CLOEXEC));  // any fd stands for a VFIO cdev here
   auto created = client->create_vsmmu(options, RemoteDevice{0x10, {}, device.get()});
@@ -704,17 +706,31 @@ TEST_F(ClientTest, MigrationOpsCarryTheirFileAndDecodeTheirReplies) {
   EXPECT_EQ(stopped.error().to_string(), "vsmmud DIRTY_STOP: dirty: dirty tracking is already off (EALREADY, errno 114)");
 }
 
+// A listening socket in a fresh directory, for the C API's connect-by-path.
+struct ListeningSocket {
+  ListeningSocket() {
+    EXPECT_NE(::mkdtemp(dir), nullptr);
+    path = std::string(dir) + "/vsmmud.sock";
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listener.get(), 1), 0);
+  }
+  void remove() {
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+  }
+  char dir[32] = "/tmp/vsmmu-client-test-XXXXXX";
+  std::string path;
+  UniqueFd listener{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+};
+
 // The C API over a real listening socket: connect by path, the daemon's info, a refusal's text, close.
 TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
-  char dir[] = "/tmp/vsmmu-client-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/vsmmud.sock";
-  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  ListeningSocket socket;
+  const std::string& path = socket.path;
+  UniqueFd& listener = socket.listener;
   std::thread daemon([&listener] {
     UniqueFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     FakeDaemon d(connection.get());
@@ -771,13 +787,64 @@ TEST(ClientCApi, ConnectsByPathAndReportsRefusalsAsNegativeErrnoWithText) {
   EXPECT_EQ(vsmmu_client_mmio_read(client, 1, 0x0, 4, nullptr), -EINVAL);
   vsmmu_client_close(client);
   daemon.join();
-  ::unlink(path.c_str());
-  ::rmdir(dir);
+  socket.remove();
 
   vsmmu_client* none = nullptr;
   EXPECT_EQ(vsmmu_client_connect(path.c_str(), &none), -ENOENT);
   EXPECT_EQ(none, nullptr);
   EXPECT_NE(std::string(vsmmu_client_last_error(nullptr)).find(path), std::string::npos);
+}
+
+
+// CREATE_VSMMU through the C API: `present` without a field's VSMMU_WISH_* bit leaves it on "auto"; the stall
+// wish (VSMMU_WISH_STALL) and VSMMU_CREATE_MSI_DELIVERY reach the daemon as docs/protocol.md lays them out.
+TEST(ClientCApi, CreateSendsStatedWishesAndLeavesTheRestOnAuto) {
+  ListeningSocket socket;
+  std::thread daemon([&socket] {
+    UniqueFd connection(::accept4(socket.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    FakeDaemon d(connection.get());
+    d.answer_hello();
+    const Received create = d.expect(Op::create_vsmmu);
+    const auto req = create.body<CreateRequest>();
+    EXPECT_EQ(req.flags, kCreateMsiDelivery);
+    EXPECT_EQ(req.wishes.present, kWishStall | kWishSsidBits) << "every other field on auto";
+    EXPECT_EQ(req.wishes.stall, 1u);
+    EXPECT_EQ(req.wishes.ssid_bits, 5u);
+    EXPECT_EQ(req.wishes.ipa_bits, 0u);
+    CreateReply reply;
+    reply.handle = 3;
+    reply.idr[1] = 5u << 6;  // IDR1.SSIDSIZE
+    Header h = create.header;
+    h.flags = kFlagReply;
+    h.vsmmu = 3;
+    d.send(build(h, reply));
+    d.receive();  // the client closes
+  });
+  vsmmu_client* client = nullptr;
+  ASSERT_EQ(vsmmu_client_connect(socket.path.c_str(), &client), 0) << vsmmu_client_last_error(nullptr);
+  vsmmu_wishes wishes{};
+  wishes.present = VSMMU_WISHES_AUTO | VSMMU_WISH_STALL | VSMMU_WISH_SSID_BITS;
+  wishes.stall = 1;
+  wishes.ssid_bits = 5;
+  vsmmu_create_args args{};
+  args.size = sizeof args;
+  args.wishes = &wishes;
+  args.device_name = "nic0";
+  args.vsid = 0x10;
+  args.flags = VSMMU_CREATE_MSI_DELIVERY;
+  std::uint32_t handle = 0;
+  vsmmu_id_registers ids{};
+  ids.size = sizeof ids;
+  EXPECT_EQ(vsmmu_client_create_vsmmu(client, &args, &handle, &ids), 0) << vsmmu_client_last_error(client);
+  EXPECT_EQ(handle, 3u);
+  EXPECT_EQ(ids.idr[1], 5u << 6);
+  args.flags = 1u << 2;
+  EXPECT_EQ(vsmmu_client_create_vsmmu(client, &args, &handle, &ids), -EINVAL);
+  EXPECT_NE(std::string(vsmmu_client_last_error(client)).find("args.flags: unknown bits 0x4"), std::string::npos)
+      << vsmmu_client_last_error(client);
+  vsmmu_client_close(client);
+  daemon.join();
+  socket.remove();
 }
 
 }  // namespace
