@@ -252,6 +252,29 @@ Result<HwInfo> KernelHost::get_hw_info(DeviceId dev) {
   return info;
 }
 
+// arm_smmu_probe_device: master->stall_enabled is (ARM_SMMU_FEAT_STALLS and the firmware's "dma-can-stall")
+// or ARM_SMMU_FEAT_STALL_FORCE; the SMMU's IDR0.STALL_MODEL comes from GET_HW_INFO. The property is read where
+// sysfs shows it: a DT node's <device>/of_node/dma-can-stall. An ACPI IORT named component's flag and the
+// software node HiSilicon's PCI quirk adds (drivers/pci/quirks.c) are not in sysfs: such a device reads as
+// unable to stall unless its SMMU forces stalls.
+Result<bool> KernelHost::device_can_stall(DeviceId dev) const {
+  VSMMU_TRY_ASSIGN(auto d, find_device(dev, "device_can_stall"));
+  kabi::iommu_hw_info_arm_smmuv3 arm{};
+  kabi::iommu_hw_info req{.dev_id = dev, .data_len = sizeof arm, .data_uptr = uptr(&arm)};
+  if (int err = iommufd_ioctl(kabi::kIommuGetHwInfo, &req))
+    return ioctl_error({kGetHwInfo}, err, release_, "hardware info of device {}", dev);
+  if (req.data_type != uapi::kHwInfoTypeArmSmmuv3) return false;
+  const auto model = smmu::Idr0::of(arm.idr[0]).get(smmu::Idr0::STALL_MODEL);
+  if (model == smmu::StallModel::stall_forced) return true;
+  if (model != smmu::StallModel::stall_and_terminate) return false;
+  const auto sysfs = sysfs_device(dev);
+  if (!sysfs) return false;
+  std::error_code ec;
+  const bool dt = fs::exists(*sysfs / "of_node" / "dma-can-stall", ec);
+  log::debug("host.kernel", "device {} ({}): STALL_MODEL stall, dma-can-stall {}", dev, d->label, dt);
+  return dt;
+}
+
 // ---- IOAS ----
 
 Result<ObjectId> KernelHost::ioas_alloc() {
@@ -469,7 +492,7 @@ Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> bu
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
     const int err = errno;
-    if (err == EINVAL)
+    if (err == ESPIPE)
       return fail(err, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
                   buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
     return fail(err, "read(fault queue)", "fd {}: {}", fd, std::strerror(err));
@@ -482,10 +505,12 @@ Result<std::size_t> KernelHost::write_fault_queue(int fd, std::span<const std::b
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
     const int err = errno;
-    if (err == EINVAL)
+    if (err == ESPIPE)
       return fail(err, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
-                  "records, or a cookie that names no delivered fault group", fd, responses.size(),
-                  sizeof(kabi::iommu_hwpt_page_response));
+                  "records", fd, responses.size(), sizeof(kabi::iommu_hwpt_page_response));
+    if (err == EINVAL)
+      return fail(err, "write(fault queue)", "fd {}: the first response names a cookie no delivered fault group "
+                  "awaits, or a code other than SUCCESS (0) / INVALID (1)", fd);
     return fail(err, "write(fault queue)", "fd {}: {}", fd, std::strerror(err));
   }
 }
