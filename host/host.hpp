@@ -212,13 +212,15 @@ class Host {
   // read(2) of a fault queue fd (as fault_queue_alloc returned it) with the kernel's answers
   // (drivers/iommu/iommufd/eventq.c iommufd_fault_fops_read): whole struct iommu_hwpt_pgfault records
   // (host/fault_records.hpp, 40 bytes), whole fault groups only, oldest first; every fault of a group carries
-  // the group's cookie; 0 when nothing is queued (it never blocks: poll the fd, POLLIN while faults wait).
-  // EINVAL when buf.size() is not a multiple of the record size. Returns the bytes written to buf.
+  // the group's cookie; 0 when nothing is queued or the next group does not fit (it never blocks: poll the fd,
+  // POLLIN while faults wait). ESPIPE when buf.size() is not a multiple of the record size (the kernel's
+  // `count % fault_size` check). Returns the bytes written to buf.
   virtual Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) = 0;
   // write(2) of struct iommu_hwpt_page_response records to a fault queue fd (iommufd_fault_fops_write): each
   // answers the delivered group with that cookie once (SUCCESS: the device retries; INVALID: it aborts).
-  // EINVAL when the size is not a multiple of the record size, or for a cookie no delivered group has (the
-  // responses before it were applied). Returns the bytes consumed.
+  // ESPIPE when the size is not a multiple of the record size; EINVAL for a cookie no delivered group awaiting
+  // its answer has, or a code other than SUCCESS/INVALID - unless responses before it were applied: then the
+  // write returns the bytes of those (a short write). Returns the bytes consumed.
   virtual Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) = 0;
   // Whether a bound device can stall its transactions on a fault (arm-smmu-v3's master->stall_enabled: the
   // firmware's dma-can-stall with IDR0.STALL_MODEL allowing stalls, or STALL_MODEL "forced"): only then can a

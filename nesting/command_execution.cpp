@@ -96,7 +96,8 @@ void VirtualSmmu::run_command_queue() {
         regs_.complete_sync(s->command);
         executed = s->guest_index + 1;
       } else if (const auto* f = std::get_if<invalidation::FaultResponse>(&step)) {
-        // Not reachable while the vSMMU advertises neither PRI nor stalls: classify() calls them illegal.
+        // Legal only while the vSMMU gives stalls (classify()); answered through the host's fault queue.
+        execute_fault_response(f->command);
         executed = f->guest_index + 1;
       } else if (const auto* i = std::get_if<invalidation::IllegalCommand>(&step)) {
         log::info(kWhere, "{}: CERROR_ILL at command {} of this run: {}", config_.name, i->guest_index, i->reason);

@@ -87,7 +87,7 @@ void VirtualSmmu::diagnose_msi_fault(const Event& e) {
 
 Result<std::size_t> VirtualSmmu::process_events() {
   std::unique_lock lock(mu_);
-  const std::size_t n = drain_host_events();
+  const std::size_t n = drain_host_events() + drain_faults();
   if (holding_) return n;  // saved: no command work either until the guest is back
   begin_access();
   if (work_left_) run_command_queue();  // what earlier accesses left (work fd readable)

@@ -1,4 +1,5 @@
 #include "nesting/id_registers.hpp"
+#include "nesting/stall_table.hpp"
 
 #include <algorithm>
 
@@ -163,6 +164,13 @@ Result<GuestIdRegisters> derive_id_registers(const host::HwInfo& hw, const Vsmmu
       .set(Idr5::GRAN16K, equal_to(r, "GRAN16K", w.gran16k, h.gran16k))
       .set(Idr5::GRAN64K, equal_to(r, "GRAN64K", w.gran64k, h.gran64k))
       .set(Idr5::VAX, h.vax);
+  // STALL_MAX: the outstanding stalls the vSMMU keeps (nesting/stall_table.hpp), no more than the physical
+  // SMMU's own bound when it reports one (IHI 0070 6.3.6); 0 without stalls.
+  if (stall_model != StallModel::terminate) {
+    const std::uint32_t host_max = host_ids.idr5.get(Idr5::STALL_MAX);
+    g.idr5.set(Idr5::STALL_MAX,
+               static_cast<std::uint16_t>(host_max != 0 ? std::min(host_max, kVsmmuStallMax) : kVsmmuStallMax));
+  }
 
   // IIDR/AIDR: the physical SMMU's, so the guest applies the same errata workarounds.
   g.iidr = host_ids.iidr;

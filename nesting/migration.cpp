@@ -26,6 +26,7 @@ void VirtualSmmu::release_held_events() {
             held_events_.size(), held_lost_);
   held_events_.clear();
   held_lost_ = 0;
+  (void)deliver_stall_events();  // stall records that arrived meanwhile
 }
 
 Result<std::vector<std::byte>> VirtualSmmu::save_state() {

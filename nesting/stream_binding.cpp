@@ -47,6 +47,10 @@ Result<VirtualSmmu::BoundCandidate> VirtualSmmu::bind(host::Host& host, const st
   auto hw = host.get_hw_info(*id);
   if (!hw) return fail(hw.error(), kWhere, "{}: IOMMU_GET_HW_INFO", c.what);
   c.hw = *hw;
+  // Not an ioctl either (the firmware's dma-can-stall): a host that cannot tell leaves the device terminating.
+  if (auto stall = host.device_can_stall(*id); stall) c.dev->can_stall = *stall;
+  else log::warn(kWhere, "{}: whether it can stall is unknown, so its faults are not forwarded as stalls: {}", c.what,
+                 stall.error());
   // Not an ioctl (sysfs on a kernel host): not counted as a host call. Without it the device still nests; only
   // the RAM check and the MSI diagnosis (docs/interrupts.md) are lost.
   if (auto regions = host.reserved_regions(*id); regions)
@@ -278,7 +282,12 @@ Result<void> VirtualSmmu::reinstall(Device& dev) {
 // Installs `state` (and for translate *vste) on the device's Viommu. A translating stream whose vSTE did not
 // change is left as it is, with its CDs owed a CFGI_CD_ALL (cds_stale).
 Result<void> VirtualSmmu::attach(Device& dev, StreamState state, const Ste* vste) {
-  auto changed = dev.viommu->install(dev.stream, state, vste, guest_.ats);
+  const auto fault_queue = state == StreamState::translate ? fault_queue_for(dev, *vste) : std::nullopt;
+  // A stream whose configuration changes has its stalls ended first (the guest cannot answer them through the
+  // old configuration; the kernel would answer them itself on the replace, iommufd_auto_response_faults).
+  if (stalls_.has_stream(dev.vsid) && !dev.viommu->unchanged(dev.stream, state, vste, guest_.ats, fault_queue))
+    terminate_stalls(dev.vsid, "its configuration changed");
+  auto changed = dev.viommu->install(dev.stream, state, vste, guest_.ats, fault_queue);
   if (!changed) {
     if (state != StreamState::abort) return std::unexpected(changed.error());
     dev.problem = changed.error().message;  // not even the abort HWPT could be attached: the device blocks DMA

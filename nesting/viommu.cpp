@@ -35,7 +35,7 @@ const char* state_name(StreamState s) {
 
 struct Viommu::NestedHwpt {
   host::HostObject hwpt;
-  std::array<std::uint64_t, 2> vste{};
+  NestedKey key;
 };
 
 Viommu::Viommu(host::Host& host, ViommuStats& stats, DirtyTracker& dirty, const host::HwInfo& hw, std::string label)
@@ -132,40 +132,47 @@ std::array<std::uint64_t, 2> Viommu::host_vste(const Ste& vste, bool ats) {
   return {s.dw[0], s.dw[1]};
 }
 
-Result<std::shared_ptr<Viommu::NestedHwpt>> Viommu::nested_hwpt(const Stream& s, const std::array<std::uint64_t, 2>& words) {
-  if (auto it = nested_.find(words); it != nested_.end())
+Result<std::shared_ptr<Viommu::NestedHwpt>> Viommu::nested_hwpt(const Stream& s, const NestedKey& key) {
+  const auto& words = key.first;
+  if (auto it = nested_.find(key); it != nested_.end())
     if (auto shared = it->second.lock()) {
       ++stats_.hwpt_shared;
       return shared;
     }
   ++stats_.host_calls;
-  auto id = host_.hwpt_alloc(host::nested_request(s.dev, viommu_.id(), vste_bytes(words)));
-  if (!id) return fail(id.error(), kWhere, "the host refused the vSTE {:#018x} {:#018x}", words[0], words[1]);
+  host::HwptAllocRequest req = host::nested_request(s.dev, viommu_.id(), vste_bytes(words));
+  req.fault_id = key.second;
+  auto id = host_.hwpt_alloc(req);
+  if (!id)
+    return fail(id.error(), kWhere, "the host refused the vSTE {:#018x} {:#018x}{}", words[0], words[1],
+                key.second ? fmt::format(" with fault queue {}", *key.second) : std::string{});
   ++stats_.hwpt_allocs;
   auto hwpt = std::make_shared<NestedHwpt>();
   hwpt->hwpt = host::HostObject(host_, *id);
-  hwpt->vste = words;
+  hwpt->key = key;
   std::erase_if(nested_, [](const auto& e) { return e.second.expired(); });
-  nested_[words] = hwpt;
+  nested_[key] = hwpt;
   return hwpt;
 }
 
-Result<bool> Viommu::install(Stream& s, StreamState state, const Ste* vste, bool ats) {
-  if (state != StreamState::translate && state == s.state) {
-    ++stats_.ste_unchanged;  // already attached to the abort or bypass HWPT
+bool Viommu::unchanged(const Stream& s, StreamState state, const Ste* vste, bool ats,
+                       std::optional<host::ObjectId> fault_queue) const {
+  if (state != StreamState::translate) return state == s.state;  // already attached to the abort or bypass HWPT
+  // The same vSTE: attaching its HWPT again would change nothing on the host (the kernel returns early for a
+  // domain replaced by itself, drivers/iommu/iommufd/device.c iommufd_device_do_replace).
+  return s.state == StreamState::translate && s.hwpt && s.hwpt->key == NestedKey{host_vste(*vste, ats), fault_queue};
+}
+
+Result<bool> Viommu::install(Stream& s, StreamState state, const Ste* vste, bool ats,
+                             std::optional<host::ObjectId> fault_queue) {
+  if (unchanged(s, state, vste, ats, fault_queue)) {
+    ++stats_.ste_unchanged;
     return false;
   }
   std::shared_ptr<NestedHwpt> hwpt;
   host::ObjectId target = 0;
   if (state == StreamState::translate) {
-    const auto words = host_vste(*vste, ats);
-    if (s.state == StreamState::translate && s.hwpt && s.hwpt->vste == words) {
-      // The same vSTE: attaching its HWPT again would change nothing on the host (the kernel returns early for a
-      // domain replaced by itself, drivers/iommu/iommufd/device.c iommufd_device_do_replace).
-      ++stats_.ste_unchanged;
-      return false;
-    }
-    VSMMU_TRY_ASSIGN(hwpt, nested_hwpt(s, words));
+    VSMMU_TRY_ASSIGN(hwpt, nested_hwpt(s, NestedKey{host_vste(*vste, ats), fault_queue}));
     target = hwpt->hwpt.id();
   } else {
     target = state == StreamState::bypass ? bypass_hwpt_.id() : abort_hwpt_.id();

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.hpp"
@@ -111,7 +112,14 @@ class Viommu {
   // its CDs a CFGI_CD_ALL, as a CFGI_STE invalidates them, IHI 0070 4.3.1). On failure the stream aborts; if
   // even the abort HWPT cannot be attached it is detached (blocked: DMA blocked); if a nested HWPT cannot be
   // allocated it keeps its previous configuration. The stream's state says which.
-  Result<bool> install(Stream& s, StreamState state, const smmu::Ste* vste, bool ats);
+  // `fault_queue`: the nested HWPT of a translating stream is allocated with it (IOMMU_HWPT_FAULT_ID_VALID), so
+  // the host reports the stream's stage-1 faults there instead of terminating them; streams with equal vSTEs
+  // share a HWPT only when both have it or both lack it.
+  Result<bool> install(Stream& s, StreamState state, const smmu::Ste* vste, bool ats,
+                       std::optional<host::ObjectId> fault_queue = std::nullopt);
+  // Whether install() with these arguments would leave the host as it is (no attach).
+  bool unchanged(const Stream& s, StreamState state, const smmu::Ste* vste, bool ats,
+                 std::optional<host::ObjectId> fault_queue = std::nullopt) const;
 
   // One IOMMU_HWPT_INVALIDATE with the batch (twice on an SMMU with the repeat erratum,
   // IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI); nothing for an empty batch (the kernel refuses
@@ -137,7 +145,9 @@ class Viommu {
   Viommu(host::Host& host, ViommuStats& stats, DirtyTracker& dirty, const host::HwInfo& hw, std::string label);
   // The vSTE as the host takes it, normalized so that equal streams share a nested HWPT.
   static std::array<std::uint64_t, 2> host_vste(const smmu::Ste& vste, bool ats);
-  Result<std::shared_ptr<NestedHwpt>> nested_hwpt(const Stream& s, const std::array<std::uint64_t, 2>& words);
+  // What a nested HWPT is allocated from: the vSTE as the host takes it, and the fault queue if any.
+  using NestedKey = std::pair<std::array<std::uint64_t, 2>, std::optional<host::ObjectId>>;
+  Result<std::shared_ptr<NestedHwpt>> nested_hwpt(const Stream& s, const NestedKey& key);
 
   host::Host& host_;
   std::string label_;
@@ -149,7 +159,7 @@ class Viommu {
   host::HostObject viommu_;
   host::HostObject abort_hwpt_;   // vSTE {V, Config=abort}
   host::HostObject bypass_hwpt_;  // vSTE {V, Config=bypass}: stage 2 only
-  std::map<std::array<std::uint64_t, 2>, std::weak_ptr<NestedHwpt>> nested_;
+  std::map<NestedKey, std::weak_ptr<NestedHwpt>> nested_;
   host::QueueObject veventq_;
   std::optional<host::VeventqReader> reader_;
   InvalidationBatch scratch_;

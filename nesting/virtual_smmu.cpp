@@ -39,6 +39,11 @@ VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, c
 
 VirtualSmmu::~VirtualSmmu() {
   std::lock_guard lock(mu_);
+  // Outstanding stalls answered first: nothing stays stalled behind a vSMMU that is gone.
+  for (const auto& [vsid, cookie] : stalls_.take_all()) {
+    ++stats_.stalls_aborted;
+    answer_fault(cookie, false, "the vSMMU is destroyed");
+  }
   devices_.clear();  // detach (blocking DMA), then nested HWPTs and vDEVICEs, then unbind: before the vIOMMUs go
   viommus_.clear();
 }
@@ -58,6 +63,7 @@ Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, co
   if (!v->work_fd_)
     return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
   std::lock_guard lock(v->mu_);
+  VSMMU_TRY(v->open_fault_queue());
   VSMMU_TRY(v->add_bound_device_locked(std::move(first)));
   for (auto& d : std::span(devices).subspan(1)) VSMMU_TRY(v->add_device_locked(std::move(d)));
   return v;
@@ -76,6 +82,7 @@ Result<void> VirtualSmmu::remove_device(std::uint32_t vsid) {
   auto it = devices_.find(vsid);
   if (it == devices_.end())
     return fail(ENOENT, "vsmmu", "{}: no device with vSID {:#x} to remove", config_.name, vsid);
+  terminate_stalls(vsid, "its device is removed");
   devices_.erase(it);  // blocks its DMA, releases its HWPT, vDEVICE and binding
   drop_unused_viommus();
   return {};
@@ -175,6 +182,7 @@ void VirtualSmmu::bypass_changed(Gbpa) {
 void VirtualSmmu::events_consumed() {
   // The guest freed records: move what the host queued meanwhile (the VMM may also call process_events).
   drain_host_events();
+  drain_faults();
 }
 
 // ---- introspection -----------------------------------------------------------------------------------------
@@ -212,6 +220,7 @@ std::vector<int> VirtualSmmu::event_fds() const {
   std::vector<int> fds;
   for (const auto& v : viommus_)
     if (v->events_enabled()) fds.push_back(v->event_fd());
+  if (fault_queue_) fds.push_back(fault_queue_.fd());
   fds.push_back(work_fd_.get());
   return fds;
 }

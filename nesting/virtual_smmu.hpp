@@ -8,7 +8,9 @@
 // - commands (command_execution.cpp): invalidation::Planner batches everything between two CMD_SYNCs into one
 //   HWPT_INVALIDATE per vIOMMU; errors stop the queue as hardware does (CMDQ_CONS.ERR, GERROR.CMDQ_ERR);
 // - events (event_forwarding.cpp): a vEVENTQ per vIOMMU while the guest's event queue is enabled; records land
-//   in the guest's queue with the vSID, losses become the guest queue's overflow.
+//   in the guest's queue with the vSID, losses become the guest queue's overflow;
+// - stalls (stall_forwarding.cpp): with IDR0.STALL_MODEL given, one host fault queue; its faults become the
+//   guest's stall event records, the guest's CMD_RESUME / CMD_STALL_TERM its page responses.
 // The coherency rule holds by construction: a device joins only if the host accepted a vIOMMU for it, which
 // the kernel grants only with S2FWB or a CANWBS root complex.
 //
@@ -19,6 +21,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,6 +35,8 @@
 #include "invalidation/planner.hpp"
 #include "nesting/guest_memory.hpp"
 #include "host/handles.hpp"
+#include "host/fault_queue_reader.hpp"
+#include "nesting/stall_table.hpp"
 #include "nesting/id_registers.hpp"
 #include "nesting/migration_state.hpp"
 #include "nesting/viommu.hpp"
@@ -91,6 +96,15 @@ struct VirtualSmmuStats : ViommuStats {
   // Stage-1 faults (F_TRANSLATION, F_PERMISSION) at an address in the faulting device's host MSI window: its
   // MSIs, which the guest's stage 1 does not map 1:1 (each also forwarded to the guest; docs/interrupts.md).
   std::uint64_t msi_window_faults = 0;
+  // Stalls (docs/virtual-smmu.md, "Stalls and I/O page faults"): fault groups the host's fault queue delivered
+  // and the guest was given as stall event records; of those answered, by the guest's CMD_RESUME retry, or
+  // aborted (CMD_RESUME abort/term, CMD_STALL_TERM, or by the vSMMU for a stream reconfigured or removed); and
+  // fault groups answered INVALID at once without reaching the guest (STALL_MAX outstanding, the guest's event
+  // queue disabled, no device for the record).
+  std::uint64_t stalls = 0;
+  std::uint64_t stalls_resumed = 0;
+  std::uint64_t stalls_aborted = 0;
+  std::uint64_t stalls_dropped = 0;
 };
 
 // The host's software MSI window of one of the vSMMU's devices (Host::reserved_regions, IOMMU_RESV_SW_MSI):
@@ -142,11 +156,12 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // leaves the vSMMU holding what it held before; removing a physical SMMU's last device releases its vIOMMU.
   Result<void> add_device(DeviceSpec device);
   Result<void> remove_device(std::uint32_t vsid);
-  // The fds to poll: the vEVENTQs, and one readable while command-queue work is left over from an access
+  // The fds to poll: the vEVENTQs, the fault queue (with stalls), and one readable while command-queue work is
+  // left over from an access
   // (VirtualSmmuConfig::commands_per_access); call process_events() when one is readable.
   std::vector<int> event_fds() const override;
-  // Moves every host event record into the guest's event queue and goes on with command-queue work left
-  // over (within one access's budget); returns how many event records were written.
+  // Moves every host event record and fault into the guest's event queue and goes on with command-queue work
+  // left over (within one access's budget); returns how many event records were written.
   Result<std::size_t> process_events() override;
 
   // ---- live migration (nesting/migration.cpp, docs/migration.md). The VM's dirty log is GuestMemory::dirty().
@@ -226,6 +241,22 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   // A stage-1 fault in the device's host MSI window: counted, and a notice the first time for the device.
   void diagnose_msi_fault(const smmu::Event& e);
 
+  // stalls (stall_forwarding.cpp); mu_ held
+  // IOMMU_FAULT_QUEUE_ALLOC, when the guest is given stalls.
+  Result<void> open_fault_queue();
+  // The fault queue a translating vSTE's nested HWPT gets: the vSMMU's, when the guest enabled stalls for the
+  // stream (S1STALLD = 0 on a vSMMU giving stalls) and its device can stall; else none.
+  std::optional<host::ObjectId> fault_queue_for(const Device& dev, const smmu::Ste& vste) const;
+  // Reads the host's faults into stall records (queued for the guest's event queue); returns records written.
+  std::size_t drain_faults();
+  // Writes the stall records waiting for room in the guest's event queue.
+  std::size_t deliver_stall_events();
+  void execute_fault_response(const smmu::Command& cmd);
+  // Answers a host fault group (SUCCESS: the device retries; INVALID: it aborts).
+  void answer_fault(std::uint32_t cookie, bool retry, std::string_view why);
+  // Every outstanding stall of the stream answered INVALID (its configuration changed, it is going away).
+  void terminate_stalls(std::uint32_t vsid, std::string_view why);
+
   // live migration (migration.cpp); mu_ held
   // A resumed source: the records held since save_state() go into the guest's event queue.
   void release_held_events();
@@ -243,6 +274,10 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
 
   mutable std::mutex mu_;
   smmu::RegisterFile regs_;
+  host::QueueObject fault_queue_;                             // before viommus_: the HWPTs using it die first
+  std::optional<host::FaultQueueReader> fault_reader_;
+  StallTable stalls_;
+  std::deque<smmu::Event> stall_events_;                      // stall records waiting for room in the guest queue
   std::vector<std::unique_ptr<Viommu>> viommus_;              // declared before devices_: devices die first
   std::map<std::uint32_t, std::unique_ptr<Device>> devices_;  // by vSID
   std::vector<smmu::Command> cmd_buffer_;                     // reused by run_command_queue

@@ -26,6 +26,7 @@ struct VirtualSmmu::Device {
   std::optional<host::IovaRange> msi_window;
   MsiWindowReservation msi_reservation;
   bool msi_notice_sent = false;  // a stage-1 fault in the window was reported to the VMM
+  bool can_stall = false;        // Host::device_can_stall: its nested HWPT may take the fault queue
 };
 
 // A device bound to iommufd with its physical SMMU's IOMMU_GET_HW_INFO, before it joins the vSMMU.

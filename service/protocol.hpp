@@ -240,6 +240,9 @@ struct VsmmuStatsReply {
   // (more than one behind physical SMMUs whose drivers differ); all 0 when the host reports none.
   std::uint64_t msi_window_base = 0, msi_window_size = 0, msi_windows = 0;
   std::uint64_t msi_window_faults = 0;    // stage-1 faults inside a device's window (VirtualSmmuStats)
+  // Appended after msi_window_faults: stalls forwarded to the guest and how they ended (VirtualSmmuStats;
+  // docs/virtual-smmu.md, "Stalls and I/O page faults").
+  std::uint64_t stalls = 0, stalls_resumed = 0, stalls_aborted = 0, stalls_dropped = 0;
 };
 // What a version-1 daemon sends; a client accepts it, the appended fields reading as zero.
 inline constexpr std::size_t kVsmmuStatsReplyV1Size = offsetof(VsmmuStatsReply, msi_window_base);

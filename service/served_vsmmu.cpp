@@ -154,6 +154,10 @@ VsmmuStatsReply ServedVsmmu::stats() {
   r.host_objects = vsmmu_->host_objects();
   r.posted_failures = posted_failures_;
   r.msi_window_faults = s.msi_window_faults;
+  r.stalls = s.stalls;
+  r.stalls_resumed = s.stalls_resumed;
+  r.stalls_aborted = s.stalls_aborted;
+  r.stalls_dropped = s.stalls_dropped;
   std::set<host::IovaRange> windows;
   for (const auto& w : vsmmu_->msi_windows()) windows.insert(w.window);
   if (!windows.empty()) {

@@ -55,6 +55,9 @@ enum class Opcode : std::uint8_t {
 
 enum class SyncCs : std::uint8_t { none = 0, irq = 1, sev = 2, reserved = 3 };
 enum class PriResp : std::uint8_t { denied = 0, failure = 1, success = 2, reserved = 3 };
+// CMD_RESUME's Action field as Linux names its values (CMDQ_RESUME_0_RESP_*); the architecture splits it into
+// Ac (bit 12: 1 retry, 0 terminate) and Ab (bit 13: terminate with abort, else RAZ/WI unless
+// IDR0.TERM_MODEL == 1), so `reserved` (Ac = Ab = 1) is a retry with Ab IGNORED (IHI 0070 4.7.1).
 enum class ResumeAction : std::uint8_t { term = 0, retry = 1, abort = 2, reserved = 3 };
 
 struct Command : Record<Command, 2> {

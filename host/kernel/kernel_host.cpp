@@ -262,6 +262,29 @@ Result<HwInfo> KernelHost::get_hw_info(DeviceId dev) {
   return info;
 }
 
+// arm_smmu_probe_device: master->stall_enabled is (ARM_SMMU_FEAT_STALLS and the firmware's "dma-can-stall")
+// or ARM_SMMU_FEAT_STALL_FORCE; the SMMU's IDR0.STALL_MODEL comes from GET_HW_INFO. The property is read where
+// sysfs shows it: a DT node's <device>/of_node/dma-can-stall. An ACPI IORT named component's flag and the
+// software node HiSilicon's PCI quirk adds (drivers/pci/quirks.c) are not in sysfs: such a device reads as
+// unable to stall unless its SMMU forces stalls.
+Result<bool> KernelHost::device_can_stall(DeviceId dev) const {
+  VSMMU_TRY_ASSIGN(auto d, find_device(dev, "device_can_stall"));
+  kabi::iommu_hw_info_arm_smmuv3 arm{};
+  kabi::iommu_hw_info req{.dev_id = dev, .data_len = sizeof arm, .data_uptr = uptr(&arm)};
+  if (int err = iommufd_ioctl(kabi::kIommuGetHwInfo, &req))
+    return ioctl_error({kGetHwInfo}, err, release_, "hardware info of device {}", dev);
+  if (req.data_type != uapi::kHwInfoTypeArmSmmuv3) return false;
+  const auto model = smmu::Idr0::of(arm.idr[0]).get(smmu::Idr0::STALL_MODEL);
+  if (model == smmu::StallModel::stall_forced) return true;
+  if (model != smmu::StallModel::stall_and_terminate) return false;
+  const auto sysfs = sysfs_device(dev);
+  if (!sysfs) return false;
+  std::error_code ec;
+  const bool dt = fs::exists(*sysfs / "of_node" / "dma-can-stall", ec);
+  log::debug("host.kernel", "device {} ({}): STALL_MODEL stall, dma-can-stall {}", dev, d->label, dt);
+  return dt;
+}
+
 // ---- IOAS ----
 
 Result<ObjectId> KernelHost::ioas_alloc() {
@@ -472,8 +495,8 @@ Result<std::size_t> KernelHost::read_veventq(int fd, std::span<std::byte> buf) {
 Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> buf) {
   const auto n = retry_on_eintr([&] { return ::read(fd, buf.data(), buf.size()); });
   if (n) return *n;
-  if (n.error() == EINVAL)
-    return fail(EINVAL, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
+  if (n.error() == ESPIPE)
+    return fail(ESPIPE, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
                 buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
   return fail(n.error(), "read(fault queue)", "fd {}: {}", fd, std::strerror(n.error()));
 }
@@ -481,10 +504,12 @@ Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> bu
 Result<std::size_t> KernelHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
   const auto n = retry_on_eintr([&] { return ::write(fd, responses.data(), responses.size()); });
   if (n) return *n;
+  if (n.error() == ESPIPE)
+    return fail(ESPIPE, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
+                "records", fd, responses.size(), sizeof(kabi::iommu_hwpt_page_response));
   if (n.error() == EINVAL)
-    return fail(EINVAL, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
-                "records, or a cookie that names no delivered fault group", fd, responses.size(),
-                sizeof(kabi::iommu_hwpt_page_response));
+    return fail(EINVAL, "write(fault queue)", "fd {}: the first response names a cookie no delivered fault group "
+                "awaits, or a code other than SUCCESS (0) / INVALID (1)", fd);
   return fail(n.error(), "write(fault queue)", "fd {}: {}", fd, std::strerror(n.error()));
 }
 

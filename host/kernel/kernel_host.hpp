@@ -92,6 +92,8 @@ class KernelHost final : public Host {
   Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
   Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) override;
   Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) override;
+  // master->stall_enabled: IDR0.STALL_MODEL forced, or "stall" and the device's DT dma-can-stall in sysfs.
+  Result<bool> device_can_stall(DeviceId dev) const override;
 
   Result<void> destroy(ObjectId id) override;
 

@@ -38,6 +38,8 @@ DriverFeatures probe_features(const SmmuSpec& spec) {
   f.s2fwb = id.fwb;
   f.range_inv = id.ril;
   f.ats = id.ats;
+  f.stall_force = spec.config.idr0.get(smmu::Idr0::STALL_MODEL) == smmu::StallModel::stall_forced;
+  f.stalls = f.stall_force || spec.config.idr0.get(smmu::Idr0::STALL_MODEL) == smmu::StallModel::stall_and_terminate;
   f.vmid_bits = id.vmid_bits();
   f.asid_bits = id.asid_bits();
   f.ssid_bits = id.ssidsize;
@@ -170,6 +172,16 @@ Result<void> ArmSmmuDevice::tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t i
     return issue_cmdlist(one, true);
   }
   return {};
+}
+
+Result<void> ArmSmmuDevice::page_response(std::uint32_t sid, std::uint16_t stag, bool retry) {
+  smmu::Command c;
+  c.set(smmu::Command::Opcode, smmu::Opcode::RESUME)
+      .set(smmu::Command::SID, sid)
+      .set(smmu::Command::STAG, stag)
+      .set(smmu::Command::Action, retry ? smmu::ResumeAction::retry : smmu::ResumeAction::abort);
+  const std::array cmd{c};
+  return issue_cmdlist(cmd, false);
 }
 
 Result<std::uint16_t> ArmSmmuDevice::alloc_vmid() {

@@ -41,6 +41,8 @@ struct DriverFeatures {
   bool ha = false, hd = false;   // ARM_SMMU_FEAT_HA / HD (IDR0.HTTU)
   bool range_inv = false;        // ARM_SMMU_FEAT_RANGE_INV (IDR3.RIL)
   bool ats = false;              // ARM_SMMU_FEAT_ATS
+  bool stalls = false;           // ARM_SMMU_FEAT_STALLS: IDR0.STALL_MODEL "stall" or "forced"
+  bool stall_force = false;      // ARM_SMMU_FEAT_STALL_FORCE: every master is stall_enabled
   unsigned vmid_bits = 8;
   unsigned ssid_bits = 0;
   unsigned asid_bits = 8;
@@ -78,6 +80,9 @@ class ArmSmmuDevice {
   // entries are not removed by TLBI_S2_IPA).
   Result<void> tlb_inv_s2_range(std::uint16_t vmid, std::uint64_t iova, std::uint64_t size, bool nest_parent);
   Result<void> tlb_inv_vmid(std::uint16_t vmid);
+  // arm_smmu_page_response for a stall_enabled master: CMD_RESUME(sid, STAG) with RESP_RETRY (retry) or
+  // RESP_ABORT, and no CMD_SYNC (its consumption guarantees the outcome; IHI 0070 4.7.1).
+  Result<void> page_response(std::uint32_t sid, std::uint16_t stag, bool retry);
 
   Result<std::uint16_t> alloc_vmid();
   void free_vmid(std::uint16_t vmid);

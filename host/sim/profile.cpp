@@ -223,6 +223,17 @@ Result<SmmuSpec> parse_smmu(const json& j, std::string path, std::string_view so
   }
   if (n.has("sid_bits")) { VSMMU_TRY_ASSIGN(auto v, n.number("sid_bits", 1, 32)); s.config.idr1.set(Idr1::SIDSIZE, v); }
   if (n.has("ssid_bits")) { VSMMU_TRY_ASSIGN(auto v, n.number("ssid_bits", 0, 20)); s.config.idr1.set(Idr1::SSIDSIZE, v); }
+  // IDR0.STALL_MODEL and IDR5.STALL_MAX (IHI 0070 3.12.2, 6.3.1, 6.3.6): "terminate" (0b01, the default),
+  // "stall" (0b00: stall and terminate, per stream) or "forced" (0b10); stall_max bounds held stalls.
+  if (n.has("stall_model")) {
+    VSMMU_TRY_ASSIGN(auto m, n.choice<smmu::StallModel>("stall_model", {{"terminate", smmu::StallModel::terminate},
+                                                   {"stall", smmu::StallModel::stall_and_terminate},
+                                                   {"forced", smmu::StallModel::stall_forced}},
+                                                   smmu::StallModel::terminate));
+    s.config.idr0.set(Idr0::STALL_MODEL, m);
+    if (m != smmu::StallModel::terminate && !n.has("stall_max")) s.config.idr5.set(Idr5::STALL_MAX, kDefaultStallMax);
+  }
+  if (n.has("stall_max")) { VSMMU_TRY_ASSIGN(auto v, n.number("stall_max", 0, 0xffff)); s.config.idr5.set(Idr5::STALL_MAX, static_cast<std::uint16_t>(v)); }
   if (n.has("s2fwb")) { VSMMU_TRY_ASSIGN(auto b, n.boolean("s2fwb", false)); s.config.idr3.set(Idr3::FWB, b); }
   if (n.has("ril")) { VSMMU_TRY_ASSIGN(auto b, n.boolean("ril", false)); s.config.idr3.set(Idr3::RIL, b); }
   if (n.has("bbml")) { VSMMU_TRY_ASSIGN(auto v, n.number("bbml", 0, 2)); s.config.idr3.set(Idr3::BBML, v); }
@@ -365,6 +376,8 @@ Result<DeviceSpec> parse_device(const json& j, std::string path, std::string_vie
   VSMMU_TRY_ASSIGN(auto ppriv, n.boolean("pasid_priv", false));
   d.pasid_exec = pexec;
   d.pasid_priv = ppriv;
+  VSMMU_TRY_ASSIGN(auto stall, n.boolean("stall", false));
+  d.stall = stall;
   VSMMU_TRY(n.no_unknown_keys());
   for (const auto& other : hw.devices) {
     if (other.bdf.segment == d.bdf.segment && other.bdf.rid() == d.bdf.rid())
@@ -457,6 +470,8 @@ Result<KernelProfile> parse_kernel_profile(std::string_view json_text, std::stri
   VSMMU_TRY_ASSIGN(auto strict, n.boolean("strict_invalidation_fields", false));
   VSMMU_TRY_ASSIGN(auto gbpa, n.boolean("nested_attach_without_vdevice", true));
   VSMMU_TRY_ASSIGN(auto ats_cap, n.boolean("ats_not_supported_capability", true));
+  VSMMU_TRY_ASSIGN(auto iopf_stall, n.boolean("iopf_attach_needs_stall", false));
+  k.iopf_attach_needs_stall = iopf_stall;
   k.nest_parent_dirty_tracking = npd;
   k.strict_invalidation_fields = strict;
   k.nested_attach_without_vdevice = gbpa;

@@ -39,7 +39,15 @@ struct KernelProfile {
   bool nested_attach_without_vdevice = true;
   // IOMMU_GET_HW_INFO sets IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED for a device that cannot use ATS (~7.1 on).
   bool ats_not_supported_capability = true;
+  // Attaching a HWPT that has a fault queue to a device that cannot stall fails with EINVAL: kernels whose
+  // iommufd_fault_iopf_enable calls iommu_dev_enable_feature(IOMMU_DEV_FEAT_IOPF), which arm-smmu-v3 refuses
+  // without master->stall_enabled (~6.11 to ~6.15). Upstream since FEAT_IOPF became a no-op attaches it, and
+  // arm_smmu_enable_iopf does nothing for such a device (its faults never reach the queue).
+  bool iopf_attach_needs_stall = false;
 };
+
+// IDR5.STALL_MAX of a profile SMMU that stalls when the profile does not say.
+inline constexpr unsigned kDefaultStallMax = 64;
 
 // One physical SMMUv3: its ID registers as the hardware reports them, after the profile's named settings
 // were applied to the base values.
@@ -77,6 +85,10 @@ struct DeviceSpec {
   unsigned pasid_bits = 0;      // PASID capability width (0: none)
   bool pasid_exec = false;
   bool pasid_priv = false;
+  // The firmware says the device tolerates stalled transactions ("dma-can-stall": a DT property, an IORT named
+  // component flag, or HiSilicon's PCI quirk for its integrated accelerators). With its SMMU's STALL_MODEL
+  // "stall" that makes the driver's master->stall_enabled; "forced" makes every device's.
+  bool stall = false;
 };
 
 // A simulated DMA master on a device: splits a transfer into bursts, each translated by the SMMU on its own,

@@ -68,6 +68,9 @@ smmu::Ste S2Domain::ste(bool ats) const {
       .set(Ste::S2HA, options_.dirty_tracking)
       .set(Ste::S2HD, options_.dirty_tracking)
       .set(Ste::S2TTB, tables_->root());
+  // arm_smmu_make_s2_domain_ste sets S2S for a stall_enabled master without ATS; with STALL_FORCE every master
+  // is, and an STE without S2S would be ILLEGAL there (IHI 0070 5.5).
+  if (f.stall_force && !ats) s.set(Ste::S2S, true);
   return s;
 }
 

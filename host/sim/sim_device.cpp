@@ -254,6 +254,14 @@ Result<void> SimHost::State::do_attach(ObjectId dev_id, ObjectId hwpt_id, const 
     ste = nested_ste(n, *d);
   }
 
+  // A domain with a fault queue needs I/O page faults from the device: kernels whose iommufd_fault_iopf_enable
+  // asks iommu_dev_enable_feature(IOPF) get EINVAL from arm-smmu-v3 for a master that cannot stall (kernel
+  // profile iopf_attach_needs_stall); upstream attaches it, and its faults never come.
+  if (kernel.iopf_attach_needs_stall && fault_of(hwpt_id) && !stall_enabled(*d))
+    return fail(EINVAL, call, "{} cannot stall its DMA (no dma-can-stall, or the SMMU's STALL_MODEL does not allow "
+                "stalls), so HWPT {} with fault queue {} cannot get its I/O page faults; allocate the HWPT without "
+                "fault_id", describe_device(*d, dev_id), hwpt_id, *fault_of(hwpt_id));
+
   // Reserved regions go into the IOAS behind the new domain before the STE changes.
   const ObjectId new_ioas = ioas_of_hwpt(hwpt_id);
   const std::optional<ObjectId> old_ioas = d->resv_ioas;
@@ -275,6 +283,9 @@ Result<void> SimHost::State::do_attach(ObjectId dev_id, ObjectId hwpt_id, const 
   d->resv_ioas = new_ioas;
   const std::optional<ObjectId> old = d->attached;
   d->attached = hwpt_id;
+  // iommufd_hwpt_replace_device: the old domain's undelivered and unanswered faults of this device are
+  // answered INVALID once the new domain is in (iommufd_auto_response_faults).
+  if (old) auto_respond(dev_id, *old);
   if (old) put_auto_domain(*old);
   return {};
 }
@@ -288,6 +299,9 @@ Result<void> SimHost::State::do_detach(ObjectId dev_id) {
   d->resv_ioas.reset();
   const ObjectId old = *d->attached;
   d->attached.reset();
+  // iommufd_hwpt_detach_device: after the detach, the device's pending faults are answered INVALID
+  // (iommufd_auto_response_faults), so its stalled transactions abort.
+  auto_respond(dev_id, old);
   put_auto_domain(old);
   return r;
 }

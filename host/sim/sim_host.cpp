@@ -241,11 +241,15 @@ SimStats SimHost::stats() const {
       st.domain_mapped_bytes += p->domain->mapped_bytes();
     }
     if (std::holds_alternative<VeventqObj>(body) || std::holds_alternative<FaultObj>(body)) ++st.veventq_fds;
+    if (auto* f = std::get_if<FaultObj>(&body)) st.fault_groups += f->deliver.size() + f->response.size();
   }
   for (const auto& ste : s_->installed)
     if (ste.get(smmu::Ste::Config) != smmu::StreamConfig::abort) ++st.translating_stes;
   st.events_forwarded = s_->events_forwarded;
   st.events_unhandled = s_->events_unhandled;
+  st.stalls_aborted = s_->stalls_aborted_by_kernel;
+  for (const auto& smmu : s_->smmus) st.stalled_transactions += smmu->model().stalled_transactions();
+  for (const auto& [e, a] : s_->engine_access) st.pending_dma += a.finished ? 0 : 1;
   st.host_regions = s_->mem.regions();
   return st;
 }

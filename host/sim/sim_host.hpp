@@ -28,12 +28,24 @@
 
 namespace vsmmu::host::sim {
 
+// A burst the SMMU holds after a stalling fault (IHI 0070 3.12.2): the STAG of its stall event record, the
+// address of the burst, the event as the SMMU recorded it (Stall = 1).
+struct DmaStall {
+  std::uint16_t stag = 0;
+  std::uint64_t iova = 0;
+  smmu::Event event;
+};
+
 // The outcome of a simulated DMA: the bytes that landed (the bursts before the first fault; with
-// fault_retry_bytes, every piece that translated) and the first fault.
+// fault_retry_bytes, every piece that translated) and the first fault; or, while a burst is stalled, the
+// stall (`stalled`, no fault yet): the transfer is pending in its engine until the stall is answered, and
+// SimHost::dma_outcome tells how it ended.
 struct DmaResult {
   std::uint64_t bytes = 0;
   std::optional<smmu::model::DmaFault> fault;
-  bool ok() const { return !fault; }
+  std::optional<DmaStall> stalled;
+  bool ok() const { return !fault && !stalled; }
+  bool pending() const { return stalled.has_value(); }
 };
 
 // An MSI message as the host kernel composes it for one vector of a device (iommu_dma_compose_msi_msg): the
@@ -64,6 +76,10 @@ struct SimStats {
   std::size_t veventq_fds = 0;            // vEVENTQ and fault-queue fds handed out and not yet destroyed
   std::uint64_t events_forwarded = 0;     // event records delivered to a vEVENTQ (queued or lost there)
   std::uint64_t events_unhandled = 0;     // event records the driver only logged (no vEVENTQ for them)
+  std::size_t fault_groups = 0;           // fault groups in fault queues, unread or awaiting their response
+  std::size_t stalled_transactions = 0;   // transactions the SMMUs hold stalled
+  std::size_t pending_dma = 0;            // DMA engines with a stalled or uncollected transfer
+  std::uint64_t stalls_aborted = 0;       // stall events no fault queue took: the kernel answered them abort
   std::size_t host_regions = 0;           // regions placed in host-physical memory (drivers' RAM included)
 };
 
@@ -121,6 +137,8 @@ class SimHost final : public Host {
   Result<std::size_t> read_veventq(int fd, std::span<std::byte> buf) override;
   Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) override;
   Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) override;
+  // master->stall_enabled: the profile device's "stall" with its SMMU's stall_model "stall", or "forced".
+  Result<bool> device_can_stall(DeviceId dev) const override;
   Result<void> destroy(ObjectId id) override;
 
   // ---- The simulated host's own controls.
@@ -146,6 +164,14 @@ class SimHost final : public Host {
                               std::optional<std::uint32_t> ssid = std::nullopt);
   Result<DmaResult> dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,
                              std::optional<std::uint32_t> ssid = std::nullopt);
+  // A burst that stalls (docs/sim-host.md, "Stalls") leaves the transfer pending in its engine: dma_write/dma_read
+  // return with `stalled` set and the bytes landed before it; the engine refuses another transfer (EBUSY) until
+  // the stall is answered and the outcome collected. Once answered (a fault-queue response, the kernel's own
+  // abort, a detach), the burst is retried or terminated and the rest of the transfer runs: a retried burst may
+  // stall again. dma_outcome(engine) says where the transfer stands: still `stalled`, or finished (then
+  // forgotten): every byte it moved, its first fault. For a read, `read_data` (empty, or exactly the read's
+  // size) receives the bytes read after dma_read returned. ENOENT: no stalled or uncollected transfer.
+  Result<DmaResult> dma_outcome(std::string_view engine, std::span<std::byte> read_data = {});
 
   // ---- MSIs (docs/sim-host.md, "MSIs"). Every device of the profile has an MSI capability of 32 vectors.
   // VFIO_DEVICE_SET_IRQS(VFIO_PCI_MSI_IRQ_INDEX, ACTION_TRIGGER, count = vectors) on a bound device (by name or

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <expected>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,6 +19,7 @@
 #include "host/sim/s2_domain.hpp"
 #include "host/sim/sim_host.hpp"
 #include "host/sim/arm_smmu_device.hpp"
+#include "host/fault_records.hpp"
 #include "host/sim/veventq.hpp"
 
 namespace vsmmu::host::sim {
@@ -106,8 +109,37 @@ struct VeventqObj {
   std::unique_ptr<VeventQueue> queue;
 };
 
+// One fault group a fault queue holds (struct iopf_group): arm-smmu-v3 reports every stall as its own group
+// (IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, grpid = STAG), so a group is one record.
+struct FaultGroup {
+  uapi::iommu_hwpt_pgfault record;      // as read(2) gives it; cookie set when delivered
+  ObjectId dev = 0;                     // the device whose attach handle it came through
+  std::size_t smmu = 0;                 // where the CMD_RESUME goes
+  std::uint32_t sid = 0;
+  std::uint16_t stag = 0;
+};
+
+// IOMMUFD_OBJ_FAULT (drivers/iommu/iommufd/eventq.c): groups waiting to be read (deliver) and groups read
+// and waiting for their response, by cookie (the `response` xarray, cookies allocated from 1).
 struct FaultObj {
   UserChannel channel;
+  int user_fd = -1;                     // the fd handed out, to clear readiness when `deliver` empties
+  std::deque<FaultGroup> deliver;
+  std::map<std::uint32_t, FaultGroup> response;
+};
+
+// A DMA engine's transfer that stalled (docs/sim-host.md, "Stalls"): held until the stall is answered, then
+// carried on from the stalled burst to the end; kept, once finished, until dma_outcome collects it.
+struct EngineAccess {
+  bool write = false;
+  std::uint64_t iova = 0;
+  std::vector<std::byte> data;          // a write's bytes; a read's buffer
+  std::optional<std::uint32_t> ssid;
+  std::uint64_t done = 0;               // bytes of the transfer before the stalled burst
+  std::uint64_t chunk = 0;              // the stalled burst's length
+  std::uint64_t stall_id = 0;           // the SMMU's handle of the stalled burst (SmmuModel::take_stall)
+  DmaResult result;                     // so far; result.stalled while held
+  bool finished = false;
 };
 
 // Alternatives in ObjType order.
@@ -128,6 +160,8 @@ struct SimHost::State {
   std::uint64_t events_forwarded = 0;
   std::uint64_t events_unhandled = 0;
   bool interrupts_deferred = false;
+  std::map<std::size_t, EngineAccess> engine_access;  // by DMA engine index: stalled or uncollected transfers
+  std::uint64_t stalls_aborted_by_kernel = 0;          // stall events no fault queue took (answered with abort)
 
   State(KernelProfile k, HardwareProfile h, std::uint64_t pa_base, std::uint64_t pa_limit, std::uint64_t its_base)
       : kernel(std::move(k)), hw(std::move(h)), mem(pa_base, pa_limit, its_base) {}
@@ -186,6 +220,20 @@ struct SimHost::State {
   void handle_events();
   Result<DmaResult> dma(std::string_view engine, std::uint64_t iova, std::span<std::byte> read_into,
                         std::span<const std::byte> write_from, bool write, std::optional<std::uint32_t> ssid);
+
+  // ---- stalls and fault queues (sim_fault.cpp)
+  // Carries engine `e`'s transfer on from a.done (the burst there already tried when `first` is given).
+  void run_engine(std::size_t e, EngineAccess& a, std::optional<std::expected<void, smmu::model::DmaFault>> first);
+  // Carries on every transfer whose stall the SMMU resolved since, until none moves.
+  void settle();
+  // arm_smmu_handle_event for a stall record: to the fault queue of the device's domain, or answered abort.
+  void report_stall(std::size_t smmu, const smmu::Event& ev);
+  // iommufd_auto_response_faults: every group of `dev` in hwpt's fault queue answered INVALID.
+  void auto_respond(ObjectId dev, ObjectId hwpt_id);
+  std::optional<ObjectId> fault_of(ObjectId hwpt_id);
+  // master->stall_enabled (arm_smmu_probe_device): dma-can-stall with STALL_MODEL "stall", or STALL_FORCE.
+  bool stall_enabled(const DeviceObj& d);
+  FaultObj* fault_by_fd(int fd);
 };
 
 }  // namespace vsmmu::host::sim

@@ -1,6 +1,7 @@
 // The simulated kernel's vIOMMU side: IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, fault
 // queues, IOMMU_HWPT_INVALIDATE (drivers/iommu/iommufd/viommu.c, eventq.c, hw_pagetable.c and
-// arm-smmu-v3-iommufd.c), the event path (arm_smmu_evtq_thread -> arm_vmaster_report_event) and DMA.
+// arm-smmu-v3-iommufd.c) and the event path (arm_smmu_evtq_thread -> arm_vmaster_report_event); stalls, fault
+// queues and the DMA engines are in sim_fault.cpp.
 #include <fcntl.h>
 
 #include <algorithm>
@@ -133,22 +134,6 @@ Result<std::size_t> SimHost::read_veventq(int fd, std::span<std::byte> buf) {
   return fail(EINVAL, kCall, "fd {} is not a vEVENTQ fd of this host", fd);
 }
 
-// Fault delivery is not modelled yet (issue 15 brings stalls to the model): a fault queue never holds a fault.
-Result<std::size_t> SimHost::read_fault_queue(int fd, std::span<std::byte> buf) {
-  std::lock_guard lock(s_->mu);
-  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, "read(fault queue)", "fd {} is not open", fd);
-  if (buf.size() % sizeof(uapi::iommu_hwpt_pgfault) != 0)
-    return fail(EINVAL, "read(fault queue)", "fd {}: {} bytes is not a whole number of fault records", fd, buf.size());
-  return std::size_t{0};
-}
-
-Result<std::size_t> SimHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
-  std::lock_guard lock(s_->mu);
-  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, "write(fault queue)", "fd {} is not open", fd);
-  return fail(EINVAL, "write(fault queue)", "fd {}: {} bytes of responses, but no fault group was delivered", fd,
-              responses.size());
-}
-
 Result<FaultQueueInfo> SimHost::fault_queue_alloc() {
   constexpr const char* kCall = "IOMMU_FAULT_QUEUE_ALLOC";
   std::lock_guard lock(s_->mu);
@@ -158,6 +143,7 @@ Result<FaultQueueInfo> SimHost::fault_queue_alloc() {
   FaultObj f;
   f.channel = std::move(*channel);
   const int fd = f.channel.take_user_fd();
+  f.user_fd = fd;
   const ObjectId id = s_->insert(std::move(f));
   return FaultQueueInfo{id, fd};
 }
@@ -306,6 +292,11 @@ void SimHost::State::handle_events() {
   using smmu::EventId;
   for (std::size_t i = 0; i < smmus.size(); ++i) {
     for (Event ev : smmus[i]->take_events()) {
+      // A stall goes to the I/O page fault path, never to a vEVENTQ (arm_smmu_handle_event; sim_fault.cpp).
+      if (ev.get(Event::Stall)) {
+        report_stall(i, ev);
+        continue;
+      }
       const auto id = ev.get(Event::ID);
       const bool reportable = id == EventId::C_BAD_STE || id == EventId::F_STREAM_DISABLED ||
                               id == EventId::C_BAD_SUBSTREAMID || id == EventId::C_BAD_CD ||
@@ -345,50 +336,6 @@ void SimHost::State::handle_events() {
 // ---------------------------------------------------------------------------------------------------------
 // DMA
 
-Result<DmaResult> SimHost::State::dma(std::string_view engine, std::uint64_t iova, std::span<std::byte> read_into,
-                                      std::span<const std::byte> write_from, bool write,
-                                      std::optional<std::uint32_t> ssid) {
-  auto e = hw.find_dma_engine(engine);
-  if (!e) {
-    std::vector<std::string> names;
-    for (const auto& x : hw.dma_engines) names.push_back(x.name);
-    return fail(ENOENT, "sim.dma", "no DMA engine \"{}\" in hardware profile \"{}\"; it has: {}", engine, hw.name,
-                fmt::join(names, ", "));
-  }
-  const auto& spec = hw.dma_engines[*e];
-  const auto& dev = hw.devices[spec.device];
-  auto& model = smmus[smmu_of_spec(spec.device)]->model();
-  const std::uint64_t size = write ? write_from.size() : read_into.size();
-  if (size && iova > ~0ULL - (size - 1))
-    return fail(EINVAL, "sim.dma", "[{:#x}, +{:#x}) wraps the address space", iova, size);
-  smmu::model::DmaStream stream{dev.sid, ssid, {spec.privileged, false}};
-  DmaResult res;
-  std::uint64_t done = 0;
-  while (done < size) {
-    const std::uint64_t a = iova + done;
-    // After a fault, an engine with fault_retry_bytes goes on in pieces of that size.
-    const std::uint64_t unit = res.fault ? spec.fault_retry_bytes : spec.burst_bytes;
-    const std::uint64_t chunk = std::min(size - done, unit - (a & (unit - 1)));
-    auto r = write ? model.dma_write(stream, a, write_from.subspan(done, chunk))
-                   : model.dma_read(stream, a, read_into.subspan(done, chunk));
-    // arm_smmu_evtq_thread runs as the SMMU raises its event-queue interrupt and keeps up with a device that
-    // faults piece after piece, so the SMMU's queue (2^8 entries here) overflows only while interrupts are
-    // deferred (a thread that cannot keep up).
-    if (!interrupts_deferred) handle_events();
-    if (r) {
-      res.bytes += chunk;
-      done += chunk;
-      continue;
-    }
-    const bool first = !res.fault;
-    if (first) res.fault = r.error();
-    if (!spec.fault_retry_bytes) break;
-    // The faulting burst moved nothing: it is done again in pieces, its fault standing for its first piece's.
-    done += first ? std::min(chunk, spec.fault_retry_bytes - (a & (spec.fault_retry_bytes - 1))) : chunk;
-  }
-  return res;
-}
-
 Result<DmaResult> SimHost::dma_write(std::string_view engine, std::uint64_t iova, std::span<const std::byte> data,
                                      std::optional<std::uint32_t> ssid) {
   std::lock_guard lock(s_->mu);
@@ -403,6 +350,7 @@ void SimHost::set_interrupts_deferred(bool deferred) {
 void SimHost::run_interrupts() {
   std::lock_guard lock(s_->mu);
   s_->handle_events();
+  s_->settle();
 }
 
 Result<DmaResult> SimHost::dma_read(std::string_view engine, std::uint64_t iova, std::span<std::byte> data,

@@ -341,6 +341,10 @@ int vsmmu_client_stats(vsmmu_client* client, uint32_t handle, vsmmu_stats* stats
     out.msi_window_size = r.msi_window_size;
     out.msi_windows = r.msi_windows;
     out.msi_window_faults = r.msi_window_faults;
+    out.stalls = r.stalls;
+    out.stalls_resumed = r.stalls_resumed;
+    out.stalls_aborted = r.stalls_aborted;
+    out.stalls_dropped = r.stalls_dropped;
     return copy_out(client, out, stats, "stats");
   });
 }

@@ -36,6 +36,10 @@ nesting::VirtualSmmuStats from_wire(const VsmmuStatsReply& r) {
   s.events_lost = r.events_lost;
   s.deferred = r.deferred;
   s.msi_window_faults = r.msi_window_faults;
+  s.stalls = r.stalls;
+  s.stalls_resumed = r.stalls_resumed;
+  s.stalls_aborted = r.stalls_aborted;
+  s.stalls_dropped = r.stalls_dropped;
   return s;
 }
 

@@ -152,6 +152,10 @@ struct vsmmu_stats {
      faults seen inside a device's window (docs/interrupts.md). Zero from an older daemon. */
   uint64_t msi_window_base, msi_window_size, msi_windows;
   uint64_t msi_window_faults;
+  /* Stalls forwarded to the guest, answered by its CMD_RESUME retry, aborted (by the guest or for a stream
+     reconfigured or removed), and answered INVALID without reaching the guest (docs/virtual-smmu.md). Zero from
+     an older daemon. */
+  uint64_t stalls, stalls_resumed, stalls_aborted, stalls_dropped;
 };
 
 /* A DMA by a simulated device's engine (the simulated host only). */

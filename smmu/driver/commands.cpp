@@ -24,6 +24,12 @@ Command cmd_prefetch_config(std::uint32_t sid, std::uint32_t ssid, bool ssv) {
   return op(Opcode::PREFETCH_CONFIG).set(Command::SID, sid).set(Command::SSV, ssv).set(Command::SSID, ssv ? ssid : 0);
 }
 
+Command cmd_resume(std::uint32_t sid, std::uint16_t stag, ResumeAction action) {
+  return op(Opcode::RESUME).set(Command::SID, sid).set(Command::Action, action).set(Command::STAG, stag);
+}
+
+Command cmd_stall_term(std::uint32_t sid) { return op(Opcode::STALL_TERM).set(Command::SID, sid); }
+
 Command cmd_cfgi_ste(std::uint32_t sid, bool leaf) {
   return op(Opcode::CFGI_STE).set(Command::SID, sid).set(Command::Leaf, leaf);
 }

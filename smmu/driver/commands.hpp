@@ -32,6 +32,10 @@ Command cmd_tlbi_s12_vmall(std::uint16_t vmid);
 Command cmd_tlbi_s2_ipa(std::uint16_t vmid, std::uint64_t ipa, bool leaf = true);
 Command cmd_tlbi_nsnh_all();
 
+// ---- 4.7.2, 4.7.3 stall responses: a stalled transaction (StreamID, STAG) retried or ended; all of a stream's ended.
+Command cmd_resume(std::uint32_t sid, std::uint16_t stag, ResumeAction action);
+Command cmd_stall_term(std::uint32_t sid);
+
 // ---- 4.5 ATC invalidation: 2^size pages of 4KB at address (size 52: everything), for ssid when given.
 Command cmd_atc_inv(std::uint32_t sid, std::uint64_t address, unsigned size, std::optional<std::uint32_t> ssid = {});
 

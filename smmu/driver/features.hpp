@@ -27,6 +27,8 @@ struct Features {
   bool attr_types_ovr() const { return id.attr_types_ovr; }
   // ARM_SMMU_FEAT_STALLS: stalls possible and not forced, so a driver that does not want them sets S1STALLD.
   bool stalls() const { return id.stall_model == StallModel::stall_and_terminate; }
+  // ARM_SMMU_FEAT_STALL_FORCE: every stream stalls on a fault.
+  bool stall_forced() const { return id.stall_model == StallModel::stall_forced; }
   unsigned sid_bits() const { return id.sidsize; }
   unsigned ssid_bits() const { return id.ssidsize; }
   unsigned cmdq_log2() const { return id.cmdqs; }

@@ -20,7 +20,7 @@ Ste bypass_ste(const Features& f) {
   return ste;
 }
 
-Ste cdtable_ste(const CdTableRef& table, const Features& f, S1Dss dss) {
+Ste cdtable_ste(const CdTableRef& table, const Features& f, S1Dss dss, bool stall) {
   Ste ste;
   ste.set(Ste::V, true)
       .set(Ste::Config, StreamConfig::s1_translate)
@@ -31,13 +31,13 @@ Ste cdtable_ste(const CdTableRef& table, const Features& f, S1Dss dss) {
       .set(Ste::S1CIR, Cacheability::wbra)
       .set(Ste::S1COR, Cacheability::wbra)
       .set(Ste::S1CSH, Shareability::inner)
-      .set(Ste::S1STALLD, f.stalls())
+      .set(Ste::S1STALLD, f.stalls() && !stall)
       .set(Ste::STRW, Strw::el1);
   if (f.attr_types_ovr() && dss == S1Dss::bypass) ste.set(Ste::SHCFG, kShcfgIncoming);
   return ste;
 }
 
-Cd s1_cd(const TableBuilder& s1, std::uint16_t asid, const Features& f) {
+Cd s1_cd(const TableBuilder& s1, std::uint16_t asid, const Features& f, bool stall) {
   // The output size stage 1 may produce: the SMMU's, up to the 52 bits a CD can name.
   const unsigned ips = static_cast<unsigned>(oas_for_bits(std::min(f.oas_bits(), 52U)).value_or(Oas::bits48));
   Cd cd;
@@ -52,6 +52,7 @@ Cd s1_cd(const TableBuilder& s1, std::uint16_t asid, const Features& f) {
       .set(Cd::AA64, true)
       .set(Cd::R, true)
       .set(Cd::A, true)
+      .set(Cd::S, stall)
       .set(Cd::ASET, true)
       .set(Cd::ASID, asid)
       .set(Cd::TTB0, s1.root())

@@ -290,13 +290,21 @@ Result<std::uint64_t> SmmuDriver::write_cd(std::uint32_t sid, std::uint32_t ssid
 }
 
 // arm_smmu_make_s1_cd + arm_smmu_make_cdtable_ste, each followed by its invalidation.
+bool SmmuDriver::set_master_stalls(std::uint32_t sid, bool can_stall) {
+  const bool stalls = (can_stall && features_.stalls()) || features_.stall_forced();
+  if (stalls) stall_masters_.insert(sid);
+  else stall_masters_.erase(sid);
+  return stalls;
+}
+
 Result<void> SmmuDriver::attach_stage1(std::uint32_t sid, std::uint32_t ssid, std::uint16_t asid, const TableBuilder& s1,
                                        S1Dss dss) {
   if (!features_.stage1()) return fail(EOPNOTSUPP, kWhere, "{}: no stage 1 (IDR0.S1P = 0)", options_.name);
   if (!cd_table(sid))
     VSMMU_TRY(create_cd_table(sid, static_cast<unsigned>(std::bit_width(ssid))));
-  VSMMU_TRY(write_cd(sid, ssid, s1_cd(s1, asid, features_)));
-  VSMMU_TRY(write_ste(sid, cdtable_ste(cd_table(sid)->ref(), features_, dss)));
+  const bool stall = master_stalls(sid);
+  VSMMU_TRY(write_cd(sid, ssid, s1_cd(s1, asid, features_, stall)));
+  VSMMU_TRY(write_ste(sid, cdtable_ste(cd_table(sid)->ref(), features_, dss, stall)));
   return issue(std::array{cmd_cfgi_cd(sid, ssid), cmd_cfgi_ste(sid)});
 }
 
@@ -482,6 +490,34 @@ Result<DrainedEvents> SmmuDriver::drain_events() {
   const QueueCons next = QueueCons{}.set(QueueCons::RD, c).set(QueueCons::OVACKFLG, p.get(QueueProd::OVFLG));
   VSMMU_TRY(write_reg(regs::EVENTQ_CONS, next.value()));
   return out;
+}
+
+// arm_smmu_evtq_thread + arm_smmu_handle_evt: a stall record goes to the I/O page fault handler, which
+// resolves it and answers (iopf_group_response -> arm_smmu_page_response: SUCCESS -> retry, else abort).
+Result<ServicedEvents> SmmuDriver::service_events(const StallHandler& handler) {
+  VSMMU_TRY_ASSIGN(auto drained, drain_events());
+  ServicedEvents out;
+  out.overflow = drained.overflow;
+  std::vector<Command> responses;
+  for (const Event& e : drained.records) {
+    if (!e.get(Event::Stall)) {
+      out.records.push_back(e);
+      continue;
+    }
+    const bool resolved = handler && handler(e);
+    ++(resolved ? out.resumed : out.aborted);
+    responses.push_back(cmd_resume(e.get(Event::SID), e.get(Event::STAG),
+                                   resolved ? ResumeAction::retry : ResumeAction::abort));
+  }
+  if (!responses.empty()) VSMMU_TRY(issue(responses));
+  return out;
+}
+
+Result<void> SmmuDriver::detach(std::uint32_t sid) {
+  VSMMU_TRY(write_ste(sid, abort_ste()));
+  std::vector<Command> cmds{cmd_cfgi_ste(sid)};
+  if (master_stalls(sid)) cmds.push_back(cmd_stall_term(sid));
+  return issue(cmds);
 }
 
 }  // namespace vsmmu::smmu::driver

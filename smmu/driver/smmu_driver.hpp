@@ -11,9 +11,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -84,6 +86,19 @@ struct DrainedEvents {
   bool overflow = false;
 };
 
+// An I/O page fault handler (Linux's iopf handler, iommu_sva_handle_mm for SVA): given a stall record
+// (Stall = 1: StreamID, SSV/SSID, InputAddr, RnW/InD/PnU), it resolves the fault (maps the page) and says
+// whether it did.
+using StallHandler = std::function<bool(const Event&)>;
+
+// What service_events() did: the records that were not stalls, and the stalls answered.
+struct ServicedEvents {
+  std::vector<Event> records;  // not stalls
+  bool overflow = false;
+  std::uint64_t resumed = 0;   // CMD_RESUME retry: the handler resolved the fault
+  std::uint64_t aborted = 0;   // CMD_RESUME abort: it did not
+};
+
 class SmmuDriver {
  public:
   // Linux's STRTAB_SPLIT: the StreamID bits a level-2 stream table resolves.
@@ -131,6 +146,11 @@ class SmmuDriver {
   CdTable* cd_table(std::uint32_t sid);
   // Writes a CD in sid's table. Invalidation (CFGI_CD) is the caller's.
   Result<std::uint64_t> write_cd(std::uint32_t sid, std::uint32_t ssid, const Cd& cd);
+  // Whether the master behind sid stalls on faults (Linux's master->stall_enabled, arm_smmu_probe_device): its
+  // firmware says dma-can-stall (`can_stall`) and the SMMU has stalls, or the SMMU forces them. Its CDs then
+  // have S = 1 and its STE S1STALLD = 0 (attach_stage1). Returns the decision.
+  bool set_master_stalls(std::uint32_t sid, bool can_stall);
+  bool master_stalls(std::uint32_t sid) const { return stall_masters_.contains(sid); }
   // Stage 1 for (sid, ssid) through the tables `s1` built, with `asid`: the CD (s1_cd), a CD table when sid has
   // none (large enough for ssid), the STE (cdtable_ste), then CFGI_CD + CFGI_STE + CMD_SYNC.
   Result<void> attach_stage1(std::uint32_t sid, std::uint32_t ssid, std::uint16_t asid, const TableBuilder& s1,
@@ -158,6 +178,13 @@ class SmmuDriver {
   // ---- event queue: the records between EVENTQ_CONS and EVENTQ_PROD, freed; an overflow is reported and
   // acknowledged (EVENTQ_CONS.OVACKFLG = EVENTQ_PROD.OVFLG), as arm_smmu_evtq_thread does.
   Result<DrainedEvents> drain_events();
+  // drain_events(), with every stall record handed to `handler` and answered as Linux's iopf queue answers a
+  // fault group (drivers/iommu/io-pgfault.c, arm_smmu_page_response): CMD_RESUME retry when the handler
+  // resolved it, abort when not; then one CMD_SYNC.
+  Result<ServicedEvents> service_events(const StallHandler& handler);
+  // Detaches a stream: the abort STE, CFGI_STE, and for a stalling master CMD_STALL_TERM (no stalled transaction
+  // survives its detach), then CMD_SYNC.
+  Result<void> detach(std::uint32_t sid);
 
  private:
   SmmuDriver(SmmuMmio& mmio, PhysicalMemory& mem, TablePageAllocator& alloc, const Options& options)
@@ -195,6 +222,7 @@ class SmmuDriver {
   unsigned cmdq_log2_ = 0, eventq_log2_ = 0;
   std::uint64_t strtab_ = 0, cmdq_ = 0, eventq_ = 0;
   std::map<std::uint32_t, CdTable> cd_tables_;
+  std::set<std::uint32_t> stall_masters_;
   std::uint64_t skipped_ = 0;
   bool msipoll_ = false;
   // The command queue as the driver last knew it (Linux's cmdq->q.llq): PROD as it wrote it, CONS as it last

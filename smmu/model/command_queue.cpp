@@ -52,8 +52,14 @@ std::optional<Cerror> SmmuModel::execute(const Command& cmd) {
     case Opcode::TLBI_S2_IPA:
     case Opcode::TLBI_NSNH_ALL: invalidate_tlb(cmd); break;
     case Opcode::CMD_SYNC: regs_.complete_sync(cmd); break;
-    // Accepted and with nothing to do here: prefetches are hints, no EL2 stream world or ATC is modelled,
-    // and no transaction is ever stalled.
+    // Stalled transactions (IHI 0070 4.7.1, 4.7.2); the model retries or terminates them as the command is
+    // consumed, so a following CMD_SYNC sees them done.
+    case Opcode::RESUME: resume(sid, cmd.get(Command::STAG), cmd.get(Command::Action)); break;
+    case Opcode::STALL_TERM:
+      for (auto& [id, s] : stalls_)
+        if (s.held && s.stream.sid == sid) terminate(s, DmaOutcome::aborted);
+      break;
+    // Accepted and with nothing to do here: prefetches are hints, no EL2 stream world or ATC is modelled.
     default: break;
   }
   return std::nullopt;

@@ -22,6 +22,7 @@ struct StreamEntry {
   std::optional<Stage2Params> s2;  // when the configuration has stage 2
   bool s2fwb = false;              // effective S2FWB: STE.S2FWB with stage 2 and IDR3.FWB
   bool s2_record = false;          // STE.S2R: stage-2 faults are recorded
+  bool s2_stall = false;           // STE.S2S: stage-2 faults stall (IHI 0070 5.5)
 };
 
 // A CD as the model uses it.
@@ -30,6 +31,7 @@ struct ContextEntry {
   Stage1Params s1;
   bool record = false;             // CD.R: stage-1 faults are recorded
   bool abort = false;              // CD.A: faulting transactions abort (0: RAZ/WI)
+  bool stall = false;              // CD.S: stage-1 faults stall (legal only where STALL_MODEL and S1STALLD allow)
 };
 
 class ConfigCache {

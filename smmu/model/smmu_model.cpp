@@ -158,7 +158,11 @@ std::expected<DmaTranslation, DmaFault> SmmuModel::translate(const DmaStream& st
   auto r = translate_one(t);
   std::expected<DmaTranslation, DmaFault> out;
   if (r) out = *r;
-  else out = std::unexpected(finish_fault(t, r.error()));
+  else {
+    DmaFault f = finish_fault(t, r.error());
+    if (f.outcome == DmaOutcome::stalled) f = hold(stream, write, iova, 1, true, {}, f);
+    out = std::unexpected(f);
+  }
   unlock_and_fire(lock);
   return out;
 }
@@ -167,21 +171,29 @@ std::expected<void, DmaFault> SmmuModel::dma_read(const DmaStream& stream, std::
                                                   std::span<std::byte> out) {
   std::unique_lock lock(mu_);
   auto pieces = translate_range(stream, iova, out.size(), false);
+  if (!pieces && pieces.error().outcome == DmaOutcome::stalled)
+    pieces = std::unexpected(hold(stream, false, iova, out.size(), false, {}, pieces.error()));
   unlock_and_fire(lock);
   if (!pieces) {
     // A RAZ/WI termination completes the read with zeros (IHI 0070 3.12.2).
     if (pieces.error().outcome == DmaOutcome::raz_wi) std::ranges::fill(out, std::byte{0});
     return std::unexpected(pieces.error());
   }
-  if (pieces->size() == 1) {
-    if (auto r = mem_.read((*pieces)[0].pa, out); !r) return std::unexpected(bus_error(iova));
+  return read_pieces(*pieces, iova, out);
+}
+
+std::expected<void, DmaFault> SmmuModel::read_pieces(const Pieces& pieces, std::uint64_t iova,
+                                                     std::span<std::byte> out) {
+  if (pieces.size() == 0) return {};
+  if (pieces.size() == 1) {
+    if (auto r = mem_.read(pieces[0].pa, out); !r) return std::unexpected(bus_error(iova));
     return {};
   }
   // Several pieces: gather into a scratch buffer first so that a hole at a later piece leaves `out` untouched.
   std::vector<std::byte> scratch(out.size());
   std::size_t done = 0;
-  for (std::size_t i = 0; i < pieces->size(); ++i) {
-    const Piece& p = (*pieces)[i];
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = pieces[i];
     if (auto r = mem_.read(p.pa, std::span(scratch).subspan(done, p.bytes)); !r)
       return std::unexpected(bus_error(iova + done));
     done += p.bytes;
@@ -194,23 +206,30 @@ std::expected<void, DmaFault> SmmuModel::dma_write(const DmaStream& stream, std:
                                                    std::span<const std::byte> in) {
   std::unique_lock lock(mu_);
   auto pieces = translate_range(stream, iova, in.size(), true);
+  if (!pieces && pieces.error().outcome == DmaOutcome::stalled)
+    pieces = std::unexpected(hold(stream, true, iova, in.size(), false, in, pieces.error()));
   unlock_and_fire(lock);
   if (!pieces) return std::unexpected(pieces.error());
-  if (pieces->size() > 1) {
+  return write_pieces(stream.sid, *pieces, iova, in);
+}
+
+std::expected<void, DmaFault> SmmuModel::write_pieces(std::uint32_t sid, const Pieces& pieces, std::uint64_t iova,
+                                                      std::span<const std::byte> in) {
+  if (pieces.size() > 1) {
     // Probe every piece before writing any, so that a hole at a later piece moves no byte.
     std::vector<std::byte> probe;
     std::size_t done = 0;
-    for (std::size_t i = 0; i < pieces->size(); ++i) {
-      const Piece& p = (*pieces)[i];
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      const Piece& p = pieces[i];
       probe.resize(p.bytes);
       if (auto r = mem_.read(p.pa, probe); !r) return std::unexpected(bus_error(iova + done));
       done += p.bytes;
     }
   }
   std::size_t done = 0;
-  for (std::size_t i = 0; i < pieces->size(); ++i) {
-    const Piece& p = (*pieces)[i];
-    if (auto r = mem_.write_from_stream(stream.sid, p.pa, in.subspan(done, p.bytes)); !r)
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = pieces[i];
+    if (auto r = mem_.write_from_stream(sid, p.pa, in.subspan(done, p.bytes)); !r)
       return std::unexpected(bus_error(iova + done));
     done += p.bytes;
   }

@@ -8,8 +8,14 @@
 // VMID/ASID/address and a configuration cache by SID/SSID, both invalidated only by the commands the
 // architecture names; the command queue with its error behaviour; the event queue with overflow; HTTU
 // access/dirty updates; GBPA while SMMUEN == 0; wired interrupts (as callbacks) and MSIs.
-// Not modelled: Secure state, stalls (a stall-capable profile still terminates), ATS translation requests,
-// PRI, GATOS, big-endian or AArch32 tables, EL2 stream worlds.
+// Stalls (IHI 0070 3.12.2): with IDR0.STALL_MODEL allowing them, a translation-related fault at a stage
+// configured to stall (CD.S with STE.S1STALLD == 0, STE.S2S) holds the transaction and records its event with
+// Stall = 1 and a STAG; CMD_RESUME retries or terminates it, CMD_STALL_TERM terminates a stream's, clearing
+// SMMUEN terminates all. At most IDR5.STALL_MAX are held; a fault beyond that, or one whose record cannot be
+// written, is terminated instead (reported with Stall = 0 when recorded; 3.12, "treat a stalling
+// configuration as terminating"). No duplicate-stall suppression (3.12.2.1) and no early retry (3.12.2.2).
+// Not modelled: Secure state, ATS translation requests, PRI, GATOS, big-endian or AArch32 tables, EL2
+// stream worlds.
 //
 // Thread safety: every member may be called from any thread. A device may DMA while the host programs
 // registers; interrupt callbacks run after the model's lock is released, on the calling thread.
@@ -19,6 +25,7 @@
 #include <cstdint>
 #include <expected>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,6 +79,8 @@ enum class DmaOutcome : std::uint8_t {
   aborted,      // terminated with an abort: the device sees an error, nothing moved
   raz_wi,       // terminated as RAZ/WI (CD.A == 0 with IDR0.TERM_MODEL == 0): reads see zeros, writes vanish
   bus_error,    // translated, but nothing is at the output address (an external abort on the data access)
+  stalled,      // held by the SMMU after a stalling fault (IHI 0070 3.12.2) until CMD_RESUME / CMD_STALL_TERM:
+                // nothing moved yet; take_stall(stall_id) says what became of it
 };
 
 struct DmaFault {
@@ -79,12 +88,25 @@ struct DmaFault {
   std::uint64_t iova = 0;            // the first address of the access that failed
   std::optional<Event> event;        // the event the SMMU raised, if any (whether or not it was recorded)
   bool recorded = false;             // the event was written to the event queue
+  // DmaOutcome::stalled: the STAG of the stall event (Event::STAG) and the model's handle of the held
+  // transaction, which stays the same when a retry stalls it again under a new STAG.
+  std::optional<std::uint16_t> stag;
+  std::uint64_t stall_id = 0;
 
   // A failure with no event: a bus error, or an access no SMMU check was reached for.
-  static DmaFault without_event(DmaOutcome outcome, std::uint64_t iova) { return {outcome, iova, std::nullopt, false}; }
+  static DmaFault without_event(DmaOutcome outcome, std::uint64_t iova) { return {outcome, iova, std::nullopt, false, std::nullopt, 0}; }
 };
 
 // A successful translation of one address.
+// What became of a stalled transaction (SmmuModel::take_stall).
+struct StallResolution {
+  bool held = true;                  // still stalled: `fault` is the current stall (its STAG may be a new one)
+  // Finished: nothing when the retry completed (the data moved), else the final fault (aborted, raz_wi,
+  // bus_error).
+  std::optional<DmaFault> fault;
+  std::vector<std::byte> read_data;  // a read that finished: the bytes it read (zeros for RAZ/WI)
+};
+
 struct DmaTranslation {
   std::uint64_t pa = 0;
   std::uint64_t bytes = 0;           // bytes from pa to the end of the translation's leaf (or range)
@@ -133,6 +155,13 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
   // Translates one address as a DMA of one byte would (events included), without moving data.
   std::expected<DmaTranslation, DmaFault> translate(const DmaStream& stream, std::uint64_t iova, bool write);
 
+  // ---- Stalled transactions (IHI 0070 3.12.2). A DMA that stalls returns DmaOutcome::stalled with a
+  // stall_id; the SMMU holds the access (a write's data with it) until software's CMD_RESUME (retry: translated
+  // again as if new, and on success the data moves then; terminate: abort or RAZ/WI), CMD_STALL_TERM or
+  // SMMUEN = 0. take_stall says where it stands; a finished one is forgotten once taken. nullopt: no such id.
+  std::optional<StallResolution> take_stall(std::uint64_t stall_id);
+  std::size_t stalled_transactions() const;  // held now
+
   // ---- Introspection for the simulated host and tests.
   // The effective STE.S2FWB of a stream (IHI 0070 5.2: with stage 2 and IDR3.FWB only), from its STE as the
   // SMMU would use it now (cached, or fetched without raising events); nullopt when the stream has no usable STE.
@@ -155,6 +184,19 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
     DmaOutcome outcome = DmaOutcome::aborted;
     std::optional<Event> event;
     bool record = true;               // whether the event is to be recorded (CR2.RECINVSID, CD.R, STE.S2R)
+    bool stall = false;               // the stage is configured to stall this fault (CD.S, STE.S2S; 5.5)
+  };
+  // A transaction the SMMU holds, or one that finished after it stalled and was not taken yet.
+  struct Stalled {
+    DmaStream stream;
+    bool write = false;
+    std::uint64_t iova = 0;
+    std::uint64_t size = 0;
+    bool probe = false;               // from translate(): no data moves on retry
+    std::vector<std::byte> data;      // a write's bytes; a finished read's bytes
+    bool held = true;
+    std::uint16_t stag = 0;
+    std::optional<DmaFault> fault;    // held: the stall; finished: the final fault, none when it completed
   };
   // The configuration an access uses: entries of the configuration cache (or of the uncached_* slots when
   // the cache keeps nothing), valid while mu_ is held and until the next configuration-cache change.
@@ -189,6 +231,22 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
   std::expected<DmaTranslation, Fault> walk(const Txn& t, const Route& route);
   Fault walk_fault(const Txn& t, const Route& route, const WalkFault& f) const;
   DmaFault finish_fault(const Txn& t, const Fault& f);
+  // The bytes of translated pieces; no lock needed (the pieces are physical addresses).
+  std::expected<void, DmaFault> read_pieces(const Pieces& pieces, std::uint64_t iova, std::span<std::byte> out);
+  std::expected<void, DmaFault> write_pieces(std::uint32_t sid, const Pieces& pieces, std::uint64_t iova,
+                                             std::span<const std::byte> in);
+
+  // ---- stalls (stall.cpp); mu_ held.
+  // A STAG for a new stall, none when IDR5.STALL_MAX transactions are held already.
+  std::optional<std::uint16_t> alloc_stag() const;
+  // Holds the transaction a DMA's fault stalled (the fault carries the STAG); returns the fault with stall_id.
+  DmaFault hold(const DmaStream& stream, bool write, std::uint64_t iova, std::uint64_t size, bool probe,
+                std::span<const std::byte> data, DmaFault fault);
+  void resume(std::uint32_t sid, std::uint16_t stag, ResumeAction action);  // CMD_RESUME (4.7.1)
+  void retry(std::uint64_t id);
+  void terminate(Stalled& s, DmaOutcome how);
+  void finish(Stalled& s, const DmaFault& final_fault);  // no longer held: its final fault
+  void control_changed(Cr0 before, Cr0 after) override;  // SMMUEN 1 -> 0 terminates every stall
 
   // ---- configuration (stream_table.cpp); mu_ held.
   std::expected<Route, Fault> route(const Txn& t);
@@ -199,7 +257,7 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
   std::expected<std::uint64_t, Fault> cd_address(const Txn& t, const StreamEntry& s, std::uint32_t ssid);
   std::expected<std::uint64_t, Fault> fetch_address(const Txn& t, const StreamEntry& s, std::uint64_t addr,
                                                     EventClass cls);
-  std::expected<ContextEntry, Fault> decode_cd(const Txn& t, const Cd& cd) const;
+  std::expected<ContextEntry, Fault> decode_cd(const Txn& t, const Cd& cd, const StreamEntry& s) const;
   Event event_for(EventId id, const Txn& t) const;
 
   // ---- command queue (command_queue.cpp); mu_ held.
@@ -223,6 +281,9 @@ class SmmuModel final : public SmmuMmio, private RegisterEffects {
   StreamEntry uncached_stream_;    // where a Route points when the cache did not keep the entry
   ContextEntry uncached_context_;
   Counters counters_;
+  std::map<std::uint64_t, Stalled> stalls_;  // by stall_id
+  std::uint64_t next_stall_id_ = 1;
+  mutable std::uint16_t next_stag_ = 0;
 
   // The programming interface (IHI 0070 6.3): registers and queues. CR0ACK and IRQ_CTRLACK always equal CR0
   // and IRQ_CTRL: the model applies every change before the write returns.

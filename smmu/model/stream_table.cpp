@@ -124,7 +124,11 @@ std::expected<StreamEntry, SmmuModel::Fault> SmmuModel::decode_ste(const Txn& t,
   if (has_stage1(e.config) && !config_.idr0.get(Idr0::S1P)) return bad("Config", "stage 1 is not implemented");
   if (has_stage2(e.config) && !config_.idr0.get(Idr0::S2P)) return bad("Config", "stage 2 is not implemented");
 
+  const auto stall_model = config_.idr0.get(Idr0::STALL_MODEL);
   if (has_stage1(e.config)) {
+    // S1STALLD asks to disable stalls an SMMU that is not "stall and terminate" cannot choose (IHI 0070 5.5).
+    if (stall_model != StallModel::stall_and_terminate && ste.get(Ste::S1STALLD))
+      return bad("S1STALLD", "set, but IDR0.STALL_MODEL is not stall-and-terminate (0b00)");
     const std::uint64_t cdmax = ste.get(Ste::S1CDMax);
     if (cdmax > config_.idr1.get(Idr1::SSIDSIZE)) return bad("S1CDMax", "more SubstreamID bits than IDR1.SSIDSIZE");
     if (cdmax != 0) {
@@ -148,6 +152,12 @@ std::expected<StreamEntry, SmmuModel::Fault> SmmuModel::decode_ste(const Txn& t,
     // STE.S2FWB takes effect only where the SMMU implements it (IHI 0070 5.2, IDR3.FWB).
     e.s2fwb = ste.get(Ste::S2FWB) && config_.idr3.get(Idr3::FWB);
     e.s2_record = ste.get(Ste::S2R);
+    // S2S must match a terminate-only or a stall-forced SMMU (IHI 0070 5.5).
+    if (stall_model == StallModel::terminate && ste.get(Ste::S2S))
+      return bad("S2S", "set, but IDR0.STALL_MODEL is terminate-only (0b01)");
+    if (stall_model == StallModel::stall_forced && !ste.get(Ste::S2S))
+      return bad("S2S", "clear, but IDR0.STALL_MODEL forces stalls (0b10)");
+    e.s2_stall = ste.get(Ste::S2S);
   }
   return e;
 }
@@ -166,7 +176,7 @@ std::expected<const ContextEntry*, SmmuModel::Fault> SmmuModel::context_entry(co
     e.set(Event::FetchAddr, addr);
     return std::unexpected(Fault{DmaOutcome::aborted, e});
   }
-  VSMMU_TRY_ASSIGN(auto entry, decode_cd(t, *cd));
+  VSMMU_TRY_ASSIGN(auto entry, decode_cd(t, *cd, s));
   config_cache_.insert_context(t.stream.sid, ssid, entry);
   if (const auto* kept = config_cache_.context(t.stream.sid, ssid)) return kept;
   uncached_context_ = entry;
@@ -219,11 +229,25 @@ std::expected<std::uint64_t, SmmuModel::Fault> SmmuModel::fetch_address(const Tx
 }
 
 // CD legality (IHI 0070 5.4 "CD validity"): anything ILLEGAL gives C_BAD_CD.
-std::expected<ContextEntry, SmmuModel::Fault> SmmuModel::decode_cd(const Txn& t, const Cd& cd) const {
-  auto s1 = stage1_params(cd, caps_);
-  if (!s1) {
-    log::debug("smmu.model", "SID {:#x}: C_BAD_CD: {}: {}", t.stream.sid, s1.error().field, s1.error().reason);
+std::expected<ContextEntry, SmmuModel::Fault> SmmuModel::decode_cd(const Txn& t, const Cd& cd,
+                                                                   const StreamEntry& s) const {
+  const auto bad = [&](const char* field, std::string_view reason) {
+    log::debug("smmu.model", "SID {:#x}: C_BAD_CD: {}: {}", t.stream.sid, field, reason);
     return std::unexpected(Fault{DmaOutcome::aborted, event_for(EventId::C_BAD_CD, t)});
+  };
+  auto s1 = stage1_params(cd, caps_);
+  if (!s1) return bad(s1.error().field, s1.error().reason);
+  // CD.S against the SMMU's stall model and the STE's S1STALLD (IHI 0070 5.5).
+  switch (config_.idr0.get(Idr0::STALL_MODEL)) {
+    case StallModel::stall_and_terminate:
+      if (cd.get(Cd::S) && s.ste.get(Ste::S1STALLD)) return bad("S", "set, but the STE sets S1STALLD");
+      break;
+    case StallModel::terminate:
+      if (cd.get(Cd::S)) return bad("S", "set, but IDR0.STALL_MODEL is terminate-only (0b01)");
+      break;
+    default:
+      if (!cd.get(Cd::S)) return bad("S", "clear, but IDR0.STALL_MODEL forces stalls (0b10)");
+      break;
   }
   ContextEntry e;
   e.cd = cd;
@@ -231,6 +255,7 @@ std::expected<ContextEntry, SmmuModel::Fault> SmmuModel::decode_cd(const Txn& t,
   // Without 16-bit ASIDs, ASID[15:8] is RES0 and ignored (IHI 0070 5.4 ASID).
   if (!config_.idr0.get(Idr0::ASID16)) e.s1.asid = static_cast<std::uint8_t>(e.s1.asid);
   e.record = cd.get(Cd::R);
+  e.stall = cd.get(Cd::S);
   // With IDR0.TERM_MODEL == 1 a terminated transaction always aborts; CD.A chooses only otherwise.
   e.abort = cd.get(Cd::A) || config_.idr0.get(Idr0::TERM_MODEL);
   return e;

@@ -141,16 +141,39 @@ SmmuModel::Fault SmmuModel::walk_fault(const Txn& t, const Route& route, const W
   // Stage-1 faults terminate as CD.A says; stage-2 faults abort (IHI 0070 3.12.2).
   const bool raz_wi = !f.stage2 && route.context && !route.context->abort;
   fault.outcome = raz_wi ? DmaOutcome::raz_wi : DmaOutcome::aborted;
+  // The four translation-related faults stall where their stage says so: CD.S at stage 1, STE.S2S at stage 2
+  // (a CD fetch through stage 2 included) (IHI 0070 3.12, 5.5). finish_fault decides whether it can.
+  if (f.type != FaultType::walk_eabt)
+    fault.stall = f.stage2 ? route.stream->s2_stall : route.context && route.context->stall;
   return fault;
 }
 
 DmaFault SmmuModel::finish_fault(const Txn& t, const Fault& f) {
-  DmaFault out{f.outcome, t.iova, std::nullopt, false};
+  DmaFault out{f.outcome, t.iova, std::nullopt, false, std::nullopt, 0};
   if (!f.event) return out;
   // Only the fields the event type defines are written; the rest of the record is zero (IHI 0070 7.3).
   Event e = *f.event;
   if (auto info = event_info(static_cast<std::uint8_t>(e.get(Event::ID))))
     for (std::size_t i = 0; i < Event::words; ++i) e.dw[i] &= info->dw_defined[i];
+  if (f.stall) {
+    // A stall is always recorded, with Stall = 1 and the STAG that CMD_RESUME names (IHI 0070 3.12.2, 5.5 S,
+    // 7.3.13-16). Beyond IDR5.STALL_MAX held transactions, or when the record cannot be written, the model
+    // terminates the transaction instead (3.12: an implementation may treat a stalling configuration as
+    // terminating; the spec retries an unwritable stall record later, which this model does not).
+    if (auto stag = alloc_stag()) {
+      Event s = e;
+      s.set(Event::Stall, true).set(Event::STAG, *stag);
+      if (regs_.record_event(s)) {
+        out.outcome = DmaOutcome::stalled;
+        out.event = s;
+        out.recorded = true;
+        out.stag = *stag;
+        return out;
+      }
+      out.event = e;
+      return out;  // not written: terminated as the stage terminates, its record lost
+    }
+  }
   out.event = e;
   if (f.record) out.recorded = regs_.record_event(e);
   return out;

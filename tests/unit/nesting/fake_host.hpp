@@ -30,6 +30,7 @@ class FakeHost final : public host::Host {
     unsigned smmu = 0;                     // the physical SMMU a parent/vIOMMU belongs to
     std::vector<std::byte> data;           // HWPT_ALLOC's driver data (the vSTE)
     std::uint32_t flags = 0;
+    std::optional<host::ObjectId> fault_id;  // HWPT_ALLOC with FAULT_ID_VALID
     int fd = -1;
   };
   struct Invalidation {
@@ -94,6 +95,7 @@ class FakeHost final : public host::Host {
     o.parent = r.pt_id;
     o.dev = r.dev_id;
     o.flags = r.flags;
+    o.fault_id = r.fault_id;
     o.data.assign(r.data.begin(), r.data.end());
     o.kind = objects[r.pt_id].kind == "viommu" ? "nested" : "hwpt";
     o.smmu = device_smmu[r.dev_id];

@@ -161,6 +161,30 @@ TEST_F(ViommuTest, TranslatingStreamsWithEqualVstesShareOneNestedHwptOfTheAllowe
   EXPECT_EQ(v->host_objects(), 5U);
 }
 
+// A stream whose faults stall gets a nested HWPT allocated with the fault queue (IOMMU_HWPT_FAULT_ID_VALID,
+// include/uapi/linux/iommufd.h); equal vSTEs share a HWPT only when both stall or neither does, and a stream
+// moving between the two is a host change (a replace).
+TEST_F(ViommuTest, AStallingStreamsNestedHwptCarriesTheFaultQueueAndSharesOnlyWithStallingOnes) {
+  constexpr host::ObjectId kFaultQueue = 77;
+  auto v = make();
+  auto a = v->open_stream(kDev, 0x10, "a");
+  auto b = v->open_stream(kSibling, 0x11, "b");
+  ASSERT_TRUE(a && b);
+  const Ste vste = translating_vste(0x8000'0000);
+  ASSERT_TRUE(v->install(*a, StreamState::translate, &vste, false, kFaultQueue));
+  ASSERT_TRUE(v->install(*b, StreamState::translate, &vste, false));
+  EXPECT_NE(host_.attached.at(kDev), host_.attached.at(kSibling));
+  EXPECT_EQ(host_.objects.at(host_.attached.at(kDev)).fault_id, kFaultQueue);
+  EXPECT_FALSE(host_.objects.at(host_.attached.at(kSibling)).fault_id);
+  EXPECT_EQ(stats_.hwpt_allocs, 2U);
+  EXPECT_FALSE(v->unchanged(*b, StreamState::translate, &vste, false, kFaultQueue));
+  auto moved = v->install(*b, StreamState::translate, &vste, false, kFaultQueue);
+  ASSERT_TRUE(moved && *moved);
+  EXPECT_EQ(host_.attached.at(kDev), host_.attached.at(kSibling)) << "both stall now: one HWPT";
+  EXPECT_EQ(stats_.hwpt_shared, 1U);
+  EXPECT_TRUE(v->unchanged(*b, StreamState::translate, &vste, false, kFaultQueue));
+}
+
 TEST_F(ViommuTest, EatsReachesTheHostOnlyWhenTheVsmmuHasAts) {
   auto v = make();
   auto s = v->open_stream(kDev, 0x10, "a");

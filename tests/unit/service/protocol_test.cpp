@@ -59,7 +59,8 @@ TEST(ProtocolLayout, StructsHaveTheSizesAndOffsetsTheDocumentGives) {
   EXPECT_EQ(offsetof(MmioWriteRequest, value), 16u);
   EXPECT_EQ(sizeof(SetIrqRequest), 8u);
   EXPECT_EQ(sizeof(StatsRequest), 8u);
-  EXPECT_EQ(sizeof(VsmmuStatsReply), 192u);
+  EXPECT_EQ(sizeof(VsmmuStatsReply), 224u);
+  EXPECT_EQ(offsetof(VsmmuStatsReply, stalls), 192u);  // appended after msi_window_faults
   EXPECT_EQ(kVsmmuStatsReplyV1Size, 160u);  // version 1's 19 counters; msi_window_base is the first appended
   EXPECT_EQ(offsetof(VsmmuStatsReply, msi_window_faults), 184u);
   EXPECT_EQ(sizeof(DaemonStatsReply), 80u);
