@@ -116,7 +116,7 @@ TEST_F(PasidSim, ThreePasidsTranslateThroughTheirOwnTables) {
 
 // IHI 0070 4.4 (TLBI_NH_VA, TLBI_NH_ASID): an unmap in one address space needs its TLBI - until then the SMMU
 // may go on using its TLB entry (the sim's does); after TLBI_NH_VA or TLBI_NH_ASID with that ASID + CMD_SYNC
-// the PASID faults: F_TRANSLATION (IHI 0070 7.3.12) with SSV = 1 and its SubstreamID in the guest's event, the
+// the PASID faults: F_TRANSLATION (IHI 0070 7.3.13) with SSV = 1 and its SubstreamID in the guest's event, the
 // vSID as its StreamID. The other two PASIDs (other ASIDs) go on translating.
 TEST_F(PasidSim, UnmapAndTlbiFaultOnePasidOnly) {
   for (const bool by_asid : {false, true}) {
@@ -144,10 +144,11 @@ TEST_F(PasidSim, UnmapAndTlbiFaultOnePasidOnly) {
   }
 }
 
-// IHI 0070 4.3.x (CMD_CFGI_CD, CMD_CFGI_CD_ALL), 3.21 (configuration cache): a CD the guest rewrites in its RAM
-// is not seen until it invalidates it. The guest points SSID 2 at a fourth address space (new ASID, new TTB0):
-// DMA with SSID 2 still lands in the old page until CFGI_CD(vSID, SSID 2) (or CFGI_CD_ALL(vSID)) + CMD_SYNC,
-// which the vSMMU forwards to the host; then it lands in the new one. The other PASIDs are unaffected.
+// IHI 0070 4.3.3 CMD_CFGI_CD, 4.3.4 CMD_CFGI_CD_ALL (the SMMU may cache CDs until then): a CD the guest
+// rewrites in its RAM is not seen until it invalidates it. The guest points SSID 2 at a fourth address space
+// (new ASID, new TTB0): DMA with SSID 2 still lands in the old page until CFGI_CD(vSID, SSID 2) (or
+// CFGI_CD_ALL(vSID)) + CMD_SYNC, which the vSMMU forwards to the host; then it lands in the new one. The other
+// PASIDs are unaffected.
 TEST_F(PasidSim, ARewrittenCdIsStaleUntilCfgiCd) {
   for (const bool all : {false, true}) {
     SCOPED_TRACE(all ? "CFGI_CD_ALL" : "CFGI_CD");
@@ -200,7 +201,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, PasidCdFormatSim,
                          ByName());
 
 // IHI 0070 5.2 S1DSS: what a transaction without a SubstreamID does when substreams are on. terminate: aborted,
-// F_STREAM_DISABLED (7.3.4) in the guest's queue (no SSV); bypass: stage 1 skipped, the IOVA is the GPA (stage 2
+// F_STREAM_DISABLED (7.3.7) in the guest's queue (no SSV); bypass: stage 1 skipped, the IOVA is the GPA (stage 2
 // still applies); substream0: it uses CD 0 - and a transaction *with* SubstreamID 0 is then C_BAD_SUBSTREAMID.
 TEST_F(PasidSim, S1dssDecidesForTransactionsWithoutASubstreamId) {
   for (const S1Dss dss : {S1Dss::terminate, S1Dss::bypass, S1Dss::substream0}) {
