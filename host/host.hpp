@@ -213,11 +213,11 @@ class Host {
   // (drivers/iommu/iommufd/eventq.c iommufd_fault_fops_read): whole struct iommu_hwpt_pgfault records
   // (host/fault_records.hpp, 40 bytes), whole fault groups only, oldest first; every fault of a group carries
   // the group's cookie; 0 when nothing is queued (it never blocks: poll the fd, POLLIN while faults wait).
-  // EINVAL when buf.size() is not a multiple of the record size. Returns the bytes written to buf.
+  // ESPIPE when buf.size() is not a multiple of the record size. Returns the bytes written to buf.
   virtual Result<std::size_t> read_fault_queue(int fd, std::span<std::byte> buf) = 0;
   // write(2) of struct iommu_hwpt_page_response records to a fault queue fd (iommufd_fault_fops_write): each
   // answers the delivered group with that cookie once (SUCCESS: the device retries; INVALID: it aborts).
-  // EINVAL when the size is not a multiple of the record size, or for a cookie no delivered group has (the
+  // ESPIPE when the size is not a multiple of the record size, EINVAL for a cookie no delivered group has (the
   // responses before it were applied). Returns the bytes consumed.
   virtual Result<std::size_t> write_fault_queue(int fd, std::span<const std::byte> responses) = 0;
   // Whether a bound device can stall its transactions on a fault (arm-smmu-v3's master->stall_enabled: the

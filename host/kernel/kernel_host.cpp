@@ -469,7 +469,7 @@ Result<std::size_t> KernelHost::read_fault_queue(int fd, std::span<std::byte> bu
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
     const int err = errno;
-    if (err == EINVAL)
+    if (err == ESPIPE)
       return fail(err, "read(fault queue)", "fd {}: {} bytes is not a whole number of {}-byte fault records", fd,
                   buf.size(), sizeof(kabi::iommu_hwpt_pgfault));
     return fail(err, "read(fault queue)", "fd {}: {}", fd, std::strerror(err));
@@ -482,10 +482,10 @@ Result<std::size_t> KernelHost::write_fault_queue(int fd, std::span<const std::b
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
     const int err = errno;
-    if (err == EINVAL)
-      return fail(err, "write(fault queue)", "fd {}: {} bytes of page responses: not a whole number of {}-byte "
-                  "records, or a cookie that names no delivered fault group", fd, responses.size(),
-                  sizeof(kabi::iommu_hwpt_page_response));
+    if (err == ESPIPE || err == EINVAL)
+      return fail(err, "write(fault queue)", "fd {}: {} bytes of page responses: {}", fd, responses.size(),
+                  err == ESPIPE ? fmt::format("not a whole number of {}-byte records", sizeof(kabi::iommu_hwpt_page_response))
+                                : std::string("a cookie that names no delivered fault group"));
     return fail(err, "write(fault queue)", "fd {}: {}", fd, std::strerror(err));
   }
 }

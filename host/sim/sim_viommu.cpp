@@ -137,14 +137,19 @@ Result<std::size_t> SimHost::read_veventq(int fd, std::span<std::byte> buf) {
 Result<std::size_t> SimHost::read_fault_queue(int fd, std::span<std::byte> buf) {
   std::lock_guard lock(s_->mu);
   if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, "read(fault queue)", "fd {} is not open", fd);
+  // iommufd_fault_fops_read (drivers/iommu/iommufd/eventq.c): a count that is not a whole number of records is
+  // ESPIPE, as the real kernel answered in the e2e run (docs/e2e.md step 7b).
   if (buf.size() % sizeof(uapi::iommu_hwpt_pgfault) != 0)
-    return fail(EINVAL, "read(fault queue)", "fd {}: {} bytes is not a whole number of fault records", fd, buf.size());
+    return fail(ESPIPE, "read(fault queue)", "fd {}: {} bytes is not a whole number of fault records", fd, buf.size());
   return std::size_t{0};
 }
 
 Result<std::size_t> SimHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
   std::lock_guard lock(s_->mu);
   if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, "write(fault queue)", "fd {} is not open", fd);
+  if (responses.size() % sizeof(uapi::iommu_hwpt_page_response) != 0)
+    return fail(ESPIPE, "write(fault queue)", "fd {}: {} bytes is not a whole number of page responses", fd,
+                responses.size());
   return fail(EINVAL, "write(fault queue)", "fd {}: {} bytes of responses, but no fault group was delivered", fd,
               responses.size());
 }

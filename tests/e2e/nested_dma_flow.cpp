@@ -744,7 +744,7 @@ class Flow {
   // HWPT from a vSTE with S1CDMax > 0, and a nested HWPT with a fault queue (IOMMU_FAULT_QUEUE_ALLOC,
   // IOMMU_HWPT_FAULT_ID_VALID) attached to the device. What the kernel answers is reported as is (INFO); the
   // fault queue's fd is checked against drivers/iommu/iommufd/eventq.c (iommufd_fault_fops_read/_write/_poll):
-  // a read of a size that is not a whole number of 40-byte records is EINVAL, an empty queue reads 0, a
+  // a read of a size that is not a whole number of 40-byte records is ESPIPE, an empty queue reads 0, a
   // response with a cookie no delivered group has is EINVAL, poll shows no POLLIN, and closing the fd lets
   // IOMMU_DESTROY free it. No fault is delivered: the device cannot stall (QEMU's SMMUv3 does not) and has no PRI.
   void raw_kernel() {
@@ -832,7 +832,7 @@ class Flow {
   void fault_fd(int fd) {
     std::array<std::byte, 2 * sizeof(host::uapi::iommu_hwpt_pgfault)> buf{};
     auto odd = host_.read_fault_queue(fd, std::span(buf).first(sizeof(host::uapi::iommu_hwpt_pgfault) - 1));
-    r_.check(!odd && odd.error().err == EINVAL, "fault queue: read of 39 bytes is EINVAL",
+    r_.check(!odd && odd.error().err == ESPIPE, "fault queue: read of 39 bytes is ESPIPE",
              odd ? fmt::format("{} bytes", *odd) : odd.error().to_string());
     auto empty = host_.read_fault_queue(fd, buf);
     r_.check(empty && *empty == 0, "fault queue: read of an empty queue is 0",
