@@ -18,6 +18,7 @@
 #include "smmu/format.hpp"
 #include "smmu/registers.hpp"
 #include "smmu/ste.hpp"
+#include "host/handles.hpp"
 
 namespace vsmmu::e2e {
 
@@ -53,6 +54,10 @@ constexpr std::uint64_t kVaA = 0x0020'0000;  // the source page
 constexpr std::uint64_t kVaB = 0x0030'0000;  // the destination page
 constexpr std::uint64_t kVaC = 0x0040'0000;  // the page DMA must not reach behind an invalid vSTE
 constexpr std::uint64_t kVaM = 0x0050'0000;  // the page mapped after a migration
+// Step 6b: a linear CD table of 2^kCdBits CDs (S1CDMax), and the substream whose CD the guest edits.
+constexpr unsigned kCdBits = 4;
+constexpr std::uint32_t kSsid = 1;
+constexpr std::uint16_t kSsidAsid = 2;
 
 std::vector<std::byte> pattern(std::uint8_t seed) {
   std::vector<std::byte> v(kPage);
@@ -122,6 +127,7 @@ class Flow {
       command_batch();
       host_refusals();
       msi_through_stage1();
+      pasids();
     }
     teardown();
   }
@@ -637,11 +643,217 @@ class Flow {
                           : fmt::format("nothing arrived in {} ms", o_.msi_wait.count()));
   }
 
+  // 6b. PASIDs (IHI 0070 3.9, 5.2 S1CDMax/S1Fmt/S1DSS, 5.4): the guest's SSIDSIZE is at most the physical SMMU's
+  // IDR1.SSIDSIZE (nesting/id_registers.cpp). The guest builds a linear CD table of 2^kCdBits CDs in its RAM
+  // (CD 0: the flow's address space; CD kSsid: another ASID) and installs a vSTE with S1CDMax = kCdBits and
+  // S1DSS = substream0 (untagged DMA, all edu can send, uses CD 0). Where the guest's SSIDSIZE allows it, the
+  // vSTE becomes a nested HWPT and edu copies through CD 0; where it does not (QEMU's SMMUv3: SSIDSIZE 0), the
+  // vSTE is ILLEGAL (IHI 0070 5.2) and the guest reads C_BAD_STE naming S1CDMax and SSIDSIZE. Either way the
+  // guest then edits CD kSsid and sends CFGI_CD(vSID, kSsid) and CFGI_CD_ALL(vSID), which go to the host's
+  // vIOMMU (IOMMU_HWPT_INVALIDATE) and complete. Last, the flow's own vSTE (S1CDMax 0) again, and edu copies.
+  void pasids() {
+    const auto& f = g_->driver().features();
+    const auto host_ssid = static_cast<unsigned>(Idr1::of(hw_.idr[1]).get(Idr1::SSIDSIZE));
+    const unsigned guest_ssid = f.ssid_bits();
+    r_.note("PASIDs: SSIDSIZE", fmt::format("physical IDR1.SSIDSIZE {}, max_pasid_log2 {} (the device's PASID "
+                                            "width), guest IDR1.SSIDSIZE {}", host_ssid, hw_.max_pasid_log2, guest_ssid));
+    r_.check(guest_ssid <= host_ssid, "PASIDs: the guest's SSIDSIZE is at most the host's",
+             fmt::format("{} <= {}", guest_ssid, host_ssid));
+    auto table = must(g_->alloc(kPage), "PASIDs: a page for the CD table");
+    auto* s1 = must(g_->address_space(kAsid), "PASIDs: the flow's address space").value_or(nullptr);
+    auto* other = must(g_->address_space(kSsidAsid), "PASIDs: a second address space").value_or(nullptr);
+    if (!table || !s1 || !other) return;
+    const auto put_cd = [&](std::uint32_t ssid, const Cd& cd) {
+      const auto bytes = cd.to_bytes();
+      std::ranges::copy(bytes, g_->bytes(*table + ssid * Cd::bytes, Cd::bytes).begin());
+    };
+    put_cd(0, s1_cd(*s1, kAsid, f));
+    put_cd(kSsid, s1_cd(*s1, kAsid, f));
+    const Ste ste = cdtable_ste(CdTableRef{*table, CdTableFormat::linear, kCdBits}, f, S1Dss::substream0);
+    if (!ok(g_->driver().install_ste(o_.vsid, ste),
+            fmt::format("PASIDs: vSTE with S1CDMax {}, S1Fmt linear, S1DSS substream0 (CFGI_STE + CMD_SYNC)", kCdBits)))
+      return;
+    auto st = must(g_->vsmmu().stream_status(o_.vsid), "PASIDs: stream status");
+    if (!st) return;
+    if (kCdBits <= guest_ssid) {
+      r_.check(st->state == nesting::StreamState::translate, "PASIDs: the vSTE is a nested HWPT on the host",
+               st->problem.value_or("translating"));
+      copy_lands(kVaC, third_, 0x77, "PASIDs: edu's untagged DMA goes through CD 0 (S1DSS substream0)");
+    } else {
+      auto ev = must(wait_for_events(*g_, std::chrono::milliseconds(300), std::chrono::milliseconds(100)),
+                     "PASIDs: guest event queue");
+      const std::string want = fmt::format("S1CDMax {} exceeds IDR1.SSIDSIZE {}", kCdBits, guest_ssid);
+      const bool bad_ste = ev && ev->records.size() == 1 && ev->records[0].get(Event::ID) == EventId::C_BAD_STE &&
+                           ev->records[0].get(Event::SID) == o_.vsid;
+      r_.check(bad_ste && st->state == nesting::StreamState::abort && st->problem &&
+                   st->problem->find(want) != std::string::npos,
+               "PASIDs: S1CDMax above the guest's SSIDSIZE is C_BAD_STE, the vSMMU says why",
+               fmt::format("{}; stream problem: {}", ev ? events_summary(*ev) : "no events",
+                           st->problem.value_or("none")));
+    }
+    // The guest points CD kSsid at another address space and invalidates it: CFGI_CD names a CD-table index,
+    // legal only below 2^SSIDSIZE (IHI 0070 4.3.3; CERROR_ILL beyond it, the vSMMU's own answer: the host is not
+    // asked); CFGI_CD_ALL (4.3.4) goes to the host either way.
+    put_cd(kSsid, s1_cd(*other, kSsidAsid, f));
+    const bool legal = (kSsid >> guest_ssid) == 0;
+    cfgi(cmd_cfgi_cd(o_.vsid, kSsid), legal,
+         fmt::format("PASIDs: CFGI_CD(vSID, SSID {}) {}", kSsid,
+                     legal ? "goes to the host and completes" : "is CERROR_ILL beyond the guest's SSIDSIZE"));
+    cfgi(cmd_cfgi_cd_all(o_.vsid), true, "PASIDs: CFGI_CD_ALL(vSID) goes to the host and completes");
+    if (!ok(g_->attach(o_.vsid, kAsid), "PASIDs: the flow's vSTE (S1CDMax 0) again")) return;
+    copy_lands(kVaC, third_, 0x78, "PASIDs: edu copies through stage 1 again");
+  }
+
+  // One command + CMD_SYNC: forwarded to the host and completed (`legal`), or CERROR_ILL on it with nothing
+  // forwarded, then skipped as arm_smmu_cmdq_skip_err does.
+  void cfgi(const Command& cmd, bool legal, std::string name) {
+    const auto before = g_->vsmmu().stats();
+    auto r = g_->driver().issue(cmd);
+    const auto after = g_->vsmmu().stats();
+    const auto forwarded = after.forwarded - before.forwarded;
+    if (legal) {
+      r_.check(r && forwarded == 1, std::move(name),
+               r ? fmt::format("{} entr(ies) in {} HWPT_INVALIDATE call(s)", forwarded,
+                               after.invalidate_calls - before.invalidate_calls)
+                 : fmt::format("the guest sees {}", r.error().to_string()));
+    } else {
+      auto err = g_->driver().command_error();
+      const bool ill = err && *err && (*err)->cerror == Cerror::ill && (*err)->command &&
+                       (*err)->command->get(Command::Opcode) == cmd.get(Command::Opcode);
+      r_.check(!r && ill && forwarded == 0, std::move(name),
+               fmt::format("{}; {} entr(ies) forwarded", r ? "completed" : r.error().to_string(), forwarded));
+    }
+    if (!r) {
+      (void)g_->driver().acknowledge_command_error(true);
+      (void)g_->driver().issue(std::span<const Command>{});
+    }
+  }
+
+  // edu copies A (a fresh pattern) -> its buffer -> `va`; whether `gpa` then holds it.
+  void copy_lands(std::uint64_t va, std::uint64_t gpa, std::uint8_t seed, std::string name) {
+    const auto p = pattern(seed);
+    std::ranges::copy(p, g_->bytes(src_, kPage).begin());
+    if (!ok(dev_.to_device(kVaA, kPage), name + ": DMA RAM -> device") ||
+        !ok(dev_.from_device(va, kPage), name + ": DMA device -> RAM"))
+      return;
+    const bool landed = equals(g_->bytes(gpa, kPage), p);
+    r_.check(landed, name, fmt::format("VA {:#x} -> GPA {:#x}: {}", va, gpa, landed ? "4096 bytes equal" : "differs"));
+  }
+
+  // 7b. The host's kernel on its own (the Host seam, the device bound anew once the vSMMU is gone): a nested
+  // HWPT from a vSTE with S1CDMax > 0, and a nested HWPT with a fault queue (IOMMU_FAULT_QUEUE_ALLOC,
+  // IOMMU_HWPT_FAULT_ID_VALID) attached to the device. What the kernel answers is reported as is (INFO); the
+  // fault queue's fd is checked against drivers/iommu/iommufd/eventq.c (iommufd_fault_fops_read/_write/_poll):
+  // a read of a size that is not a whole number of 40-byte records is ESPIPE, an empty queue reads 0, a
+  // response with a cookie no delivered group has is EINVAL, poll shows no POLLIN, and closing the fd lets
+  // IOMMU_DESTROY free it. No fault is delivered: the device cannot stall (QEMU's SMMUv3 does not) and has no PRI.
+  void raw_kernel() {
+    auto dev_id = must(host_.bind_device(o_.path), fmt::format("host: bind {}", o_.path));
+    if (!dev_id) return;
+    host::BoundDevice dev(host_, *dev_id);
+    auto ioas_id = must(host_.ioas_alloc(), "host: IOMMU_IOAS_ALLOC");
+    if (!ioas_id) return;
+    host::HostObject ioas(host_, *ioas_id);
+    auto parent_id = must(host_.hwpt_alloc(host::paging_request(*dev_id, ioas.id(), host::uapi::kHwptAllocNestParent)),
+                          "host: IOMMU_HWPT_ALLOC(NEST_PARENT)");
+    if (!parent_id) return;
+    host::HostObject parent(host_, *parent_id);
+    if (!ok(host_.attach(*dev_id, parent.id()), "host: attach the nest parent")) return;
+    auto viommu_id = must(host_.viommu_alloc(*dev_id, parent.id(), host::uapi::kViommuTypeArmSmmuv3),
+                          "host: IOMMU_VIOMMU_ALLOC");
+    if (!viommu_id) return;
+    host::HostObject viommu(host_, *viommu_id);
+    auto vdev_id = must(host_.vdevice_alloc(viommu.id(), *dev_id, o_.vsid), "host: IOMMU_VDEVICE_ALLOC");
+    if (!vdev_id) return;
+    host::HostObject vdevice(host_, *vdev_id);
+
+    // A vSTE the guest could write: stage 1 through a linear table of 2^kCdBits CDs at an IPA.
+    const auto vste = [](unsigned cdmax) {
+      const auto all = Ste{}
+                           .set(Ste::V, true)
+                           .set(Ste::Config, StreamConfig::s1_translate)
+                           .set(Ste::S1ContextPtr, 0x4000'0000ULL)
+                           .set(Ste::S1CDMax, cdmax)
+                           .set(Ste::S1DSS, cdmax ? S1Dss::substream0 : S1Dss::terminate)
+                           .to_bytes();
+      std::array<std::byte, 16> out{};
+      std::memcpy(out.data(), all.data(), out.size());
+      return out;
+    };
+    const auto answer = [](const auto& res) {
+      return res ? std::string("accepted") : fmt::format("errno {} ({}): {}", res.error().err,
+                                                         std::strerror(res.error().err), res.error().message);
+    };
+    const auto cd_vste = vste(kCdBits);
+    auto with_cds = host_.hwpt_alloc(host::nested_request(*dev_id, viommu.id(), cd_vste));
+    r_.note(fmt::format("host: nested HWPT from a vSTE with S1CDMax {} (physical SSIDSIZE {})", kCdBits,
+                        Idr1::of(hw_.idr[1]).get(Idr1::SSIDSIZE)),
+            answer(with_cds));
+    if (with_cds) {
+      host::HostObject nested(host_, *with_cds);
+      r_.note("host: attach it", answer(host_.attach(*dev_id, nested.id())));
+      ok(host_.attach(*dev_id, parent.id()), "host: back to the nest parent");
+    }
+
+    // The kernel's vIOMMU invalidation with an SSID (arm_vsmmu_convert_user_cmd: the vSID becomes the SID).
+    const std::array cmds = {cmd_cfgi_cd(o_.vsid, kSsid), cmd_cfgi_cd_all(o_.vsid)};
+    const auto out = host_.hwpt_invalidate(host::InvalidateRequest{
+        .id = viommu.id(), .entry_num = static_cast<std::uint32_t>(cmds.size()), .data = std::as_bytes(std::span(cmds))});
+    r_.note(fmt::format("host: IOMMU_HWPT_INVALIDATE(CFGI_CD vSID SSID {}, CFGI_CD_ALL vSID) on the vIOMMU", kSsid),
+            out.error ? fmt::format("{} handled; errno {}: {}", out.handled, out.error->err, out.error->message)
+                      : fmt::format("accepted, {} handled", out.handled));
+
+    auto q = must(host_.fault_queue_alloc(), "host: IOMMU_FAULT_QUEUE_ALLOC");
+    if (!q) return;
+    host::UniqueFd fd(q->fd);
+    host::HostObject queue(host_, q->id);
+    fault_fd(fd.get());
+    const auto plain = vste(0);
+    auto req = host::nested_request(*dev_id, viommu.id(), plain);
+    req.fault_id = q->id;
+    auto with_fault = host_.hwpt_alloc(req);
+    r_.note("host: nested HWPT with FAULT_ID_VALID (a stage-1 vSTE)", answer(with_fault));
+    if (with_fault) {
+      host::HostObject nested(host_, *with_fault);
+      auto can_stall = host_.device_can_stall(*dev_id);
+      r_.note("host: attach it to the device", fmt::format("{}; device_can_stall: {}", answer(host_.attach(*dev_id, nested.id())),
+                                                          can_stall ? (*can_stall ? "yes" : "no") : can_stall.error().to_string()));
+      fault_fd(fd.get());
+      ok(host_.attach(*dev_id, parent.id()), "host: back to the nest parent");
+      ok(nested.reset(), "host: IOMMU_DESTROY(nested HWPT with the fault queue)");
+    }
+    // Its fd closed, the fault queue can go (while the fd is open IOMMU_DESTROY is EBUSY: host/handles.hpp).
+    fd.reset();
+    ok(queue.reset(), "host: fault queue fd closed, IOMMU_DESTROY(fault queue)");
+    ok(host_.detach(*dev_id), "host: detach");
+  }
+
+  // What the fault queue's fd answers while no fault is queued.
+  void fault_fd(int fd) {
+    std::array<std::byte, 2 * sizeof(host::uapi::iommu_hwpt_pgfault)> buf{};
+    auto odd = host_.read_fault_queue(fd, std::span(buf).first(sizeof(host::uapi::iommu_hwpt_pgfault) - 1));
+    r_.check(!odd && odd.error().err == ESPIPE, "fault queue: read of 39 bytes is ESPIPE",
+             odd ? fmt::format("{} bytes", *odd) : odd.error().to_string());
+    auto empty = host_.read_fault_queue(fd, buf);
+    r_.check(empty && *empty == 0, "fault queue: read of an empty queue is 0",
+             empty ? fmt::format("{} bytes", *empty) : empty.error().to_string());
+    pollfd p{fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, 0);
+    r_.check(n == 0 || (n == 1 && !(p.revents & POLLIN)), "fault queue: poll shows no POLLIN",
+             fmt::format("poll {} revents {:#x}", n, static_cast<unsigned>(p.revents)));
+    const host::uapi::iommu_hwpt_page_response resp{.cookie = 0x1234, .code = host::uapi::kPageResponseSuccess};
+    auto w = host_.write_fault_queue(fd, std::as_bytes(std::span(&resp, 1)));
+    r_.check(!w && w.error().err == EINVAL, "fault queue: a response with an unknown cookie is EINVAL",
+             w ? fmt::format("{} bytes consumed", *w) : w.error().to_string());
+  }
+
   // 7. Teardown: every host object goes with the vSMMU; the device can serve a second vSMMU after.
   void teardown() {
     g_.reset();
     r_.note("first vSMMU destroyed", "guest RAM, IOAS, HWPTs, vIOMMU, vDEVICE, vEVENTQ released");
     if (o_.release) o_.release();
+    raw_kernel();
+    ssidsize_refused();
     testkit::GuestHarnessConfig c;
     c.vsmmu.wishes.ipa_bits = 40;
     c.devices = {{o_.path, -1, o_.vsid}};
@@ -656,6 +868,22 @@ class Flow {
       r_.check(st && st->state == nesting::StreamState::translate, "second vSMMU: the stream translates",
                st ? "translating" : st.error().to_string());
     }
+  }
+
+  // A vSMMU asking for more SSID bits than the physical SMMU has is refused when it is created, saying so.
+  void ssidsize_refused() {
+    const auto host_ssid = static_cast<unsigned>(Idr1::of(hw_.idr[1]).get(Idr1::SSIDSIZE));
+    testkit::GuestHarnessConfig c;
+    c.vsmmu.wishes.ipa_bits = 40;
+    c.vsmmu.wishes.ssid_bits = host_ssid + kCdBits;
+    c.devices = {{o_.path, -1, o_.vsid}};
+    c.ram_size = 16ULL << 20;
+    c.table_pool_size = 4ULL << 20;
+    auto g = GuestHarness::create(host_, c);
+    const std::string want = fmt::format("SSIDSIZE {} asked, the physical SMMU has {}", host_ssid + kCdBits, host_ssid);
+    r_.check(!g && g.error().err == EINVAL && g.error().message.find(want) != std::string::npos,
+             "PASIDs: a vSMMU with SSIDSIZE above the host's is refused at creation",
+             g ? "created" : g.error().to_string());
   }
 
   host::Host& host_;

@@ -27,7 +27,14 @@
 //      address reaches the guest's event queue, the vSMMU counts an MSI-window fault and tells the VMM in one
 //      notice; a second blocked MSI is counted but no second notice; with the map back the MSI arrives again;
 //      MSI disabled;
-//   7. teardown, and a second vSMMU on the same device after it.
+//   6b. PASIDs: the guest's SSIDSIZE at most the host's; a vSTE with S1CDMax > 0 (a linear CD table in guest RAM,
+//       S1DSS substream0): a nested HWPT where the guest's SSIDSIZE allows it (edu's untagged DMA through CD 0),
+//       C_BAD_STE naming S1CDMax and SSIDSIZE where not; CFGI_CD with an SSID (CERROR_ILL beyond SSIDSIZE) and
+//       CFGI_CD_ALL; the flow's vSTE again and a copy;
+//   7. teardown; 7b. the host's kernel on its own (device bound anew): a nested HWPT from a vSTE with S1CDMax > 0,
+//      IOMMU_HWPT_INVALIDATE with CFGI_CD(SSID) and CFGI_CD_ALL, a fault queue and a nested HWPT with
+//      FAULT_ID_VALID attached (answers reported), the fault fd's read/write/poll/close checked; a vSMMU asking
+//      for more SSID bits than the host has is refused; a second vSMMU on the same device after it.
 #pragma once
 
 #include <array>
