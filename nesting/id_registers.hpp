@@ -63,8 +63,9 @@ inline constexpr unsigned kMaxAutoOasBits = 48;
 // Linux's arm-smmu-v3 puts in one table (CTXDESC_L2_ENTRIES), larger linear tables are refused.
 inline constexpr unsigned kMaxLinearSsidBits = 10;
 inline constexpr unsigned kMaxSsidBits = 20;  // IHI 0070 6.3.2: SSIDSIZE at most 20
-// Stalls stay off while auto until the forwarding of stalls (iopf) is complete; that work flips this.
-inline constexpr bool kAutoStall = false;
+// Stalls on auto: given where the physical SMMU stalls; VirtualSmmu::create takes them back when the host kernel
+// has no fault queue to report them through (docs/vsva.md).
+inline constexpr bool kAutoStall = true;
 
 // What the guest reads from IDR0-5, IIDR and AIDR.
 using GuestIdRegisters = smmu::IdRegisters;

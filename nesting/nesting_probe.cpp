@@ -311,7 +311,6 @@ std::vector<AutoValue> auto_values_of(const smmu::IdFeatures& host, std::uint64_
     ssid_why = host.cd2l ? fmt::format("the physical SMMU has {}; at most {}", host.ssidsize, kMaxSsidBits)
                          : fmt::format("the physical SMMU has {}, without 2-level CD tables (IDR0.CD2L=0): at most {}",
                                        host.ssidsize, kMaxLinearSsidBits);
-  const bool host_stalls = host.stall_model != smmu::StallModel::terminate && host.stall_model != smmu::StallModel::reserved;
   const bool stalls = g.stall_model != smmu::StallModel::terminate;
   return {
       {"oas_bits", oas, oas_why},
@@ -324,9 +323,8 @@ std::vector<AutoValue> auto_values_of(const smmu::IdFeatures& host, std::uint64_
            ? "a device behind it cannot use ATS (IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED); on for a vSMMU whose first device can"
            : "the physical SMMU's"},
       {"stall", stalls,
-       stalls ? "the physical SMMU's stall model"
-       : host_stalls ? "off while auto (stall forwarding is being completed); the physical SMMU stalls: ask for stall=on"
-                     : "the physical SMMU terminates faulting transactions"},
+       stalls ? "the physical SMMU's stall model (given only where the host kernel has fault queues)"
+                    : "the physical SMMU terminates faulting transactions"},
       {"msi", g.msi, g.msi ? "the VMM delivers the vSMMU's MSIs"
                            : "on only for a VMM that delivers the vSMMU's MSIs (set_msi_handler, kCreateMsiDelivery)"},
   };

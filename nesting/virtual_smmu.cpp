@@ -59,11 +59,24 @@ Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, co
   VSMMU_TRY_ASSIGN(auto first, bind(memory.host(), config.name, std::move(devices.front()), host_calls));
   VSMMU_TRY_ASSIGN(const auto ids, derive_id_registers(first.hw, config.wishes, first.what));
   std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, config, ids));
-  v->stats_.host_calls = host_calls;
   if (!v->work_fd_)
     return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
+  if (auto queue = v->open_fault_queue(); !queue) {
+    // Stalls left on auto need a host kernel with fault queues (IOMMU_FAULT_QUEUE_ALLOC, Linux 6.11+) as well
+    // as a stalling SMMU: without one the guest is simply not given stalls. Asked for, they are refused.
+    if (config.wishes.stall) return std::unexpected(queue.error());
+    log::info("vsmmu", "{}: the physical SMMU stalls but the guest is not given stalls: {}", config.name, queue.error());
+    VirtualSmmuConfig no_stalls = config;
+    no_stalls.wishes.stall = false;
+    VSMMU_TRY_ASSIGN(const auto without, derive_id_registers(first.hw, no_stalls.wishes, first.what));
+    const std::uint64_t calls = v->stats_.host_calls;
+    v.reset(new VirtualSmmu(memory, no_stalls, without));
+    if (!v->work_fd_)
+      return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
+    v->stats_.host_calls = calls;
+  }
+  v->stats_.host_calls += host_calls;
   std::lock_guard lock(v->mu_);
-  VSMMU_TRY(v->open_fault_queue());
   VSMMU_TRY(v->add_bound_device_locked(std::move(first)));
   for (auto& d : std::span(devices).subspan(1)) VSMMU_TRY(v->add_device_locked(std::move(d)));
   return v;

@@ -279,5 +279,41 @@ TEST_F(Iopf, WithoutStallsGivenResumeIsIllegal) {
   EXPECT_EQ(g->vsmmu().stats().command_errors, 1U);
 }
 
+
+// Stalls on auto (docs/vsva.md, "What the host must offer"): a VMM that says nothing gets the physical SMMU's
+// stall model. If the host kernel then cannot give the fault queue the stalls are reported through
+// (IOMMU_FAULT_QUEUE_ALLOC), the vSMMU is made without stalls rather than failing; a VMM that asked for stalls
+// gets the host's error instead. fail_nth finds the fault queue among create's host calls: it is the one
+// injected failure that an auto vSMMU survives.
+TEST_F(Iopf, StallsOnAutoFollowTheSmmuAndAreDroppedWithoutAFaultQueue) {
+  const GuestRamLayout layout{0x40000000ULL, 16ULL << 20};
+  auto memory = must(GuestMemory::allocate(*host, std::span(&layout, 1)));
+  {
+    auto v = must(VirtualSmmu::create(*memory, {}, {{"acc0", -1, kAcc0}}));
+    EXPECT_EQ(v->id_registers().idr0.get(smmu::Idr0::STALL_MODEL), smmu::StallModel::stall_and_terminate);
+  }
+  unsigned survived = 0;
+  for (unsigned n = 1; n < 40; ++n) {
+    host->set_fail_nth(n);
+    auto v = VirtualSmmu::create(*memory, {}, {{"acc0", -1, kAcc0}});
+    const bool fired = host->fail_nth_fired();
+    host->set_fail_nth(0);
+    if (!fired) break;
+    if (!v) continue;  // another host call failed: create refused cleanly (lifecycle_test covers those)
+    ++survived;
+    EXPECT_EQ((*v)->id_registers().idr0.get(smmu::Idr0::STALL_MODEL), smmu::StallModel::terminate)
+        << "n = " << n << ": the vSMMU survived a failed host call and still gives stalls";
+    VirtualSmmuConfig asked;
+    asked.wishes.stall = true;
+    v->reset();
+    host->set_fail_nth(n);
+    auto refused = VirtualSmmu::create(*memory, asked, {{"acc0", -1, kAcc0}});
+    host->set_fail_nth(0);
+    ASSERT_FALSE(refused) << "n = " << n << ": stated stalls without a fault queue were not refused";
+    EXPECT_NE(refused.error().message.find("IOMMU_FAULT_QUEUE_ALLOC"), std::string::npos) << refused.error();
+  }
+  EXPECT_EQ(survived, 1U) << "exactly one host call of create is optional: the fault queue";
+}
+
 }  // namespace
 }  // namespace vsmmu::nesting::test

@@ -293,8 +293,8 @@ TEST(IdRegistersAuto, MsiAutoIsOnOnlyForAVmmThatDeliversMsis) {
   EXPECT_FALSE(declined->idr0.get(Idr0::MSI)) << "a stated wish wins over auto";
 }
 
-// Stalls: wired like the others, but auto stays off (kAutoStall) while their forwarding is being built.
-TEST(IdRegistersAuto, StallAutoStaysOffAndAStatedWishNeedsAStallingSmmu) {
+// Stalls on auto follow the host's STALL_MODEL (kAutoStall); a host without fault queues is VirtualSmmu::create's to handle.
+TEST(IdRegistersAuto, StallAutoFollowsTheHostAndAStatedWishNeedsAStallingSmmu) {
   auto g = derive_id_registers(server_smmu(), VsmmuWishes{}, "v");
   ASSERT_TRUE(g) << g.error();
   EXPECT_EQ(g->idr0.get(Idr0::STALL_MODEL), kAutoStall ? StallModel::stall_and_terminate : StallModel::terminate);
