@@ -443,7 +443,8 @@ TEST_F(SimIopf, FailNthLeavesNothingBehind) {
       VSMMU_TRY_ASSIGN(auto f, host->fault_queue_alloc());
       s.fault = f.id;
       s.fault_fd = f.fd;
-      auto req = nested_request(s.dev, s.viommu, guest->vste());
+      const auto vste = guest->vste();  // the request points at these bytes: they must outlive it
+      auto req = nested_request(s.dev, s.viommu, vste);
       req.fault_id = s.fault;
       VSMMU_TRY_ASSIGN(s.nested, host->hwpt_alloc(req));
       VSMMU_TRY(host->attach(s.dev, s.nested));
