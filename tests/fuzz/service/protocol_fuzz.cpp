@@ -108,7 +108,7 @@ void check_request(const Request& r, std::span<const std::byte> packet, std::siz
           "HELLO whose range lacks version 1");
     check(a->fixed.reserved == 0, "HELLO with reserved bits");
   } else if (const auto* c = std::get_if<CreateArgs>(&r.args)) {
-    check(c->fixed.policy <= 1 && (c->fixed.flags & ~kCreateGbpaAbort) == 0, "CREATE with a bad policy or flag");
+    check(c->fixed.policy <= 1 && (c->fixed.flags & ~kKnownCreateFlags) == 0, "CREATE with a bad policy or flag");
     check(!check_wishes(h.op, c->fixed.wishes), "CREATE with wishes check_wishes refuses");
     check_name(c->name, true, "vSMMU name");
   } else if (const auto* ar = std::get_if<AddRegionArgs>(&r.args)) {
