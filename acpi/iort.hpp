@@ -90,6 +90,9 @@ struct MemoryAccess {
   static constexpr std::uint8_t kAttributes = 1u << 1;  // DACS: device attributes are cacheable, inner shareable
   static constexpr std::uint8_t kCanwbs = 1u << 2;      // the device's accesses are coerced to Normal WB
   static constexpr std::uint8_t kKnownFlags = kCoherency | kAttributes | kCanwbs;
+  // DEN 0049 E.f (IORT table revision 7) defines CANWBS; before it bit 2 is reserved. Linux reads the bit at any
+  // table revision (drivers/acpi/arm64/iort.c, iort_pci_rc_supports_canwbs).
+  static constexpr std::uint8_t kCanwbsTableRevision = 7;
 
   std::uint32_t cache_coherency = 0;  // CCA: 1 = fully coherent device
   std::uint8_t hints = 0;             // allocation hints: transient, write/read allocate, override
