@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "base/log.hpp"
+#include "base/try.hpp"
 #include "host/sim/sim_host.hpp"
 #include "host/sim/sim_state.hpp"
 #include "smmu/format.hpp"
@@ -45,10 +46,17 @@ std::optional<ObjectId> SimHost::State::fault_of(ObjectId hwpt_id) {
   return std::nullopt;
 }
 
-FaultObj* SimHost::State::fault_by_fd(int fd) {
+Result<FaultObj*> SimHost::State::fault_io(int fd, std::size_t bytes, std::size_t unit, const char* call,
+                                            std::string_view units) {
+  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, call, "fd {} is not open", fd);
+  FaultObj* q = nullptr;
   for (auto& [id, body] : objects)
-    if (auto* f = std::get_if<FaultObj>(&body); f && f->channel.is_user_fd(fd)) return f;
-  return nullptr;
+    if (auto* f = std::get_if<FaultObj>(&body); f && f->channel.is_user_fd(fd)) q = f;
+  if (!q) return fail(EINVAL, call, "fd {} is not a fault queue fd of this host", fd);
+  // iommufd_fault_fops_read / _write: a count that is not whole records is ESPIPE.
+  if (bytes % unit != 0)
+    return fail(ESPIPE, call, "fd {}: {} bytes is not a whole number of {}-byte {}", fd, bytes, unit, units);
+  return q;
 }
 
 void SimHost::State::report_stall(std::size_t smmu_index, const smmu::Event& ev) {
@@ -136,13 +144,7 @@ void SimHost::State::auto_respond(ObjectId dev, ObjectId hwpt_id) {
 Result<std::size_t> SimHost::read_fault_queue(int fd, std::span<std::byte> buf) {
   constexpr const char* kCall = "read(fault queue)";
   std::lock_guard lock(s_->mu);
-  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, kCall, "fd {} is not open", fd);
-  FaultObj* q = s_->fault_by_fd(fd);
-  if (!q) return fail(EINVAL, kCall, "fd {} is not a fault queue fd of this host", fd);
-  // iommufd_fault_fops_read: a count that is not whole records is ESPIPE.
-  if (buf.size() % kRecordBytes != 0)
-    return fail(ESPIPE, kCall, "fd {}: {} bytes is not a whole number of {}-byte fault records", fd, buf.size(),
-                kRecordBytes);
+  VSMMU_TRY_ASSIGN(FaultObj* q, s_->fault_io(fd, buf.size(), kRecordBytes, kCall, "fault records"));
   std::size_t done = 0;
   // Whole groups, oldest first; each gets the lowest free cookie (xa_alloc, XA_FLAGS_ALLOC1).
   while (!q->deliver.empty() && buf.size() - done >= kRecordBytes) {
@@ -162,12 +164,7 @@ Result<std::size_t> SimHost::read_fault_queue(int fd, std::span<std::byte> buf) 
 Result<std::size_t> SimHost::write_fault_queue(int fd, std::span<const std::byte> responses) {
   constexpr const char* kCall = "write(fault queue)";
   std::lock_guard lock(s_->mu);
-  if (::fcntl(fd, F_GETFD) < 0) return fail(EBADF, kCall, "fd {} is not open", fd);
-  FaultObj* q = s_->fault_by_fd(fd);
-  if (!q) return fail(EINVAL, kCall, "fd {} is not a fault queue fd of this host", fd);
-  if (responses.size() % kResponseBytes != 0)
-    return fail(ESPIPE, kCall, "fd {}: {} bytes is not a whole number of {}-byte page responses", fd, responses.size(),
-                kResponseBytes);
+  VSMMU_TRY_ASSIGN(FaultObj* q, s_->fault_io(fd, responses.size(), kResponseBytes, kCall, "page responses"));
   // iommufd_fault_fops_write: in order; the first bad one stops the write, which returns the bytes consumed
   // before it (or the error when there are none).
   std::size_t done = 0;

@@ -226,6 +226,25 @@ Result<void> SimHost::destroy(ObjectId id) {
 // ---------------------------------------------------------------------------------------------------------
 // Introspection
 
+std::string SimStats::held() const {
+  std::string out;
+  const auto add = [&out](std::uint64_t n, std::string_view what) {
+    if (n) out += fmt::format("{}{} {}", out.empty() ? "" : ", ", n, what);
+  };
+  add(objects, "objects");
+  add(devices_bound, "bound devices");
+  add(ioas_areas, "IOAS areas");
+  add(pinned_bytes, "pinned bytes");
+  add(domains, "domains");
+  add(domain_mapped_bytes, "domain-mapped bytes");
+  add(translating_stes, "translating STEs");
+  add(veventq_fds, "event/fault fds");
+  add(fault_groups, "fault groups");
+  add(stalled_transactions, "stalled transactions");
+  add(pending_dma, "pending DMA transfers");
+  return out;
+}
+
 SimStats SimHost::stats() const {
   std::lock_guard lock(s_->mu);
   SimStats st;

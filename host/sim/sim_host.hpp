@@ -81,6 +81,11 @@ struct SimStats {
   std::size_t pending_dma = 0;            // DMA engines with a stalled or uncollected transfer
   std::uint64_t stalls_aborted = 0;       // stall events no fault queue took: the kernel answered them abort
   std::size_t host_regions = 0;           // regions placed in host-physical memory (drivers' RAM included)
+
+  // What the host still holds for its users - every nonzero count among objects, bound devices, IOAS areas,
+  // pinned bytes, domains, mapped bytes, translating STEs, event/fault fds, fault groups, stalled transactions
+  // and pending DMA - as "2 objects, 1 domains"; empty when a user has given everything back.
+  std::string held() const;
 };
 
 // Per-SMMU counters: what the simulated driver sent and what the model did.

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -233,7 +234,9 @@ struct SimHost::State {
   std::optional<ObjectId> fault_of(ObjectId hwpt_id);
   // master->stall_enabled (arm_smmu_probe_device): dma-can-stall with STALL_MODEL "stall", or STALL_FORCE.
   bool stall_enabled(const DeviceObj& d);
-  FaultObj* fault_by_fd(int fd);
+  // The fault queue behind `fd` for a read/write(2) of `bytes` in records of `unit` bytes: EBADF (closed fd),
+  // EINVAL (not a fault queue fd of this host), ESPIPE (not whole records), each naming `call`.
+  Result<FaultObj*> fault_io(int fd, std::size_t bytes, std::size_t unit, const char* call, std::string_view units);
 };
 
 }  // namespace vsmmu::host::sim
