@@ -44,14 +44,13 @@ Event stall_event(std::uint32_t vsid, std::uint16_t stag, const host::uapi::iomm
 
 }  // namespace
 
-Result<void> VirtualSmmu::open_fault_queue() {
-  if (guest_.stall_model == StallModel::terminate || fault_queue_) return {};
-  ++stats_.host_calls;
-  auto q = host_.fault_queue_alloc();
-  if (!q) return fail(q.error(), kWhere, "{}: IOMMU_FAULT_QUEUE_ALLOC for the guest's stalls", config_.name);
-  fault_queue_ = host::QueueObject(host_, q->id, q->fd);
-  fault_reader_.emplace(host_, fault_queue_.fd());
-  return {};
+Result<host::QueueObject> VirtualSmmu::open_fault_queue(host::Host& host, const VirtualSmmuConfig& config,
+                                                        const GuestIdRegisters& ids, std::uint64_t& host_calls) {
+  if (IdFeatures::of(ids).stall_model == StallModel::terminate) return host::QueueObject{};
+  ++host_calls;
+  auto q = host.fault_queue_alloc();
+  if (!q) return fail(q.error(), kWhere, "{}: IOMMU_FAULT_QUEUE_ALLOC for the guest's stalls", config.name);
+  return host::QueueObject(host, q->id, q->fd);
 }
 
 std::optional<host::ObjectId> VirtualSmmu::fault_queue_for(const Device& dev, const Ste& vste) const {

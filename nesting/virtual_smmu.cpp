@@ -17,7 +17,8 @@ namespace vsmmu::nesting {
 
 using namespace smmu;
 
-VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids)
+VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids,
+                         host::QueueObject fault_queue)
     : memory_(memory),
       host_(memory.host()),
       config_(config),
@@ -25,7 +26,9 @@ VirtualSmmu::VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, c
       guest_(IdFeatures::of(ids)),
       features_(command_features(ids)),
       regs_(memory.view(), ids, static_cast<RegisterEffects&>(*this), config.gbpa_abort_at_reset),
+      fault_queue_(std::move(fault_queue)),
       work_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fault_queue_) fault_reader_.emplace(host_, fault_queue_.fd());
   if (config.policy == InvalidationPolicy::per_command) {
     plan_options_.max_batch_entries = 1;
     plan_options_.coalesce = false;
@@ -57,24 +60,21 @@ Result<std::unique_ptr<VirtualSmmu>> VirtualSmmu::create(GuestMemory& memory, co
                 config.name);
   std::uint64_t host_calls = 0;
   VSMMU_TRY_ASSIGN(auto first, bind(memory.host(), config.name, std::move(devices.front()), host_calls));
-  VSMMU_TRY_ASSIGN(const auto ids, derive_id_registers(first.hw, config.wishes, first.what));
-  std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, config, ids));
-  if (!v->work_fd_)
-    return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
-  if (auto queue = v->open_fault_queue(); !queue) {
+  VSMMU_TRY_ASSIGN(auto ids, derive_id_registers(first.hw, config.wishes, first.what));
+  VirtualSmmuConfig given = config;
+  auto queue = open_fault_queue(memory.host(), config, ids, host_calls);
+  if (!queue) {
     // Stalls left on auto need a host kernel with fault queues (IOMMU_FAULT_QUEUE_ALLOC, Linux 6.11+) as well
     // as a stalling SMMU: without one the guest is simply not given stalls. Asked for, they are refused.
     if (config.wishes.stall) return std::unexpected(queue.error());
     log::info("vsmmu", "{}: the physical SMMU stalls but the guest is not given stalls: {}", config.name, queue.error());
-    VirtualSmmuConfig no_stalls = config;
-    no_stalls.wishes.stall = false;
-    VSMMU_TRY_ASSIGN(const auto without, derive_id_registers(first.hw, no_stalls.wishes, first.what));
-    const std::uint64_t calls = v->stats_.host_calls;
-    v.reset(new VirtualSmmu(memory, no_stalls, without));
-    if (!v->work_fd_)
-      return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
-    v->stats_.host_calls = calls;
+    given.wishes.stall = false;
+    VSMMU_TRY_ASSIGN(ids, derive_id_registers(first.hw, given.wishes, first.what));
+    queue = host::QueueObject{};
   }
+  std::unique_ptr<VirtualSmmu> v(new VirtualSmmu(memory, given, ids, std::move(*queue)));
+  if (!v->work_fd_)
+    return fail(errno, "vsmmu", "{}: eventfd for the command queue's deferred work: {}", config.name, std::strerror(errno));
   v->stats_.host_calls += host_calls;
   std::lock_guard lock(v->mu_);
   VSMMU_TRY(v->add_bound_device_locked(std::move(first)));

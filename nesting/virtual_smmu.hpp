@@ -193,7 +193,9 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
  private:
   struct Device;  // per device: its binding, its Viommu and stream there, what the guest was told
 
-  VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids);
+  // `fault_queue`: the host's fault queue for the guest's stalls (none when the guest is not given stalls).
+  VirtualSmmu(GuestMemory& memory, const VirtualSmmuConfig& config, const GuestIdRegisters& ids,
+              host::QueueObject fault_queue);
 
   // RegisterEffects (mu_ held)
   void commands_published() override;
@@ -242,8 +244,9 @@ class VirtualSmmu final : public VsmmuEndpoint, private smmu::RegisterEffects {
   void diagnose_msi_fault(const smmu::Event& e);
 
   // stalls (stall_forwarding.cpp); mu_ held
-  // IOMMU_FAULT_QUEUE_ALLOC, when the guest is given stalls.
-  Result<void> open_fault_queue();
+  // IOMMU_FAULT_QUEUE_ALLOC for a guest given stalls (counted in host_calls); an empty object when it is not.
+  static Result<host::QueueObject> open_fault_queue(host::Host& host, const VirtualSmmuConfig& config,
+                                                    const GuestIdRegisters& ids, std::uint64_t& host_calls);
   // The fault queue a translating vSTE's nested HWPT gets: the vSMMU's, when the guest enabled stalls for the
   // stream (S1STALLD = 0 on a vSMMU giving stalls) and its device can stall; else none.
   std::optional<host::ObjectId> fault_queue_for(const Device& dev, const smmu::Ste& vste) const;
