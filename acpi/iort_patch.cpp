@@ -30,7 +30,7 @@ std::optional<std::string> unsuitable(const RootComplexNesting& rc) {
   return std::nullopt;
 }
 
-// The table's errors other than a wrong checksum, which the patch rewrites anyway.
+// Refuses a table with errors other than a wrong checksum (the patch rewrites the checksum anyway).
 Result<void> only_checksum_wrong(const Report& report) {
   std::vector<const Problem*> others;
   bool checksum = false;
