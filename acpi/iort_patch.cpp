@@ -5,24 +5,58 @@
 #include <fmt/format.h>
 
 #include "acpi/bytes.hpp"
+#include "acpi/iort_nesting.hpp"
 #include "base/try.hpp"
 
 namespace vsmmu::acpi::iort {
+namespace {
 
 using namespace layout;
 
-Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<std::size_t> rc_index) {
-  VSMMU_TRY_ASSIGN(auto report, parse(table));
-  const auto& problems = report.problems;
-  auto first_error = std::find_if(problems.begin(), problems.end(),
-                                  [](const Problem& p) { return p.severity == Severity::error; });
-  if (first_error != problems.end())
-    return fail(EINVAL, "iort.patch",
-                "the table has {} errors, the first at offset {:#x}: {}. A patched copy would carry them into the "
-                "kernel; fix the table first (`vsmmu iort check` lists them all)",
-                report.count(Severity::error), first_error->offset, first_error->message);
+std::string name(const RootComplexRef& rc) {
+  return fmt::format("root complex {} (segment {}, node {:#05x})", rc.index, rc.segment, rc.offset);
+}
 
-  const auto rcs = report.table.of_type(NodeType::root_complex);
+// Why CANWBS cannot help this root complex, or nothing. Whether it can nest at all is nesting_report's
+// verdict; the CCA is what CANWBS itself presumes.
+std::optional<std::string> unsuitable(const RootComplexNesting& rc) {
+  if (rc.verdict == Nesting::refused)
+    return fmt::format("nesting is refused there whatever its flags: {}", rc.reason);
+  if (!rc.memory.cca())
+    return fmt::format(
+        "its CCA is {} (not cache coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs a "
+        "coherent path to memory (DEN 0049 Table 14)",
+        rc.memory.cache_coherency);
+  return std::nullopt;
+}
+
+// Refuses a table with errors other than a wrong checksum (the patch rewrites the checksum anyway).
+Result<void> only_checksum_wrong(const Report& report) {
+  std::vector<const Problem*> others;
+  bool checksum = false;
+  for (const auto& p : report.problems) {
+    if (p.severity != Severity::error) continue;
+    if (p.check == Check::checksum)
+      checksum = true;
+    else
+      others.push_back(&p);
+  }
+  if (others.empty()) return {};
+  return fail(EINVAL, "iort.patch",
+              "the table has {} errors{}, the first at offset {:#x}: {}. A patched copy would carry them into the "
+              "kernel; fix the table first (`vsmmu iort check` lists them all)",
+              others.size(), checksum ? " besides its checksum" : "", others.front()->offset, others.front()->message);
+}
+
+}  // namespace
+
+Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<std::size_t> rc_index,
+                           IfUnsafe if_unsafe) {
+  VSMMU_TRY_ASSIGN(auto report, parse(table));
+  VSMMU_TRY(only_checksum_wrong(report));
+
+  const auto nesting = nesting_report(report.table);
+  const auto& rcs = nesting.root_complexes;
   if (rcs.empty()) return fail(ENOENT, "iort.patch", "the table has no PCI root complex node to set CANWBS on");
   if (rc_index && *rc_index >= rcs.size())
     return fail(ERANGE, "iort.patch", "there is no root complex {}: the table has {} (0-{})", *rc_index, rcs.size(),
@@ -33,20 +67,65 @@ Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<st
                 "the OEM revision is already 0xffffffff; Linux replaces a table only by one with a higher OEM "
                 "revision, so this table cannot be overridden");
 
+  const bool force = if_unsafe == IfUnsafe::force;
+  std::vector<Unsuitable> unsuitables;
+  for (const auto& rc : rcs)
+    if (rc_index.value_or(rc.index) == rc.index)
+      if (auto why = unsuitable(rc)) unsuitables.push_back({RootComplexRef{rc.index, rc.offset, rc.segment}, *why});
+  const std::size_t chosen = rc_index ? 1 : rcs.size();
+  if (!force && unsuitables.size() == chosen) {
+    if (chosen == 1)
+      return fail(EOPNOTSUPP, "iort.patch", "{} cannot take CANWBS: {}. --force sets it anyway",
+                  name(unsuitables[0].rc), unsuitables[0].reason);
+    std::string list;
+    for (const auto& u : unsuitables) list += fmt::format("{}{}: {}", list.empty() ? "" : "; ", name(u.rc), u.reason);
+    return fail(EOPNOTSUPP, "iort.patch", "no root complex can take CANWBS: {}. --force sets it anyway", list);
+  }
+
   Patched out;
   out.table.assign(table.begin(), table.begin() + header.length);
-  for (std::size_t i = 0; i < rcs.size(); ++i) {
-    if (rc_index && *rc_index != i) continue;
-    const std::size_t at = rcs[i]->offset + kRcMemory + kMemFlags;
-    const std::uint8_t before = out.table[at];
-    out.table[at] = static_cast<std::uint8_t>(before | MemoryAccess::kCanwbs);
-    out.changes.push_back(FlagChange{i, rcs[i]->offset, before, out.table[at]});
-  }
+  const std::uint8_t sum = byte_sum(table.first(header.length));
+  out.table_revision = header.revision;
   out.oem_revision_before = header.oem_revision;
   out.oem_revision_after = header.oem_revision + 1;
+  std::vector<std::string> rc_notes;
+  for (const auto& rc : rcs) {
+    if (rc_index.value_or(rc.index) != rc.index) continue;
+    const RootComplexRef ref{rc.index, rc.offset, rc.segment};
+    auto u = std::find_if(unsuitables.begin(), unsuitables.end(),
+                          [&](const Unsuitable& x) { return x.rc.index == rc.index; });
+    if (u != unsuitables.end() && !force) {
+      rc_notes.push_back(fmt::format("{} skipped: {}; --force sets CANWBS there too", name(ref), u->reason));
+      out.skipped.push_back(*u);
+      continue;
+    }
+    const std::size_t at = rc.offset + kRcMemory + kMemFlags;
+    const std::uint8_t before = out.table[at];
+    out.table[at] = static_cast<std::uint8_t>(before | MemoryAccess::kCanwbs);
+    FlagChange change{ref, before, out.table[at], std::nullopt};
+    if (u != unsuitables.end()) {
+      change.forced = u->reason;
+      rc_notes.push_back(fmt::format("{}: CANWBS forced, which is unsafe: {}", name(ref), u->reason));
+    }
+    out.changes.push_back(std::move(change));
+  }
   put_le(out.table, kOemRevision, out.oem_revision_after, 4);
   out.table[kChecksum] = 0;
   out.table[kChecksum] = static_cast<std::uint8_t>(0x100 - byte_sum(out.table));
+
+  if (sum != 0) {
+    const ChecksumFix fix{header.checksum, static_cast<std::uint8_t>(header.checksum - sum), out.table[kChecksum]};
+    out.checksum_fixed = fix;
+    out.notes.push_back(fmt::format("checksum also fixed: {:#04x} -> {:#04x}; the firmware's table carried {:#04x} "
+                                    "where its bytes called for {:#04x} (ACPI 6.5 5.2.6)",
+                                    fix.shipped, fix.written, fix.shipped, fix.due));
+  }
+  if (header.revision < MemoryAccess::kCanwbsTableRevision)
+    out.notes.push_back(fmt::format("IORT revision {} predates CANWBS (DEN 0049 E.f, revision {}): bit 2 of the "
+                                    "memory access flags is reserved there. Linux reads it at any revision "
+                                    "(drivers/acpi/arm64/iort.c, iort_pci_rc_supports_canwbs); other readers may not",
+                                    header.revision, MemoryAccess::kCanwbsTableRevision));
+  out.notes.insert(out.notes.end(), rc_notes.begin(), rc_notes.end());
   return out;
 }
 

@@ -89,20 +89,32 @@ constexpr const char* kGenHelp =
     "                 --map rid=0x0,count=0x100 --host-iort /sys/firmware/acpi/tables/IORT -o guest-iort.aml\n";
 
 constexpr const char* kPatchHelp =
-    "usage: vsmmu iort patch --canwbs [--rc INDEX] IN -o OUT [--cpio]\n\n"
+    "usage: vsmmu iort patch --canwbs [--rc INDEX] [--force] IN -o OUT [--cpio]\n\n"
     "Sets CANWBS (bit 2 of the memory access flags) on root complex INDEX (table order, as `iort check`\n"
-    "numbers them) or on all, raises the OEM revision by one and fixes the checksum, so that Linux's\n"
-    "ACPI table upgrade (CONFIG_ACPI_TABLE_UPGRADE) replaces the firmware's table with it.\n\n"
+    "numbers them) or on every one it can help, raises the OEM revision by one and fixes the checksum, so\n"
+    "that Linux's ACPI table upgrade (CONFIG_ACPI_TABLE_UPGRADE) replaces the firmware's table with it.\n\n"
     "  --canwbs     set CANWBS (the only patch so far; required)\n"
     "  --rc INDEX   only this root complex\n"
+    "  --force      set it also where it cannot help or cannot be true (see below)\n"
     "  -o OUT       where to write\n"
     "  --cpio       write an uncompressed newc cpio holding kernel/firmware/acpi/IORT.aml instead of the\n"
     "               bare table; put it in front of the initrd: cat OUT initrd.img > initrd-override.img\n\n"
-    "The table must be valid (`vsmmu iort check` lists what is not).\n\n"
+    "The table must be valid (`vsmmu iort check` lists what is not), except for its checksum: a wrong one\n"
+    "(some firmware ships 0) is rewritten with the patch, and the output says so.\n"
+    "CANWBS is not set on a root complex that cannot nest whatever its flags (`iort check` verdict\n"
+    "refused: its IDs reach only an ITS, an SMMUv1/v2 or SMMUv3s without COHACC, or nothing) nor on one\n"
+    "with CCA 0 (CANWBS coerces its accesses to Normal Write-Back, which needs a coherent path). Without\n"
+    "--rc such root complexes are skipped and listed with the reason; with --rc, or when none is left,\n"
+    "the patch is refused. --force sets it anyway and says what it forced and why that is unsafe.\n"
+    "Tables older than revision 7 (DEN 0049 E.f) reserve the bit; Linux reads it anyway (noted).\n\n"
+    "exit status:\n"
+    "  0  the patched table was written\n"
+    "  1  refused: the table has errors besides its checksum, has no such (or no suitable) root complex,\n"
+    "     or its OEM revision cannot be raised; the reason is printed\n"
+    "  2  could not run: bad usage, IN unreadable or not an IORT, OUT not writable\n\n"
     "example:\n"
     "  sudo cat /sys/firmware/acpi/tables/IORT > IORT.dat\n"
     "  vsmmu iort patch --canwbs IORT.dat -o iort-override.cpio --cpio\n";
-
 
 // Takes the value after an option, or reports that it is missing.
 std::optional<std::string> value_of(std::span<const std::string_view> args, std::size_t& i) {
@@ -377,7 +389,7 @@ int gen(std::span<const std::string_view> args) {
 int patch(std::span<const std::string_view> args) {
   std::optional<std::string> in, out;
   std::optional<std::size_t> rc;
-  bool canwbs = false, cpio = false;
+  bool canwbs = false, cpio = false, force = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto a = args[i];
     if (is_help(a)) {
@@ -388,6 +400,8 @@ int patch(std::span<const std::string_view> args) {
       canwbs = true;
     } else if (a == "--cpio") {
       cpio = true;
+    } else if (a == "--force") {
+      force = true;
     } else if (a == "--rc" || a == "-o") {
       auto v = value_of(args, i);
       if (!v) return kUnusable;
@@ -411,15 +425,16 @@ int patch(std::span<const std::string_view> args) {
   }
   auto bytes = read_file(*in);
   if (!bytes) return unusable(bytes.error());
-  auto patched = set_canwbs(*bytes, rc);
+  auto patched = set_canwbs(*bytes, rc, force ? IfUnsafe::force : IfUnsafe::refuse);
   if (!patched) {
     fmt::print(stderr, "vsmmu iort patch: {}\n", patched.error().message);
-    // Bytes that are not an IORT are unusable input; a valid IORT we refuse to patch is a problem with it.
+    // Bytes that are not an IORT cannot be patched at all; every other failure is a refusal (set_canwbs).
     return patched.error().where == "iort.parse" ? kUnusable : kProblems;
   }
   for (const auto& c : patched->changes)
-    fmt::print("root complex {} (node {:#05x}): memory access flags {:#04x} -> {:#04x}\n", c.index, c.offset, c.before,
-               c.after);
+    fmt::print("root complex {} (node {:#05x}): memory access flags {:#04x} -> {:#04x}{}\n", c.rc.index, c.rc.offset,
+               c.before, c.after, c.forced ? " (forced)" : "");
+  for (const auto& note : patched->notes) fmt::print("note: {}\n", note);
   fmt::print("OEM revision {} -> {}, checksum {:#04x}\n", patched->oem_revision_before, patched->oem_revision_after,
              patched->table[layout::kChecksum]);
   const auto data = cpio ? acpi::cpio::newc(acpi::cpio::acpi_override("IORT", patched->table)) : patched->table;

@@ -1,6 +1,7 @@
 // IORT parser fuzz target: parse, judge, render and patch arbitrary bytes. Beyond "no crash, no stray
 // read" (ASan/UBSan), it checks what must hold for every input: problems point inside the input, and
-// patching a valid table yields a valid table with CANWBS on every root complex.
+// patching succeeds only on a table whose errors are at most its checksum, yielding a valid table where
+// every root complex is either patched (CANWBS set, and suitable unless forced) or skipped (unchanged).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,31 @@
 
 using namespace vsmmu::acpi;
 
+namespace {
+
+void check_patch(const iort::Report& before, const iort::NestingReport& nesting, const iort::Patched& patched,
+                 iort::IfUnsafe if_unsafe) {
+  for (const auto& p : before.problems)
+    if (p.severity == iort::Severity::error && p.check != iort::Check::checksum) std::abort();
+  auto again = iort::parse(patched.table);
+  if (!again || !again->valid()) std::abort();
+  const auto after = iort::nesting_report(again->table).root_complexes;
+  if (after.size() != nesting.root_complexes.size()) std::abort();
+  if (patched.changes.size() + patched.skipped.size() != after.size()) std::abort();
+  if (if_unsafe == iort::IfUnsafe::force && !patched.skipped.empty()) std::abort();
+  for (const auto& c : patched.changes) {
+    if (!after[c.rc.index].memory.canwbs()) std::abort();
+    const auto& was = nesting.root_complexes[c.rc.index];
+    const bool suitable = was.verdict != iort::Nesting::refused && was.memory.cca();
+    if (suitable == c.forced.has_value()) std::abort();
+  }
+  for (const auto& s : patched.skipped)
+    if (after[s.rc.index].memory != nesting.root_complexes[s.rc.index].memory) std::abort();
+  if (patched.checksum_fixed.has_value() == before.valid()) std::abort();
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   auto report = iort::parse(bytes);
@@ -21,12 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (p.offset > size) std::abort();
   const auto nesting = iort::nesting_report(report->table);
   (void)iort_json("fuzz", *report, nesting);
-  if (!report->valid()) return 0;
-  auto patched = iort::set_canwbs(bytes, std::nullopt);
-  if (!patched) return 0;  // no root complex, or an OEM revision that cannot grow
-  auto again = iort::parse(patched->table);
-  if (!again || !again->valid()) std::abort();
-  for (const auto& rc : iort::nesting_report(again->table).root_complexes)
-    if (!rc.memory.canwbs()) std::abort();
+  for (const auto if_unsafe : {iort::IfUnsafe::refuse, iort::IfUnsafe::force}) {
+    // Refusals (errors besides the checksum, no suitable root complex, a maxed OEM revision) are fine.
+    if (auto patched = iort::set_canwbs(bytes, std::nullopt, if_unsafe)) check_patch(*report, nesting, *patched, if_unsafe);
+  }
   return 0;
 }

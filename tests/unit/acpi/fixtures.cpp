@@ -13,9 +13,10 @@ namespace vsmmu::acpi::test {
 
 using namespace iort;
 
-Bytes qemu_virt_iort() {
-  Builder b(TableIdentity{5, "BOCHS ", "BXPC    ", 1, "BXPC", 1});
-  const auto its = b.its_group(1, 0, ItsGroup{{0}});
+namespace {
+
+// QEMU virt's SMMUv3: COHACC, wired GSIVs 106-109, proximity domain and DeviceID mapping index 0.
+SmmuV3 qemu_smmu() {
   SmmuV3 smmu;
   smmu.base = 0x9050000;
   smmu.flags = SmmuV3::kCohaccOverride;
@@ -25,8 +26,16 @@ Bytes qemu_virt_iort() {
   smmu.sync_gsiv = 109;
   smmu.proximity_domain = 0;
   smmu.id_mapping_index = 0;
+  return smmu;
+}
+
+}  // namespace
+
+Bytes qemu_virt_iort() {
+  Builder b(TableIdentity{5, "BOCHS ", "BXPC    ", 1, "BXPC", 1});
+  const auto its = b.its_group(1, 0, ItsGroup{{0}});
   const IdMapping to_its[] = {{0, 0xffff, 0, its, 0, 0}};
-  const auto s = b.smmu_v3(4, 1, smmu, to_its);
+  const auto s = b.smmu_v3(4, 1, qemu_smmu(), to_its);
   RootComplex rc;
   rc.memory = MemoryAccess{1, 0, MemoryAccess::kCoherency | MemoryAccess::kAttributes};
   rc.memory_address_limit = 64;
@@ -92,6 +101,51 @@ Bytes all_node_types() {
   const IdMapping rmr_maps[] = {{0x40, 0x3, 0x40, smmu3, 0, 0}};
   b.rmr(3, 6, Rmr{0, {{0x80000000, 0x10000}, {0x80100000, 0x20000}}}, rmr_maps);
   return b.finish().value();
+}
+
+Platform platform(std::initializer_list<RcSpec> rcs, std::uint8_t table_revision) {
+  TableIdentity id;
+  id.revision = table_revision;
+  Builder b(id);
+  const auto its = b.its_group(1, 0, ItsGroup{{0}});
+  const IdMapping to_its[] = {{0, 0xffff, 0, its, 0, 0}};
+  Smmu v2;
+  v2.base = 0x2b400000;
+  v2.span = 0x10000;
+  v2.nsg_irpt = {40, 1};
+  v2.nsg_cfg_irpt = {41, 1};
+  v2.context_interrupts = {{42, 1}};
+  const auto smmu_v2 = b.smmu(3, 1, v2, to_its);
+  SmmuV3 v3 = qemu_smmu();
+  const auto coherent = b.smmu_v3(4, 2, v3, to_its);
+  v3.base = 0x9070000;
+  v3.flags = 0;
+  const auto noncoherent = b.smmu_v3(4, 3, v3, to_its);
+  Platform p;
+  std::uint32_t segment = 0;
+  for (const auto& spec : rcs) {
+    const std::uint32_t target = spec.behind == Behind::its       ? its
+                                 : spec.behind == Behind::smmu_v2 ? smmu_v2
+                                 : spec.behind == Behind::smmu_v3 ? coherent
+                                                                  : noncoherent;
+    RootComplex rc;
+    rc.memory = MemoryAccess{spec.cca, 0, spec.cca == 1 ? MemoryAccess::kCoherency : std::uint8_t{0}};
+    rc.pci_segment = segment;
+    const IdMapping maps[] = {{0, 0xffff, 0, target, 0, 0}};
+    p.rcs.push_back(b.root_complex(4, 10 + segment, rc, maps));
+    ++segment;
+  }
+  p.table = b.finish().value();
+  const auto report = parse(p.table).value();
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front().message;
+  return p;
+}
+
+Bytes dangling_reference() {
+  Bytes t = qemu_virt_iort();
+  put(t, kQemuRc + ByteView(t).u32(kQemuRc + layout::kNodeMappingOffset) + layout::kMapOutputReference, 0x999, 4);
+  fix_checksum(t);
+  return t;
 }
 
 void put(Bytes& b, std::size_t offset, std::uint64_t value, unsigned width) { put_le(b, offset, value, width); }

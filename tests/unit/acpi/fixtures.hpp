@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,24 @@ iort::GuestIort guest_two_smmus();
 // A valid table with every node type 0-6 (ITS group, SMMUv1/v2, SMMUv3, named component, root
 // complex, PMCG, RMR), each at the newest revision.
 Bytes all_node_types();
+
+// Tables for `iort patch`'s rules (CANWBS only where nesting_report does not refuse and CCA is 1): an
+// ITS group, an SMMUv1/v2, a COHACC SMMUv3 and one without COHACC (their stream IDs go to the ITS), then
+// root complexes 0, 1, ... on segments 0, 1, ... whose RIDs 0-0xffff go where `rcs` says.
+enum class Behind { its, smmu_v2, smmu_v3, smmu_v3_without_cohacc };
+struct RcSpec {
+  Behind behind = Behind::smmu_v3;
+  std::uint32_t cca = 1;  // memory flags: COHERENCY when CCA is 1, none otherwise
+};
+struct Platform {
+  Bytes table;
+  std::vector<std::uint32_t> rcs;  // the root complexes' node offsets
+};
+Platform platform(std::initializer_list<RcSpec> rcs,
+                  std::uint8_t table_revision = iort::MemoryAccess::kCanwbsTableRevision);
+
+// QEMU virt's table whose root complex maps to no node (one output_reference error), checksum right.
+Bytes dangling_reference();
 
 void put(Bytes& b, std::size_t offset, std::uint64_t value, unsigned width);
 void fix_checksum(Bytes& b);
