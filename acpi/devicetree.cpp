@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <libfdt.h>
 
 namespace vsmmu::acpi::dt {
@@ -304,32 +308,186 @@ Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, 
   return w.finish();
 }
 
+std::string_view to_string(Severity s) { return s == Severity::error ? "error" : "warning"; }
+
+std::size_t Report::count(Severity s) const {
+  return static_cast<std::size_t>(
+      std::count_if(problems.begin(), problems.end(), [s](const Problem& p) { return p.severity == s; }));
+}
+
+HostNesting Report::status() const {
+  if (count(Severity::error) > 0) return HostNesting::malformed;
+  const bool some = std::any_of(devices.begin(), devices.end(), [](const Device& d) {
+    return d.available && d.verdict == HostNesting::needs_s2fwb;
+  });
+  return some ? HostNesting::needs_s2fwb : HostNesting::impossible;
+}
+
+std::string Report::summary() const {
+  const auto v3 = std::count_if(iommus.begin(), iommus.end(), [](const Iommu& i) { return i.smmu_v3; });
+  std::size_t needs = 0, impossible = 0, broken = 0, unavailable = 0;
+  for (const auto& d : devices) {
+    if (!d.available) ++unavailable;
+    else if (d.verdict == HostNesting::needs_s2fwb) ++needs;
+    else if (d.verdict == HostNesting::malformed) ++broken;
+    else ++impossible;
+  }
+  std::string devs = fmt::format("{} needing S2FWB, {} impossible", needs, impossible);
+  if (broken) devs += fmt::format(", {} with a broken reference", broken);
+  if (unavailable) devs += fmt::format(", {} unavailable", unavailable);
+  return fmt::format("{} IOMMUs ({} arm,smmu-v3), {} devices ({}); {} errors, {} warnings", iommus.size(), v3,
+                     devices.size(), devs, count(Severity::error), count(Severity::warning));
+}
+
+Report refused(const Error& e) { return Report{{}, {}, {Problem{"/", e.message, Severity::error}}}; }
+
 namespace {
+
+// A node's place as Linux sees it (drivers/of/base.c of_device_is_available): available when it has no
+// status or status "okay"/"ok"; "disabled", "reserved", "fail", "fail-sss" (or anything else) hide it.
+// Linux creates no platform device below an unavailable bus either (drivers/of/platform.c), so a parent's
+// status counts too.
+std::optional<std::string> own_unavailability(const void* fdt, int node) {
+  int len = 0;
+  const char* status = static_cast<const char*>(fdt_getprop(fdt, node, "status", &len));
+  if (!status) return std::nullopt;
+  const std::string value(status, strnlen(status, static_cast<std::size_t>(std::max(len, 0))));
+  if (len > 0 && (value == "okay" || value == "ok")) return std::nullopt;
+  return fmt::format("status = \"{}\"", value);
+}
 
 class Inspector {
  public:
   explicit Inspector(const void* fdt) : fdt_(fdt) {}
 
   Report run() {
-    int depth = 0;
-    for (int node = 0; node >= 0; node = fdt_next_node(fdt_, node, &depth)) {
-      if (fdt_node_check_compatible(fdt_, node, kSmmuCompatible.data()) == 0) smmu(node);
-      if (!prop(fdt_, node, "iommu-map").empty()) host(node);
+    // Nodes the devices name, so that an IOMMU lacking #iommu-cells is still listed where it is in the tree.
+    std::vector<int> named;
+    for (int node = 0, depth = 0; node >= 0 && depth >= 0; node = fdt_next_node(fdt_, node, &depth)) {
+      for (auto phandle : referenced_phandles(node))
+        if (const int target = fdt_node_offset_by_phandle(fdt_, phandle); target >= 0) named.push_back(target);
     }
+    // Why the node at each depth of the current path is hidden (empty: available). fdt_next_node leaves the
+    // root with depth -1 and an offset past it, hence the depth test.
+    std::vector<std::string> hidden(1);
+    for (int node = 0, depth = 0; node >= 0 && depth >= 0; node = fdt_next_node(fdt_, node, &depth)) {
+      const auto level = static_cast<std::size_t>(depth);
+      hidden.resize(level + 1);
+      const auto own = own_unavailability(fdt_, node);
+      if (own) hidden_at_.insert(node);
+      if (own) hidden[level] = *own;
+      else hidden[level] = level > 0 ? hidden[level - 1] : std::string();
+      unavailable_[node] = hidden[level];
+      const bool is_iommu = fdt_getprop(fdt_, node, "#iommu-cells", nullptr) != nullptr ||
+                            fdt_node_check_compatible(fdt_, node, kSmmuCompatible.data()) == 0 ||
+                            std::find(named.begin(), named.end(), node) != named.end();
+      if (is_iommu) iommu(node);
+    }
+    for (int node = 0, depth = 0; node >= 0 && depth >= 0; node = fdt_next_node(fdt_, node, &depth))
+      if (!prop(fdt_, node, "iommus").empty() || !prop(fdt_, node, "iommu-map").empty()) device(node);
     return std::move(report_);
   }
 
  private:
   template <class... A>
-  void problem(int node, fmt::format_string<A...> f, A&&... args) {
-    report_.problems.push_back(Problem{path_of(fdt_, node), fmt::format(f, std::forward<A>(args)...)});
+  void problem(Severity severity, int node, fmt::format_string<A...> f, A&&... args) {
+    report_.problems.push_back(Problem{path_of(fdt_, node), fmt::format(f, std::forward<A>(args)...), severity});
   }
 
-  void smmu(int node) {
-    SmmuNode s;
+  // The phandles of a node's iommus (each followed by its IOMMU's #iommu-cells) and iommu-map (every fourth
+  // cell), as far as they can be read.
+  std::vector<std::uint32_t> referenced_phandles(int node) const {
+    std::vector<std::uint32_t> out;
+    const auto iommus = prop(fdt_, node, "iommus");
+    for (std::size_t at = 0; at + 4 <= iommus.size();) {
+      const std::uint32_t phandle = be32(iommus.data() + at);
+      out.push_back(phandle);
+      const int target = fdt_node_offset_by_phandle(fdt_, phandle);
+      const auto cells = target >= 0 ? prop_u32(fdt_, target, "#iommu-cells") : std::nullopt;
+      if (!cells || *cells > 16) break;
+      at += 4 * (1 + std::size_t{*cells});
+    }
+    const auto map = prop(fdt_, node, "iommu-map");
+    for (std::size_t at = 0; at + 16 <= map.size(); at += 16) out.push_back(be32(map.data() + at + 4));
+    return out;
+  }
+
+  // Why `node` is hidden from Linux, naming the unavailable node when it is a parent; empty when available.
+  std::string unavailability(int node) const {
+    const auto it = unavailable_.find(node);
+    if (it == unavailable_.end() || it->second.empty()) return {};
+    if (hidden_at_.contains(node)) return it->second;
+    // A parent is the cause: name the nearest hidden ancestor.
+    for (int p = fdt_parent_offset(fdt_, node); p >= 0; p = fdt_parent_offset(fdt_, p))
+      if (hidden_at_.contains(p))
+        return fmt::format("under {}, whose {}; Linux creates no device below it (drivers/of/platform.c)",
+                           path_of(fdt_, p), it->second);
+    return it->second;
+  }
+
+  // reg's address through every parent bus's ranges to the CPU's (drivers/of/address.c of_translate_address):
+  // an empty ranges is 1:1; a bus without ranges cannot be crossed. Sets `why` when it cannot be done.
+  std::optional<std::uint64_t> translate(int node, std::uint64_t address, std::string& why) const {
+    for (int bus = fdt_parent_offset(fdt_, node); bus > 0; bus = fdt_parent_offset(fdt_, bus)) {
+      int len = 0;
+      const auto* ranges = static_cast<const std::uint8_t*>(fdt_getprop(fdt_, bus, "ranges", &len));
+      if (!ranges) {
+        why = fmt::format("{} has no ranges, so addresses on it do not reach the CPU (drivers/of/address.c "
+                          "of_translate_one); add ranges (empty for 1:1)",
+                          path_of(fdt_, bus));
+        return std::nullopt;
+      }
+      if (len == 0) continue;  // 1:1
+      const int parent = fdt_parent_offset(fdt_, bus);
+      const int na = fdt_address_cells(fdt_, bus), ns = fdt_size_cells(fdt_, bus);
+      const int pna = parent >= 0 ? fdt_address_cells(fdt_, parent) : -1;
+      if (na < 1 || na > 2 || pna < 1 || pna > 2 || ns < 1 || ns > 2) {
+        why = fmt::format("{}'s ranges maps {}-cell addresses to {}-cell ones with {}-cell sizes; only 1-2 cells "
+                          "are translated",
+                          path_of(fdt_, bus), na, pna, ns);
+        return std::nullopt;
+      }
+      const std::size_t entry = 4 * static_cast<std::size_t>(na + pna + ns);
+      if (len < 0 || static_cast<std::size_t>(len) % entry != 0) {
+        why = fmt::format("{}'s ranges is {} bytes, not a whole number of {}-byte entries", path_of(fdt_, bus),
+                          len, entry);
+        return std::nullopt;
+      }
+      bool found = false;
+      for (std::size_t at = 0; at < static_cast<std::size_t>(len) && !found; at += entry) {
+        const std::uint64_t child = read_cells(ranges + at, na), to = read_cells(ranges + at + 4 * na, pna),
+                            size = read_cells(ranges + at + 4 * (na + pna), ns);
+        if (address >= child && address - child < size) {
+          address = to + (address - child);
+          found = true;
+        }
+      }
+      if (!found) {
+        why = fmt::format("{:#x} lies outside every range of {}'s ranges", address, path_of(fdt_, bus));
+        return std::nullopt;
+      }
+    }
+    return address;
+  }
+
+  static std::uint64_t read_cells(const std::uint8_t* p, int n) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v = v << 32 | be32(p + 4 * static_cast<std::size_t>(i));
+    return v;
+  }
+
+  void iommu(int node) {
+    Iommu s;
     s.path = path_of(fdt_, node);
-    s.compatible = std::string(kSmmuCompatible);
+    for (int i = 0, n = fdt_stringlist_count(fdt_, node, "compatible"); i < n; ++i) {
+      int len = 0;
+      if (const char* c = fdt_stringlist_get(fdt_, node, "compatible", i, &len))
+        s.compatible.emplace_back(c, static_cast<std::size_t>(len));
+    }
+    s.smmu_v3 = std::find(s.compatible.begin(), s.compatible.end(), kSmmuCompatible) != s.compatible.end();
     s.phandle = fdt_get_phandle(fdt_, node);
+    s.unavailable = unavailability(node);
+    s.available = s.unavailable.empty();
     s.dma_coherent = fdt_getprop(fdt_, node, "dma-coherent", nullptr) != nullptr;
     s.iommu_cells = prop_u32(fdt_, node, "#iommu-cells");
     const int count = fdt_stringlist_count(fdt_, node, "interrupt-names");
@@ -343,69 +501,209 @@ class Inspector {
     const int sc = parent >= 0 ? fdt_size_cells(fdt_, parent) : -1;
     auto reg = prop(fdt_, node, "reg");
     if (ac < 1 || ac > 2 || sc < 0 || sc > 2) {
-      problem(node, "its parent's #address-cells/#size-cells ({}/{}) are not 1-2/0-2; reg cannot be decoded", ac, sc);
+      problem(Severity::error, node,
+              "its parent's #address-cells/#size-cells ({}/{}) are not 1-2/0-2; reg cannot be decoded", ac, sc);
     } else if (reg.empty() || reg.size() % (4 * static_cast<std::size_t>(ac + sc)) != 0) {
-      problem(node, "reg is {} bytes, not a whole number of <address size> pairs ({} cells each); the driver cannot "
-              "map the registers", reg.size(), ac + sc);
+      problem(Severity::error, node,
+              "reg is {} bytes, not a whole number of <address size> pairs ({} cells each); the driver cannot "
+              "map the registers",
+              reg.size(), ac + sc);
     } else {
       for (std::size_t at = 0; at < reg.size(); at += 4 * static_cast<std::size_t>(ac + sc)) {
-        auto cells = [&](std::size_t from, int n) {
-          std::uint64_t v = 0;
-          for (int i = 0; i < n; ++i) v = v << 32 | be32(reg.data() + from + 4 * static_cast<std::size_t>(i));
-          return v;
-        };
-        s.reg.emplace_back(cells(at, ac), cells(at + 4 * static_cast<std::size_t>(ac), sc));
+        RegEntry r{read_cells(reg.data() + at, ac), read_cells(reg.data() + at + 4 * static_cast<std::size_t>(ac), sc),
+                   std::nullopt};
+        if (s.untranslatable.empty()) r.cpu_address = translate(node, r.address, s.untranslatable);
+        s.reg.push_back(r);
       }
+      if (!s.untranslatable.empty())
+        problem(Severity::warning, node, "reg {:#x} is not translatable to a CPU address: {}", s.reg.front().address,
+                s.untranslatable);
     }
-    if (!s.dma_coherent)
-      problem(node,
-              "no dma-coherent: Linux then treats the SMMU as not cache coherent (no ARM_SMMU_FEAT_COHERENCY) and "
-              "iommufd refuses to bind devices behind it; add dma-coherent if the SMMU's table walks are coherent");
-    if (s.iommu_cells != 1u)
-      problem(node, "#iommu-cells is {}; arm,smmu-v3 takes exactly one cell (the stream ID)",
-              s.iommu_cells ? fmt::format("{}", *s.iommu_cells) : std::string("missing"));
-    for (const auto& n : s.interrupt_names)
-      if (std::find(kIrqNames.begin(), kIrqNames.end(), n) == kIrqNames.end())
-        problem(node, "interrupt name '{}' is not one of eventq, priq, cmdq-sync, gerror, combined", n);
-    report_.smmus.push_back(std::move(s));
+    if (!s.iommu_cells)
+      problem(Severity::error, node,
+              "no #iommu-cells: an IOMMU needs it (bindings/iommu/iommu.txt) and Linux cannot read the devices' "
+              "references to it");
+    if (s.smmu_v3) {
+      if (s.iommu_cells && *s.iommu_cells != 1)
+        problem(Severity::error, node, "#iommu-cells is {}; arm,smmu-v3 takes exactly one cell (the stream ID)",
+                *s.iommu_cells);
+      if (!s.dma_coherent)
+        problem(Severity::warning, node,
+                "no dma-coherent: Linux then treats the SMMU as not cache coherent (no ARM_SMMU_FEAT_COHERENCY) and "
+                "iommufd refuses to bind devices behind it; add dma-coherent if the SMMU's table walks are coherent");
+      for (const auto& n : s.interrupt_names)
+        if (std::find(kIrqNames.begin(), kIrqNames.end(), n) == kIrqNames.end())
+          problem(Severity::warning, node,
+                  "interrupt name '{}' is not one of eventq, priq, cmdq-sync, gerror, combined; Linux ignores the "
+                  "line",
+                  n);
+    }
+    judge(s);
+    iommu_at_[node] = report_.iommus.size();
+    report_.iommus.push_back(std::move(s));
   }
 
-  void host(int node) {
-    Host h;
-    h.path = path_of(fdt_, node);
-    h.iommu_map_mask = prop_u32(fdt_, node, "iommu-map-mask");
-    auto map = prop(fdt_, node, "iommu-map");
-    // Each entry is (rid-base, iommu-phandle, iommu-specifier, length); with #iommu-cells = 1 that is
-    // four cells (bindings/pci/pci-iommu.txt), which is what Linux's of_map_id assumes.
-    if (map.size() % 16 != 0)
-      problem(node, "iommu-map is {} bytes, not a whole number of 16-byte (rid-base, phandle, sid-base, length) "
-              "entries; Linux rejects the map", map.size());
+  static void judge(Iommu& s) {
+    s.verdict = HostNesting::impossible;
+    if (!s.available) {
+      s.reason = fmt::format("{} is unavailable ({}): Linux gives the devices behind it no IOMMU "
+                             "(drivers/iommu/of_iommu.c of_iommu_xlate)",
+                             s.path, s.unavailable);
+    } else if (!s.smmu_v3) {
+      s.reason = fmt::format("{} is \"{}\", not an arm,smmu-v3: iommufd's vIOMMU (IOMMU_VIOMMU_ALLOC) exists only "
+                             "on arm-smmu-v3",
+                             s.path, fmt::join(s.compatible, "\", \""));
+    } else if (!s.dma_coherent) {
+      s.reason = fmt::format("{} has no dma-coherent: arm-smmu-v3 then has no ARM_SMMU_FEAT_COHERENCY, reports no "
+                             "IOMMU_CAP_CACHE_COHERENCY, and VFIO/iommufd refuse its devices",
+                             s.path);
+    } else if (!s.untranslatable.empty() || s.reg.empty()) {
+      s.reason = fmt::format("{}'s registers cannot be located, so arm-smmu-v3 does not probe it", s.path);
+    } else {
+      s.verdict = HostNesting::needs_s2fwb;
+      s.reason = fmt::format("{} is a coherent arm,smmu-v3: nesting if it has S2FWB (IDR3.FWB), which a device tree "
+                             "cannot show (no CANWBS); `vsmmu probe` reads it",
+                             s.path);
+    }
+  }
+
+  const Iommu* iommu_named(std::uint32_t phandle) const {
+    const int target = fdt_node_offset_by_phandle(fdt_, phandle);
+    const auto it = target >= 0 ? iommu_at_.find(target) : iommu_at_.end();
+    return it == iommu_at_.end() ? nullptr : &report_.iommus[it->second];
+  }
+
+  void device(int node) {
+    Device d;
+    d.path = path_of(fdt_, node);
+    d.unavailable = unavailability(node);
+    d.available = d.unavailable.empty();
+    std::vector<const Iommu*> behind;
+    bool broken = false;
+    iommus(node, d, behind, broken);
+    iommu_map(node, d, behind, broken);
+    std::vector<const Iommu*> distinct;
+    for (const auto* i : behind)
+      if (std::find(distinct.begin(), distinct.end(), i) == distinct.end()) distinct.push_back(i);
+    std::vector<std::string> named;  // the IOMMUs iommus names
+    for (const auto& e : d.iommus)
+      if (!e.iommu.empty() && std::find(named.begin(), named.end(), e.iommu) == named.end()) named.push_back(e.iommu);
+    if (named.size() > 1)
+      problem(Severity::warning, node,
+              "iommus names {} IOMMUs ({}); Linux attaches a device to one (drivers/iommu/iommu.c iommu_fwspec_init "
+              "refuses a second), so it gets none",
+              named.size(), fmt::join(named, ", "));
+    std::vector<std::string> reasons;
+    for (const auto* i : distinct) reasons.push_back(i->reason);
+    if (!d.available) {
+      d.verdict = HostNesting::impossible;
+      d.reason = fmt::format("the device is unavailable ({}) and does not count", d.unavailable);
+    } else if (broken) {
+      d.verdict = HostNesting::malformed;
+      d.reason = "a reference to its IOMMU cannot be read (see the problems)";
+    } else if (named.size() > 1) {
+      d.verdict = HostNesting::impossible;
+      d.reason = fmt::format("iommus names {} IOMMUs; Linux gives it none", named.size());
+    } else {
+      const bool some = std::any_of(distinct.begin(), distinct.end(),
+                                    [](const Iommu* i) { return i->verdict == HostNesting::needs_s2fwb; });
+      d.verdict = some ? HostNesting::needs_s2fwb : HostNesting::impossible;
+      d.reason = fmt::format("{}", fmt::join(reasons, "; "));
+    }
+    report_.devices.push_back(std::move(d));
+  }
+
+  // iommus = <&iommu cells...>...: each specifier is the phandle and the IOMMU's #iommu-cells cells
+  // (bindings/iommu/iommu.txt); Linux stops at the first it cannot read (drivers/of/base.c of_phandle_iterator).
+  void iommus(int node, Device& d, std::vector<const Iommu*>& behind, bool& broken) {
+    const auto cells = prop(fdt_, node, "iommus");
+    std::size_t at = 0;
+    while (at < cells.size()) {
+      if (cells.size() - at < 4) {
+        problem(Severity::error, node, "iommus ends with {} stray bytes", cells.size() - at);
+        broken = true;
+        return;
+      }
+      IommusEntry e;
+      e.phandle = be32(cells.data() + at);
+      at += 4;
+      const Iommu* target = iommu_named(e.phandle);
+      if (!target) {
+        problem(Severity::error, node, "iommus names phandle {:#x}, which no node has", e.phandle);
+        broken = true;
+        d.iommus.push_back(std::move(e));
+        return;
+      }
+      e.iommu = target->path;
+      if (!target->iommu_cells || *target->iommu_cells > 16) {
+        problem(Severity::error, node, "iommus names {}, whose #iommu-cells is {}; the specifier cannot be read",
+                target->path, target->iommu_cells ? fmt::format("{}", *target->iommu_cells) : std::string("missing"));
+        broken = true;
+        d.iommus.push_back(std::move(e));
+        return;
+      }
+      if ((cells.size() - at) / 4 < *target->iommu_cells) {
+        problem(Severity::error, node, "iommus names {} but holds {} of its {} #iommu-cells", target->path,
+                (cells.size() - at) / 4, *target->iommu_cells);
+        broken = true;
+        d.iommus.push_back(std::move(e));
+        return;
+      }
+      for (std::uint32_t i = 0; i < *target->iommu_cells; ++i, at += 4) e.cells.push_back(be32(cells.data() + at));
+      e.verdict = target->verdict;
+      behind.push_back(target);
+      d.iommus.push_back(std::move(e));
+    }
+  }
+
+  // iommu-map = <rid-base &iommu id-base length>...: four cells per entry, whatever the IOMMU's #iommu-cells, as
+  // Linux reads it (drivers/of/base.c of_map_id); a RID is looked up as RID & iommu-map-mask.
+  void iommu_map(int node, Device& d, std::vector<const Iommu*>& behind, bool& broken) {
+    const auto map = prop(fdt_, node, "iommu-map");
+    if (map.empty()) return;
+    d.iommu_map_mask = prop_u32(fdt_, node, "iommu-map-mask");
+    if (map.size() % 16 != 0) {
+      problem(Severity::error, node,
+              "iommu-map is {} bytes, not a whole number of 16-byte (rid-base, phandle, sid-base, length) entries; "
+              "Linux rejects the map",
+              map.size());
+      broken = true;
+    }
     for (std::size_t at = 0; at + 16 <= map.size(); at += 16) {
       MapEntry e{be32(map.data() + at), be32(map.data() + at + 4), {}, be32(map.data() + at + 8),
-                 be32(map.data() + at + 12)};
-      const int target = fdt_node_offset_by_phandle(fdt_, e.phandle);
-      if (target < 0) {
-        problem(node, "iommu-map entry at RID {:#x} names phandle {:#x}, which no node has", e.rid_base, e.phandle);
+                 be32(map.data() + at + 12), HostNesting::malformed};
+      if (const Iommu* target = iommu_named(e.phandle)) {
+        e.target = target->path;
+        e.verdict = target->verdict;
+        behind.push_back(target);
       } else {
-        e.target = path_of(fdt_, target);
-        const auto cells = prop_u32(fdt_, target, "#iommu-cells");
-        if (cells != 1u)
-          problem(node, "iommu-map entry at RID {:#x} points at {}, which has {} #iommu-cells (needs 1)", e.rid_base,
-                  e.target, cells ? fmt::format("{}", *cells) : std::string("no"));
+        problem(Severity::error, node, "iommu-map entry at RID {:#x} names phandle {:#x}, which no node has",
+                e.rid_base, e.phandle);
+        broken = true;
       }
-      if (e.length == 0) problem(node, "iommu-map entry at RID {:#x} has length 0", e.rid_base);
-      for (const auto& o : h.iommu_map)
+      if (d.iommu_map_mask && (e.rid_base & ~*d.iommu_map_mask) != 0) {
+        problem(Severity::error, node,
+                "iommu-map entry at RID {:#x} has bits outside iommu-map-mask {:#x}; Linux refuses the map "
+                "(drivers/of/base.c of_map_id)",
+                e.rid_base, *d.iommu_map_mask);
+        broken = true;
+      }
+      if (e.length == 0)
+        problem(Severity::warning, node, "iommu-map entry at RID {:#x} has length 0 and maps nothing", e.rid_base);
+      for (const auto& o : d.iommu_map)
         if (e.length && o.length && std::uint64_t{e.rid_base} < std::uint64_t{o.rid_base} + o.length &&
             std::uint64_t{o.rid_base} < std::uint64_t{e.rid_base} + e.length)
-          problem(node, "iommu-map entries at RID {:#x} and {:#x} overlap; Linux uses the first match", o.rid_base,
-                  e.rid_base);
-      h.iommu_map.push_back(std::move(e));
+          problem(Severity::warning, node, "iommu-map entries at RID {:#x} and {:#x} overlap; Linux uses the first match",
+                  o.rid_base, e.rid_base);
+      d.iommu_map.push_back(std::move(e));
     }
-    report_.hosts.push_back(std::move(h));
   }
 
   const void* fdt_;
   Report report_;
+  std::map<int, std::string> unavailable_;  // node offset -> why it is hidden (empty: available)
+  std::set<int> hidden_at_;                 // nodes whose own status hides them
+  std::map<int, std::size_t> iommu_at_;     // node offset -> index in report_.iommus
 };
 
 }  // namespace

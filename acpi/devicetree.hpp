@@ -1,7 +1,7 @@
 // The device-tree side of the vSMMU, with libfdt: add an "arm,smmu-v3" node and the PCIe host's
-// iommu-map to a guest's tree, and inspect a host's tree for SMMUv3 nodes, their coherency and the
-// iommu-maps that lead to them. Bindings: Linux Documentation/devicetree/bindings/iommu/arm,smmu-v3.yaml
-// and pci/pci-iommu.txt.
+// iommu-map to a guest's tree, and inspect a host's tree for its IOMMUs (of any kind), their status, coherency
+// and CPU addresses, and the devices (iommus, iommu-map) behind each, with what each means for nesting.
+// Bindings: Linux Documentation/devicetree/bindings/iommu/{iommu.txt,arm,smmu-v3.yaml} and pci/pci-iommu.txt.
 //
 // A device tree cannot express CANWBS (that flag exists only in the IORT), so on a device-tree host
 // nested SMMUv3 always depends on the SMMU's S2FWB.
@@ -11,8 +11,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "acpi/nesting_status.hpp"
 #include "base/error.hpp"
 
 namespace vsmmu::acpi::dt {
@@ -53,43 +55,97 @@ struct VsmmuSpec {
 // <GIC_SPI spi IRQ_TYPE_EDGE_RISING>, as QEMU's virt board writes them.
 Result<std::vector<std::uint8_t>> add_vsmmu(std::span<const std::uint8_t> base, const VsmmuSpec& spec);
 
-struct SmmuNode {
+// How much a problem weighs: an error means Linux would misread the tree (the check's status is then
+// malformed); a warning is reported and changes nothing.
+enum class Severity { warning, error };
+std::string_view to_string(Severity s);  // "warning", "error"
+
+struct RegEntry {
+  std::uint64_t address = 0;  // as written, in the parent bus's address space
+  std::uint64_t size = 0;
+  // The address the CPU (and the IORT) sees: `address` translated through every parent bus's ranges
+  // (drivers/of/address.c of_translate_address); nullopt when a bus on the way has no ranges or none covers it.
+  std::optional<std::uint64_t> cpu_address;
+};
+
+// Any IOMMU: a node with #iommu-cells, one compatible with "arm,smmu-v3", or one a device names in its
+// iommus or iommu-map.
+struct Iommu {
   std::string path;
-  std::string compatible;
+  std::vector<std::string> compatible;  // every string, in the tree's order
+  bool smmu_v3 = false;                 // compatible with "arm,smmu-v3", the only IOMMU iommufd's vIOMMU runs on
   std::uint32_t phandle = 0;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> reg;  // address, size
+  std::vector<RegEntry> reg;
+  std::string untranslatable;  // why reg has no CPU address (empty when it has one)
+  bool available = true;       // drivers/of/base.c of_device_is_available, for the node and every parent
+  std::string unavailable;     // why not (its status, or the unavailable parent's); empty when available
   bool dma_coherent = false;
   std::vector<std::string> interrupt_names;
   std::optional<std::uint32_t> iommu_cells;
+  // What it gives the devices behind it: needs_s2fwb (an available, coherent, locatable arm,smmu-v3) or
+  // impossible, with the reason.
+  HostNesting verdict = HostNesting::impossible;
+  std::string reason;
 };
 
+// One specifier of a device's iommus: the IOMMU's phandle and #iommu-cells cells (for an SMMUv3 the stream ID).
+struct IommusEntry {
+  std::uint32_t phandle = 0;
+  std::string iommu;  // path of the node the phandle names; empty if none
+  std::vector<std::uint32_t> cells;
+  HostNesting verdict = HostNesting::malformed;  // the IOMMU's, malformed when the phandle names nothing
+};
+
+// One iommu-map entry (bindings/pci/pci-iommu.txt): RIDs [rid_base, rid_base + length), after
+// iommu-map-mask, go to IDs from sid_base on the IOMMU `target`.
 struct MapEntry {
   std::uint32_t rid_base = 0;
   std::uint32_t phandle = 0;
   std::string target;  // path of the node the phandle names; empty if none
   std::uint32_t sid_base = 0;
   std::uint32_t length = 0;
+  HostNesting verdict = HostNesting::malformed;  // the IOMMU's, malformed when the phandle names nothing
 };
 
-struct Host {
+// A node with iommus (a platform device) or iommu-map (a PCIe host, an fsl-mc bus ...).
+struct Device {
   std::string path;
+  bool available = true;    // as Iommu::available; an unavailable device does not count
+  std::string unavailable;  // why not; empty when available
+  std::vector<IommusEntry> iommus;
   std::vector<MapEntry> iommu_map;
   std::optional<std::uint32_t> iommu_map_mask;
+  // needs_s2fwb when some of its IDs reach an available coherent arm,smmu-v3; malformed when a reference is
+  // broken; impossible otherwise (and when the device is unavailable).
+  HostNesting verdict = HostNesting::impossible;
+  std::string reason;
 };
 
 struct Problem {
   std::string path;     // the node at fault
   std::string message;  // what, why, what to do
+  Severity severity = Severity::error;
 };
 
 struct Report {
-  std::vector<SmmuNode> smmus;
-  std::vector<Host> hosts;
+  std::vector<Iommu> iommus;
+  std::vector<Device> devices;
   std::vector<Problem> problems;
+
+  std::size_t count(Severity s) const;
+  // malformed with any error; else needs_s2fwb if an available device needs only S2FWB; else impossible. Never
+  // possible: a device tree cannot carry CANWBS.
+  HostNesting status() const;
+  // One line agreeing with the verdicts: IOMMUs, devices by verdict, errors and warnings.
+  std::string summary() const;
 };
 
+// A report for a blob inspect() refused: no nodes, one error at "/" (status malformed).
+Report refused(const Error& e);
+
 // Checks the blob with fdt_check_full first (EINVAL if it is not a sound flattened device tree), then
-// reports every SMMUv3 node and every node with an iommu-map.
+// reports every IOMMU, every device naming one (iommus, iommu-map) with its verdict, and the problems Linux
+// would have.
 Result<Report> inspect(std::span<const std::uint8_t> blob);
 
 }  // namespace vsmmu::acpi::dt

@@ -157,37 +157,62 @@ std::string iort_json(std::string_view source, const Report& report, const Nesti
 }
 
 std::string dt_json(std::string_view source, const dt::Report& report) {
+  const auto text = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
   json out;
   out["source"] = source;
-  json smmus = json::array();
-  for (const auto& s : report.smmus) {
+  const HostNesting status = report.status();
+  out["status"] = {{"name", to_string(status)}, {"exit_code", exit_code(status)}};
+  out["summary"] = report.summary();
+  out["errors"] = report.count(dt::Severity::error);
+  out["warnings"] = report.count(dt::Severity::warning);
+  json iommus = json::array();
+  for (const auto& s : report.iommus) {
     json reg = json::array();
-    for (const auto& [address, size] : s.reg) reg.push_back({{"address", address}, {"size", size}});
-    smmus.push_back({{"path", s.path},
-                     {"compatible", s.compatible},
-                     {"phandle", s.phandle},
-                     {"reg", reg},
-                     {"dma_coherent", s.dma_coherent},
-                     {"interrupt_names", s.interrupt_names},
-                     {"iommu_cells", optional(s.iommu_cells)}});
+    for (const auto& r : s.reg)
+      reg.push_back({{"address", r.address}, {"size", r.size}, {"cpu_address", optional(r.cpu_address)}});
+    iommus.push_back({{"path", s.path},
+                      {"compatible", s.compatible},
+                      {"smmu_v3", s.smmu_v3},
+                      {"phandle", s.phandle},
+                      {"reg", reg},
+                      {"base", s.reg.empty() ? json(nullptr) : optional(s.reg.front().cpu_address)},
+                      {"untranslatable", text(s.untranslatable)},
+                      {"available", s.available},
+                      {"unavailable", text(s.unavailable)},
+                      {"dma_coherent", s.dma_coherent},
+                      {"interrupt_names", s.interrupt_names},
+                      {"iommu_cells", optional(s.iommu_cells)},
+                      {"verdict", to_string(s.verdict)},
+                      {"reason", s.reason}});
   }
-  out["smmus"] = smmus;
-  json hosts = json::array();
-  for (const auto& h : report.hosts) {
-    json map = json::array();
-    for (const auto& e : h.iommu_map)
+  out["iommus"] = iommus;
+  json devices = json::array();
+  for (const auto& d : report.devices) {
+    json refs = json::array(), map = json::array();
+    for (const auto& e : d.iommus)
+      refs.push_back({{"phandle", e.phandle}, {"iommu", text(e.iommu)}, {"cells", e.cells},
+                      {"verdict", to_string(e.verdict)}});
+    for (const auto& e : d.iommu_map)
       map.push_back({{"rid_base", e.rid_base},
                      {"phandle", e.phandle},
-                     {"target", e.target},
+                     {"target", text(e.target)},
                      {"sid_base", e.sid_base},
-                     {"length", e.length}});
-    hosts.push_back({{"path", h.path}, {"iommu_map", map}, {"iommu_map_mask", optional(h.iommu_map_mask)}});
+                     {"length", e.length},
+                     {"verdict", to_string(e.verdict)}});
+    devices.push_back({{"path", d.path},
+                       {"available", d.available},
+                       {"unavailable", text(d.unavailable)},
+                       {"iommus", refs},
+                       {"iommu_map", map},
+                       {"iommu_map_mask", optional(d.iommu_map_mask)},
+                       {"verdict", to_string(d.verdict)},
+                       {"reason", d.reason}});
   }
-  out["hosts"] = hosts;
+  out["devices"] = devices;
   json problems = json::array();
-  for (const auto& p : report.problems) problems.push_back({{"path", p.path}, {"message", p.message}});
+  for (const auto& p : report.problems)
+    problems.push_back({{"path", p.path}, {"severity", dt::to_string(p.severity)}, {"message", p.message}});
   out["problems"] = problems;
-  out["valid"] = report.problems.empty();
   // A device tree has no CANWBS: nesting on such a host always depends on the SMMU's S2FWB.
   out["canwbs_expressible"] = false;
   return dump(out);

@@ -1,4 +1,6 @@
-// vsmmu dt: add a vSMMU to a guest's device tree; check a host's device tree for SMMUv3 nodes.
+// vsmmu dt: add a vSMMU to a guest's device tree; check a host's device tree: its IOMMUs, the devices behind
+// them, and whether nesting is possible (acpi/nesting_status.hpp).
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 #include "acpi/devicetree.hpp"
 #include "acpi/files.hpp"
 #include "acpi/json.hpp"
+#include "acpi/nesting_status.hpp"
 #include "acpi/spec_text.hpp"
 #include "tools/commands.hpp"
 #include "tools/host_choice.hpp"
@@ -25,7 +28,7 @@ void usage(std::FILE* out) {
   fmt::print(out,
              "usage: vsmmu dt <gen|check> [options]\n\n"
              "  gen     add a vSMMU node and the PCIe host's iommu-map to a guest device tree\n"
-             "  check   report a device tree's SMMUv3 nodes, their coherency and iommu-maps\n\n"
+             "  check   report a device tree's IOMMUs, the devices behind them and whether they can nest\n\n"
              "'vsmmu dt <subcommand> --help' describes one.\n");
 }
 
@@ -53,18 +56,20 @@ constexpr const char* kGenHelp =
     "  vsmmu dt gen --in virt.dtb --smmu base=0x9050000,eventq=106,priq=107,cmdq-sync=109,gerror=108 \\\n"
     "               --map rid=0,count=0x10000 -o virt-vsmmu.dtb && dtc -I dtb -O dts virt-vsmmu.dtb\n";
 
-constexpr const char* kCheckHelp =
-    "usage: vsmmu dt check FILE [--json]\n\n"
-    "Lists the tree's \"arm,smmu-v3\" nodes (reg, dma-coherent, interrupt-names, #iommu-cells) and every node\n"
-    "with an iommu-map (entries, and the SMMU each phandle names), with the problems Linux would have.\n"
-    "A device tree cannot say CANWBS: on a device-tree host, nesting always depends on the SMMU's S2FWB\n"
-    "(check it with `vsmmu probe`).\n\n"
-    "  FILE     a flattened device tree (.dtb), e.g. /sys/firmware/fdt\n"
-    "  --json   machine-readable report on stdout\n\n"
-    "exit status: 0 no problems; 1 problems found; 2 the file cannot be read or is not a device tree\n\n"
-    "example:\n"
-    "  sudo vsmmu dt check /sys/firmware/fdt\n";
-
+std::string check_help() {
+  return "usage: vsmmu dt check FILE [--json]\n\n"
+         "Lists the tree's IOMMUs of every kind (any node with #iommu-cells or named by a device's iommus or\n"
+         "iommu-map): path, compatible, CPU address (reg through the buses' ranges), status, dma-coherent; and every\n"
+         "device naming one (iommus stream IDs, iommu-map RID ranges and iommu-map-mask) with its verdict.\n"
+         "Only an available, dma-coherent \"arm,smmu-v3\" can nest; a disabled (or reserved, fail) IOMMU gives\n"
+         "its devices none, and a disabled device does not count. A device tree cannot say CANWBS: at best\n"
+         "nesting depends on the SMMU's S2FWB (check it with `vsmmu probe`).\n\n"
+         "  FILE     a flattened device tree (.dtb), e.g. /sys/firmware/fdt\n"
+         "  --json   machine-readable report on stdout\n\n" +
+         acpi::exit_status_help() +
+         "\nexample:\n"
+         "  sudo vsmmu dt check /sys/firmware/fdt\n";
+}
 
 int unusable(const Error& e) {
   fmt::print(stderr, "vsmmu dt: {}\n", e.message);
@@ -149,12 +154,88 @@ int gen(std::span<const std::string_view> args) {
   return kOk;
 }
 
+std::string hex_list(const std::vector<std::uint32_t>& v) {
+  std::vector<std::string> out;
+  for (auto x : v) out.push_back(fmt::format("{:#x}", x));
+  return fmt::format("{}", fmt::join(out, " "));
+}
+
+std::string where(const dt::Iommu& i) {
+  if (i.reg.empty()) return "no reg";
+  const auto& r = i.reg.front();
+  if (!r.cpu_address)
+    return fmt::format("bus address {:#x} (not translatable: {})", r.address, i.untranslatable);
+  if (*r.cpu_address == r.address) return fmt::format("at {:#x} (size {:#x})", r.address, r.size);
+  return fmt::format("at {:#x} (size {:#x}; {:#x} on its bus)", *r.cpu_address, r.size, r.address);
+}
+
+void print_iommu(const dt::Iommu& i) {
+  fmt::print("  {}: \"{}\" {}, {}, {}, phandle {:#x}, #iommu-cells {}{}\n", i.path, fmt::join(i.compatible, "\", \""),
+             where(i), i.available ? "available" : fmt::format("unavailable ({})", i.unavailable),
+             i.dma_coherent ? "dma-coherent" : "not dma-coherent", i.phandle,
+             i.iommu_cells ? fmt::format("{}", *i.iommu_cells) : "missing",
+             i.interrupt_names.empty() ? "" : fmt::format(", interrupts [{}]", fmt::join(i.interrupt_names, ", ")));
+  fmt::print("    -> {}: {}\n", to_string(i.verdict), i.reason);
+}
+
+void print_device(const dt::Device& d) {
+  fmt::print("  {}{}\n", d.path, d.available ? "" : fmt::format(": unavailable ({})", d.unavailable));
+  // iommus, one line per IOMMU in the order named: one-cell specifiers are stream IDs.
+  std::vector<std::string> order;
+  for (const auto& e : d.iommus)
+    if (std::find(order.begin(), order.end(), e.iommu) == order.end()) order.push_back(e.iommu);
+  for (const auto& iommu : order) {
+    std::vector<std::string> specs;
+    bool ids = true;
+    std::uint32_t phandle = 0;
+    for (const auto& e : d.iommus)
+      if (e.iommu == iommu) {
+        ids = ids && e.cells.size() == 1;
+        specs.push_back(e.cells.empty() ? "<>" : fmt::format("<{}>", hex_list(e.cells)));
+        phandle = e.phandle;
+      }
+    const std::string name = iommu.empty() ? fmt::format("phandle {:#x} (no such node)", phandle) : iommu;
+    if (ids) {
+      for (auto& s : specs) s = s.substr(1, s.size() - 2);
+      fmt::print("    iommus -> {} stream ID{} {}\n", name, specs.size() > 1 ? "s" : "", fmt::join(specs, ", "));
+    } else {
+      fmt::print("    iommus -> {} specifier{} {}\n", name, specs.size() > 1 ? "s" : "", fmt::join(specs, ", "));
+    }
+  }
+  if (!d.iommu_map.empty())
+    fmt::print("    iommu-map{}:\n",
+               d.iommu_map_mask ? fmt::format(" (iommu-map-mask {:#x}: RID & {:#x} is looked up)", *d.iommu_map_mask,
+                                              *d.iommu_map_mask)
+                                : "");
+  for (const auto& e : d.iommu_map)
+    fmt::print("      RIDs {:#x}-{:#x} -> {} stream IDs {:#x}-{:#x}: {}\n", e.rid_base,
+               std::uint64_t{e.rid_base} + e.length - 1,
+               e.target.empty() ? fmt::format("phandle {:#x} (no such node)", e.phandle) : e.target, e.sid_base,
+               std::uint64_t{e.sid_base} + e.length - 1, to_string(e.verdict));
+  fmt::print("    -> {}: {}\n", to_string(d.verdict), d.reason);
+}
+
+std::string explain(const dt::Report& r) {
+  switch (r.status()) {
+    case HostNesting::malformed:
+      return fmt::format("{} errors: Linux would misread this tree; fix them first", r.count(dt::Severity::error));
+    case HostNesting::needs_s2fwb:
+      return "devices sit behind an available, coherent arm,smmu-v3; a device tree cannot carry CANWBS, so nesting "
+             "needs the SMMU's S2FWB (IDR3.FWB): `vsmmu probe` reads it";
+    case HostNesting::impossible:
+      return r.iommus.empty() ? "the tree describes no IOMMU"
+                              : "no available device sits behind an available, coherent arm,smmu-v3";
+    case HostNesting::possible: break;
+  }
+  return "a device tree cannot carry CANWBS";
+}
+
 int check(std::span<const std::string_view> args) {
   std::optional<std::string> path;
   bool json = false;
   for (auto a : args) {
     if (is_help(a)) {
-      fmt::print("{}", kCheckHelp);
+      fmt::print("{}", check_help());
       return kOk;
     }
     if (a == "--json") {
@@ -162,48 +243,35 @@ int check(std::span<const std::string_view> args) {
     } else if (!a.starts_with("-") && !path) {
       path = std::string(a);
     } else {
-      fmt::print(stderr, "vsmmu dt check: unexpected argument '{}'\n\n{}", a, kCheckHelp);
+      fmt::print(stderr, "vsmmu dt check: unexpected argument '{}'\n\n{}", a, check_help());
       return kUnusable;
     }
   }
   if (!path) {
-    fmt::print(stderr, "vsmmu dt check: FILE is required\n\n{}", kCheckHelp);
+    fmt::print(stderr, "vsmmu dt check: FILE is required\n\n{}", check_help());
     return kUnusable;
   }
   auto bytes = read_file(*path);
   if (!bytes) return unusable(bytes.error());
-  auto report = dt::inspect(*bytes);
-  if (!report) return unusable(report.error());
+  auto inspected = dt::inspect(*bytes);
+  // A blob that is not a sound tree is a finding (malformed), not a failure to run.
+  const dt::Report report = inspected ? std::move(*inspected) : dt::refused(inspected.error());
+  const HostNesting status = report.status();
   if (json) {
-    fmt::print("{}\n", dt_json(*path, *report));
-    return report->problems.empty() ? kOk : kProblems;
+    fmt::print("{}\n", dt_json(*path, report));
+    return exit_code(status);
   }
-  fmt::print("device tree {}: {} SMMUv3 nodes, {} nodes with an iommu-map\n", *path, report->smmus.size(),
-             report->hosts.size());
-  for (const auto& s : report->smmus) {
-    std::string reg;
-    for (const auto& [address, size] : s.reg) reg += fmt::format("{}{:#x}+{:#x}", reg.empty() ? "" : " ", address, size);
-    fmt::print("  {}: phandle {:#x}, reg {}, {}, interrupts [{}], #iommu-cells {}\n", s.path, s.phandle,
-               reg.empty() ? "none" : reg, s.dma_coherent ? "dma-coherent" : "NOT dma-coherent",
-               fmt::join(s.interrupt_names, ", "), s.iommu_cells ? fmt::format("{}", *s.iommu_cells) : "missing");
+  fmt::print("device tree {}: {}\n", *path, report.summary());
+  if (!report.iommus.empty()) fmt::print("IOMMUs:\n");
+  for (const auto& i : report.iommus) print_iommu(i);
+  if (!report.devices.empty()) fmt::print("devices:\n");
+  for (const auto& d : report.devices) print_device(d);
+  if (!report.problems.empty()) {
+    fmt::print("{} errors, {} warnings:\n", report.count(dt::Severity::error), report.count(dt::Severity::warning));
+    for (const auto& p : report.problems) fmt::print("  {:<7} {}: {}\n", to_string(p.severity), p.path, p.message);
   }
-  for (const auto& h : report->hosts) {
-    fmt::print("  {}: iommu-map{}\n", h.path,
-               h.iommu_map_mask ? fmt::format(" (iommu-map-mask {:#x})", *h.iommu_map_mask) : "");
-    for (const auto& e : h.iommu_map)
-      fmt::print("    RIDs {:#x}-{:#x} -> {} stream IDs {:#x}-{:#x}\n", e.rid_base,
-                 std::uint64_t{e.rid_base} + e.length - 1, e.target.empty() ? fmt::format("phandle {:#x}", e.phandle) : e.target,
-                 e.sid_base, std::uint64_t{e.sid_base} + e.length - 1);
-  }
-  if (report->problems.empty()) {
-    fmt::print("no problems\n");
-  } else {
-    fmt::print("{} problems:\n", report->problems.size());
-    for (const auto& p : report->problems) fmt::print("  {}: {}\n", p.path, p.message);
-  }
-  fmt::print("nesting: a device tree cannot carry CANWBS, so nesting needs the SMMU's S2FWB (IDR3.FWB); "
-             "`vsmmu probe` reads it\n");
-  return report->problems.empty() ? kOk : kProblems;
+  fmt::print("nesting: {} (exit {}): {}\n", to_string(status), exit_code(status), explain(report));
+  return exit_code(status);
 }
 
 }  // namespace

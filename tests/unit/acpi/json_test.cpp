@@ -78,14 +78,14 @@ TEST(Json, DeviceTreeReport) {
   auto r = dt::inspect(*blob);
   ASSERT_TRUE(r);
   const json j = json::parse(dt_json("t.dtb", *r));
-  EXPECT_EQ(j["valid"], true);
+  EXPECT_EQ(j["status"], json({{"name", "needs_s2fwb"}, {"exit_code", 1}}));
   EXPECT_EQ(j["canwbs_expressible"], false);
-  EXPECT_EQ(j["smmus"][0]["path"], "/smmuv3@9050000");
-  EXPECT_EQ(j["smmus"][0]["dma_coherent"], true);
-  EXPECT_EQ(j["smmus"][0]["interrupt_names"], json({"eventq", "gerror"}));
-  EXPECT_EQ(j["smmus"][0]["reg"][0]["size"], 0x20000);
-  EXPECT_EQ(j["hosts"][0]["iommu_map"][0]["target"], "/smmuv3@9050000");
-  EXPECT_EQ(j["hosts"][0]["iommu_map"][0]["length"], 0x10000);
+  EXPECT_EQ(j["iommus"][0]["path"], "/smmuv3@9050000");
+  EXPECT_EQ(j["iommus"][0]["dma_coherent"], true);
+  EXPECT_EQ(j["iommus"][0]["interrupt_names"], json({"eventq", "gerror"}));
+  EXPECT_EQ(j["iommus"][0]["reg"][0]["size"], 0x20000);
+  EXPECT_EQ(j["devices"][0]["iommu_map"][0]["target"], "/smmuv3@9050000");
+  EXPECT_EQ(j["devices"][0]["iommu_map"][0]["length"], 0x10000);
 }
 
 }  // namespace
