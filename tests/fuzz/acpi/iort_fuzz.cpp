@@ -1,5 +1,6 @@
 // IORT parser fuzz target: parse, judge, render and patch arbitrary bytes. Beyond "no crash, no stray
-// read" (ASan/UBSan), it checks what must hold for every input: problems point inside the input, and
+// read" (ASan/UBSan), it checks what must hold for every input: problems point inside the input, the
+// nesting report adds only warnings, the host status is malformed exactly when there is an error, and
 // patching a valid table yields a valid table with CANWBS on every root complex.
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& p : report->problems)
     if (p.offset > size) std::abort();
   const auto nesting = iort::nesting_report(report->table);
+  for (const auto& p : nesting.problems)
+    if (p.offset > size || p.severity != iort::Severity::warning) std::abort();
   (void)iort_json("fuzz", *report, nesting);
+  (void)iort::nesting_summary(*report, nesting, "fuzz");
+  // The status is malformed exactly when the parser found an error (acpi/nesting_status.hpp).
+  const auto status = iort::host_status(*report, nesting);
+  if ((status == HostNesting::malformed) != !report->valid()) std::abort();
   if (!report->valid()) return 0;
   auto patched = iort::set_canwbs(bytes, std::nullopt);
   if (!patched) return 0;  // no root complex, or an OEM revision that cannot grow

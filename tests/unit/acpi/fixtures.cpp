@@ -13,9 +13,7 @@ namespace vsmmu::acpi::test {
 
 using namespace iort;
 
-Bytes qemu_virt_iort() {
-  Builder b(TableIdentity{5, "BOCHS ", "BXPC    ", 1, "BXPC", 1});
-  const auto its = b.its_group(1, 0, ItsGroup{{0}});
+SmmuV3 qemu_virt_smmu() {
   SmmuV3 smmu;
   smmu.base = 0x9050000;
   smmu.flags = SmmuV3::kCohaccOverride;
@@ -25,8 +23,14 @@ Bytes qemu_virt_iort() {
   smmu.sync_gsiv = 109;
   smmu.proximity_domain = 0;
   smmu.id_mapping_index = 0;
+  return smmu;
+}
+
+Bytes qemu_virt_iort() {
+  Builder b(TableIdentity{5, "BOCHS ", "BXPC    ", 1, "BXPC", 1});
+  const auto its = b.its_group(1, 0, ItsGroup{{0}});
   const IdMapping to_its[] = {{0, 0xffff, 0, its, 0, 0}};
-  const auto s = b.smmu_v3(4, 1, smmu, to_its);
+  const auto s = b.smmu_v3(4, 1, qemu_virt_smmu(), to_its);
   RootComplex rc;
   rc.memory = MemoryAccess{1, 0, MemoryAccess::kCoherency | MemoryAccess::kAttributes};
   rc.memory_address_limit = 64;
