@@ -84,11 +84,11 @@ inline constexpr std::uint8_t kNodeTypeCount = 7;
 // "ITS group", "root complex" ...; "unknown" for types past RMR.
 std::string_view node_type_name(std::uint8_t type);
 
-// Memory access properties (DEN 0049 Tables 14-16).
+// Memory access properties (DEN 0049 Tables 14-16). The flags' names are Table 16's: CPM, DACS, CANWBS.
 struct MemoryAccess {
   static constexpr std::uint8_t kCoherency = 1u << 0;   // CPM: coherent path to memory
   static constexpr std::uint8_t kAttributes = 1u << 1;  // DACS: device attributes are cacheable, inner shareable
-  static constexpr std::uint8_t kCanwbs = 1u << 2;      // the device's accesses are coerced to Normal WB
+  static constexpr std::uint8_t kCanwbs = 1u << 2;      // CANWBS: the device's accesses are coerced to Normal WB
   static constexpr std::uint8_t kKnownFlags = kCoherency | kAttributes | kCanwbs;
   // DEN 0049 E.f (IORT table revision 7) defines CANWBS; before it bit 2 is reserved. Linux reads the bit at any
   // table revision (drivers/acpi/arm64/iort.c, iort_pci_rc_supports_canwbs).
@@ -104,11 +104,14 @@ struct MemoryAccess {
   bool canwbs() const { return (flags & kCanwbs) != 0; }
   friend bool operator==(const MemoryAccess&, const MemoryAccess&) = default;
 };
-// "COHERENCY|ATTRIBUTES", "none", with unknown bits as "0x80".
+// "CPM|DACS", "CPM|DACS|CANWBS", "none", with unknown bits as "0x80" (DEN 0049 Table 16 names).
 std::string memory_flags_names(std::uint8_t flags);
 
 struct IdMapping {
   static constexpr std::uint32_t kSingleMapping = 1u << 0;
+  // The largest input ID a root complex mapping can ever be matched with: Linux looks a PCI device up by its
+  // 16-bit requester ID (drivers/acpi/arm64/iort.c, iort_pci_iommu_init: pci_for_each_dma_alias gives a u16).
+  static constexpr std::uint64_t kMaxRequesterId = 0xffff;
 
   std::uint32_t input_base = 0;
   std::uint32_t id_count = 0;  // the number of IDs minus one, as stored
@@ -278,6 +281,10 @@ enum class Check {
   identifier,         // node identifiers that are not unique
   smmu_msi,           // the SMMUv3 DeviceID mapping index for its own MSIs
   rmr,                // memory range descriptors Linux warns about
+  requester_id,       // a root complex mapping whose input range goes past the 16-bit requester ID
+  shared_stream_id,   // a root complex single mapping: every RID gets one stream ID, one iommu group
+  shared_segment,     // two root complexes with one PCI segment: Linux uses the first, the later is shadowed
+  canwbs_revision,    // CANWBS (or its absence) in a table older than DEN 0049 E.f, which defines it
 };
 std::string_view to_string(Check check);
 std::string_view to_string(Severity severity);

@@ -658,7 +658,6 @@ void Parser::check_overlaps(const Node& node) {
 
 void Parser::cross_checks() {
   auto& table = report_.table;
-  std::map<std::uint32_t, const Node*> segments;
   std::map<std::uint32_t, const Node*> identifiers;
   std::size_t rmrs = 0;
   for (const auto& node : table.nodes) {
@@ -674,14 +673,8 @@ void Parser::cross_checks() {
     if (const auto* p = node.as<Pmcg>(); p && !table.node_at(p->node_reference))
       error(node.offset + kPmcgNodeReference, Check::output_reference,
             "{}: its node reference {} is not the start of any node", node_name(node), hex(p->node_reference));
-    if (const auto* rc = node.as<RootComplex>()) {
-      auto [it, fresh] = segments.emplace(rc->pci_segment, &node);
-      if (!fresh)
-        error(node.offset + kRcSegment, Check::node_fields,
-              "root complexes at {} and {} both claim PCI segment {}; Linux matches devices to root complexes by "
-              "segment and only ever uses the first",
-              hex(it->second->offset), hex(node.offset), rc->pci_segment);
-    }
+    // Two root complexes of one segment are not a table error: Linux uses the first (iort_nesting.cpp warns,
+    // Check::shared_segment).
     if (table.header.revision >= kRmrMinTableRevision) {
       auto [it, fresh] = identifiers.emplace(node.identifier, &node);
       if (!fresh)
@@ -719,8 +712,8 @@ std::string memory_flags_names(std::uint8_t flags) {
     if (!s.empty()) s += '|';
     s += name;
   };
-  if (flags & MemoryAccess::kCoherency) add("COHERENCY");
-  if (flags & MemoryAccess::kAttributes) add("ATTRIBUTES");
+  if (flags & MemoryAccess::kCoherency) add("CPM");
+  if (flags & MemoryAccess::kAttributes) add("DACS");
   if (flags & MemoryAccess::kCanwbs) add("CANWBS");
   if (auto rest = flags & ~MemoryAccess::kKnownFlags) add(fmt::format("{:#04x}", rest));
   return s.empty() ? "none" : s;
@@ -745,6 +738,10 @@ std::string_view to_string(Check check) {
     case Check::identifier: return "identifier";
     case Check::smmu_msi: return "smmu_msi";
     case Check::rmr: return "rmr";
+    case Check::requester_id: return "requester_id";
+    case Check::shared_stream_id: return "shared_stream_id";
+    case Check::shared_segment: return "shared_segment";
+    case Check::canwbs_revision: return "canwbs_revision";
   }
   return "?";
 }

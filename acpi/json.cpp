@@ -8,9 +8,34 @@ namespace {
 using nlohmann::json;
 using namespace iort;
 
+// DEN 0049 Tables 14-16: CCA, the allocation hints and the memory access flags CPM, DACS, CANWBS.
 json memory(const MemoryAccess& m) {
-  return {{"cache_coherency", m.cache_coherency}, {"hints", m.hints},          {"flags", m.flags},
-          {"coherency", m.coherency()},           {"attributes", m.attributes()}, {"canwbs", m.canwbs()}};
+  return {{"cache_coherency", m.cache_coherency}, {"hints", m.hints},   {"flags", m.flags},
+          {"flag_names", memory_flags_names(m.flags)}, {"cpm", m.coherency()}, {"dacs", m.attributes()},
+          {"canwbs", m.canwbs()}};
+}
+
+json routes(const std::vector<Route>& rs) {
+  json out = json::array();
+  for (const auto& r : rs)
+    out.push_back({{"mapping_index", r.mapping_index},
+                   {"mapping_offset", r.mapping_offset},
+                   {"rid_first", r.rid_first},
+                   {"rid_last", r.rid_last},
+                   {"single", r.single},
+                   {"applies", r.applies},
+                   {"target", to_string(r.target)},
+                   {"target_offset", r.target_offset},
+                   {"target_base", r.target_base},
+                   {"target_name", r.target_name},
+                   {"out_first", r.out_first},
+                   {"out_last", r.out_last},
+                   {"coherent_smmu", r.coherent_smmu}});
+  return out;
+}
+
+json problem(const Problem& p) {
+  return {{"offset", p.offset}, {"severity", to_string(p.severity)}, {"check", to_string(p.check)}, {"message", p.message}};
 }
 
 // Firmware strings (OEM IDs, device names, node paths) are bytes, not necessarily UTF-8: invalid
@@ -92,11 +117,14 @@ std::string_view key(Nesting n) {
 
 std::string iort_json(std::string_view source, const Report& report, const NestingReport& nesting) {
   const auto& h = report.table.header;
+  const auto status = host_status(report, nesting);
   json out;
   out["source"] = source;
+  out["status"] = {{"name", to_string(status)}, {"exit_code", exit_code(status)}};
+  out["summary"] = nesting_summary(report, nesting, source);
   out["valid"] = report.valid();
   out["errors"] = report.count(Severity::error);
-  out["warnings"] = report.count(Severity::warning);
+  out["warnings"] = report.count(Severity::warning) + nesting.problems.size();
   out["header"] = {{"signature", h.signature},       {"length", h.length},
                    {"revision", h.revision},         {"checksum", h.checksum},
                    {"oem_id", h.oem_id},             {"oem_table_id", h.oem_table_id},
@@ -124,34 +152,33 @@ std::string iort_json(std::string_view source, const Report& report, const Nesti
                      {"fields", fields(n.data)}});
   }
   out["nodes"] = nodes;
+  // The parser's problems, then the nesting report's warnings.
   json problems = json::array();
-  for (const auto& p : report.problems)
-    problems.push_back({{"offset", p.offset},
-                        {"severity", to_string(p.severity)},
-                        {"check", to_string(p.check)},
-                        {"message", p.message}});
+  for (const auto& p : report.problems) problems.push_back(problem(p));
+  for (const auto& p : nesting.problems) problems.push_back(problem(p));
   out["problems"] = problems;
   json rcs = json::array();
-  for (const auto& rc : nesting.root_complexes) {
-    json routes = json::array();
-    for (const auto& r : rc.routes)
-      routes.push_back({{"rid_first", r.rid_first},
-                        {"rid_last", r.rid_last},
-                        {"single", r.single},
-                        {"target", to_string(r.target)},
-                        {"target_offset", r.target_offset},
-                        {"out_first", r.out_first},
-                        {"out_last", r.out_last},
-                        {"coherent_smmu", r.coherent_smmu}});
+  for (const auto& rc : nesting.root_complexes)
     rcs.push_back({{"index", rc.index},
                    {"offset", rc.offset},
                    {"segment", rc.segment},
                    {"memory", memory(rc.memory)},
-                   {"routes", routes},
+                   {"routes", routes(rc.routes)},
                    {"verdict", key(rc.verdict)},
-                   {"reason", rc.reason}});
-  }
+                   {"cause", rc.cause},
+                   {"reason", rc.reason},
+                   {"shadowed_by", optional(rc.shadowed_by)}});
   out["root_complexes"] = rcs;
+  json ncs = json::array();
+  for (const auto& nc : nesting.named_components)
+    ncs.push_back({{"offset", nc.offset},
+                   {"device_name", nc.device_name},
+                   {"memory", memory(nc.memory)},
+                   {"routes", routes(nc.routes)},
+                   {"verdict", key(nc.verdict)},
+                   {"cause", nc.cause},
+                   {"reason", nc.reason}});
+  out["named_components"] = ncs;
   out["any_canwbs"] = nesting.any_canwbs();
   return dump(out);
 }

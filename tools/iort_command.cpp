@@ -17,6 +17,7 @@
 #include "acpi/iort_nesting.hpp"
 #include "acpi/iort_patch.hpp"
 #include "acpi/json.hpp"
+#include "acpi/nesting_status.hpp"
 #include "acpi/spec_text.hpp"
 #include "base/try.hpp"
 #include "tools/commands.hpp"
@@ -42,21 +43,20 @@ void usage(std::FILE* out) {
              "'vsmmu iort <subcommand> --help' describes one.\n");
 }
 
-constexpr const char* kCheckHelp =
-    "usage: vsmmu iort check [FILE] [--json]\n\n"
-    "Validates an ACPI IORT (Arm DEN 0049) byte by byte - header, checksum, lengths, every node, ID mappings,\n"
-    "references, overlapping ranges - and reports, for every PCI root complex, its memory access flags, the\n"
-    "SMMUv3 its IDs reach and whether Linux would allow nesting devices behind it.\n\n"
-    "  FILE     the table (default /sys/firmware/acpi/tables/IORT, readable by root)\n"
-    "  --json   machine-readable report on stdout\n\n"
-    "exit status:\n"
-    "  0  valid, and some root complex allows nesting by itself (CANWBS)\n"
-    "  1  problems found, or no root complex has CANWBS: nesting then depends on the SMMU's S2FWB\n"
-    "     (IDR3.FWB), which the table cannot show - check it with `vsmmu probe`\n"
-    "  2  the file cannot be read or is not an IORT\n\n"
-    "example:\n"
-    "  sudo vsmmu iort check\n"
-    "  vsmmu iort check --json IORT.dat | jq '.root_complexes[].verdict'\n";
+std::string check_help() {
+  return "usage: vsmmu iort check [FILE] [--json]\n\n"
+         "Validates an ACPI IORT (Arm DEN 0049) byte by byte - header, checksum, lengths, every node, ID mappings,\n"
+         "references, overlapping ranges - and reports, for every PCI root complex and named component, its CCA and\n"
+         "memory access flags (CPM, DACS, CANWBS), the SMMU its IDs reach (by base address) and whether Linux would\n"
+         "allow nesting devices behind it; then warns about what Linux makes of the mappings (RIDs past 16 bits,\n"
+         "single mappings, root complexes sharing a segment, CANWBS in a table older than E.f) and sums up.\n\n"
+         "  FILE     the table (default /sys/firmware/acpi/tables/IORT, readable by root)\n"
+         "  --json   machine-readable report on stdout\n\n" +
+         acpi::exit_status_help() +
+         "\nexample:\n"
+         "  sudo vsmmu iort check\n"
+         "  vsmmu iort check --json IORT.dat | jq '.status.name, .summary, .root_complexes[].verdict'\n";
+}
 
 constexpr const char* kGenHelp =
     "usage: vsmmu iort gen --smmu SPEC [--smmu SPEC ...] [--map SPEC ...] [options] -o FILE\n\n"
@@ -130,18 +130,23 @@ int unusable(const Error& e) {
   return kUnusable;
 }
 
+// DEN 0049 Tables 14-16: "CCA=1 CPM=1 DACS=1 CANWBS=0 (flags 0x03)".
+std::string memory_text(const MemoryAccess& m) {
+  return fmt::format("CCA={} CPM={} DACS={} CANWBS={} (flags {:#04x})", m.cache_coherency, int{m.coherency()},
+                     int{m.attributes()}, int{m.canwbs()}, m.flags);
+}
+
 std::string node_summary(const Table& table, const Node& n) {
   struct Visitor {
     std::string operator()(std::monostate) const { return "(fields not decoded)"; }
     std::string operator()(const ItsGroup& g) const { return fmt::format("ITS IDs {}", fmt::join(g.its_ids, ", ")); }
     std::string operator()(const NamedComponent& c) const {
-      return fmt::format("\"{}\", CCA {}, memory flags {:#04x} ({}), address limit {}", c.device_name,
-                         c.memory.cache_coherency, c.memory.flags, memory_flags_names(c.memory.flags),
+      return fmt::format("\"{}\", {}, address limit {}", c.device_name, memory_text(c.memory),
                          c.memory_address_limit);
     }
     std::string operator()(const RootComplex& r) const {
-      return fmt::format("segment {}, CCA {}, memory flags {:#04x} ({}), ATS attribute {:#x}{}", r.pci_segment,
-                         r.memory.cache_coherency, r.memory.flags, memory_flags_names(r.memory.flags), r.ats_attribute,
+      return fmt::format("segment {}, {}, ATS attribute {:#x}{}", r.pci_segment, memory_text(r.memory),
+                         r.ats_attribute,
                          r.memory_address_limit ? fmt::format(", address limit {}", *r.memory_address_limit) : "");
     }
     std::string operator()(const Smmu& s) const {
@@ -166,8 +171,7 @@ std::string node_summary(const Table& table, const Node& n) {
   std::string s = std::visit(Visitor{}, n.data);
   for (std::size_t i = 0; i < n.mappings.size(); ++i) {
     const auto& m = n.mappings[i];
-    const Node* t = table.node_at(m.output_reference);
-    const auto target = fmt::format("{:#05x} ({})", m.output_reference, t ? node_type_name(t->type) : "no node");
+    const auto target = node_label(table, m.output_reference);
     if (m.single())
       s += fmt::format("\n        map {}: single ID {:#x} -> {}", i, m.output_base, target);
     else
@@ -175,6 +179,17 @@ std::string node_summary(const Table& table, const Node& n) {
                        m.output_base, m.output_last(), target);
   }
   return s;
+}
+
+void print_routes(const std::vector<Route>& routes, std::string_view ids) {
+  for (const auto& r : routes) {
+    const auto in = r.single ? fmt::format("every {}", ids) : fmt::format("{}s {:#x}-{:#x}", ids, r.rid_first, r.rid_last);
+    const auto out = r.target == Route::Target::smmu_v3 || r.target == Route::Target::smmu_v1v2 ? "stream IDs"
+                                                                                               : "device IDs";
+    fmt::print("    map {}: {} -> {}, {} {:#x}-{:#x}{}{}\n", r.mapping_index, in, r.target_name, out, r.out_first,
+               r.out_last, r.target == Route::Target::smmu_v3 && !r.coherent_smmu ? " (no COHACC)" : "",
+               r.applies ? "" : " (never applies: Linux matches 16-bit requester IDs)");
+  }
 }
 
 void print_text(const std::string& source, const Report& report, const NestingReport& nesting) {
@@ -187,27 +202,28 @@ void print_text(const std::string& source, const Report& report, const NestingRe
     fmt::print("  [{}] {:#05x} {:<15} rev {} id {:<3} {}\n", i, n.offset, node_type_name(n.type), n.revision,
                n.identifier, node_summary(report.table, n));
   }
-  if (report.problems.empty()) {
+  std::vector<const Problem*> problems;
+  for (const auto& p : report.problems) problems.push_back(&p);
+  for (const auto& p : nesting.problems) problems.push_back(&p);
+  if (problems.empty()) {
     fmt::print("no problems\n");
   } else {
-    fmt::print("{} errors, {} warnings:\n", report.count(Severity::error), report.count(Severity::warning));
-    for (const auto& p : report.problems)
-      fmt::print("  {:<7} at {:#05x} [{}] {}\n", to_string(p.severity), p.offset, to_string(p.check), p.message);
+    fmt::print("{} errors, {} warnings:\n", report.count(Severity::error),
+               report.count(Severity::warning) + nesting.problems.size());
+    for (const auto* p : problems)
+      fmt::print("  {:<7} at {:#05x} [{}] {}\n", to_string(p->severity), p->offset, to_string(p->check), p->message);
   }
   fmt::print("nesting (Linux arm-smmu-v3 + iommufd, IOMMU_VIOMMU_ALLOC):\n");
   if (nesting.root_complexes.empty()) fmt::print("  no PCI root complex\n");
   for (const auto& rc : nesting.root_complexes) {
-    fmt::print("  root complex {} (segment {}, node {:#05x}): COHERENCY={} ATTRIBUTES={} CANWBS={}\n", rc.index,
-               rc.segment, rc.offset, int{rc.memory.coherency()}, int{rc.memory.attributes()}, int{rc.memory.canwbs()});
-    for (const auto& r : rc.routes) {
-      const auto rids = r.single ? std::string("every RID") : fmt::format("RIDs {:#x}-{:#x}", r.rid_first, r.rid_last);
-      const auto ids = r.target == Route::Target::smmu_v3 || r.target == Route::Target::smmu_v1v2 ? "stream IDs"
-                                                                                                   : "device IDs";
-      fmt::print("    {} -> {} at {:#05x}, {} {:#x}-{:#x}{}\n", rids, to_string(r.target), r.target_offset, ids,
-                 r.out_first, r.out_last,
-                 r.target == Route::Target::smmu_v3 && !r.coherent_smmu ? " (SMMU without COHACC)" : "");
-    }
+    fmt::print("  {}: {}\n", root_complex_label(rc.index, rc.segment, rc.offset), memory_text(rc.memory));
+    print_routes(rc.routes, "RID");
     fmt::print("    verdict: {} - {}\n", to_string(rc.verdict), rc.reason);
+  }
+  for (const auto& nc : nesting.named_components) {
+    fmt::print("  named component \"{}\" (node {:#05x}): {}\n", nc.device_name, nc.offset, memory_text(nc.memory));
+    print_routes(nc.routes, "ID");
+    fmt::print("    verdict: {} - {}\n", to_string(nc.verdict), nc.reason);
   }
 }
 
@@ -216,7 +232,7 @@ int check(std::span<const std::string_view> args) {
   bool json = false, have_path = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (is_help(args[i])) {
-      fmt::print("{}", kCheckHelp);
+      fmt::print("{}", check_help());
       return kOk;
     }
     if (args[i] == "--json") {
@@ -225,7 +241,7 @@ int check(std::span<const std::string_view> args) {
       path = std::string(args[i]);
       have_path = true;
     } else {
-      fmt::print(stderr, "vsmmu iort check: unexpected argument '{}'\n\n{}", args[i], kCheckHelp);
+      fmt::print(stderr, "vsmmu iort check: unexpected argument '{}'\n\n{}", args[i], check_help());
       return kUnusable;
     }
   }
@@ -239,24 +255,19 @@ int check(std::span<const std::string_view> args) {
     return kUnusable;
   }
   auto report = parse(*bytes);
-  if (!report) return unusable(report.error());
+  if (!report) {
+    // Bytes that are not an IORT at all (too short for a signature, another signature) are a malformed input.
+    fmt::print(stderr, "vsmmu iort check: {}\n", report.error().message);
+    return exit_code(HostNesting::malformed);
+  }
   const auto nesting = nesting_report(report->table);
   if (json) {
     fmt::print("{}\n", iort_json(path, *report, nesting));
   } else {
     print_text(path, *report, nesting);
-    if (!report->valid())
-      fmt::print("result: the table has errors; fix them (Linux may misroute or ignore what they touch)\n");
-    else if (nesting.any_canwbs())
-      fmt::print("result: valid; nesting is allowed through CANWBS for the root complexes marked so\n");
-    else
-      fmt::print(
-          "result: valid, but no root complex has CANWBS. Nesting then depends on the SMMU's S2FWB (IDR3.FWB), which "
-          "the IORT cannot show: run `vsmmu probe` on this host. To try CANWBS anyway: `vsmmu iort patch --canwbs "
-          "{} -o iort.cpio --cpio`\n",
-          path);
+    fmt::print("result: {}\n", nesting_summary(*report, nesting, path));
   }
-  return report->valid() && nesting.any_canwbs() ? kOk : kProblems;
+  return exit_code(host_status(*report, nesting));
 }
 
 int gen(std::span<const std::string_view> args) {

@@ -1,5 +1,6 @@
 // IORT parser fuzz target: parse, judge, render and patch arbitrary bytes. Beyond "no crash, no stray
-// read" (ASan/UBSan), it checks what must hold for every input: problems point inside the input, and
+// read" (ASan/UBSan), it checks what must hold for every input: problems point inside the input, the
+// nesting report adds only warnings, the host status is malformed exactly when there is an error, and
 // patching succeeds only on a table whose errors are at most its checksum, yielding a valid table where
 // every root complex is either patched (CANWBS set, and suitable unless forced) or skipped (unchanged).
 #include <cstddef>
@@ -46,7 +47,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& p : report->problems)
     if (p.offset > size) std::abort();
   const auto nesting = iort::nesting_report(report->table);
+  for (const auto& p : nesting.problems)
+    if (p.offset > size || p.severity != iort::Severity::warning) std::abort();
   (void)iort_json("fuzz", *report, nesting);
+  (void)iort::nesting_summary(*report, nesting, "fuzz");
+  // The status is malformed exactly when the parser found an error (acpi/nesting_status.hpp).
+  const auto status = iort::host_status(*report, nesting);
+  if ((status == HostNesting::malformed) != !report->valid()) std::abort();
   for (const auto if_unsafe : {iort::IfUnsafe::refuse, iort::IfUnsafe::force}) {
     // Refusals (errors besides the checksum, no suitable root complex, a maxed OEM revision) are fine.
     if (auto patched = iort::set_canwbs(bytes, std::nullopt, if_unsafe)) check_patch(*report, nesting, *patched, if_unsafe);

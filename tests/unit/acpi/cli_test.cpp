@@ -1,6 +1,6 @@
-// `vsmmu iort` and `vsmmu dt` as an operator runs them: exit codes (0 valid with CANWBS, 1 problems or
-// no CANWBS, 2 unusable input), what they print, their JSON, and that the files they write are
-// byte-for-byte the golden tables the library tests pin.
+// `vsmmu iort` and `vsmmu dt` as an operator runs them: exit codes (iort check: acpi/nesting_status.hpp, 0
+// possible, 1 needs S2FWB, 3 impossible, 4 malformed, 2 could not run), what they print, their JSON, and that
+// the files they write are byte-for-byte the golden tables the library tests pin.
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 
 #include "acpi/cpio.hpp"
 #include "acpi/files.hpp"
+#include "acpi/nesting_status.hpp"
 #include "fixtures.hpp"
 
 namespace vsmmu::acpi {
@@ -27,11 +28,31 @@ void expect_in(const std::string& out, const std::string& what) {
 TEST(Cli, CheckOnQemuVirtSaysNoCanwbsAndExitsOne) {
   const auto r = vsmmu("iort check '" + data("iort/qemu-virt.dat") + "'");
   EXPECT_EQ(r.status, 1) << r.out;
-  expect_in(r.out, "no problems");
-  expect_in(r.out, "root complex 0 (segment 0, node 0x0a0): COHERENCY=1 ATTRIBUTES=1 CANWBS=0");
-  expect_in(r.out, "RIDs 0x0-0xffff -> SMMUv3 at 0x048, stream IDs 0x0-0xffff");
+  expect_in(r.out, "0 errors, 1 warnings:");
+  expect_in(r.out, "warning at 0x0b7 [canwbs_revision] root complex 0 (segment 0, node 0x0a0): no CANWBS");
+  expect_in(r.out, "root complex 0 (segment 0, node 0x0a0): CCA=1 CPM=1 DACS=1 CANWBS=0 (flags 0x03)");
+  expect_in(r.out, "map 0: RIDs 0x0-0xffff -> SMMUv3 at 0x9050000 (node 0x048), stream IDs 0x0-0xffff");
   expect_in(r.out, "verdict: only if the SMMU has S2FWB");
-  expect_in(r.out, "run `vsmmu probe` on this host");
+  expect_in(r.out, "result: needs S2FWB: nesting depends on the SMMU's S2FWB (IDR3.FWB), which the IORT cannot show "
+                   "(run `vsmmu probe` on this host), for root complex 0 (segment 0, node 0x0a0)");
+  expect_in(r.out, "`vsmmu iort patch --canwbs " + data("iort/qemu-virt.dat") + " -o iort.cpio --cpio`");
+}
+
+// A table whose only root complex bypasses the SMMU: nesting is impossible (3), and no patch is offered.
+TEST(Cli, CheckOnAnImpossibleHostExitsThreeWithoutSuggestingAPatch) {
+  const std::string dir = test::temp_dir();
+  iort::Builder b(iort::TableIdentity{7});
+  const auto its = b.its_group(1, 0, iort::ItsGroup{{0}});
+  const iort::IdMapping maps[] = {{0, 0xffff, 0, its, 0, 0}};
+  b.root_complex(4, 1, iort::RootComplex{}, maps);
+  ASSERT_TRUE(write_file(dir + "/its.dat", b.finish().value()));
+  const auto r = vsmmu("iort check '" + dir + "/its.dat'");
+  EXPECT_EQ(r.status, 3) << r.out;
+  expect_in(r.out, "result: impossible: no device reaches a coherent SMMUv3");
+  EXPECT_EQ(r.out.find("iort patch"), std::string::npos) << r.out;
+  const auto j = vsmmu("iort check --json '" + dir + "/its.dat'");
+  EXPECT_EQ(j.status, 3);
+  EXPECT_EQ(json::parse(j.out)["status"], json({{"name", "impossible"}, {"exit_code", 3}}));
 }
 
 TEST(Cli, PatchThenCheckExitsZero) {
@@ -60,32 +81,48 @@ TEST(Cli, CheckJson) {
   const json j = json::parse(r.out);
   EXPECT_EQ(j["valid"], true);
   EXPECT_EQ(j["any_canwbs"], true);
+  EXPECT_EQ(j["status"]["name"], "possible");
+  EXPECT_EQ(j["status"]["exit_code"], 0);
+  EXPECT_EQ(j["summary"], "possible: root complex 0 (segment 0, node 0x0a0) carries CANWBS, so Linux allows nesting "
+                          "there whatever the SMMU's S2FWB");
   EXPECT_EQ(j["root_complexes"][0]["verdict"], "allowed_canwbs");
   EXPECT_EQ(j["root_complexes"][0]["memory"]["flags"], 7);
   EXPECT_EQ(j["header"]["oem_revision"], 2);
 }
 
-TEST(Cli, ProblemsExitOneAndAreListedWithTheirOffset) {
+TEST(Cli, ErrorsExitFourAndAreListedWithTheirOffset) {
   const std::string dir = test::temp_dir();
   auto t = test::qemu_virt_iort();
   t[iort::layout::kChecksum] ^= 1;
   ASSERT_TRUE(write_file(dir + "/bad.dat", t));
   const auto r = vsmmu("iort check '" + dir + "/bad.dat'");
-  EXPECT_EQ(r.status, 1) << r.out;
-  expect_in(r.out, "1 errors, 0 warnings:");
+  EXPECT_EQ(r.status, 4) << r.out;
+  expect_in(r.out, "1 errors, 1 warnings:");
+  expect_in(r.out, "result: malformed: the table has 1 errors");
   expect_in(r.out, "error   at 0x009 [checksum] bad checksum");
   const auto j = vsmmu("iort check --json '" + dir + "/bad.dat'");
-  EXPECT_EQ(j.status, 1);
+  EXPECT_EQ(j.status, 4);
   EXPECT_EQ(json::parse(j.out)["problems"][0]["check"], "checksum");
+  // A header declaring more bytes than the file holds is malformed too.
+  auto cut = test::qemu_virt_iort();
+  cut.resize(cut.size() - 8);
+  ASSERT_TRUE(write_file(dir + "/cut.dat", cut));
+  const auto c = vsmmu("iort check '" + dir + "/cut.dat'");
+  EXPECT_EQ(c.status, 4) << c.out;
+  expect_in(c.out, "[table_length] the header declares 216 (0xd8) bytes but only 208 (0xd0) are present");
 }
 
-TEST(Cli, UnreadableOrNotAnIortExitsTwo) {
+// An unreadable file or bad usage: the command could not run (2). Bytes that are not an IORT: malformed (4).
+TEST(Cli, UnreadableExitsTwoNotAnIortExitsFour) {
   const auto missing = vsmmu("iort check /nonexistent/IORT");
   EXPECT_EQ(missing.status, 2);
   expect_in(missing.out, "cannot open /nonexistent/IORT: No such file or directory");
   const auto dtb = vsmmu("iort check '" + data("dt/vsmmu-new-tree.dtb") + "'");
-  EXPECT_EQ(dtb.status, 2);
+  EXPECT_EQ(dtb.status, 4);
   expect_in(dtb.out, "not an IORT");
+  const auto tiny = vsmmu("iort check /dev/null");
+  EXPECT_EQ(tiny.status, 4) << tiny.out;
+  expect_in(tiny.out, "even the 4-byte signature is missing");
   EXPECT_EQ(vsmmu("iort patch --canwbs '" + data("dt/vsmmu-new-tree.dtb") + "' -o /dev/null").status, 2);
   EXPECT_EQ(vsmmu("iort check --bogus").status, 2);
   EXPECT_EQ(vsmmu("iort patch '" + data("iort/qemu-virt.dat") + "' -o /dev/null").status, 2);  // no --canwbs
@@ -165,6 +202,12 @@ TEST(Cli, EveryCommandHasHelpWithAnExample) {
     expect_in(r.out, "example:");
   }
   for (const char* cmd : {"iort --help", "dt --help"}) EXPECT_EQ(vsmmu(cmd).status, 0) << cmd;
+}
+
+// The exit statuses iort check documents are the ones acpi/nesting_status.hpp defines.
+TEST(Cli, CheckHelpListsTheHostNestingStatuses) {
+  const auto r = vsmmu("iort check --help");
+  expect_in(r.out, exit_status_help());
 }
 
 }  // namespace

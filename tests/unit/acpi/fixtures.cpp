@@ -13,10 +13,7 @@ namespace vsmmu::acpi::test {
 
 using namespace iort;
 
-namespace {
-
-// QEMU virt's SMMUv3: COHACC, wired GSIVs 106-109, proximity domain and DeviceID mapping index 0.
-SmmuV3 qemu_smmu() {
+SmmuV3 qemu_virt_smmu() {
   SmmuV3 smmu;
   smmu.base = 0x9050000;
   smmu.flags = SmmuV3::kCohaccOverride;
@@ -29,13 +26,11 @@ SmmuV3 qemu_smmu() {
   return smmu;
 }
 
-}  // namespace
-
 Bytes qemu_virt_iort() {
   Builder b(TableIdentity{5, "BOCHS ", "BXPC    ", 1, "BXPC", 1});
   const auto its = b.its_group(1, 0, ItsGroup{{0}});
   const IdMapping to_its[] = {{0, 0xffff, 0, its, 0, 0}};
-  const auto s = b.smmu_v3(4, 1, qemu_smmu(), to_its);
+  const auto s = b.smmu_v3(4, 1, qemu_virt_smmu(), to_its);
   RootComplex rc;
   rc.memory = MemoryAccess{1, 0, MemoryAccess::kCoherency | MemoryAccess::kAttributes};
   rc.memory_address_limit = 64;
@@ -116,7 +111,7 @@ Platform platform(std::initializer_list<RcSpec> rcs, std::uint8_t table_revision
   v2.nsg_cfg_irpt = {41, 1};
   v2.context_interrupts = {{42, 1}};
   const auto smmu_v2 = b.smmu(3, 1, v2, to_its);
-  SmmuV3 v3 = qemu_smmu();
+  SmmuV3 v3 = qemu_virt_smmu();
   const auto coherent = b.smmu_v3(4, 2, v3, to_its);
   v3.base = 0x9070000;
   v3.flags = 0;

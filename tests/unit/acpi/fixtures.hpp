@@ -18,6 +18,7 @@ using Bytes = std::vector<std::uint8_t>;
 // all 0x10000 IDs to the ITS; a root complex (revision 3, CCA 1, memory flags 0x03, no CANWBS) mapping
 // RIDs 0-0xffff to the SMMU.
 Bytes qemu_virt_iort();
+iort::SmmuV3 qemu_virt_smmu();  // its SMMUv3 node's fields
 inline constexpr std::uint32_t kQemuIts = 0x30, kQemuSmmu = 0x48, kQemuRc = 0xa0, kQemuSize = 0xd8;
 
 // Two vSMMUs: RIDs 0-0xff behind vSMMU 0 at vSIDs 0x0, RIDs 0x200-0x27f behind vSMMU 1 at vSIDs 0x1000;

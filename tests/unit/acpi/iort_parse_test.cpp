@@ -45,7 +45,8 @@ TEST(IortParse, QemuVirtLayoutDecodesWithoutProblems) {
   EXPECT_EQ(r->table.nodes[2].mappings[0].output_reference, test::kQemuSmmu);
 }
 
-// DEN 0049 Table 15: CPM is bit 0 ("COHERENCY"), DACS bit 1 ("ATTRIBUTES"), CANWBS bit 2.
+// DEN 0049 Table 16: CPM is bit 0 (coherent path to memory), DACS bit 1 (device attributes cacheable and inner
+// shareable), CANWBS bit 2; the names are the spec's.
 TEST(IortParse, MemoryAccessFlagsDecodeBitByBit) {
   MemoryAccess m{1, 0, 0x03};
   EXPECT_TRUE(m.cca());
@@ -56,8 +57,8 @@ TEST(IortParse, MemoryAccessFlagsDecodeBitByBit) {
   EXPECT_FALSE(m.coherency());
   EXPECT_FALSE(m.attributes());
   EXPECT_TRUE(m.canwbs());
-  EXPECT_EQ(memory_flags_names(0x03), "COHERENCY|ATTRIBUTES");
-  EXPECT_EQ(memory_flags_names(0x07), "COHERENCY|ATTRIBUTES|CANWBS");
+  EXPECT_EQ(memory_flags_names(0x03), "CPM|DACS");
+  EXPECT_EQ(memory_flags_names(0x07), "CPM|DACS|CANWBS");
   EXPECT_EQ(memory_flags_names(0x00), "none");
   EXPECT_EQ(memory_flags_names(0x84), "CANWBS|0x80");
 }

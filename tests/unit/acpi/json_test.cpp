@@ -36,16 +36,43 @@ TEST(Json, IortReportCarriesTheVerdictAndTheFlags) {
   ASSERT_EQ(j["root_complexes"].size(), 1u);
   const auto& rc = j["root_complexes"][0];
   EXPECT_EQ(rc["verdict"], "needs_s2fwb");
-  EXPECT_EQ(rc["memory"]["coherency"], true);
-  EXPECT_EQ(rc["memory"]["attributes"], true);
+  EXPECT_EQ(rc["memory"]["cpm"], true);
+  EXPECT_EQ(rc["memory"]["dacs"], true);
+  EXPECT_EQ(rc["memory"]["flag_names"], "CPM|DACS");
   EXPECT_EQ(rc["memory"]["canwbs"], false);
   EXPECT_EQ(rc["routes"][0]["target"], "SMMUv3");
+  EXPECT_EQ(rc["routes"][0]["target_base"], 0x9050000);
+  EXPECT_EQ(rc["routes"][0]["target_name"], "SMMUv3 at 0x9050000 (node 0x048)");
+  EXPECT_EQ(rc["routes"][0]["applies"], true);
   EXPECT_EQ(rc["routes"][0]["out_last"], 0xffff);
   EXPECT_EQ(j["any_canwbs"], false);
+  // The host's status and summary, the same as the text report's exit status and "result:" line.
+  EXPECT_EQ(j["status"]["name"], "needs_s2fwb");
+  EXPECT_EQ(j["status"]["exit_code"], 1);
+  auto r = iort::parse(test::qemu_virt_iort());
+  EXPECT_EQ(j["summary"], iort::nesting_summary(*r, iort::nesting_report(r->table), "t.dat"));
+  // The nesting warnings follow the parser's problems.
+  EXPECT_EQ(j["warnings"], 1);
+  ASSERT_EQ(j["problems"].size(), 1u);
+  EXPECT_EQ(j["problems"][0]["check"], "canwbs_revision");
+  EXPECT_EQ(j["named_components"].size(), 0u);
 
   const json patched = iort_report(iort::set_canwbs(test::qemu_virt_iort(), std::nullopt)->table);
   EXPECT_EQ(patched["root_complexes"][0]["verdict"], "allowed_canwbs");
   EXPECT_EQ(patched["any_canwbs"], true);
+  EXPECT_EQ(patched["status"]["name"], "possible");
+  EXPECT_EQ(patched["status"]["exit_code"], 0);
+}
+
+TEST(Json, NamedComponentsAndShadowedRootComplexes) {
+  const json j = iort_report(test::all_node_types());
+  ASSERT_EQ(j["named_components"].size(), 1u);
+  const auto& nc = j["named_components"][0];
+  EXPECT_EQ(nc["device_name"], "\\_SB_.PCI0.DMA0");
+  EXPECT_EQ(nc["verdict"], "needs_s2fwb");
+  EXPECT_EQ(nc["memory"]["cache_coherency"], 1);
+  EXPECT_EQ(nc["routes"][0]["target_name"], "SMMUv3 at 0x9050000 (node 0x0c4)");
+  EXPECT_EQ(j["root_complexes"][0]["shadowed_by"], nullptr);
 }
 
 TEST(Json, ProblemsAreListedWithOffsetAndCheck) {
@@ -53,7 +80,9 @@ TEST(Json, ProblemsAreListedWithOffsetAndCheck) {
   t[iort::layout::kChecksum] ^= 1;
   const json j = iort_report(t);
   EXPECT_EQ(j["valid"], false);
-  ASSERT_EQ(j["problems"].size(), 1u);
+  EXPECT_EQ(j["status"]["name"], "malformed");
+  EXPECT_EQ(j["status"]["exit_code"], 4);
+  ASSERT_EQ(j["problems"].size(), 2u);  // the checksum error, then the CANWBS revision warning
   EXPECT_EQ(j["problems"][0]["offset"], 9);
   EXPECT_EQ(j["problems"][0]["check"], "checksum");
   EXPECT_EQ(j["problems"][0]["severity"], "error");
