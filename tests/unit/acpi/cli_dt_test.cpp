@@ -7,20 +7,17 @@
 
 #include "acpi/files.hpp"
 #include "acpi/nesting_status.hpp"
+#include "cli_run.hpp"
 #include "fixtures.hpp"
 
 namespace vsmmu::acpi {
 namespace {
 
+using test::data;
+using test::expect_in;
+using test::vsmmu;
+
 using nlohmann::json;
-
-std::string data(const std::string& name) { return std::string(VSMMU_TEST_DATA) + "/" + name; }
-
-test::Run vsmmu(const std::string& args) { return test::run(std::string("'") + VSMMU_BIN + "' " + args); }
-
-void expect_in(const std::string& out, const std::string& what) {
-  EXPECT_NE(out.find(what), std::string::npos) << "missing '" << what << "' in:\n" << out;
-}
 
 // `body` under a root with two address and two size cells, compiled by dtc into DIR/NAME.dtb; its path.
 std::string host_dtb(const std::string& dir, const std::string& name, const std::string& body) {

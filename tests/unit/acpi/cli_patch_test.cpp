@@ -10,20 +10,19 @@
 #include "acpi/files.hpp"
 #include "acpi/iort.hpp"
 #include "acpi/iort_nesting.hpp"
+#include "cli_run.hpp"
 #include "fixtures.hpp"
 
 namespace vsmmu::acpi {
 namespace {
 
+using test::data;
+using test::expect_in;
+using test::vsmmu;
+
 using namespace iort::layout;
 using iort::MemoryAccess;
 using test::Behind;
-
-test::Run vsmmu(const std::string& args) { return test::run(std::string("'") + VSMMU_BIN + "' " + args); }
-
-void expect_in(const std::string& out, const std::string& what) {
-  EXPECT_NE(out.find(what), std::string::npos) << "missing '" << what << "' in:\n" << out;
-}
 
 // Writes `table` to a fresh directory and runs `iort patch --canwbs` on it with `options`; OUT is dir/out.aml.
 struct Patch {

@@ -10,20 +10,17 @@
 #include "acpi/cpio.hpp"
 #include "acpi/files.hpp"
 #include "acpi/nesting_status.hpp"
+#include "cli_run.hpp"
 #include "fixtures.hpp"
 
 namespace vsmmu::acpi {
 namespace {
 
+using test::data;
+using test::expect_in;
+using test::vsmmu;
+
 using nlohmann::json;
-
-std::string data(const std::string& name) { return std::string(VSMMU_TEST_DATA) + "/" + name; }
-
-test::Run vsmmu(const std::string& args) { return test::run(std::string("'") + VSMMU_BIN + "' " + args); }
-
-void expect_in(const std::string& out, const std::string& what) {
-  EXPECT_NE(out.find(what), std::string::npos) << "missing '" << what << "' in:\n" << out;
-}
 
 TEST(Cli, CheckOnQemuVirtSaysNoCanwbsAndExitsOne) {
   const auto r = vsmmu("iort check '" + data("iort/qemu-virt.dat") + "'");
