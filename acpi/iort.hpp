@@ -309,4 +309,8 @@ struct Report {
 // IORT at all: fewer than 4 bytes, or another signature. Every other defect is a Problem.
 Result<Report> parse(std::span<const std::uint8_t> bytes);
 
+// The report of `size` bytes parse() refused (error `e`): an empty table with that one error at offset 0, so
+// every consumer (the status, which is then malformed; the JSON) treats it like any other malformed table.
+Report refused(const Error& e, std::size_t size);
+
 }  // namespace vsmmu::acpi::iort

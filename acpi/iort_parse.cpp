@@ -766,6 +766,13 @@ std::size_t Report::count(Severity s) const {
       std::count_if(problems.begin(), problems.end(), [s](const Problem& p) { return p.severity == s; }));
 }
 
+Report refused(const Error& e, std::size_t size) {
+  Report r;
+  r.size = size;
+  r.problems.push_back(Problem{0, Severity::error, Check::acpi_header, e.message});
+  return r;
+}
+
 Result<Report> parse(std::span<const std::uint8_t> bytes) {
   ByteView v(bytes);
   const std::string sig = v.text(layout::kSignature, 4);

@@ -256,8 +256,12 @@ int check(std::span<const std::string_view> args) {
   }
   auto report = parse(*bytes);
   if (!report) {
-    // Bytes that are not an IORT at all (too short for a signature, another signature) are a malformed input.
-    fmt::print(stderr, "vsmmu iort check: {}\n", report.error().message);
+    // Bytes that are not an IORT at all (too short for a signature, another signature) are a malformed input;
+    // --json answers with a report (status malformed, the one error) for the script reading it, as dt check does.
+    if (json)
+      fmt::print("{}\n", iort_json(path, refused(report.error(), bytes->size()), NestingReport{}));
+    else
+      fmt::print(stderr, "vsmmu iort check: {}\n", report.error().message);
     return exit_code(HostNesting::malformed);
   }
   const auto nesting = nesting_report(report->table);

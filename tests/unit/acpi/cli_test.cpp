@@ -120,6 +120,16 @@ TEST(Cli, UnreadableExitsTwoNotAnIortExitsFour) {
   const auto tiny = vsmmu("iort check /dev/null");
   EXPECT_EQ(tiny.status, 4) << tiny.out;
   expect_in(tiny.out, "even the 4-byte signature is missing");
+  // A script reading --json gets a report for them too: status malformed, the one error.
+  const auto dtb_json = vsmmu("iort check --json '" + data("dt/vsmmu-new-tree.dtb") + "'");
+  EXPECT_EQ(dtb_json.status, 4);
+  const json j = json::parse(dtb_json.out);
+  EXPECT_EQ(j["status"]["name"], "malformed");
+  EXPECT_EQ(j["status"]["exit_code"], 4);
+  EXPECT_EQ(j["valid"], false);
+  ASSERT_EQ(j["problems"].size(), 1U);
+  EXPECT_NE(j["problems"][0]["message"].get<std::string>().find("not an IORT"), std::string::npos);
+  EXPECT_NE(j["summary"].get<std::string>().find("malformed"), std::string::npos) << j["summary"];
   EXPECT_EQ(vsmmu("iort patch --canwbs '" + data("dt/vsmmu-new-tree.dtb") + "' -o /dev/null").status, 2);
   EXPECT_EQ(vsmmu("iort check --bogus").status, 2);
   EXPECT_EQ(vsmmu("iort patch '" + data("iort/qemu-virt.dat") + "' -o /dev/null").status, 2);  // no --canwbs
