@@ -160,6 +160,19 @@ TEST(CliDt, CheckExitCodes) {
   EXPECT_EQ(vsmmu("dt gen -o '" + dir + "/x.dtb'").status, 2);  // no --smmu
 }
 
+// QEMU 11.1's own tree (`qemu-system-aarch64 -machine virt,iommu=smmuv3,dumpdtb=...`, compacted by dtc): the
+// SMMUv3 QEMU describes and its PCIe host's iommu-map, which is what a guest of the e2e tier boots with.
+TEST(CliDt, QemuVirtTreeNeedsS2fwbForItsPcieHost) {
+  const auto r = vsmmu("dt check '" + data("dt/qemu-virt-smmuv3.dtb") + "'");
+  EXPECT_EQ(r.status, 1) << r.out;
+  expect_in(r.out, ": 1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings\n");
+  expect_in(r.out, "  /smmuv3@9050000: \"arm,smmu-v3\" at 0x9050000 (size 0x20000), available, dma-coherent, "
+                   "phandle 0x8004, #iommu-cells 1, interrupts [eventq, priq, cmdq-sync, gerror]\n");
+  expect_in(r.out, "  /pcie@10000000\n    iommu-map:\n      RIDs 0x0-0xffff -> /smmuv3@9050000 stream IDs 0x0-0xffff: "
+                   "needs_s2fwb\n");
+  expect_in(r.out, "nesting: needs_s2fwb (exit 1)");
+}
+
 TEST(CliDt, CheckOfATreeWithoutIommusExitsThree) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const std::string path = host_dtb(test::temp_dir(), "none", "\tmemory@40000000 {\n\t\tdevice_type = \"memory\";\n"
