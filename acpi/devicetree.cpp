@@ -323,7 +323,7 @@ HostNesting Report::status() const {
   return some ? HostNesting::needs_s2fwb : HostNesting::impossible;
 }
 
-std::string Report::summary() const {
+std::string Report::counts() const {
   const auto v3 = std::count_if(iommus.begin(), iommus.end(), [](const Iommu& i) { return i.smmu_v3; });
   std::size_t needs = 0, impossible = 0, broken = 0, unavailable = 0;
   for (const auto& d : devices) {
@@ -337,6 +337,24 @@ std::string Report::summary() const {
   if (unavailable) devs += fmt::format(", {} unavailable", unavailable);
   return fmt::format("{} IOMMUs ({} arm,smmu-v3), {} devices ({}); {} errors, {} warnings", iommus.size(), v3,
                      devices.size(), devs, count(Severity::error), count(Severity::warning));
+}
+
+std::string Report::summary() const {
+  switch (status()) {
+    case HostNesting::malformed: {
+      const auto errors = count(Severity::error);
+      return fmt::format("malformed: {} error{}: Linux would misread this tree; fix {} first", errors,
+                         errors == 1 ? "" : "s", errors == 1 ? "it" : "them");
+    }
+    case HostNesting::needs_s2fwb:
+      return "needs S2FWB: devices sit behind an available, coherent arm,smmu-v3; a device tree cannot carry CANWBS, "
+             "so nesting needs the SMMU's S2FWB (IDR3.FWB): `vsmmu probe` reads it";
+    case HostNesting::impossible:
+    case HostNesting::possible:  // never: status() does not give it
+      break;
+  }
+  return iommus.empty() ? "impossible: the tree describes no IOMMU"
+                        : "impossible: no available device sits behind an available, coherent arm,smmu-v3";
 }
 
 Report refused(const Error& e) { return Report{{}, {}, {Problem{"/", e.message, Severity::error}}}; }
@@ -530,7 +548,7 @@ class Inspector {
       if (!s.dma_coherent)
         problem(Severity::warning, node,
                 "no dma-coherent: Linux then treats the SMMU as not cache coherent (no ARM_SMMU_FEAT_COHERENCY) and "
-                "iommufd refuses to bind devices behind it; add dma-coherent if the SMMU's table walks are coherent");
+                "VFIO refuses the devices behind it; add dma-coherent if the SMMU's table walks are coherent");
       for (const auto& n : s.interrupt_names)
         if (std::find(kIrqNames.begin(), kIrqNames.end(), n) == kIrqNames.end())
           problem(Severity::warning, node,
@@ -555,7 +573,7 @@ class Inspector {
                              s.path, fmt::join(s.compatible, "\", \""));
     } else if (!s.dma_coherent) {
       s.reason = fmt::format("{} has no dma-coherent: arm-smmu-v3 then has no ARM_SMMU_FEAT_COHERENCY, reports no "
-                             "IOMMU_CAP_CACHE_COHERENCY, and VFIO/iommufd refuse its devices",
+                             "IOMMU_CAP_CACHE_COHERENCY, and VFIO refuses its devices (drivers/vfio/vfio_main.c)",
                              s.path);
     } else if (!s.untranslatable.empty() || s.reg.empty()) {
       s.reason = fmt::format("{}'s registers cannot be located, so arm-smmu-v3 does not probe it", s.path);

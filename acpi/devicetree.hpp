@@ -136,7 +136,10 @@ struct Report {
   // malformed with any error; else needs_s2fwb if an available device needs only S2FWB; else impossible. Never
   // possible: a device tree cannot carry CANWBS.
   HostNesting status() const;
-  // One line agreeing with the verdicts: IOMMUs, devices by verdict, errors and warnings.
+  // One line counting what the verdicts are about: IOMMUs, devices by verdict, errors and warnings.
+  std::string counts() const;
+  // One line saying what the status means and what to do, starting with the status as `iort check`'s summary
+  // does ("needs S2FWB: ...", "impossible: ...", "malformed: ...").
   std::string summary() const;
 };
 

@@ -190,6 +190,7 @@ std::string dt_json(std::string_view source, const dt::Report& report) {
   const HostNesting status = report.status();
   out["status"] = {{"name", to_string(status)}, {"exit_code", exit_code(status)}};
   out["summary"] = report.summary();
+  out["counts"] = report.counts();
   out["errors"] = report.count(dt::Severity::error);
   out["warnings"] = report.count(dt::Severity::warning);
   json iommus = json::array();

@@ -215,21 +215,6 @@ void print_device(const dt::Device& d) {
   fmt::print("    -> {}: {}\n", to_string(d.verdict), d.reason);
 }
 
-std::string explain(const dt::Report& r) {
-  switch (r.status()) {
-    case HostNesting::malformed:
-      return fmt::format("{} errors: Linux would misread this tree; fix them first", r.count(dt::Severity::error));
-    case HostNesting::needs_s2fwb:
-      return "devices sit behind an available, coherent arm,smmu-v3; a device tree cannot carry CANWBS, so nesting "
-             "needs the SMMU's S2FWB (IDR3.FWB): `vsmmu probe` reads it";
-    case HostNesting::impossible:
-      return r.iommus.empty() ? "the tree describes no IOMMU"
-                              : "no available device sits behind an available, coherent arm,smmu-v3";
-    case HostNesting::possible: break;
-  }
-  return "a device tree cannot carry CANWBS";
-}
-
 int check(std::span<const std::string_view> args) {
   std::optional<std::string> path;
   bool json = false;
@@ -261,7 +246,7 @@ int check(std::span<const std::string_view> args) {
     fmt::print("{}\n", dt_json(*path, report));
     return exit_code(status);
   }
-  fmt::print("device tree {}: {}\n", *path, report.summary());
+  fmt::print("device tree {}: {}\n", *path, report.counts());
   if (!report.iommus.empty()) fmt::print("IOMMUs:\n");
   for (const auto& i : report.iommus) print_iommu(i);
   if (!report.devices.empty()) fmt::print("devices:\n");
@@ -270,7 +255,7 @@ int check(std::span<const std::string_view> args) {
     fmt::print("{} errors, {} warnings:\n", report.count(dt::Severity::error), report.count(dt::Severity::warning));
     for (const auto& p : report.problems) fmt::print("  {:<7} {}: {}\n", to_string(p.severity), p.path, p.message);
   }
-  fmt::print("nesting: {} (exit {}): {}\n", to_string(status), exit_code(status), explain(report));
+  fmt::print("result: {}\n", report.summary());
   return exit_code(status);
 }
 

@@ -88,7 +88,7 @@ TEST(CliDt, CheckListsEveryIommuAndDeviceWithItsVerdict) {
                    "/soc/iommu@5800000 is \"arm,mmu-500\", not an arm,smmu-v3");
   expect_in(r.out, "    iommu-map (iommu-map-mask 0xff00: RID & 0xff00 is looked up):\n"
                    "      RIDs 0x0-0xffff -> /soc/iommu@5600000 stream IDs 0x0-0xffff: impossible\n");
-  expect_in(r.out, "nesting: needs_s2fwb (exit 1): devices sit behind an available, coherent arm,smmu-v3; a device "
+  expect_in(r.out, "result: needs S2FWB: devices sit behind an available, coherent arm,smmu-v3; a device "
                    "tree cannot carry CANWBS, so nesting needs the SMMU's S2FWB (IDR3.FWB): `vsmmu probe` reads it\n");
 }
 
@@ -99,7 +99,7 @@ TEST(CliDt, CheckJsonCarriesTheStatusTheIommusAndTheDevices) {
   EXPECT_EQ(r.status, 1) << r.out;
   const json j = json::parse(r.out);
   EXPECT_EQ(j["status"], json({{"name", "needs_s2fwb"}, {"exit_code", 1}}));
-  EXPECT_EQ(j["summary"], "3 IOMMUs (2 arm,smmu-v3), 3 devices (1 needing S2FWB, 2 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(j["counts"], "3 IOMMUs (2 arm,smmu-v3), 3 devices (1 needing S2FWB, 2 impossible); 0 errors, 0 warnings");
   ASSERT_EQ(j["iommus"].size(), 3u);
   EXPECT_EQ(j["iommus"][0]["base"], 0x45400000);
   EXPECT_EQ(j["iommus"][0]["reg"][0]["address"], 0x5400000);
@@ -143,13 +143,13 @@ TEST(CliDt, CheckExitCodes) {
   const auto impossible = vsmmu("dt check '" + dir + "/n.dtb'");
   EXPECT_EQ(impossible.status, 3) << impossible.out;
   expect_in(impossible.out, "  warning /smmuv3@9050000: no dma-coherent");
-  expect_in(impossible.out, "nesting: impossible (exit 3): no available device sits behind an available, coherent "
+  expect_in(impossible.out, "result: impossible: no available device sits behind an available, coherent "
                             "arm,smmu-v3\n");
   // Not a device tree (an IORT): malformed, 4, in text and JSON.
   const auto iort = vsmmu("dt check '" + data("iort/qemu-virt.dat") + "'");
   EXPECT_EQ(iort.status, 4) << iort.out;
   expect_in(iort.out, "  error   /: not a sound flattened device tree: FDT_ERR_BADMAGIC");
-  expect_in(iort.out, "nesting: malformed (exit 4): 1 errors: Linux would misread this tree; fix them first\n");
+  expect_in(iort.out, "result: malformed: 1 error: Linux would misread this tree; fix it first\n");
   const auto iort_json = vsmmu("dt check --json '" + data("iort/qemu-virt.dat") + "'");
   EXPECT_EQ(iort_json.status, 4);
   EXPECT_EQ(json::parse(iort_json.out)["status"]["name"], "malformed");
@@ -170,7 +170,7 @@ TEST(CliDt, QemuVirtTreeNeedsS2fwbForItsPcieHost) {
                    "phandle 0x8004, #iommu-cells 1, interrupts [eventq, priq, cmdq-sync, gerror]\n");
   expect_in(r.out, "  /pcie@10000000\n    iommu-map:\n      RIDs 0x0-0xffff -> /smmuv3@9050000 stream IDs 0x0-0xffff: "
                    "needs_s2fwb\n");
-  expect_in(r.out, "nesting: needs_s2fwb (exit 1)");
+  expect_in(r.out, "result: needs S2FWB: ");
 }
 
 TEST(CliDt, CheckOfATreeWithoutIommusExitsThree) {
@@ -180,7 +180,7 @@ TEST(CliDt, CheckOfATreeWithoutIommusExitsThree) {
   const auto r = vsmmu("dt check '" + path + "'");
   EXPECT_EQ(r.status, 3) << r.out;
   expect_in(r.out, "0 IOMMUs (0 arm,smmu-v3), 0 devices (0 needing S2FWB, 0 impossible); 0 errors, 0 warnings\n");
-  expect_in(r.out, "nesting: impossible (exit 3): the tree describes no IOMMU\n");
+  expect_in(r.out, "result: impossible: the tree describes no IOMMU\n");
 }
 
 TEST(CliDt, CheckHelpCarriesTheSharedExitStatuses) {

@@ -362,7 +362,7 @@ TEST(DeviceTree, DisabledSmmuGivesItsDevicesNoIommu) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   for (const std::string status : {"disabled", "fail", "fail-sss"}) {
     const auto r = host_tree(virt_smmu("\t\tstatus = \"" + status + "\";\n"));
-    EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+    EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
     EXPECT_EQ(r.status(), HostNesting::impossible);
     ASSERT_EQ(r.iommus.size(), 1u);
     EXPECT_FALSE(r.iommus[0].available);
@@ -383,7 +383,7 @@ TEST(DeviceTree, DisabledSmmuGivesItsDevicesNoIommu) {
 TEST(DeviceTree, ReservedSmmuIsNotLinuxs) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(virt_smmu("\t\tstatus = \"reserved\";\n"));
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].unavailable, "status = \"reserved\"");
   EXPECT_EQ(r.devices[0].iommu_map[0].verdict, HostNesting::impossible);
@@ -407,7 +407,7 @@ TEST(DeviceTree, Mmu500CannotNest) {
 		iommu-map = <0x0 &smmu_pcie 0x0 0x1>;
 	};
 )");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   ASSERT_EQ(r.iommus.size(), 1u);
   EXPECT_FALSE(r.iommus[0].smmu_v3);
@@ -439,7 +439,7 @@ TEST(DeviceTree, QcomSmmuCannotNest) {
 		};
 	};
 )");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].compatible, (std::vector<std::string>{"qcom,sm8250-smmu-500", "qcom,smmu-500", "arm,mmu-500"}));
   ASSERT_EQ(r.devices.size(), 1u);
@@ -457,13 +457,13 @@ TEST(DeviceTree, SmmuV3WithoutDmaCoherentCannotNest) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(smmu_v3("2b400000", "0x0 0x2b400000 0x0 0x20000", "") +
                            "\tdma@2b600000 {\n\t\tiommus = <&smmu 0x10>;\n\t};\n");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   ASSERT_EQ(r.problems.size(), 1u);
   EXPECT_EQ(r.problems[0].severity, Severity::warning);
   EXPECT_EQ(r.devices[0].reason, "/iommu@2b400000 has no dma-coherent: arm-smmu-v3 then has no "
-                                 "ARM_SMMU_FEAT_COHERENCY, reports no IOMMU_CAP_CACHE_COHERENCY, and VFIO/iommufd "
-                                 "refuse its devices");
+                                 "ARM_SMMU_FEAT_COHERENCY, reports no IOMMU_CAP_CACHE_COHERENCY, and VFIO refuses "
+                                 "its devices (drivers/vfio/vfio_main.c)");
 }
 
 // bindings/iommu/iommu.txt: iommus holds one specifier per stream, #iommu-cells (1 for arm,smmu-v3: the stream
@@ -472,7 +472,7 @@ TEST(DeviceTree, DeviceWithTwoStreamIdsNeedsS2fwb) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(smmu_v3("2b400000", "0x0 0x2b400000 0x0 0x20000", "\t\tdma-coherent;\n") +
                            "\tdma@2b600000 {\n\t\tiommus = <&smmu 0x10>, <&smmu 0x11>;\n\t};\n");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   ASSERT_EQ(r.devices[0].iommus.size(), 2u);
   EXPECT_EQ(r.devices[0].iommus[0].iommu, "/iommu@2b400000");
@@ -491,7 +491,7 @@ TEST(DeviceTree, PcieHostWithIommuMapAndMask) {
 		iommu-map-mask = <0xff00>;
 	};
 )");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   const auto& d = r.devices[0];
   EXPECT_EQ(d.iommu_map_mask, 0xff00u);
@@ -524,7 +524,7 @@ TEST(DeviceTree, SmmuUnderBusesHasItsAddressTranslated) {
 		iommu-map = <0x0 &smmu 0x0 0x10000>;
 	};
 )");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   ASSERT_EQ(r.iommus.size(), 1u);
   EXPECT_EQ(r.iommus[0].path, "/soc/bus@5000000/iommu@5400000");
@@ -547,7 +547,7 @@ TEST(DeviceTree, SmmuUnderABusWithoutRangesHasNoCpuAddress) {
 		iommu-map = <0x0 &smmu 0x0 0x10000>;
 	};
 )");
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].reg[0].address, 0x5400000u);
   EXPECT_EQ(r.iommus[0].reg[0].cpu_address, std::nullopt);
@@ -565,7 +565,7 @@ TEST(DeviceTree, TreeWithoutAnyIommuCannotNest) {
 		device_type = "pci";
 	};
 )");
-  EXPECT_EQ(r.summary(), "0 IOMMUs (0 arm,smmu-v3), 0 devices (0 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "0 IOMMUs (0 arm,smmu-v3), 0 devices (0 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
 }
 
@@ -585,7 +585,7 @@ TEST(DeviceTree, UnavailableDevicesDoNotCount) {
 	};
 )");
   ASSERT_EQ(r.devices.size(), 2u);
-  EXPECT_EQ(r.summary(), "1 IOMMUs (1 arm,smmu-v3), 2 devices (1 needing S2FWB, 0 impossible, 1 unavailable); "
+  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 2 devices (1 needing S2FWB, 0 impossible, 1 unavailable); "
                          "0 errors, 0 warnings");
   const auto& d = r.devices[1];
   EXPECT_FALSE(d.available);
@@ -596,7 +596,7 @@ TEST(DeviceTree, UnavailableDevicesDoNotCount) {
   std::string only_disabled = virt_smmu("");
   only_disabled.insert(only_disabled.find("\t\tiommu-map"), "\t\tstatus = \"disabled\";\n");
   const auto none = host_tree(only_disabled);
-  EXPECT_EQ(none.summary(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 unavailable); "
+  EXPECT_EQ(none.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 unavailable); "
                             "0 errors, 0 warnings");
   EXPECT_EQ(none.status(), HostNesting::impossible);
 }
@@ -608,7 +608,7 @@ TEST(DeviceTree, DanglingIommuPhandleIsMalformed) {
 		iommus = <0x77 0x10>;
 	};
 )");
-  EXPECT_EQ(r.summary(), "0 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 with a broken "
+  EXPECT_EQ(r.counts(), "0 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 with a broken "
                          "reference); 1 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::malformed);
   EXPECT_EQ(r.devices[0].verdict, HostNesting::malformed);
