@@ -285,6 +285,7 @@ enum class Check {
   shared_stream_id,   // a root complex single mapping: every RID gets one stream ID, one iommu group
   shared_segment,     // two root complexes with one PCI segment: Linux uses the first, the later is shadowed
   canwbs_revision,    // CANWBS (or its absence) in a table older than DEN 0049 E.f, which defines it
+  unreachable_mapping,  // a root complex mapping after a single mapping, which already takes every RID
 };
 std::string_view to_string(Check check);
 std::string_view to_string(Severity severity);

@@ -63,7 +63,7 @@ struct GuestSmmu {
   std::uint64_t base = 0;  // MMIO base of the 128 KiB register frame (pages 0 and 1)
   // Wired interrupts as GSIVs (SPI number + 32); 0 leaves a line unwired.
   std::uint32_t event_gsiv = 0, pri_gsiv = 0, gerr_gsiv = 0, sync_gsiv = 0;
-  bool coherent = true;  // COHACC override: the guest must see a coherent SMMU or iommufd refuses its devices
+  bool coherent = true;  // COHACC override: the guest must see a coherent SMMU or VFIO refuses its devices
   // The ITS DeviceID of the SMMU's own MSIs, used when some line is unwired; default 0x10000 + its index,
   // above every 16-bit requester ID.
   std::optional<std::uint32_t> msi_device_id;

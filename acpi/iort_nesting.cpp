@@ -23,6 +23,9 @@ Route route_of(const Table& table, const IdMapping& m, std::size_t index, bool r
   r.mapping_offset = m.offset;
   r.target_name = node_label(table, m.output_reference);
   r.applies = !root_complex || m.single() || m.input_base <= IdMapping::kMaxRequesterId;
+  if (!r.applies)
+    r.not_applying = fmt::format("it takes only RIDs above {:#x}, which Linux never matches (16-bit requester IDs)",
+                                 IdMapping::kMaxRequesterId);
   const Node* t = table.node_at(m.output_reference);
   if (!t) return r;
   if (const auto* s = t->as<SmmuV3>()) {
@@ -58,17 +61,16 @@ std::vector<std::string> targets(const std::vector<Route>& routes, Pick pick) {
 bool coherent_v3(const Route& r) { return r.target == Route::Target::smmu_v3 && r.coherent_smmu; }
 
 // Why no coherent SMMUv3 translates the devices behind these routes, or nullopt if one does.
-std::optional<std::string> no_coherent_smmu(const std::vector<Route>& routes, std::string_view ids) {
+std::optional<std::string> no_coherent_smmu(const std::vector<Route>& routes) {
   const auto is = [](Route::Target t) { return [t](const Route& r) { return r.target == t; }; };
   if (routes.empty()) return "it has no ID mappings: its devices reach no SMMU";
   if (std::none_of(routes.begin(), routes.end(), [](const Route& r) { return r.applies; }))
-    return fmt::format("its ID mappings take only {}s above {:#x}, which Linux never matches (16-bit requester "
-                       "IDs): its devices get no IOMMU at all",
-                       ids, IdMapping::kMaxRequesterId);
+    return fmt::format("none of its ID mappings ever applies ({}): its devices get no IOMMU at all",
+                       routes.front().not_applying);
   if (!targets(routes, coherent_v3).empty()) return std::nullopt;
   if (auto v3 = targets(routes, is(Route::Target::smmu_v3)); !v3.empty())
-    return fmt::format("{} lack{} the COHACC override flag: Linux treats {} as not cache coherent and iommufd "
-                       "refuses to bind its devices (no IOMMU_CAP_CACHE_COHERENCY)",
+    return fmt::format("{} lack{} the COHACC override flag: Linux treats {} as not cache coherent and VFIO "
+                       "refuses its devices (no IOMMU_CAP_CACHE_COHERENCY, drivers/vfio/vfio_main.c)",
                        fmt::join(v3, ", "), v3.size() == 1 ? "s" : "", v3.size() == 1 ? "it" : "them");
   if (auto v2 = targets(routes, is(Route::Target::smmu_v1v2)); !v2.empty())
     return fmt::format("its IDs go to {}, an SMMUv1/v2 (arm-smmu driver) without iommufd vIOMMU support; nesting "
@@ -85,7 +87,8 @@ std::string left_out(const std::vector<Route>& routes, std::string_view ids) {
   std::vector<std::string> lost, never;
   for (const auto& r : routes) {
     if (!r.applies)
-      never.push_back(fmt::format("mapping {} ({} -> {})", r.mapping_index, id_range(r, ids), r.target_name));
+      never.push_back(
+          fmt::format("mapping {} ({} -> {}): {}", r.mapping_index, id_range(r, ids), r.target_name, r.not_applying));
     else if (!coherent_v3(r))
       lost.push_back(fmt::format("{} ({}{})", id_range(r, ids), r.target_name,
                                  r.target == Route::Target::smmu_v3 ? ", no COHACC" : ""));
@@ -93,9 +96,7 @@ std::string left_out(const std::vector<Route>& routes, std::string_view ids) {
   std::string s;
   if (!lost.empty())
     s += fmt::format("; {} do not reach a coherent SMMUv3 and cannot be nested", fmt::join(lost, ", "));
-  if (!never.empty())
-    s += fmt::format("; not counted: {} take{} only {}s above {:#x}, which Linux never matches", fmt::join(never, ", "),
-                     never.size() == 1 ? "s" : "", ids, IdMapping::kMaxRequesterId);
+  if (!never.empty()) s += fmt::format("; not counted: {}", fmt::join(never, "; "));
   return s;
 }
 
@@ -112,13 +113,12 @@ void judge(RootComplexNesting& rc, const RootComplexNesting* shadowing) {
         rc.cause);
     return;
   }
-  if (auto why = no_coherent_smmu(rc.routes, "RID")) {
+  if (auto why = no_coherent_smmu(rc.routes)) {
     rc.verdict = Nesting::refused;
     rc.cause = rc.memory.canwbs() ? fmt::format("it has CANWBS, but {}", *why) : *why;
     for (const auto& r : rc.routes)
       if (!r.applies && coherent_v3(r))
-        rc.cause += fmt::format(" (mapping {} to {} takes only RIDs above {:#x}, which Linux never matches)",
-                                r.mapping_index, r.target_name, IdMapping::kMaxRequesterId);
+        rc.cause += fmt::format(" (mapping {} to {} never applies: {})", r.mapping_index, r.target_name, r.not_applying);
     rc.reason = fmt::format("{}; CANWBS cannot change that{}", rc.cause, left_out(rc.routes, "RID"));
     return;
   }
@@ -144,10 +144,18 @@ void judge(ComponentNesting& nc) {
   std::string notes;
   if (nc.memory.canwbs())
     notes += "; its CANWBS flag has no effect: Linux reads CANWBS only from root complexes (iort_pci_rc_supports_canwbs)";
+  std::vector<std::size_t> ranges;
+  for (const auto& r : nc.routes)
+    if (!r.single) ranges.push_back(r.mapping_index);
+  if (!ranges.empty())
+    notes += fmt::format("; mapping{} {} map{} a range of IDs: Linux uses those only for devices that bring their own "
+                         "input ID (a bus such as fsl-mc, iort_nc_iommu_map_id); the component itself gets stream IDs "
+                         "only from its leading single mappings (iort_nc_iommu_map stops at the first other one)",
+                         ranges.size() == 1 ? "" : "s", fmt::join(ranges, ", "), ranges.size() == 1 ? "s" : "");
   if (nc.memory.cache_coherency == 0)
     notes += "; warning: CCA=0, the IORT describes the device as not cache coherent - check the device's _CCA and "
              "that it does coherent DMA before assigning it to a guest";
-  if (auto why = no_coherent_smmu(nc.routes, "ID")) {
+  if (auto why = no_coherent_smmu(nc.routes)) {
     nc.verdict = Nesting::refused;
     nc.cause = *why;
     nc.reason = fmt::format("{}{}{}", *why, left_out(nc.routes, "ID"), notes);
@@ -176,11 +184,14 @@ void mapping_warnings(const Table& table, const Node& node, const std::string& n
     if (m.single()) {
       out.push_back(warning(
           m.offset + kMapFlags, Check::shared_stream_id,
-          fmt::format("{}: mapping {} (at {:#05x}) is a single mapping: every requester ID becomes {} {:#x} at {}, so "
-                      "Linux cannot tell its devices apart - one {}, one iommu group, one nested domain for all of "
-                      "them; a VMM can only assign them together",
-                      name, i, m.offset, smmu ? "stream ID" : "device ID", m.output_base, target,
-                      smmu ? "stream ID" : "device ID")));
+          smmu ? fmt::format("{}: mapping {} (at {:#05x}) is a single mapping: every requester ID becomes stream ID "
+                             "{:#x} at {}, so the SMMU cannot tell its devices apart; arm-smmu-v3 keeps one device per "
+                             "stream ID (arm_smmu_insert_master refuses a second device whose stream ID is taken), so "
+                             "only the first device probed gets an IOMMU - one device behind it at most can be nested",
+                             name, i, m.offset, m.output_base, target)
+               : fmt::format("{}: mapping {} (at {:#05x}) is a single mapping: every requester ID becomes device ID "
+                             "{:#x} at {}, so the ITS sees one device for all of them",
+                             name, i, m.offset, m.output_base, target)));
     } else if (m.input_base > IdMapping::kMaxRequesterId) {
       out.push_back(warning(
           m.offset + kMapInputBase, Check::requester_id,
@@ -254,6 +265,16 @@ std::string root_complex_label(std::size_t index, std::uint32_t segment, std::ui
   return fmt::format("root complex {} (segment {}, node {:#05x})", index, segment, offset);
 }
 
+std::optional<std::string> canwbs_cannot_help(const RootComplexNesting& rc) {
+  if (rc.verdict == Nesting::refused) return fmt::format("nesting is refused there whatever its flags: {}", rc.reason);
+  if (!rc.memory.cca())
+    return fmt::format(
+        "its CCA is {} (not cache coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs a "
+        "coherent path to memory (DEN 0049, memory access properties)",
+        rc.memory.cache_coherency);
+  return std::nullopt;
+}
+
 bool NestingReport::any_canwbs() const {
   return std::any_of(root_complexes.begin(), root_complexes.end(),
                      [](const RootComplexNesting& rc) { return rc.verdict == Nesting::allowed_canwbs; });
@@ -274,6 +295,16 @@ NestingReport nesting_report(const Table& table) {
     for (std::size_t i = 0; i < node->mappings.size(); ++i)
       rc.routes.push_back(route_of(table, node->mappings[i], i, true));
     const auto name = root_complex_label(rc.index, rc.segment, rc.offset);
+    // iort_node_map_id takes the first mapping iort_id_map accepts, and a single mapping accepts every RID.
+    std::vector<std::size_t> unreachable;
+    const auto single = std::find_if(rc.routes.begin(), rc.routes.end(), [](const Route& r) { return r.single; });
+    for (auto r = single == rc.routes.end() ? single : single + 1; r < rc.routes.end(); ++r) {
+      if (r->applies) unreachable.push_back(r->mapping_index);
+      r->applies = false;
+      r->not_applying = fmt::format("it follows single mapping {}, which already takes every RID (iort_node_map_id "
+                                    "uses the first mapping that matches)",
+                                    single->mapping_index);
+    }
     const RootComplexNesting* shadowing = nullptr;
     if (data) {
       auto [it, fresh] = first_of_segment.emplace(rc.segment, rc.index);
@@ -289,7 +320,17 @@ NestingReport nesting_report(const Table& table) {
         revision_warning(table, *node, *data, name, report.problems);
       }
     }
-    if (!shadowing) mapping_warnings(table, *node, name, report.problems);
+    if (!shadowing) {
+      mapping_warnings(table, *node, name, report.problems);
+      for (const auto i : unreachable)
+        report.problems.push_back(warning(
+            node->mappings[i].offset, Check::unreachable_mapping,
+            fmt::format("{}: mapping {} (at {:#05x}) comes after single mapping {}, which already takes every RID "
+                        "(iort_node_map_id uses the first mapping that matches): it never applies, and the devices "
+                        "meant for {} go where mapping {} sends them",
+                        name, i, node->mappings[i].offset, single->mapping_index, rc.routes[i].target_name,
+                        single->mapping_index)));
+    }
     judge(rc, shadowing);
     report.root_complexes.push_back(std::move(rc));
   }
@@ -324,10 +365,20 @@ HostNesting host_status(const Report& report, const NestingReport& nesting) {
 
 std::string nesting_summary(const Report& report, const NestingReport& nesting, std::string_view source) {
   const auto status = host_status(report, nesting);
-  if (status == HostNesting::malformed)
-    return fmt::format("malformed: the table has {} errors; fix them first (Linux may misroute or ignore what they "
-                       "touch, so no verdict can be trusted)",
-                       report.count(Severity::error));
+  if (status == HostNesting::malformed) {
+    const auto errors = report.count(Severity::error);
+    const bool only_checksum = std::all_of(report.problems.begin(), report.problems.end(), [](const Problem& p) {
+      return p.severity != Severity::error || p.check == Check::checksum;
+    });
+    if (only_checksum)
+      return "malformed: the table's only error is its checksum; Linux warns and uses it anyway, so the verdicts "
+             "above hold, but firmware should fix it and a table override must carry the right one (the problem "
+             "above gives it)";
+    return fmt::format("malformed: the table has {} error{}; fix {} first (Linux may misroute or ignore what {} "
+                       "touch{}, so no verdict can be trusted)",
+                       errors, errors == 1 ? "" : "s", errors == 1 ? "it" : "them", errors == 1 ? "it" : "they",
+                       errors == 1 ? "es" : "");
+  }
   std::vector<std::string> allowed, needs, refused;
   std::vector<std::size_t> patchable;
   for (const auto& rc : nesting.root_complexes) {
@@ -335,7 +386,7 @@ std::string nesting_summary(const Report& report, const NestingReport& nesting, 
     if (rc.verdict == Nesting::allowed_canwbs) allowed.push_back(name);
     if (rc.verdict == Nesting::needs_s2fwb) {
       needs.push_back(fmt::format("{}: {}", name, rc.cause));
-      patchable.push_back(rc.index);
+      if (!canwbs_cannot_help(rc)) patchable.push_back(rc.index);
     }
     if (rc.verdict == Nesting::refused) refused.push_back(fmt::format("{}: {}", name, rc.cause));
   }

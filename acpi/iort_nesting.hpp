@@ -47,8 +47,11 @@ struct Route {
   std::uint64_t target_base = 0;              // the SMMU's base address (SMMUv3, SMMUv1/v2)
   std::string target_name;                    // node_label() of the target
   // Whether Linux ever matches it: a root complex mapping whose input IDs all lie above the 16-bit
-  // requester ID never applies (IdMapping::kMaxRequesterId); one straddling 0xffff applies only below.
+  // requester ID never applies (IdMapping::kMaxRequesterId; one straddling 0xffff applies only below), nor
+  // does one after a single mapping of the same root complex (iort_node_map_id takes the first that matches,
+  // and a single mapping matches every RID). `not_applying` says which, as a clause.
   bool applies = true;
+  std::string not_applying;
 };
 std::string_view to_string(Route::Target t);
 
@@ -88,6 +91,12 @@ struct NestingReport {
 };
 
 NestingReport nesting_report(const Table& table);
+
+// Why setting CANWBS on this root complex cannot help or cannot be true, as a clause, or nothing: its verdict
+// is refused (it cannot nest whatever its flags), or its CCA is 0 (CANWBS, accesses coerced to Normal
+// Write-Back, presumes a coherent path to memory; DEN 0049 memory access properties). The one rule `iort patch` refuses by and
+// `iort check`'s summary suggests a patch by.
+std::optional<std::string> canwbs_cannot_help(const RootComplexNesting& rc);
 
 // The host's status: malformed on any parser error; else the best verdict over the root complexes Linux
 // uses and the named components: allowed_canwbs -> possible, needs_s2fwb -> needs_s2fwb, else impossible

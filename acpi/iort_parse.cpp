@@ -742,6 +742,7 @@ std::string_view to_string(Check check) {
     case Check::shared_stream_id: return "shared_stream_id";
     case Check::shared_segment: return "shared_segment";
     case Check::canwbs_revision: return "canwbs_revision";
+    case Check::unreachable_mapping: return "unreachable_mapping";
   }
   return "?";
 }

@@ -17,19 +17,6 @@ std::string name(const RootComplexRef& rc) {
   return fmt::format("root complex {} (segment {}, node {:#05x})", rc.index, rc.segment, rc.offset);
 }
 
-// Why CANWBS cannot help this root complex, or nothing. Whether it can nest at all is nesting_report's
-// verdict; the CCA is what CANWBS itself presumes.
-std::optional<std::string> unsuitable(const RootComplexNesting& rc) {
-  if (rc.verdict == Nesting::refused)
-    return fmt::format("nesting is refused there whatever its flags: {}", rc.reason);
-  if (!rc.memory.cca())
-    return fmt::format(
-        "its CCA is {} (not cache coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs a "
-        "coherent path to memory (DEN 0049 Table 14)",
-        rc.memory.cache_coherency);
-  return std::nullopt;
-}
-
 // Refuses a table with errors other than a wrong checksum (the patch rewrites the checksum anyway).
 Result<void> only_checksum_wrong(const Report& report) {
   std::vector<const Problem*> others;
@@ -71,7 +58,7 @@ Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<st
   std::vector<Unsuitable> unsuitables;
   for (const auto& rc : rcs)
     if (rc_index.value_or(rc.index) == rc.index)
-      if (auto why = unsuitable(rc)) unsuitables.push_back({RootComplexRef{rc.index, rc.offset, rc.segment}, *why});
+      if (auto why = canwbs_cannot_help(rc)) unsuitables.push_back({RootComplexRef{rc.index, rc.offset, rc.segment}, *why});
   const std::size_t chosen = rc_index ? 1 : rcs.size();
   if (!force && unsuitables.size() == chosen) {
     if (chosen == 1)

@@ -2,7 +2,7 @@
 // OEM revision (Linux's initrd table upgrade replaces a firmware table only by a newer one), and fix
 // the checksum. The result goes into a table-upgrade cpio (cpio.hpp) in front of the initrd.
 //
-// CANWBS is a claim about the hardware (DEN 0049 E.f Table 15: the root complex's accesses are coerced to
+// CANWBS is a claim about the hardware (DEN 0049 E.f memory access flags: the root complex's accesses are coerced to
 // Normal Write-Back). It is set only where it can be true and can matter: not on a root complex that
 // cannot nest whatever its flags (nesting_report's verdict is refused), nor on one whose CCA says it has
 // no coherent path to memory - unless the caller forces it.

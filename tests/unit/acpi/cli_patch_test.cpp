@@ -53,7 +53,7 @@ std::string nesting_refused(const std::string& reason) {
 }
 const std::string kCcaZero =
     "its CCA is 0 (not cache coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs a "
-    "coherent path to memory (DEN 0049 Table 14)";
+    "coherent path to memory (DEN 0049, memory access properties)";
 
 TEST(CliPatch, AChecksumOfZeroIsFixedAndSaid) {
   auto t = test::qemu_virt_iort();

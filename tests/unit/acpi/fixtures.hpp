@@ -35,7 +35,7 @@ Bytes all_node_types();
 enum class Behind { its, smmu_v2, smmu_v3, smmu_v3_without_cohacc };
 struct RcSpec {
   Behind behind = Behind::smmu_v3;
-  std::uint32_t cca = 1;  // memory flags: COHERENCY when CCA is 1, none otherwise
+  std::uint32_t cca = 1;  // memory flags: CPM when CCA is 1, none otherwise
 };
 struct Platform {
   Bytes table;

@@ -258,8 +258,8 @@ TEST(IortHostStatus, CanwbsBehindANonCoherentSmmuSaysSo) {
   EXPECT_EQ(c.status, HostNesting::impossible);
   EXPECT_EQ(c.summary, "impossible: no device reaches a coherent SMMUv3, so neither CANWBS nor S2FWB can allow nesting "
             "- root complex 0 (segment 0, node 0x0a0): it has CANWBS, but SMMUv3 at 0x9050000 (node 0x048) lacks "
-            "the COHACC override flag: Linux treats it as not cache coherent and iommufd refuses to bind its "
-            "devices (no IOMMU_CAP_CACHE_COHERENCY)");
+            "the COHACC override flag: Linux treats it as not cache coherent and VFIO refuses its devices "
+            "(no IOMMU_CAP_CACHE_COHERENCY, drivers/vfio/vfio_main.c)");
   EXPECT_EQ(c.summary.find("iort patch"), std::string::npos);
   expect_no_warning(c);
 }
@@ -294,15 +294,15 @@ TEST(IortHostStatus, MappingAboveSixteenBitsNeverAppliesAndDoesNotCount) {
   const auto& rc = c.nesting.root_complexes[0];
   EXPECT_FALSE(rc.routes[1].applies);
   EXPECT_EQ(rc.verdict, Nesting::refused);
-  EXPECT_NE(rc.reason.find("not counted: mapping 1 (RIDs 0x10000-0x1ffff -> SMMUv3 at 0x9050000 (node 0x048)) takes "
-                           "only RIDs above 0xffff, which Linux never matches"),
+  EXPECT_NE(rc.reason.find("not counted: mapping 1 (RIDs 0x10000-0x1ffff -> SMMUv3 at 0x9050000 (node 0x048)): it "
+                           "takes only RIDs above 0xffff, which Linux never matches"),
             std::string::npos)
       << rc.reason;
   EXPECT_EQ(c.status, HostNesting::impossible);
   EXPECT_EQ(c.summary, "impossible: no device reaches a coherent SMMUv3, so neither CANWBS nor S2FWB can allow nesting "
             "- root complex 0 (segment 0, node 0x0a0): it has CANWBS, but its IDs go straight to the ITS: its "
             "devices bypass every SMMU, so there is no stage 2 to nest under (mapping 1 to SMMUv3 at 0x9050000 "
-            "(node 0x048) takes only RIDs above 0xffff, which Linux never matches)");
+            "(node 0x048) never applies: it takes only RIDs above 0xffff, which Linux never matches (16-bit requester IDs))");
   expect_only_warning(c, Check::requester_id, kRc + 40 + 20 + kMapInputBase,
                       "root complex 0 (segment 0, node 0x0a0): mapping 1 (at 0x0dc) takes RIDs 0x10000-0x1ffff, all "
                       "above 0xffff");
@@ -324,8 +324,9 @@ TEST(IortHostStatus, MappingStraddlingSixteenBitsLosesItsUpperPart) {
                       "IDs only (iort_pci_iommu_init), so its part 0x10000-0x17fff never applies");
 }
 
-// drivers/acpi/arm64/iort.c, iort_id_map: a single mapping gives every input ID its output base.
-TEST(IortHostStatus, SingleMappingPutsEveryDeviceInOneGroup) {
+// drivers/acpi/arm64/iort.c, iort_id_map: a single mapping gives every input ID its output base; arm-smmu-v3
+// keeps one device per stream ID (arm_smmu_insert_master), so only the first device probed gets the SMMU.
+TEST(IortHostStatus, SingleMappingGivesOnlyOneDeviceTheSmmu) {
   Host h(true, 7);
   const IdMapping maps[] = {{0, 0, 0x42, h.smmu, IdMapping::kSingleMapping, 0}};
   h.rc(0, kNoCanwbs, maps);
@@ -337,8 +338,56 @@ TEST(IortHostStatus, SingleMappingPutsEveryDeviceInOneGroup) {
             "patch --canwbs t.dat -o iort.cpio --cpio` makes Linux allow nesting there without S2FWB");
   expect_only_warning(c, Check::shared_stream_id, kRc + 40 + kMapFlags,
                       "root complex 0 (segment 0, node 0x0a0): mapping 0 (at 0x0c8) is a single mapping: every "
-                      "requester ID becomes stream ID 0x42 at SMMUv3 at 0x9050000 (node 0x048), so Linux cannot tell "
-                      "its devices apart - one stream ID, one iommu group, one nested domain for all of them");
+                      "requester ID becomes stream ID 0x42 at SMMUv3 at 0x9050000 (node 0x048), so the SMMU cannot "
+                      "tell its devices apart; arm-smmu-v3 keeps one device per stream ID (arm_smmu_insert_master "
+                      "refuses a second device whose stream ID is taken), so only the first device probed gets an "
+                      "IOMMU - one device behind it at most can be nested");
+}
+
+// drivers/acpi/arm64/iort.c, iort_node_map_id: the first mapping iort_id_map accepts wins, and a single
+// mapping accepts every RID - a range mapping after it is never reached, whatever it points at.
+TEST(IortHostStatus, MappingAfterASingleMappingNeverApplies) {
+  Host h(true, 7);
+  const IdMapping maps[] = {{0, 0, 0x7, h.its, IdMapping::kSingleMapping, 0}, {0, 0xffff, 0, h.smmu, 0, 0}};
+  h.rc(0, kWithCanwbs, maps);
+  const auto c = check(h.finish());
+  EXPECT_TRUE(c.report.valid());
+  const auto& rc = c.nesting.root_complexes[0];
+  EXPECT_FALSE(rc.routes[1].applies);
+  EXPECT_EQ(rc.verdict, Nesting::refused);
+  EXPECT_EQ(c.status, HostNesting::impossible);
+  EXPECT_EQ(c.summary, "impossible: no device reaches a coherent SMMUv3, so neither CANWBS nor S2FWB can allow nesting "
+            "- root complex 0 (segment 0, node 0x0a0): it has CANWBS, but its IDs go straight to the ITS: its "
+            "devices bypass every SMMU, so there is no stage 2 to nest under (mapping 1 to SMMUv3 at 0x9050000 "
+            "(node 0x048) never applies: it follows single mapping 0, which already takes every RID "
+            "(iort_node_map_id uses the first mapping that matches))");
+  ASSERT_EQ(c.nesting.problems.size(), 2u);
+  EXPECT_EQ(c.nesting.problems[0].check, Check::shared_stream_id);
+  EXPECT_EQ(c.nesting.problems[1].check, Check::unreachable_mapping);
+  EXPECT_EQ(c.nesting.problems[1].offset, kRc + 40 + 20);
+  EXPECT_EQ(c.nesting.problems[1].message,
+            "root complex 0 (segment 0, node 0x0a0): mapping 1 (at 0x0dc) comes after single mapping 0, which already "
+            "takes every RID (iort_node_map_id uses the first mapping that matches): it never applies, and the "
+            "devices meant for SMMUv3 at 0x9050000 (node 0x048) go where mapping 0 sends them");
+}
+
+// CANWBS on a root complex with CCA 0 would claim coherent Write-Back accesses without a coherent path:
+// `iort patch` refuses it (canwbs_cannot_help), so the summary does not suggest it.
+TEST(IortHostStatus, NoPatchIsSuggestedForARootComplexWithCcaZero) {
+  Host h(true, 7);
+  const IdMapping to_smmu[] = {{0, 0xffff, 0, h.smmu, 0, 0}};
+  RootComplex r;
+  r.memory = MemoryAccess{0, 0, 0};
+  r.memory_address_limit = 64;
+  h.b.root_complex(4, 10, r, to_smmu);
+  const auto c = check(h.finish());
+  ASSERT_EQ(c.nesting.root_complexes.size(), 1u);
+  EXPECT_EQ(c.nesting.root_complexes[0].verdict, Nesting::needs_s2fwb);
+  EXPECT_TRUE(canwbs_cannot_help(c.nesting.root_complexes[0]));
+  EXPECT_EQ(c.status, HostNesting::needs_s2fwb);
+  EXPECT_EQ(c.summary, "needs S2FWB: nesting depends on the SMMU's S2FWB (IDR3.FWB), which the IORT cannot show (run `vsmmu "
+            "probe` on this host), for root complex 0 (segment 0, node 0x0a0): it reaches SMMUv3 at 0x9050000 "
+            "(node 0x048) without CANWBS");
 }
 
 // drivers/acpi/arm64/iort.c, iort_scan_node: the first root complex of the segment wins.
@@ -397,6 +446,12 @@ TEST(IortHostStatus, NamedComponentBehindACoherentSmmuNeedsS2fwbAndWarnsOfCcaZer
   EXPECT_EQ(n.verdict, Nesting::needs_s2fwb);
   EXPECT_NE(n.reason.find("warning: CCA=0"), std::string::npos) << n.reason;
   EXPECT_NE(n.reason.find("its CANWBS flag has no effect"), std::string::npos) << n.reason;
+  // drivers/acpi/arm64/iort.c: iort_nc_iommu_map takes a platform device's stream IDs from its leading single
+  // mappings only; ranges serve devices with an input ID of their own (iort_nc_iommu_map_id, fsl-mc).
+  EXPECT_NE(n.reason.find("mapping 0 maps a range of IDs: Linux uses those only for devices that bring their own "
+                          "input ID (a bus such as fsl-mc, iort_nc_iommu_map_id)"),
+            std::string::npos)
+      << n.reason;
   EXPECT_EQ(c.status, HostNesting::needs_s2fwb);
   EXPECT_EQ(c.summary, "needs S2FWB: nesting depends on the SMMU's S2FWB (IDR3.FWB), which the IORT cannot show (run `vsmmu "
             "probe` on this host), for named component \"\\_SB_.DMA0\" (node 0x0a0): it reaches SMMUv3 at 0x9050000 "
@@ -417,8 +472,8 @@ TEST(IortHostStatus, NamedComponentBehindANonCoherentSmmuIsRefused) {
   EXPECT_EQ(c.status, HostNesting::impossible);
   EXPECT_EQ(c.summary, "impossible: no device reaches a coherent SMMUv3, so neither CANWBS nor S2FWB can allow nesting "
             "- named component \"\\_SB_.DMA0\" (node 0x0a0): SMMUv3 at 0x9050000 (node 0x048) lacks the COHACC "
-            "override flag: Linux treats it as not cache coherent and iommufd refuses to bind its devices (no "
-            "IOMMU_CAP_CACHE_COHERENCY)");
+            "override flag: Linux treats it as not cache coherent and VFIO refuses its devices (no "
+            "IOMMU_CAP_CACHE_COHERENCY, drivers/vfio/vfio_main.c)");
   expect_no_warning(c);
 }
 
@@ -428,12 +483,16 @@ TEST(IortHostStatus, AnyErrorIsMalformed) {
   t[kChecksum] ^= 1;
   const auto bad_sum = check(t);
   EXPECT_EQ(bad_sum.status, HostNesting::malformed);
-  EXPECT_EQ(bad_sum.summary, "malformed: the table has 1 errors; fix them first (Linux may misroute or ignore what they touch, "
-            "so no verdict can be trusted)");
+  EXPECT_EQ(bad_sum.summary, "malformed: the table's only error is its checksum; Linux warns and uses it anyway, so the "
+                             "verdicts above hold, but firmware should fix it and a table override must carry the right "
+                             "one (the problem above gives it)");
   auto cut = test::qemu_virt_iort();
   test::put(cut, kLength, cut.size() + 4, 4);
   test::fix_checksum(cut);
-  EXPECT_EQ(check(cut).status, HostNesting::malformed);
+  const auto truncated = check(cut);
+  EXPECT_EQ(truncated.status, HostNesting::malformed);
+  EXPECT_EQ(truncated.summary, "malformed: the table has 1 error; fix it first (Linux may misroute or ignore what it "
+                               "touches, so no verdict can be trusted)");
   EXPECT_EQ(exit_code(HostNesting::malformed), 4);
 }
 

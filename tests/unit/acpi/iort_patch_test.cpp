@@ -215,7 +215,7 @@ TEST(IortPatch, ARootComplexWithCcaZeroIsRefused) {
   EXPECT_EQ(refused.error().message,
             fmt::format("root complex 0 (segment 0, node {:#05x}) cannot take CANWBS: its CCA is 0 (not cache "
                         "coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs a coherent "
-                        "path to memory (DEN 0049 Table 14). --force sets it anyway",
+                        "path to memory (DEN 0049, memory access properties). --force sets it anyway",
                         p.rcs[0]));
 }
 
@@ -239,7 +239,7 @@ TEST(IortPatch, WithoutRcTheSuitableRootComplexesArePatchedAndTheOthersListed) {
                             p.rcs[1], verdict_reason(p.table, 1)),
                 fmt::format("root complex 2 (segment 2, node {:#05x}) skipped: its CCA is 0 (not cache coherent): "
                             "CANWBS says its accesses are coerced to Normal Write-Back, which needs a coherent path to "
-                            "memory (DEN 0049 Table 14); --force sets CANWBS there too",
+                            "memory (DEN 0049, memory access properties); --force sets CANWBS there too",
                             p.rcs[2])}));
   auto again = parse(patched->table).value();
   EXPECT_TRUE(again.problems.empty());
@@ -274,7 +274,7 @@ TEST(IortPatch, NoSuitableRootComplexRefusesNamingEach) {
             fmt::format("no root complex can take CANWBS: root complex 0 (segment 0, node {:#05x}): nesting is "
                         "refused there whatever its flags: {}; root complex 1 (segment 1, node {:#05x}): its CCA is 0 "
                         "(not cache coherent): CANWBS says its accesses are coerced to Normal Write-Back, which needs "
-                        "a coherent path to memory (DEN 0049 Table 14). --force sets it anyway",
+                        "a coherent path to memory (DEN 0049, memory access properties). --force sets it anyway",
                         p.rcs[0], verdict_reason(p.table, 0), p.rcs[1]));
 }
 

@@ -1,5 +1,7 @@
 #include "table_invariants.hpp"
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 #include "acpi/devicetree.hpp"
@@ -60,9 +62,20 @@ std::string iort_invariants(std::span<const std::uint8_t> bytes) {
   for (const auto& rc : nesting.root_complexes) canwbs |= rc.verdict == iort::Nesting::allowed_canwbs && !rc.shadowed_by;
   if ((status == HostNesting::possible) != canwbs && status != HostNesting::malformed)
     return fmt::format("status {} but {} root complex is allowed by CANWBS", to_string(status), canwbs ? "a" : "no");
-  if ((status == HostNesting::impossible || status == HostNesting::malformed) &&
-      summary.find("iort patch") != std::string::npos)
-    return fmt::format("status {} but the summary suggests a patch: {}", to_string(status), summary);
+  // The summary suggests `iort patch` exactly where it would change a verdict, and each patch it suggests works.
+  bool patchable = false;
+  if (status != HostNesting::malformed)
+    for (const auto& rc : nesting.root_complexes) {
+      if (rc.verdict != iort::Nesting::needs_s2fwb || iort::canwbs_cannot_help(rc)) continue;
+      patchable = true;
+      auto patched = iort::set_canwbs(bytes, rc.index);
+      if (!patched && patched.error().err != EOVERFLOW)
+        return fmt::format("the summary suggests patching root complex {}, which iort patch refuses: {}", rc.index,
+                           patched.error().message);
+    }
+  if (patchable != (summary.find("iort patch") != std::string::npos))
+    return fmt::format("status {}: the summary {} a patch: {}", to_string(status),
+                       patchable ? "does not suggest" : "suggests", summary);
   for (const auto if_unsafe : {iort::IfUnsafe::refuse, iort::IfUnsafe::force})
     if (auto patched = iort::set_canwbs(bytes, std::nullopt, if_unsafe))  // refusals are fine
       if (auto broken = patch_invariants(*report, nesting, *patched, if_unsafe); !broken.empty()) return broken;

@@ -13,7 +13,8 @@ namespace vsmmu::acpi::test {
 // and `vsmmu iort patch` do. Returns the first rule broken, or "" when all hold:
 // - every problem points inside the input; the nesting report adds warnings only;
 // - the status is malformed exactly when the parser found an error; possible only with a root complex allowed by
-//   CANWBS; the summary never suggests `iort patch` unless the status is needs_s2fwb or possible;
+//   CANWBS; the summary suggests `iort patch` exactly for root complexes whose verdict CANWBS would change, and
+//   `iort patch --rc N` accepts each of them;
 // - a patch succeeds only on a table whose errors are at most its checksum and yields a valid table where every
 //   root complex is either patched (CANWBS set, forced exactly when unsuitable) or skipped (unchanged).
 std::string iort_invariants(std::span<const std::uint8_t> bytes);
