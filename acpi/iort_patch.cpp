@@ -13,9 +13,7 @@ namespace {
 
 using namespace layout;
 
-std::string name(const RootComplexRef& rc) {
-  return fmt::format("root complex {} (segment {}, node {:#05x})", rc.index, rc.segment, rc.offset);
-}
+std::string name(const RootComplexRef& rc) { return root_complex_label(rc.index, rc.segment, rc.offset); }
 
 // Refuses a table with errors other than a wrong checksum (the patch rewrites the checksum anyway).
 Result<void> only_checksum_wrong(const Report& report) {
@@ -90,6 +88,10 @@ Result<Patched> set_canwbs(std::span<const std::uint8_t> table, std::optional<st
     const std::uint8_t before = out.table[at];
     out.table[at] = static_cast<std::uint8_t>(before | MemoryAccess::kCanwbs);
     FlagChange change{ref, before, out.table[at], std::nullopt};
+    if (before & MemoryAccess::kCanwbs)
+      rc_notes.push_back(fmt::format("{} already had CANWBS: unchanged (the table is still rewritten with a higher "
+                                     "OEM revision)",
+                                     name(ref)));
     if (u != unsuitables.end()) {
       change.forced = u->reason;
       rc_notes.push_back(fmt::format("{}: CANWBS forced, which is unsafe: {}", name(ref), u->reason));

@@ -188,7 +188,7 @@ void print_routes(const std::vector<Route>& routes, std::string_view ids) {
                                                                                                : "device IDs";
     fmt::print("    map {}: {} -> {}, {} {:#x}-{:#x}{}{}\n", r.mapping_index, in, r.target_name, out, r.out_first,
                r.out_last, r.target == Route::Target::smmu_v3 && !r.coherent_smmu ? " (no COHACC)" : "",
-               r.applies ? "" : " (never applies: Linux matches 16-bit requester IDs)");
+               r.applies ? "" : fmt::format(" (never applies: {})", r.not_applying));
   }
 }
 

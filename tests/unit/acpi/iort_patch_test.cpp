@@ -295,6 +295,20 @@ TEST(IortPatch, ATableRevisionBeforeCanwbsIsNotedNotRefused) {
   EXPECT_TRUE(current->notes.empty());
 }
 
+// Patching a root complex that already has CANWBS changes nothing in it, and says so: the table is still
+// written with a higher OEM revision (what an override needs), so the operator should know nothing was gained.
+TEST(IortPatch, ARootComplexThatAlreadyHasCanwbsIsSaidUnchanged) {
+  auto once = set_canwbs(test::qemu_virt_iort(), std::nullopt);
+  ASSERT_TRUE(once) << once.error();
+  EXPECT_TRUE(once->notes.size() == 1) << "only the revision note: " << once->notes.size();
+  auto twice = set_canwbs(once->table, std::nullopt);
+  ASSERT_TRUE(twice) << twice.error();
+  ASSERT_EQ(twice->changes.size(), 1u);
+  EXPECT_EQ(twice->changes[0].before, twice->changes[0].after);
+  EXPECT_EQ(twice->notes.back(), "root complex 0 (segment 0, node 0x0a0) already had CANWBS: unchanged (the table is "
+                                 "still rewritten with a higher OEM revision)");
+}
+
 // The newc format (cpio(5), "New ASCII Format"): "070701", 13 eight-digit hex fields, the name with
 // its NUL padded to 4 bytes, the data padded to 4 bytes; the archive ends with TRAILER!!!.
 TEST(Cpio, NewcHeaderFieldsAndPadding) {
