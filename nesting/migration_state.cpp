@@ -145,8 +145,10 @@ Result<VsmmuState> decode_state(std::span<const std::byte> blob) {
   } catch (const json::exception& e) {
     return fail(EBADMSG, kWhere, "the state's body is not CBOR: {}", e.what());
   }
-  if (!j.is_object() || j.value("format", "") != "vsmmu-state")
-    return fail(EBADMSG, kWhere, "the state's body is not a vsmmu-state map");
+  // A "format" of any other type is refused like a missing one (json::value would throw on it).
+  const auto format = j.is_object() ? j.find("format") : j.end();
+  if (format == j.end() || !format->is_string() || format->get_ref<const std::string&>() != "vsmmu-state")
+    return fail(EBADMSG, kWhere, "the state's body is not a vsmmu-state map (its \"format\" must be \"vsmmu-state\")");
 
   VsmmuState s;
   VSMMU_TRY_ASSIGN(s.name, field<std::string>(j, "name", "body"));
