@@ -7,6 +7,11 @@
 #include <fmt/ranges.h>
 
 namespace vsmmu::acpi::iort {
+std::string id_range(const Route& r, std::string_view ids) {
+  return r.single ? fmt::format("every {} (single mapping)", ids)
+                  : fmt::format("{}s {:#x}-{:#x}", ids, r.rid_first, r.rid_last);
+}
+
 namespace {
 
 using namespace layout;
@@ -41,11 +46,6 @@ Route route_of(const Table& table, const IdMapping& m, std::size_t index, bool r
     r.target = Route::Target::its_group;
   }
   return r;
-}
-
-std::string id_range(const Route& r, std::string_view ids) {
-  return r.single ? fmt::format("every {} (single mapping)", ids)
-                  : fmt::format("{}s {:#x}-{:#x}", ids, r.rid_first, r.rid_last);
 }
 
 // The names of the distinct targets of `routes` that satisfy `pick`, in table order.

@@ -54,6 +54,9 @@ struct Route {
   std::string not_applying;
 };
 std::string_view to_string(Route::Target t);
+// A route's input IDs as the summary and `iort check` write them: "RIDs 0x0-0xff", "every RID (single
+// mapping)"; `ids` names them ("RID" for a root complex, "ID" for a named component).
+std::string id_range(const Route& r, std::string_view ids);
 
 struct RootComplexNesting {
   std::size_t index = 0;  // among the table's root complexes, in table order (`iort patch --rc INDEX`)

@@ -17,7 +17,7 @@ json memory(const MemoryAccess& m) {
 
 json routes(const std::vector<Route>& rs) {
   json out = json::array();
-  for (const auto& r : rs)
+  for (const auto& r : rs) {
     out.push_back({{"mapping_index", r.mapping_index},
                    {"mapping_offset", r.mapping_offset},
                    {"rid_first", r.rid_first},
@@ -31,6 +31,8 @@ json routes(const std::vector<Route>& rs) {
                    {"out_first", r.out_first},
                    {"out_last", r.out_last},
                    {"coherent_smmu", r.coherent_smmu}});
+    if (!r.applies) out.back()["not_applying"] = r.not_applying;  // why Linux never matches it
+  }
   return out;
 }
 

@@ -183,7 +183,7 @@ std::string node_summary(const Table& table, const Node& n) {
 
 void print_routes(const std::vector<Route>& routes, std::string_view ids) {
   for (const auto& r : routes) {
-    const auto in = r.single ? fmt::format("every {}", ids) : fmt::format("{}s {:#x}-{:#x}", ids, r.rid_first, r.rid_last);
+    const auto in = id_range(r, ids);
     const auto out = r.target == Route::Target::smmu_v3 || r.target == Route::Target::smmu_v1v2 ? "stream IDs"
                                                                                                : "device IDs";
     fmt::print("    map {}: {} -> {}, {} {:#x}-{:#x}{}{}\n", r.mapping_index, in, r.target_name, out, r.out_first,

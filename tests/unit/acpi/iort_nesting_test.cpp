@@ -6,7 +6,10 @@
 // coherent (IOMMU_CAP_CACHE_COHERENCY, from the IORT COHACC override on ACPI).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "acpi/iort_nesting.hpp"
+#include "acpi/json.hpp"
 #include "acpi/iort_patch.hpp"
 #include "fixtures.hpp"
 
@@ -293,6 +296,11 @@ TEST(IortHostStatus, MappingAboveSixteenBitsNeverAppliesAndDoesNotCount) {
   EXPECT_TRUE(c.report.valid());
   const auto& rc = c.nesting.root_complexes[0];
   EXPECT_FALSE(rc.routes[1].applies);
+  // --json says why too: "not_applying" on the routes that never apply, only there.
+  const auto j = nlohmann::json::parse(iort_json("t.dat", c.report, c.nesting));
+  EXPECT_EQ(j["root_complexes"][0]["routes"][1]["applies"], false);
+  EXPECT_EQ(j["root_complexes"][0]["routes"][1]["not_applying"], rc.routes[1].not_applying);
+  EXPECT_FALSE(j["root_complexes"][0]["routes"][0].contains("not_applying"));
   EXPECT_EQ(rc.verdict, Nesting::refused);
   EXPECT_NE(rc.reason.find("not counted: mapping 1 (RIDs 0x10000-0x1ffff -> SMMUv3 at 0x9050000 (node 0x048)): it "
                            "takes only RIDs above 0xffff, which Linux never matches"),
