@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -126,6 +127,42 @@ Result<void> check_interrupt_parent(const void* fdt) {
   return {};
 }
 
+// Bookworm's libfdt 1.6.1 loops forever in fdt_next_tag, so in fdt_check_full, on a property whose length
+// wraps the walk's offset back to where it started (dtc 1.7.0 added the overflow check to fdt_next_tag; found
+// by dt_fuzz). One pass over the structure block's tokens (Devicetree Specification 5.4: FDT_BEGIN_NODE and
+// its NUL-terminated name, FDT_PROP with len and nameoff, padded to 4 bytes) refuses a property that runs past
+// the block before libfdt walks it. Every step advances, so the pass ends. Anything else wrong is left to
+// fdt_check_full, which names it. The caller has checked the 40-byte header is there and version >= 16.
+std::optional<std::string> property_past_structure_block(const std::vector<std::uint8_t>& b) {
+  const std::uint8_t* p = b.data();
+  // fdt_header: totalsize word 1, off_dt_struct word 2, version word 5, size_dt_struct word 9 (version 17).
+  const std::uint64_t start = be32(p + 8);
+  std::uint64_t end = std::min<std::uint64_t>(be32(p + 4), b.size());
+  if (be32(p + 20) >= 17) end = std::min<std::uint64_t>(end, start + be32(p + 36));
+  const auto align4 = [](std::uint64_t at) { return (at + 3) & ~std::uint64_t{3}; };
+  for (std::uint64_t at = start; at + 4 <= end;) {
+    const std::uint64_t tag = at;
+    const std::uint32_t token = be32(p + at);
+    at += 4;
+    if (token == FDT_BEGIN_NODE) {
+      const void* nul = std::memchr(p + at, 0, end - at);
+      if (!nul) return std::nullopt;
+      at = align4(static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(nul) - p) + 1);
+    } else if (token == FDT_PROP) {
+      if (at + 8 > end) return std::nullopt;
+      const std::uint32_t len = be32(p + at);
+      if (len > end - at - 8)
+        return fmt::format("the property at structure offset {:#x} claims a {}-byte value, past the structure "
+                           "block's end ({} bytes after its tag)",
+                           tag - start, len, end - tag);
+      at = align4(at + 8 + len);
+    } else if (token != FDT_END_NODE && token != FDT_NOP) {
+      return std::nullopt;  // FDT_END, or a bad tag fdt_check_full reports
+    }
+  }
+  return std::nullopt;
+}
+
 // fdt_check_full on an aligned copy (libfdt reads header fields in place).
 Result<void> check_blob(const std::vector<std::uint8_t>& copy, std::string_view where) {
   if (copy.size() < 40)
@@ -139,6 +176,11 @@ Result<void> check_blob(const std::vector<std::uint8_t>& copy, std::string_view 
                 "not a sound flattened device tree: format version {} predates 16, the oldest Linux reads "
                 "(recompile the source with dtc)",
                 version);
+  if (int err = fdt_check_header(copy.data()); err != 0)
+    return fail(EINVAL, std::string(where),
+                "not a sound flattened device tree: {} (a .dtb; compile .dts files with dtc)", fdt_error(err));
+  if (auto past = property_past_structure_block(copy))
+    return fail(EINVAL, std::string(where), "not a sound flattened device tree: {}", *past);
   if (int err = fdt_check_full(copy.data(), copy.size()); err != 0)
     return fail(EINVAL, std::string(where),
                 "not a sound flattened device tree: {} (a .dtb; compile .dts files with dtc)", fdt_error(err));

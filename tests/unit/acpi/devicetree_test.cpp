@@ -333,6 +333,20 @@ TEST(DeviceTree, InspectRefusesPreVersion16BlobsBeforeLibfdtWalksThem) {
   EXPECT_NE(r.error().message.find("format version 4 predates 16"), std::string::npos) << r.error().message;
 }
 
+// A blob dt_fuzz found: a property whose length is 0xfffffff4 (-12) sends bookworm's libfdt 1.6.1
+// fdt_next_tag back to the tag it started from, so fdt_check_full never returned. The structure block's
+// property lengths are checked first (Devicetree Specification 5.4): refused, naming the property.
+TEST(DeviceTree, InspectRefusesAPropertyLongerThanTheStructureBlock) {
+  Bytes blob = test::read_golden("dt/fuzz-hang-property-length.dtb");
+  auto r = inspect(blob);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().err, EINVAL);
+  EXPECT_NE(r.error().message.find("the property at structure offset 0x30 claims a 4294967284-byte value, past the "
+                                   "structure block's end"),
+            std::string::npos)
+      << r.error().message;
+}
+
 // The shapes of real host trees (Linux's arch/arm64/boot/dts): what `vsmmu dt check` concludes from each.
 
 // A tree under a root with two address and two size cells, as arm64 boards have.
