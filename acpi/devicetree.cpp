@@ -1,5 +1,6 @@
 #include "acpi/devicetree.hpp"
 
+#include "base/text.hpp"
 #include "base/try.hpp"
 
 #include <algorithm>
@@ -152,9 +153,9 @@ std::optional<std::string> property_past_structure_block(const std::vector<std::
       if (at + 8 > end) return std::nullopt;
       const std::uint32_t len = be32(p + at);
       if (len > end - at - 8)
-        return fmt::format("the property at structure offset {:#x} claims a {}-byte value, past the structure "
-                           "block's end ({} bytes after its tag)",
-                           tag - start, len, end - tag);
+        return fmt::format("the property at byte {:#x} (structure block offset {:#x}) claims a {}-byte value, "
+                           "past the structure block's end {} bytes on",
+                           tag, tag - start, len, end - tag);
       at = align4(at + 8 + len);
     } else if (token != FDT_END_NODE && token != FDT_NOP) {
       return std::nullopt;  // FDT_END, or a bad tag fdt_check_full reports
@@ -377,16 +378,17 @@ std::string Report::counts() const {
   std::string devs = fmt::format("{} needing S2FWB, {} impossible", needs, impossible);
   if (broken) devs += fmt::format(", {} with a broken reference", broken);
   if (unavailable) devs += fmt::format(", {} unavailable", unavailable);
-  return fmt::format("{} IOMMUs ({} arm,smmu-v3), {} devices ({}); {} errors, {} warnings", iommus.size(), v3,
-                     devices.size(), devs, count(Severity::error), count(Severity::warning));
+  return fmt::format("{} ({} arm,smmu-v3), {} ({}); {}, {}", counted(iommus.size(), "IOMMU"), v3,
+                     counted(devices.size(), "device"), devs, counted(count(Severity::error), "error"),
+                     counted(count(Severity::warning), "warning"));
 }
 
 std::string Report::summary() const {
   switch (status()) {
     case HostNesting::malformed: {
       const auto errors = count(Severity::error);
-      return fmt::format("malformed: {} error{}: Linux would misread this tree; fix {} first", errors,
-                         errors == 1 ? "" : "s", errors == 1 ? "it" : "them");
+      return fmt::format("malformed: {}: Linux would misread this tree; fix {} first", counted(errors, "error"),
+                         errors == 1 ? "it" : "them");
     }
     case HostNesting::needs_s2fwb:
       return "needs S2FWB: devices sit behind an available, coherent arm,smmu-v3; a device tree cannot carry CANWBS, "

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/text.hpp"
+
 namespace vsmmu::acpi::iort {
 std::string id_range(const Route& r, std::string_view ids) {
   return r.single ? fmt::format("every {} (single mapping)", ids)
@@ -374,9 +376,9 @@ std::string nesting_summary(const Report& report, const NestingReport& nesting, 
       return "malformed: the table's only error is its checksum; Linux warns and uses it anyway, so the verdicts "
              "above hold, but firmware should fix it and a table override must carry the right one (the problem "
              "above gives it)";
-    return fmt::format("malformed: the table has {} error{}; fix {} first (Linux may misroute or ignore what {} "
+    return fmt::format("malformed: the table has {}; fix {} first (Linux may misroute or ignore what {} "
                        "touch{}, so no verdict can be trusted)",
-                       errors, errors == 1 ? "" : "s", errors == 1 ? "it" : "them", errors == 1 ? "it" : "they",
+                       counted(errors, "error"), errors == 1 ? "it" : "them", errors == 1 ? "it" : "they",
                        errors == 1 ? "es" : "");
   }
   std::vector<std::string> allowed, needs, refused;

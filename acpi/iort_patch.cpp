@@ -6,6 +6,7 @@
 
 #include "acpi/bytes.hpp"
 #include "acpi/iort_nesting.hpp"
+#include "base/text.hpp"
 #include "base/try.hpp"
 
 namespace vsmmu::acpi::iort {
@@ -28,9 +29,11 @@ Result<void> only_checksum_wrong(const Report& report) {
   }
   if (others.empty()) return {};
   return fail(EINVAL, "iort.patch",
-              "the table has {} errors{}, the first at offset {:#x}: {}. A patched copy would carry them into the "
-              "kernel; fix the table first (`vsmmu iort check` lists them all)",
-              others.size(), checksum ? " besides its checksum" : "", others.front()->offset, others.front()->message);
+              "the table has {}{}, {} {:#x}: {}. A patched copy would carry {} into the kernel; fix the table "
+              "first (`vsmmu iort check` lists {})",
+              counted(others.size(), "error"), checksum ? " besides its checksum" : "",
+              others.size() == 1 ? "at offset" : "the first at offset", others.front()->offset,
+              others.front()->message, others.size() == 1 ? "it" : "them", others.size() == 1 ? "it" : "them all");
 }
 
 }  // namespace

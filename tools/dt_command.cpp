@@ -14,6 +14,7 @@
 #include "acpi/json.hpp"
 #include "acpi/nesting_status.hpp"
 #include "acpi/spec_text.hpp"
+#include "base/text.hpp"
 #include "tools/commands.hpp"
 #include "tools/host_choice.hpp"
 #include "tools/subcommands.hpp"
@@ -252,7 +253,8 @@ int check(std::span<const std::string_view> args) {
   if (!report.devices.empty()) fmt::print("devices:\n");
   for (const auto& d : report.devices) print_device(d);
   if (!report.problems.empty()) {
-    fmt::print("{} errors, {} warnings:\n", report.count(dt::Severity::error), report.count(dt::Severity::warning));
+    fmt::print("{}, {}:\n", counted(report.count(dt::Severity::error), "error"),
+               counted(report.count(dt::Severity::warning), "warning"));
     for (const auto& p : report.problems) fmt::print("  {:<7} {}: {}\n", to_string(p.severity), p.path, p.message);
   }
   fmt::print("result: {}\n", report.summary());

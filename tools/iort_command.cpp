@@ -19,6 +19,7 @@
 #include "acpi/json.hpp"
 #include "acpi/nesting_status.hpp"
 #include "acpi/spec_text.hpp"
+#include "base/text.hpp"
 #include "base/try.hpp"
 #include "tools/commands.hpp"
 #include "tools/host_choice.hpp"
@@ -208,8 +209,8 @@ void print_text(const std::string& source, const Report& report, const NestingRe
   if (problems.empty()) {
     fmt::print("no problems\n");
   } else {
-    fmt::print("{} errors, {} warnings:\n", report.count(Severity::error),
-               report.count(Severity::warning) + nesting.problems.size());
+    fmt::print("{}, {}:\n", counted(report.count(Severity::error), "error"),
+               counted(report.count(Severity::warning) + nesting.problems.size(), "warning"));
     for (const auto* p : problems)
       fmt::print("  {:<7} at {:#05x} [{}] {}\n", to_string(p->severity), p->offset, to_string(p->check), p->message);
   }

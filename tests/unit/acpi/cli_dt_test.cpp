@@ -165,7 +165,7 @@ TEST(CliDt, CheckExitCodes) {
 TEST(CliDt, QemuVirtTreeNeedsS2fwbForItsPcieHost) {
   const auto r = vsmmu("dt check '" + data("dt/qemu-virt-smmuv3.dtb") + "'");
   EXPECT_EQ(r.status, 1) << r.out;
-  expect_in(r.out, ": 1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings\n");
+  expect_in(r.out, ": 1 IOMMU (1 arm,smmu-v3), 1 device (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings\n");
   expect_in(r.out, "  /smmuv3@9050000: \"arm,smmu-v3\" at 0x9050000 (size 0x20000), available, dma-coherent, "
                    "phandle 0x8004, #iommu-cells 1, interrupts [eventq, priq, cmdq-sync, gerror]\n");
   expect_in(r.out, "  /pcie@10000000\n    iommu-map:\n      RIDs 0x0-0xffff -> /smmuv3@9050000 stream IDs 0x0-0xffff: "

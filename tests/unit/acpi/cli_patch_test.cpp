@@ -74,9 +74,9 @@ TEST(CliPatch, AChecksumBesideAnotherErrorIsRefused) {
   t[kChecksum] = 0;
   const auto p = patch(t);
   EXPECT_EQ(p.run.status, 1) << p.run.out;
-  EXPECT_EQ(p.run.out, fmt::format("vsmmu iort patch: the table has 1 errors besides its checksum, the first at offset "
-                                   "{:#x}: {}. A patched copy would carry them into the kernel; fix the table first "
-                                   "(`vsmmu iort check` lists them all)\n",
+  EXPECT_EQ(p.run.out, fmt::format("vsmmu iort patch: the table has 1 error besides its checksum, at offset "
+                                   "{:#x}: {}. A patched copy would carry it into the kernel; fix the table first "
+                                   "(`vsmmu iort check` lists it)\n",
                                    report.problems[0].offset, report.problems[0].message));
   EXPECT_FALSE(p.written());
 }

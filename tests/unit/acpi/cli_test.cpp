@@ -25,7 +25,7 @@ using nlohmann::json;
 TEST(Cli, CheckOnQemuVirtSaysNoCanwbsAndExitsOne) {
   const auto r = vsmmu("iort check '" + data("iort/qemu-virt.dat") + "'");
   EXPECT_EQ(r.status, 1) << r.out;
-  expect_in(r.out, "0 errors, 1 warnings:");
+  expect_in(r.out, "0 errors, 1 warning:");
   expect_in(r.out, "warning at 0x0b7 [canwbs_revision] root complex 0 (segment 0, node 0x0a0): no CANWBS");
   expect_in(r.out, "root complex 0 (segment 0, node 0x0a0): CCA=1 CPM=1 DACS=1 CANWBS=0 (flags 0x03)");
   expect_in(r.out, "map 0: RIDs 0x0-0xffff -> SMMUv3 at 0x9050000 (node 0x048), stream IDs 0x0-0xffff");
@@ -94,7 +94,7 @@ TEST(Cli, ErrorsExitFourAndAreListedWithTheirOffset) {
   ASSERT_TRUE(write_file(dir + "/bad.dat", t));
   const auto r = vsmmu("iort check '" + dir + "/bad.dat'");
   EXPECT_EQ(r.status, 4) << r.out;
-  expect_in(r.out, "1 errors, 1 warnings:");
+  expect_in(r.out, "1 error, 1 warning:");
   expect_in(r.out, "result: malformed: the table's only error is its checksum");
   expect_in(r.out, "error   at 0x009 [checksum] bad checksum");
   const auto j = vsmmu("iort check --json '" + dir + "/bad.dat'");

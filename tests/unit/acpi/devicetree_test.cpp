@@ -341,8 +341,8 @@ TEST(DeviceTree, InspectRefusesAPropertyLongerThanTheStructureBlock) {
   auto r = inspect(blob);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().err, EINVAL);
-  EXPECT_NE(r.error().message.find("the property at structure offset 0x30 claims a 4294967284-byte value, past the "
-                                   "structure block's end"),
+  EXPECT_NE(r.error().message.find("the property at byte 0x68 (structure block offset 0x30) claims a 4294967284-byte "
+                                   "value, past the structure block's end 668 bytes on"),
             std::string::npos)
       << r.error().message;
 }
@@ -376,7 +376,7 @@ TEST(DeviceTree, DisabledSmmuGivesItsDevicesNoIommu) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   for (const std::string status : {"disabled", "fail", "fail-sss"}) {
     const auto r = host_tree(virt_smmu("\t\tstatus = \"" + status + "\";\n"));
-    EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+    EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
     EXPECT_EQ(r.status(), HostNesting::impossible);
     ASSERT_EQ(r.iommus.size(), 1u);
     EXPECT_FALSE(r.iommus[0].available);
@@ -397,7 +397,7 @@ TEST(DeviceTree, DisabledSmmuGivesItsDevicesNoIommu) {
 TEST(DeviceTree, ReservedSmmuIsNotLinuxs) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(virt_smmu("\t\tstatus = \"reserved\";\n"));
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].unavailable, "status = \"reserved\"");
   EXPECT_EQ(r.devices[0].iommu_map[0].verdict, HostNesting::impossible);
@@ -421,7 +421,7 @@ TEST(DeviceTree, Mmu500CannotNest) {
 		iommu-map = <0x0 &smmu_pcie 0x0 0x1>;
 	};
 )");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (0 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   ASSERT_EQ(r.iommus.size(), 1u);
   EXPECT_FALSE(r.iommus[0].smmu_v3);
@@ -453,7 +453,7 @@ TEST(DeviceTree, QcomSmmuCannotNest) {
 		};
 	};
 )");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (0 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].compatible, (std::vector<std::string>{"qcom,sm8250-smmu-500", "qcom,smmu-500", "arm,mmu-500"}));
   ASSERT_EQ(r.devices.size(), 1u);
@@ -471,7 +471,7 @@ TEST(DeviceTree, SmmuV3WithoutDmaCoherentCannotNest) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(smmu_v3("2b400000", "0x0 0x2b400000 0x0 0x20000", "") +
                            "\tdma@2b600000 {\n\t\tiommus = <&smmu 0x10>;\n\t};\n");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 1 warning");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   ASSERT_EQ(r.problems.size(), 1u);
   EXPECT_EQ(r.problems[0].severity, Severity::warning);
@@ -486,7 +486,7 @@ TEST(DeviceTree, DeviceWithTwoStreamIdsNeedsS2fwb) {
   if (!test::tool_present(VSMMU_DTC, "dtc", "device-tree-compiler")) return;
   const auto r = host_tree(smmu_v3("2b400000", "0x0 0x2b400000 0x0 0x20000", "\t\tdma-coherent;\n") +
                            "\tdma@2b600000 {\n\t\tiommus = <&smmu 0x10>, <&smmu 0x11>;\n\t};\n");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   ASSERT_EQ(r.devices[0].iommus.size(), 2u);
   EXPECT_EQ(r.devices[0].iommus[0].iommu, "/iommu@2b400000");
@@ -505,7 +505,7 @@ TEST(DeviceTree, PcieHostWithIommuMapAndMask) {
 		iommu-map-mask = <0xff00>;
 	};
 )");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   const auto& d = r.devices[0];
   EXPECT_EQ(d.iommu_map_mask, 0xff00u);
@@ -538,7 +538,7 @@ TEST(DeviceTree, SmmuUnderBusesHasItsAddressTranslated) {
 		iommu-map = <0x0 &smmu 0x0 0x10000>;
 	};
 )");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (1 needing S2FWB, 0 impossible); 0 errors, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::needs_s2fwb);
   ASSERT_EQ(r.iommus.size(), 1u);
   EXPECT_EQ(r.iommus[0].path, "/soc/bus@5000000/iommu@5400000");
@@ -561,7 +561,7 @@ TEST(DeviceTree, SmmuUnderABusWithoutRangesHasNoCpuAddress) {
 		iommu-map = <0x0 &smmu 0x0 0x10000>;
 	};
 )");
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 1 impossible); 0 errors, 1 warnings");
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (0 needing S2FWB, 1 impossible); 0 errors, 1 warning");
   EXPECT_EQ(r.status(), HostNesting::impossible);
   EXPECT_EQ(r.iommus[0].reg[0].address, 0x5400000u);
   EXPECT_EQ(r.iommus[0].reg[0].cpu_address, std::nullopt);
@@ -599,7 +599,7 @@ TEST(DeviceTree, UnavailableDevicesDoNotCount) {
 	};
 )");
   ASSERT_EQ(r.devices.size(), 2u);
-  EXPECT_EQ(r.counts(), "1 IOMMUs (1 arm,smmu-v3), 2 devices (1 needing S2FWB, 0 impossible, 1 unavailable); "
+  EXPECT_EQ(r.counts(), "1 IOMMU (1 arm,smmu-v3), 2 devices (1 needing S2FWB, 0 impossible, 1 unavailable); "
                          "0 errors, 0 warnings");
   const auto& d = r.devices[1];
   EXPECT_FALSE(d.available);
@@ -610,7 +610,7 @@ TEST(DeviceTree, UnavailableDevicesDoNotCount) {
   std::string only_disabled = virt_smmu("");
   only_disabled.insert(only_disabled.find("\t\tiommu-map"), "\t\tstatus = \"disabled\";\n");
   const auto none = host_tree(only_disabled);
-  EXPECT_EQ(none.counts(), "1 IOMMUs (1 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 unavailable); "
+  EXPECT_EQ(none.counts(), "1 IOMMU (1 arm,smmu-v3), 1 device (0 needing S2FWB, 0 impossible, 1 unavailable); "
                             "0 errors, 0 warnings");
   EXPECT_EQ(none.status(), HostNesting::impossible);
 }
@@ -622,8 +622,8 @@ TEST(DeviceTree, DanglingIommuPhandleIsMalformed) {
 		iommus = <0x77 0x10>;
 	};
 )");
-  EXPECT_EQ(r.counts(), "0 IOMMUs (0 arm,smmu-v3), 1 devices (0 needing S2FWB, 0 impossible, 1 with a broken "
-                         "reference); 1 errors, 0 warnings");
+  EXPECT_EQ(r.counts(), "0 IOMMUs (0 arm,smmu-v3), 1 device (0 needing S2FWB, 0 impossible, 1 with a broken "
+                         "reference); 1 error, 0 warnings");
   EXPECT_EQ(r.status(), HostNesting::malformed);
   EXPECT_EQ(r.devices[0].verdict, HostNesting::malformed);
   EXPECT_EQ(r.problems[0].message, "iommus names phandle 0x77, which no node has");

@@ -67,9 +67,9 @@ TEST(IortPatch, RefusesBrokenTablesTablesWithoutRootComplexesAndMaxedOemRevision
   EXPECT_EQ(p.error().where, "iort.patch");
   const Problem error = only_error(bad);
   EXPECT_EQ(error.check, Check::output_reference);
-  EXPECT_EQ(p.error().message, fmt::format("the table has 1 errors, the first at offset {:#x}: {}. A patched copy "
-                                           "would carry them into the kernel; fix the table first (`vsmmu iort "
-                                           "check` lists them all)",
+  EXPECT_EQ(p.error().message, fmt::format("the table has 1 error, at offset {:#x}: {}. A patched copy "
+                                           "would carry it into the kernel; fix the table first (`vsmmu iort "
+                                           "check` lists it)",
                                            error.offset, error.message));
 
   Builder b(TableIdentity{});
@@ -122,9 +122,9 @@ TEST(IortPatch, AChecksumBesideAnotherErrorIsStillRefused) {
   auto p = set_canwbs(bad, std::nullopt);
   ASSERT_FALSE(p);
   EXPECT_EQ(p.error().err, EINVAL);
-  EXPECT_EQ(p.error().message, fmt::format("the table has 1 errors besides its checksum, the first at offset {:#x}: "
-                                           "{}. A patched copy would carry them into the kernel; fix the table first "
-                                           "(`vsmmu iort check` lists them all)",
+  EXPECT_EQ(p.error().message, fmt::format("the table has 1 error besides its checksum, at offset {:#x}: "
+                                           "{}. A patched copy would carry it into the kernel; fix the table first "
+                                           "(`vsmmu iort check` lists it)",
                                            error.offset, error.message));
 }
 
