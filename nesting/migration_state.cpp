@@ -76,6 +76,18 @@ Result<T> field(const json& j, const char* key, const char* where) {
   }
 }
 
+// Names in a state go into the destination's log lines and into the errors LOAD_STATE answers with, so a
+// control character (C0 or DEL: a newline, an escape sequence) is refused rather than written there.
+Result<void> text_name(const std::string& name, std::string_view what) {
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7f)
+      return fail(EBADMSG, kWhere, "the state's {} has a control character ({:#04x}) at byte {}; names are text", what,
+                  c, i);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::vector<std::byte> encode_state(const VsmmuState& s) {
@@ -152,6 +164,7 @@ Result<VsmmuState> decode_state(std::span<const std::byte> blob) {
 
   VsmmuState s;
   VSMMU_TRY_ASSIGN(s.name, field<std::string>(j, "name", "body"));
+  VSMMU_TRY(text_name(s.name, "vSMMU name"));
   VSMMU_TRY_ASSIGN(const json ids, field<json>(j, "id_registers", "body"));
   VSMMU_TRY_ASSIGN(const auto idr0, field<std::uint32_t>(ids, "IDR0", "id_registers"));
   VSMMU_TRY_ASSIGN(const auto idr1, field<std::uint32_t>(ids, "IDR1", "id_registers"));
@@ -177,6 +190,7 @@ Result<VsmmuState> decode_state(std::span<const std::byte> blob) {
     SavedDevice sd;
     VSMMU_TRY_ASSIGN(sd.vsid, field<std::uint32_t>(d, "vsid", "device"));
     VSMMU_TRY_ASSIGN(sd.name, field<std::string>(d, "name", "device"));
+    VSMMU_TRY(text_name(sd.name, fmt::format("device name at vSID {:#x}", sd.vsid)));
     VSMMU_TRY_ASSIGN(const auto state, field<std::string>(d, "state", "device"));
     const auto st = state_of(state);
     if (!st) return fail(EBADMSG, kWhere, "device vSID {:#x} has an unknown stream state \"{}\"", sd.vsid, state);

@@ -80,6 +80,30 @@ TEST(MigrationState, AFormatOfTheWrongTypeIsRefused) {
   EXPECT_NE(r.error().message.find("not a vsmmu-state map"), std::string::npos) << r.error();
 }
 
+// Names go into the destination's logs and LOAD_STATE's errors: one with a control character (here a newline
+// that would forge a log line) is refused, naming where; names other vsmmu users may choose (spaces, UTF-8)
+// are read back.
+TEST(MigrationState, ANameWithAControlCharacterIsRefused) {
+  VsmmuState s = sample();
+  s.devices[1].name = "nic1\nvsmmud: forged line";
+  auto r = decode_state(encode_state(s));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().err, EBADMSG);
+  EXPECT_NE(r.error().message.find("device name at vSID 0x18 has a control character (0x0a) at byte 4"),
+            std::string::npos)
+      << r.error();
+  s = sample();
+  s.name = "vsmmu \x1b[2J";
+  r = decode_state(encode_state(s));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("vSMMU name has a control character (0x1b)"), std::string::npos) << r.error();
+  s = sample();
+  s.name = "guest 7 vSMMU \xc3\xa9";
+  auto ok = decode_state(encode_state(s));
+  ASSERT_TRUE(ok) << ok.error();
+  EXPECT_EQ(ok->name, s.name);
+}
+
 TEST(MigrationState, AStateWrittenFromTheDocumentedFormatIsRead) {
   std::ifstream f(VSMMU_STATE_SEED, std::ios::binary);
   ASSERT_TRUE(f) << VSMMU_STATE_SEED;
