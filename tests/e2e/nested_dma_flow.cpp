@@ -403,14 +403,22 @@ class Flow {
     r_.check(std::ranges::all_of(ev->records, is_fault), "F_TRANSLATION reached the guest",
              fmt::format("every record F_TRANSLATION, SID = vSID {:#x}, InputAddr in B's page: {}", o_.vsid,
                          events_summary(*ev)));
-    // The vEVENTQ is as deep as the guest's queue: what does not fit is lost, and the guest's queue says so with
-    // EVENTQ_PROD.OVFLG (IHI 0070 7.4).
+    // Every record the device raised reaches the guest's queue or is counted lost (VirtualSmmuStats::events_lost:
+    // the kernel vEVENTQ's lost-events count, or the guest's queue full), and the queue says so with
+    // EVENTQ_PROD.OVFLG (IHI 0070 7.4) exactly when one was lost. The vEVENTQ is as deep as the guest's queue, so
+    // at least a queue's worth arrives; how many more depends on timing: the kernel delivers a faulting
+    // transfer's records over time, and this guest drains its queue while they come (a CI run saw 256 of 1024
+    // arrive in two bursts, 284 + 484 lost).
+    const std::uint64_t raised = o_.faults_per_blocked_page;
     const std::uint64_t capacity = 1ULL << g_->driver().eventq_log2();
-    const std::uint64_t fit = std::min(o_.faults_per_blocked_page, capacity);
-    const bool overflow = o_.faults_per_blocked_page > capacity;
-    r_.check(ev->records.size() == fit && ev->overflow == overflow, "the guest's event queue: records and overflow",
-             fmt::format("{} records, overflow {} (expected {} of {} raised, overflow {}; queue of {})",
-                         ev->records.size(), ev->overflow, fit, o_.faults_per_blocked_page, overflow, capacity));
+    const std::uint64_t fit = std::min(raised, capacity);
+    const std::uint64_t got = ev->records.size();
+    const std::uint64_t lost = g_->vsmmu().stats().events_lost - before.events_lost;
+    r_.check(got >= fit && got + lost == raised && ev->overflow == (lost != 0),
+             "the guest's event queue: every record delivered or counted lost, OVFLG when lost",
+             fmt::format("{} delivered + {} lost of {} raised, overflow {} (expected at least {}: a queue of {}; the "
+                         "sum {}; overflow iff lost)",
+                         got, lost, raised, ev->overflow, fit, capacity, raised));
   }
 
   // 4. IHI 0070 5.2: an STE with Config = stage 2 on an SMMU without stage 2 is ILLEGAL: C_BAD_STE (7.3.4), and
